@@ -1,0 +1,7 @@
+"""Entry point of ``python -m gridwatch``."""
+
+import sys
+
+from gridwatch.cli import main
+
+sys.exit(main())

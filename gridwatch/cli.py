@@ -1,0 +1,152 @@
+"""``python -m gridwatch``: the command line, a thin shell over :mod:`gridwatch.services`.
+
+Every command takes ``--db`` (or ``GRIDWATCH_DB``), ``--lang`` (``zh_CN`` by
+default, ``en``) and ``--json`` for scripting. Errors print one line in the
+chosen language and exit non-zero: 2 for bad input, 3 for a point outside
+the region, 4 for a refused permission.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gridwatch import services
+from gridwatch.config import Settings
+from gridwatch.errors import GridwatchError
+from gridwatch.grid import LEVELS
+from gridwatch.i18n import gettext, translate_error
+from gridwatch.storage import Store, open_store
+
+__all__ = ["main", "build_parser"]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="database: a DuckDB file (default data/gridwatch.duckdb) or GRIDWATCH_DB")
+    parser.add_argument("--lang", choices=("zh_CN", "en"), help="language of messages (default zh_CN)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command (each has --help)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gridwatch",
+        description="gridwatch: grid supervision for air-quality work (网格化监管).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create or update a database for a region and build its grid")
+    p.add_argument("--region", required=True, help="code of the region's unit, e.g. 410329 (伊川县) or 410000")
+    p.add_argument("--resolution", type=int, default=None, help="H3 resolution (default 8, ≈0.6 km² cells)")
+    p.add_argument("--demo", action="store_true", help="add generated demo townships, villages and people")
+    _common(p)
+    p.set_defaults(run=_init)
+
+    grid = sub.add_parser("grid", help="the H3 grid").add_subparsers(dest="grid_command", required=True,
+                                                                     metavar="GRID_COMMAND")
+    p = grid.add_parser("stats", help="region, resolution, cells and units per level")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.grid_stats(store))
+    p = grid.add_parser("rebuild", help="rebuild the grid from the stored boundaries and report what moved")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.rebuild_grid(store, actor="cli"))
+
+    p = sub.add_parser("responsible", help="who is responsible for a point (cell, owners, people)")
+    p.add_argument("--lat", type=float, required=True, help="latitude, WGS84 degrees")
+    p.add_argument("--lng", type=float, required=True, help="longitude, WGS84 degrees")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.responsible_at(store, lat=a.lat, lng=a.lng))
+
+    p = sub.add_parser("coverage", help="coverage gaps: units without a grid leader, cells without an inspector")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.coverage(store))
+
+    b = sub.add_parser("boundaries", help="administrative boundaries").add_subparsers(
+        dest="boundaries_command", required=True, metavar="BOUNDARIES_COMMAND")
+    p = b.add_parser("load", help="load unit boundaries (GeoJSON, zipped Shapefile, GeoPackage) and rebuild the grid")
+    p.add_argument("file", help="the boundary file")
+    p.add_argument("--level", required=True, choices=LEVELS[1:], help="level of the units in the file")
+    p.add_argument("--code-field", required=True, help="field holding each unit's code")
+    p.add_argument("--name-field", required=True, help="field holding each unit's name")
+    p.add_argument("--parent-field", help="field holding the parent unit's code (else found by location)")
+    p.add_argument("--crs", help="CRS when the file declares none, or gcj02 for map-app coordinates")
+    p.add_argument("--layer", help="layer of a multi-layer file")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.load_boundaries(
+        store, a.file, level=a.level, code_field=a.code_field, name_field=a.name_field,
+        parent_field=a.parent_field, crs=a.crs, layer=a.layer, actor="cli"))
+
+    pp = sub.add_parser("people", help="people and their roles").add_subparsers(
+        dest="people_command", required=True, metavar="PEOPLE_COMMAND")
+    p = pp.add_parser("import", help="import people and roles from a CSV "
+                                     "(person_key,name,phone,role,unit_code,cell)")
+    p.add_argument("file", help="the CSV file (UTF-8)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.import_people(store, a.file, actor="cli"))
+    p = pp.add_parser("list", help="list people with their roles")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.people_table(store).to_dict("records"))
+    return parser
+
+
+def _init(store: Store, args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings.load(resolution=args.resolution)
+    return services.init_region(store, region=args.region, resolution=settings.resolution,
+                                demo_data=args.demo, actor="cli")
+
+
+def _human(result: Any, lang: str) -> str:
+    """A readable rendering: keys translated, nested values indented."""
+    def render(value: Any, indent: int) -> list[str]:
+        pad = "  " * indent
+        if isinstance(value, dict):
+            lines = []
+            for k, v in value.items():
+                label = gettext(str(k), lang)
+                if isinstance(v, (dict, list)) and v:
+                    lines += [f"{pad}{label}:"] + render(v, indent + 1)
+                else:
+                    lines.append(f"{pad}{label}: {v if v not in (None, [], {}) else '—'}")
+            return lines
+        if isinstance(value, list):
+            lines = []
+            for item in value:
+                if isinstance(item, dict):
+                    lines.append(pad + " · ".join(str(v) for v in item.values() if v not in (None, "")))
+                else:
+                    lines.append(f"{pad}{item}")
+            return lines
+        return [f"{pad}{value}"]
+
+    return "\n".join(render(result, 0))
+
+
+def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = print) -> int:
+    """Run one command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.load(db=args.db, language=args.lang)
+    except GridwatchError as exc:
+        print(translate_error(exc, args.lang or "zh_CN"), file=sys.stderr)
+        return exc.exit_code
+    lang = settings.language
+    started = time.perf_counter()
+    try:
+        with open_store(settings.db) as store:
+            result = args.run(store, args)
+    except GridwatchError as exc:
+        if args.json:
+            out(json.dumps({"error": translate_error(exc, lang), "kind": type(exc).__name__}, ensure_ascii=False))
+        print(translate_error(exc, lang), file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        out(json.dumps(result, ensure_ascii=False, default=str))
+    else:
+        out(_human(result, lang))
+        print(gettext("Done in {seconds:.1f} s.", lang).format(seconds=time.perf_counter() - started),
+              file=sys.stderr)
+    return 0

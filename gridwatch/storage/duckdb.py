@@ -1,0 +1,152 @@
+"""The embedded DuckDB backend: one connection per process, a cursor per thread.
+
+The spatial extension is loaded from the ``duckdb-extension-spatial`` package
+by its path, so nothing is downloaded at run time; DuckDB checks its signature.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from gridwatch.errors import StorageError
+from gridwatch.storage import Params, Store
+
+__all__ = ["DuckDBStore", "spatial_extension_path"]
+
+
+def spatial_extension_path() -> Path:
+    """Path of the signed spatial extension shipped for the installed DuckDB version."""
+    import duckdb_extension_spatial
+
+    root = Path(duckdb_extension_spatial.__file__).parent / "extensions"
+    path = root / f"v{duckdb.__version__}" / "spatial.duckdb_extension"
+    if not path.is_file():
+        found = sorted(root.glob("*/spatial.duckdb_extension"))
+        raise StorageError(
+            "The spatial extension for DuckDB {version} is missing (found: {found}); "
+            "install duckdb and duckdb-extension-spatial of the same version (see requirements.txt).",
+            version=duckdb.__version__,
+            found=", ".join(p.parent.name for p in found) or "none",
+        )
+    return path
+
+
+class DuckDBStore(Store):
+    """A DuckDB database file, or ``:memory:`` for tests.
+
+    Parameters
+    ----------
+    path : str
+        File path or ``:memory:``.
+    read_only : bool
+        Open without write access.
+    """
+
+    backend = "duckdb"
+
+    def __init__(self, path: str = ":memory:", *, read_only: bool = False) -> None:
+        super().__init__()
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            message = str(exc)
+            if "lock" in message.lower():
+                raise StorageError(
+                    "The database {path} is in use by another process ({detail}). "
+                    "Stop that process (the running app) or use its pages instead.",
+                    path=path,
+                    detail=message.split("\n")[0],
+                ) from exc
+            raise StorageError("Cannot open the database {path}: {detail}", path=path, detail=message) from exc
+        self._con.execute(f"LOAD '{spatial_extension_path()}'")
+        self._cursors: list[Any] = []
+        self._lock = threading.Lock()
+
+    def _new_cursor(self) -> Any:
+        cur = self._con.cursor()
+        with self._lock:
+            self._cursors.append(cur)
+        return cur
+
+    def close(self) -> None:
+        """Close every cursor and the connection."""
+        with self._lock:
+            for cur in self._cursors:
+                try:
+                    cur.close()
+                except duckdb.Error:
+                    pass
+            self._cursors.clear()
+        self._con.close()
+
+    def _begin(self, cur: Any) -> None:
+        cur.execute("BEGIN TRANSACTION")
+
+    def _commit(self, cur: Any) -> None:
+        cur.execute("COMMIT")
+
+    def _rollback(self, cur: Any) -> None:
+        cur.execute("ROLLBACK")
+
+    def _run(self, sql: str, params: Params) -> Any:
+        cur = self._cursor()
+        try:
+            return cur.execute(sql, list(params) if params is not None else None)
+        except duckdb.Error as exc:
+            raise StorageError("Database error: {detail}", detail=str(exc).split("\n")[0]) from exc
+
+    def execute(self, sql: str, params: Params = None) -> None:  # noqa: D102
+        self._run(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # noqa: D102
+        if not rows:
+            return
+        cur = self._cursor()
+        try:
+            cur.executemany(sql, [list(r) for r in rows])
+        except duckdb.Error as exc:
+            raise StorageError("Database error: {detail}", detail=str(exc).split("\n")[0]) from exc
+
+    def query(self, sql: str, params: Params = None) -> list[dict[str, Any]]:  # noqa: D102
+        result = self._run(sql, params)
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+
+    def query_df(self, sql: str, params: Params = None) -> pd.DataFrame:  # noqa: D102
+        return self._run(sql, params).df()
+
+    def query_arrow(self, sql: str, params: Params = None) -> pa.Table:
+        """Rows as an Arrow table (the fastest way out of DuckDB)."""
+        result = self._run(sql, params)
+        return result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.arrow()
+
+    def insert_arrow(self, table: str, data: pa.Table) -> int:  # noqa: D102
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
+            raise StorageError("Bad table name {table}", table=table)
+        cur = self._cursor()
+        cur.register("_gridwatch_incoming", data)
+        try:
+            columns = ", ".join(data.column_names)
+            cur.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _gridwatch_incoming")
+        except duckdb.Error as exc:
+            raise StorageError("Database error: {detail}", detail=str(exc).split("\n")[0]) from exc
+        finally:
+            cur.unregister("_gridwatch_incoming")
+        return data.num_rows
+
+    def geom_from_wkb_sql(self) -> str:  # noqa: D102
+        return "ST_GeomFromWKB(?)"
+
+    def geom_to_wkb_sql(self, column: str) -> str:  # noqa: D102
+        return f"ST_AsWKB({column})"
