@@ -21,10 +21,77 @@ from babel.messages.pofile import read_po
 
 from gridwatch.errors import GridwatchError
 
-__all__ = ["LANGUAGES", "DEFAULT_LANGUAGE", "gettext", "translate_error", "catalog"]
+__all__ = ["LANGUAGES", "DEFAULT_LANGUAGE", "gettext", "translate_error", "catalog", "N_"]
 
 LANGUAGES = {"zh_CN": "简体中文", "en": "English"}
 DEFAULT_LANGUAGE = "zh_CN"
+
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention
+    """Mark a string for extraction without translating it here."""
+    return message
+
+
+#: words the CLI and pages show as labels: levels, roles and result keys
+LABELS = (
+    N_("province"),
+    N_("city"),
+    N_("county"),
+    N_("township"),
+    N_("village"),
+    N_("cell"),
+    N_("inspector"),
+    N_("grid_member"),
+    N_("grid_leader"),
+    N_("supervisor"),
+    N_("unit_head"),
+    N_("gis_staff"),
+    N_("admin"),
+    N_("region"),
+    N_("region_name"),
+    N_("resolution"),
+    N_("cells"),
+    N_("units"),
+    N_("cell_area_km2"),
+    N_("demo"),
+    N_("grid"),
+    N_("added"),
+    N_("removed"),
+    N_("moved"),
+    N_("examples"),
+    N_("townships"),
+    N_("villages"),
+    N_("people"),
+    N_("lat"),
+    N_("lng"),
+    N_("owners"),
+    N_("chain"),
+    N_("gaps"),
+    N_("code"),
+    N_("name"),
+    N_("level"),
+    N_("unit_code"),
+    N_("unit_name"),
+    N_("role"),
+    N_("role_label"),
+    N_("person"),
+    N_("person_key"),
+    N_("phone"),
+    N_("units_checked"),
+    N_("cells_checked"),
+    N_("units_without_grid_leader"),
+    N_("cells_without_inspector"),
+    N_("count"),
+    N_("by_township"),
+    N_("people_without_unit"),
+    N_("file"),
+    N_("crs"),
+    N_("replaced"),
+    N_("repaired"),
+    N_("repaired_units"),
+    N_("assignments"),
+    N_("unchanged"),
+)
 
 
 @functools.cache

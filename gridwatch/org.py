@@ -51,7 +51,7 @@ def parse_cell(value: str | int) -> int:
         cell = int(value, 16) if isinstance(value, str) else int(value)
     except ValueError as exc:
         raise ValidationError("{value!r} is not an H3 cell id (15 hex digits).", value=value) from exc
-    if not h3.is_valid_cell(cell):
+    if not 0 < cell < 1 << 63 or not h3.is_valid_cell(h3.int_to_str(cell)):
         raise ValidationError("{value!r} is not a valid H3 cell id.", value=value)
     return cell
 
@@ -284,7 +284,7 @@ def coverage_report(store: Store, region_code: str, *, limit: int = 200) -> dict
     insp = store.query_df("SELECT unit_code, cell FROM assignments WHERE role = 'inspector'")
     covered_units = set(insp.unit_code.dropna())
     covered_cells = set(insp.cell.dropna().astype("int64"))
-    mask = cells.cell.isin(covered_cells).to_numpy()
+    mask = cells.cell.isin(covered_cells).to_numpy().copy()
     for col in ("village_code", "township_code", "county_code", "city_code"):
         mask |= cells[col].isin(covered_units).to_numpy()
     gaps = cells[~mask]

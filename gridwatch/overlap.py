@@ -15,9 +15,6 @@ __all__ = ["cells_to_convex_xy", "convex_overlap_areas"]
 #: spatial index; boxes are cheap to query but costly to create in GEOS
 _CHUNK = 8
 
-#: smallest positive double: ``x > -_TINY`` is exactly ``x >= 0``
-_TINY = float(np.nextafter(0.0, 1.0))
-
 #: candidates processed per block; small blocks keep the temporaries in cache
 _BLOCK = 16384
 
@@ -26,8 +23,8 @@ _BLOCK = 16384
 _SNAP = 1e-12
 
 #: a pair whose area before the inside/outside decision is within this
-#: fraction of the cell's area of 0 cannot be told "empty" from "full" by its
-#: sign, see :func:`_overlap_core`
+#: fraction of the cell's area of 0 is about empty or about full, and its
+#: sign cannot tell which, see :func:`_overlap_core`
 _AMBIGUOUS = 1e-9
 
 
@@ -129,7 +126,8 @@ def convex_overlap_areas(
         agrees with GEOS to about 1e-12 of the convex polygon's area. Areas
         within 1e-12 of the convex polygon's area of 0 or of the whole are
         returned as exactly 0 or the whole (``shapely.area`` of the convex
-        polygon, up to rounding), so that pairs that only touch get 0.
+        polygon, up to rounding), so that pairs that only touch get 0, as
+        with GEOS.
 
     Raises
     ------
@@ -139,13 +137,22 @@ def convex_overlap_areas(
 
     Notes
     -----
-    Degenerate contacts (a polygon vertex exactly on a cell edge or vertex,
-    boundaries overlapping along an edge) are resolved by simulation of
-    simplicity: the polygon is treated as shifted by an infinitesimal vector,
-    which leaves the area unchanged. The few pairs whose outcome cannot be
-    decided that way with floating-point certainty (a boundary crossing the
-    cell while the overlap is within 1e-9 of empty or full, inconsistent
-    crossings, non-convex rings) are computed by GEOS instead.
+    The polygons' boundaries are split into segments once, and a spatial
+    index finds, for each pair, the segments of its polygon whose boxes meet
+    the convex polygon's box; a pair meeting none is wholly inside or
+    outside, decided by one point-in-polygon test.
+
+    Degenerate contacts (a polygon vertex exactly on an edge or a vertex of
+    the convex polygon, boundaries overlapping along an edge) are resolved by
+    simulation of simplicity: the polygon is treated as shifted by an
+    infinitesimal vector, which leaves the area unchanged. The rare pairs the
+    vectorised path cannot decide with certainty (crossings made
+    contradictory by rounding in nearly degenerate configurations, a thin
+    sliver of boundary through the centre of an about empty or full overlap,
+    convex polygons that are not convex) are computed by GEOS instead.
+
+    The polygons are assumed valid (as GEOS needs them to be); coordinates
+    are planar, so lng/lat areas are in square degrees.
 
     Examples
     --------
@@ -190,7 +197,10 @@ def _validate(
             a=convex_index.shape,
             b=polygon_index.shape,
         )
-    for name, index, size in (("convex_index", convex_index, len(convex_xy)), ("polygon_index", polygon_index, len(polygons))):
+    for name, index, size in (
+        ("convex_index", convex_index, len(convex_xy)),
+        ("polygon_index", polygon_index, len(polygons)),
+    ):
         if index.size and (not np.issubdtype(index.dtype, np.integer) or index.min() < 0 or index.max() >= size):
             raise ValidationError("{name} must hold integers in [0, {size}).", name=name, size=size)
     return convex_xy, polygons, convex_index.astype(np.int64), polygon_index.astype(np.int64)
@@ -328,10 +338,11 @@ class _Cells(NamedTuple):
     ny: np.ndarray
     ex: np.ndarray  # (k, n) edge vectors
     ey: np.ndarray
-    threshold: np.ndarray  # (k, n) a polygon vertex is inside an edge's half-plane when its side > threshold
+    tie: np.ndarray  # (k, n) whether a polygon vertex exactly on an edge's line counts as inside
     full: np.ndarray  # (k, n) integral of x dy along each edge
     area: np.ndarray  # (n,)
     usable: np.ndarray  # (n,) convex with positive area
+    flat: np.ndarray  # (n,) convex with zero area: all vertices on a line
     box: np.ndarray  # (n, 4) xmin, ymin, xmax, ymax in input coordinates
     centroid: np.ndarray  # (2, n) mean of the vertices, an inner point, relative to the first vertex
     inradius2: np.ndarray  # (n,) squared distance from the centroid to the nearest edge line
@@ -350,9 +361,10 @@ def _prepare_cells(xy: np.ndarray) -> _Cells:
     full = (ny - vy) * (vx + nx) * 0.5
     area = full.sum(axis=0)
     side = ex[:, None, :] * (vy[None, :, :] - vy[:, None, :]) - ey[:, None, :] * (vx[None, :, :] - vx[:, None, :])
-    usable = (side >= 0).all(axis=(0, 1)) & (area > 0)
+    convex = (side >= 0).all(axis=(0, 1))
+    usable = convex & (area > 0)
+    flat = convex & (area <= 0)
     tie = _perturbation_sign(ex, ey) >= 0  # zero-length edges: every point inside, no crossing
-    threshold = np.where(tie, -_TINY, 0.0)
     corners = np.ascontiguousarray(xy.transpose(2, 1, 0))
     box = np.stack(
         [
@@ -368,7 +380,7 @@ def _prepare_cells(xy: np.ndarray) -> _Cells:
     with np.errstate(divide="ignore", invalid="ignore"):
         depth2 = np.where(length2 > 0, (ex * (centroid[1] - vy) - ey * (centroid[0] - vx)) ** 2 / length2, np.inf)
     inradius2 = np.minimum.reduce(depth2, axis=0)
-    return _Cells(origin, vx, vy, nx, ny, ex, ey, threshold, full, area, usable, box, centroid, inradius2)
+    return _Cells(origin, vx, vy, nx, ny, ex, ey, tie, full, area, usable, flat, box, centroid, inradius2)
 
 
 class _Sums(NamedTuple):
@@ -377,7 +389,6 @@ class _Sums(NamedTuple):
     boundary: np.ndarray  # (p,) integral of x dy along the polygon's boundary inside the cell
     tail: np.ndarray  # (p,) signed integrals of x dy from each crossing to the end of its edge
     net: np.ndarray  # (p * k,) entries minus exits into the polygon along each edge
-    crossings: np.ndarray  # (p,) number of crossings
     pieces: np.ndarray  # (p,) number of segments with a part of positive length inside the cell
     clearance2: np.ndarray  # (p,) squared distance from the cell's centroid to the nearest such part
     broken: np.ndarray  # (p,) number of segments whose crossings contradict their ends' positions
@@ -407,8 +418,10 @@ def _accumulate(cells: _Cells, cell: np.ndarray, pair: np.ndarray, a: np.ndarray
     dbx, dby = bx - vx, by - vy
     sa = ex * day - ey * dax
     sb = ex * dby - ey * dbx
-    threshold = cells.threshold.take(cell, axis=1)
-    a_in, b_in = sa > threshold, sb > threshold
+    tie = cells.tie.take(cell, axis=1)
+    a_in, b_in = sa > 0, sb > 0
+    a_in |= (sa == 0) & tie
+    b_in |= (sb == 0) & tie
     possible = (a_in | b_in).all(axis=0)
     flat = np.flatnonzero((a_in != b_in) & possible)
     edge, row = np.divmod(flat, c)
@@ -416,11 +429,11 @@ def _accumulate(cells: _Cells, cell: np.ndarray, pair: np.ndarray, a: np.ndarray
     # the edge's ends against the segment's line: does the segment cross the edge?
     following = np.where(edge == k - 1, row, flat + c)
     seg_dx, seg_dy = dx[row], dy[row]
-    tie = np.where(_perturbation_sign(seg_dx, seg_dy) < 0, -_TINY, 0.0)
+    tie = _perturbation_sign(seg_dx, seg_dy) < 0
     hv0 = seg_dy * dax.take(flat) - seg_dx * day.take(flat)
     hv1 = seg_dy * dax.take(following) - seg_dx * day.take(following)
-    left1 = hv1 > tie
-    hit = np.flatnonzero((hv0 > tie) != left1)
+    left1 = (hv1 > 0) | ((hv1 == 0) & tie)
+    hit = np.flatnonzero(((hv0 > 0) | ((hv0 == 0) & tie)) != left1)
     flat, edge, row, hv0, hv1, left1 = flat[hit], edge[hit], row[hit], hv0[hit], hv1[hit], left1[hit]
     sa_c, sb_c = sa.take(flat), sb.take(flat)
     on_a, on_b = sa_c == 0, sb_c == 0
@@ -462,7 +475,6 @@ def _accumulate(cells: _Cells, cell: np.ndarray, pair: np.ndarray, a: np.ndarray
     crossing_pair = pair[row]
     np.add.at(sums.tail, crossing_pair, sign * (n_y - py) * (px + n_x) * 0.5)
     np.add.at(sums.net, crossing_pair * k + edge, sign)
-    np.add.at(sums.crossings, crossing_pair, 1)
 
 
 def _overlap_core(
@@ -475,21 +487,28 @@ def _overlap_core(
 ) -> np.ndarray:
     """Areas of the distinct pairs ``pair_key`` (convex * m + polygon).
 
-    Every decision about the two boundaries' arrangement is one of two
+    The area is the integral of ``x dy`` along the boundary of the
+    intersection: the polygon's boundary inside the cell, plus the cell's
+    edges inside the polygon. The latter is ``state0 * area(cell) + sum(cum *
+    edge) + tail``, where ``state0`` tells whether the first cell vertex is
+    inside the polygon, ``cum`` counts the net entries into the polygon before
+    each cell vertex, ``edge`` is the integral along each whole edge and
+    ``tail`` the signed integrals from each crossing to its edge's end.
+
+    With ``a0`` the area if ``state0`` were 0: as the area lies in ``[0,
+    area(cell)]``, ``a0 < 0`` means ``state0`` is 1 and ``a0 > 0`` means it is
+    0. Within ``tol`` of 0, the overlap is about empty or about full: a
+    point-in-polygon test of the cell's centroid decides when the boundary
+    keeps clear of it, GEOS otherwise. GEOS also takes the pairs whose
+    crossings contradict each other (rounding in nearly degenerate
+    configurations) and the cells that are not convex.
+
+    All decisions about the arrangement of the two boundaries rest on two
     orientation tests, each evaluated once per (segment, cell) combination so
     that adjacent segments and edges agree: a polygon vertex against a cell
     edge's line, and a cell vertex against a polygon segment's line. Exact
     zeros are broken as if the polygon were shifted by ``eps = (e1, e2)``,
-    ``e2 >> e1 > 0``.
-
-    With ``cum`` the net number of entries into the polygon along the cell
-    boundary before each cell vertex, the area is ``a0 + state0 * area(cell)``,
-    where ``state0`` tells whether the first cell vertex is inside the
-    polygon. As the area lies in ``[0, area(cell)]``, ``a0 < 0`` means
-    ``state0`` is 1 and ``a0 > 0`` means it is 0; when ``a0`` is about 0 the
-    overlap is either empty or the whole cell: when no part of the polygon's
-    boundary is inside the cell (hence no crossing either), a point-in-polygon
-    test of the cell's centroid decides, GEOS otherwise.
+    ``e2 >> e1 > 0`` (simulation of simplicity).
     """
     m = len(polygons)
     n_pairs = len(pair_key)
@@ -504,9 +523,13 @@ def _overlap_core(
     hit_pair, hit_chunk = _chunk_hits(chunks, cells.box[pair_local[query]], pair_owner[query])
     hit_pair = query[hit_pair]
 
-    counts = np.zeros((3, n_pairs), np.int64)
     sums = _Sums(
-        np.zeros(n_pairs), np.zeros(n_pairs), np.zeros(n_pairs * k, np.int64), counts[0], counts[1], np.full(n_pairs, np.inf), counts[2]
+        boundary=np.zeros(n_pairs),
+        tail=np.zeros(n_pairs),
+        net=np.zeros(n_pairs * k, np.int64),
+        pieces=np.zeros(n_pairs, np.int64),
+        clearance2=np.full(n_pairs, np.inf),
+        broken=np.zeros(n_pairs, np.int64),
     )
     pair_box = np.ascontiguousarray(cells.box[pair_local].T)
     seg_box = np.ascontiguousarray(seg_box.T)
@@ -527,21 +550,21 @@ def _overlap_core(
     state0 = (a0 < -tol).astype(np.int64)
     ambiguous = np.abs(a0) <= tol
     # about empty or full: a disc around the centroid that the boundary does
-    # not enter is wholly inside or outside the polygon, and it is too large
-    # to fit in an overlap (or a gap) of at most tol
+    # not enter is wholly inside or outside the polygon, and too large to fit
+    # in an overlap (or a gap) of at most tol
     clear2 = np.minimum(sums.clearance2, cells.inradius2[pair_local])
-    test = np.flatnonzero(ambiguous & usable & (np.pi * clear2 > 2 * tol))
-    if test.size:
-        target = polygons[pair_polygon[test]]
+    probe = np.flatnonzero(ambiguous & usable & (np.pi * clear2 > 2 * tol))
+    if probe.size:
+        target = polygons[pair_polygon[probe]]
         shapely.prepare(target[~shapely.is_prepared(target)])
-        centroid = cells.origin[pair_local[test]] + cells.centroid[:, pair_local[test]].T
-        state0[test] = shapely.contains_xy(target, centroid[:, 0], centroid[:, 1])
+        centroid = cells.origin[pair_local[probe]] + cells.centroid[:, pair_local[probe]].T
+        state0[probe] = shapely.contains_xy(target, centroid[:, 0], centroid[:, 1])
     states = state0[:, None] + cum
     result = a0 + state0 * full
-    bare = test[sums.pieces[test] == 0]
+    bare = probe[sums.pieces[probe] == 0]
     result[bare] = state0[bare] * full[bare]  # no boundary inside: exactly empty or full
     decided = np.zeros(n_pairs, dtype=bool)
-    decided[test] = True
+    decided[probe] = True
     suspect = (
         (ambiguous & ~decided)
         | (sums.broken > 0)
@@ -552,14 +575,13 @@ def _overlap_core(
         | ~np.isfinite(result)
     )
     result = np.clip(result, 0.0, full)
-    degenerate = full == 0
-    result[degenerate] = 0.0
-    redo = np.flatnonzero((suspect & usable) | (~usable & ~degenerate))
-    if redo.size:
-        result[redo] = _shapely_areas(convex_xy[pair_key[redo] // m], polygons[pair_polygon[redo]])
-    # below the accuracy of either method: pairs that only touch get exactly 0
+    # below the accuracy of the method: pairs that only touch get exactly 0
     result[result <= _SNAP * full] = 0.0
     result = np.where(result >= (1 - _SNAP) * full, full, result)
+    result[cells.flat[pair_local]] = 0.0
+    redo = np.flatnonzero((suspect & usable) | ~(usable | cells.flat[pair_local]))
+    if redo.size:
+        result[redo] = _shapely_areas(convex_xy[pair_key[redo] // m], polygons[pair_polygon[redo]])
     return result
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import shapely
-from h3ronpy import cells_to_string
+from h3ronpy import cells_area_km2, cells_to_string
 
 from gridwatch import boundaries, demo, org
 from gridwatch.errors import NotFound, OutsideRegion, ValidationError
@@ -173,13 +173,16 @@ def grid_stats(store: Store) -> dict[str, Any]:
         " count(DISTINCT township_code) AS township, count(DISTINCT village_code) AS village FROM cells"
     )[0]
     name = store.scalar("SELECT name FROM units WHERE code = ?", [region])
+    sample = store.query_df("SELECT cell FROM cells USING SAMPLE 2000 ROWS")
+    area = (float(np.mean(np.asarray(cells_area_km2(pa.array(sample.cell.to_numpy(dtype=np.int64).view(np.uint64))))))
+            if len(sample) else float(h3.average_hexagon_area(resolution, unit="km^2")))
     return {
         "region": region,
         "region_name": name,
         "resolution": resolution,
         "cells": int(counts.pop("cells")),
         "units": {level: int(n) for level, n in counts.items() if n},
-        "cell_area_km2": round(float(h3.average_hexagon_area(resolution, unit="km^2")), 4),
+        "cell_area_km2": round(area, 3),
     }
 
 

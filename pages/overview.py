@@ -20,7 +20,8 @@ with ui.show_errors():
     cols[0].metric(t("Cells"), f"{stats['cells']:,}")
     cols[1].metric(t("Townships"), stats["units"].get("township", 0))
     cols[2].metric(t("Villages"), stats["units"].get("village", 0))
-    cols[3].metric(t("H3 resolution"), f"{stats['resolution']} (≈{stats['cell_area_km2']} km²)")
+    cols[3].metric(t("H3 resolution"), stats["resolution"],
+                   help=t("Mean cell area {area} km²", area=stats["cell_area_km2"]))
 
     report = services.coverage(store)
     cells = services.region_cells(store)
@@ -40,23 +41,22 @@ with ui.show_errors():
         gaps = report["cells_without_inspector"]
         st.metric(t("Cells without an inspector"), gaps["count"])
         if gaps["by_township"]:
-            st.dataframe(
+            st.table(
                 pd.DataFrame(gaps["by_township"]).rename(
-                    columns={"code": t("Code"), "name": t("Township"), "cells": t("Cells")}),
-                hide_index=True, width="stretch",
+                    columns={"code": t("Code"), "name": t("Township"), "cells": t("Cells")}).set_index(t("Code"))
             )
-        st.markdown(f"**{t('Units without a grid leader')}** ({len(report['units_without_grid_leader'])})")
+        no_leader = t("Units without a grid leader")
+        st.markdown(f"**{no_leader}** ({len(report['units_without_grid_leader'])})")
         if report["units_without_grid_leader"]:
-            st.dataframe(
+            st.table(
                 pd.DataFrame(report["units_without_grid_leader"]).assign(
                     level=lambda d: d.level.map(lambda v: t(v))).rename(
-                    columns={"code": t("Code"), "name": t("Name"), "level": t("Level")}),
-                hide_index=True, width="stretch",
+                    columns={"code": t("Code"), "name": t("Name"), "level": t("Level")}).set_index(t("Code"))
             )
-        st.markdown(f"**{t('People without a unit')}** ({len(report['people_without_unit'])})")
+        no_unit = t("People without a unit")
+        st.markdown(f"**{no_unit}** ({len(report['people_without_unit'])})")
         if report["people_without_unit"]:
-            st.dataframe(
+            st.table(
                 pd.DataFrame(report["people_without_unit"]).rename(
-                    columns={"person_key": t("Key"), "name": t("Name")}),
-                hide_index=True, width="stretch",
+                    columns={"person_key": t("Key"), "name": t("Name")}).set_index(t("Key"))
             )

@@ -1,0 +1,99 @@
+"""Shared set-up for the benchmarks: boundaries (cached), points and timing."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from functools import cache
+
+import numpy as np
+
+from benchmarks import Measurement
+from gridwatch.grid import Grid, Units, build_grid
+
+PROVINCE = "410000"
+YICHUAN = "410329"  # 伊川县
+#: Henan's bounding box (lng0, lat0, lng1, lat1), from the shipped province outline
+HENAN_BBOX = (110.355037, 31.384377, 116.646424, 36.366509)
+SEED = 410000
+
+
+@cache
+def shipped_units() -> Units:
+    """The shipped province, 18 cities and 157 counties as Units (as tests/conftest.py builds them)."""
+    from gridwatch.boundaries import load_shipped
+
+    batch = load_shipped()
+    records = batch.frame.assign(geom=list(batch.geoms)).to_dict("records")
+    return Units.from_records(records)
+
+
+@cache
+def units_with_demo(county: str = YICHUAN) -> Units:
+    """The shipped units plus the demo townships and villages of ``county`` (as tests/test_grid.py)."""
+    from gridwatch.demo import demo_partition
+
+    units = shipped_units()
+    records = [
+        {"code": c, "name": n, "level": lv, "parent_code": p, "geom": g}
+        for c, n, lv, p, g in zip(units.codes, units.names, units.levels, units.parents, units.geoms)
+    ]
+    for batch in demo_partition(county, units.geoms[units.index_of(county)]):
+        for row, geom in zip(batch.frame.itertuples(), batch.geoms):
+            records.append({"code": row.code, "name": row.name, "level": row.level,
+                            "parent_code": row.parent_code, "geom": geom})
+    return Units.from_records(records)
+
+
+def geom_of(code: str):
+    """The shipped boundary of ``code`` (shapely, lng/lat)."""
+    units = shipped_units()
+    return units.geoms[units.index_of(code)]
+
+
+@cache
+def province_grid(resolution: int = 8) -> Grid:
+    """The province grid, built once (set-up for lookup benchmarks)."""
+    return build_grid(shipped_units(), PROVINCE, resolution)
+
+
+def random_points(n: int, bbox: tuple[float, float, float, float] = HENAN_BBOX,
+                  seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uniform random (lat, lng) points in ``bbox``, reproducible."""
+    rng = np.random.default_rng(seed)
+    lng0, lat0, lng1, lat1 = bbox
+    lng = rng.uniform(lng0, lng1, n)
+    lat = rng.uniform(lat0, lat1, n)
+    return lat, lng
+
+
+def measure(name: str, fn: Callable[[], object], *, repeats: int = 3, warmup: bool = True,
+            items: int | None = None) -> Measurement:
+    """Median wall time (``time.perf_counter``) of ``repeats`` calls of ``fn``, after one warm-up call if asked."""
+    if warmup:
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return Measurement(name=name, seconds=statistics.median(samples), repeats=repeats,
+                       samples=tuple(samples), items=items)
+
+
+#: measurements shared between benchmarks of one run (e.g. res 9 compares with res 8)
+_measured: dict[str, Measurement] = {}
+
+
+def remember(m: Measurement) -> Measurement:
+    """Keep ``m`` for later benchmarks of this run."""
+    _measured[m.name] = m
+    return m
+
+
+def recall(name: str, compute: Callable[[], Measurement]) -> Measurement:
+    """A measurement already taken in this run, else ``compute()`` it now."""
+    if name not in _measured:
+        _measured[name] = compute()
+    return _measured[name]
