@@ -15,7 +15,7 @@ throughput`` is the same time ratio (the same points are processed by both).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["BENCHMARKS", "Measurement", "Result", "Target", "benchmark"]
 
@@ -33,6 +33,10 @@ class Measurement:
     repeats: int
     samples: tuple[float, ...] = ()
     items: int | None = None
+    #: median process CPU time (all threads) over the same runs: less sensitive to a busy machine
+    cpu_seconds: float | None = None
+    #: what the last timed call returned (e.g. the Grid), for details; not written to JSON
+    value: object = field(default=None, repr=False, compare=False)
 
     def figure(self, unit: str) -> float:
         """The printed figure: seconds for ``s``, items per second otherwise."""

@@ -72,6 +72,7 @@ def report(name: str, result: Result) -> dict:
         "unit": unit,
         "seconds": result.ours.seconds,
         "samples": list(result.ours.samples),
+        "cpu_seconds": result.ours.cpu_seconds,
         "repeats": result.ours.repeats,
         "baseline": {
             "name": result.baseline.name,
@@ -79,6 +80,7 @@ def report(name: str, result: Result) -> dict:
             "unit": unit,
             "seconds": result.baseline.seconds,
             "samples": list(result.baseline.samples),
+            "cpu_seconds": result.baseline.cpu_seconds,
             "repeats": result.baseline.repeats,
         },
         "ratio": ratio,

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pandas as pd
+
 from gridwatch import services
 from gridwatch.config import Settings
 from gridwatch.errors import GridwatchError
@@ -89,8 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=lambda store, a: services.import_people(store, a.file, actor="cli"))
     p = pp.add_parser("list", help="list people with their roles")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.people_table(store).to_dict("records"))
+    p.set_defaults(run=lambda store, a: _records(services.people_table(store)))
     return parser
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dictionaries with None, not NaN, for missing values (NaN is not JSON)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def _init(store: Store, args: argparse.Namespace) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import h3
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import shapely
 from h3ronpy import ContainmentMode, grid_disk
@@ -116,16 +117,16 @@ class Grid:
     units: Units
     cells: np.ndarray
     owner: dict[str, np.ndarray] = field(default_factory=dict)
+    _index: pd.Index | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.cells)
 
     def locate_cells(self, cells: np.ndarray) -> np.ndarray:
-        """Position of each cell in the grid, -1 for cells outside it."""
-        cells = np.asarray(cells, dtype=np.uint64)
-        pos = np.searchsorted(self.cells, cells)
-        pos = np.minimum(pos, len(self.cells) - 1)
-        return np.where(self.cells[pos] == cells, pos, -1)
+        """Position of each cell in the grid, -1 for cells outside it (a hash lookup)."""
+        if self._index is None:
+            self._index = pd.Index(self.cells.view(np.int64))
+        return self._index.get_indexer(np.asarray(cells, dtype=np.uint64).view(np.int64))
 
     def locate(self, lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cells of the points and their positions in the grid (-1 outside).
@@ -215,6 +216,22 @@ def _boundary_hits(geoms: np.ndarray, resolution: int) -> tuple[np.ndarray, np.n
     return _unique_pairs(cells, which)
 
 
+def _member(sorted_unique: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """values in sorted_unique (both uint64), by binary search instead of np.isin."""
+    if len(sorted_unique) == 0:
+        return np.zeros(len(values), dtype=bool)
+    pos = np.searchsorted(sorted_unique, values)
+    pos = np.minimum(pos, len(sorted_unique) - 1)
+    return sorted_unique[pos] == values
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    a = np.sort(a)
+    keep = np.ones(len(a), dtype=bool)
+    keep[1:] = a[1:] != a[:-1]
+    return a[keep]
+
+
 def _unique_pairs(cells: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((which, cells))
     cells, which = cells[order], which[order]
@@ -238,6 +255,7 @@ def _assign(
     *,
     allowed: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     weak: int | None = None,
+    fill_geoms: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Largest-overlap owner among ``geoms`` for every cell that overlaps one of them.
 
@@ -246,11 +264,11 @@ def _assign(
     keep a township among the children of the cell's county). The geometry
     ``weak`` (the region outline) wins a cell only where no other overlaps it.
     """
-    c_cells, c_geom = _fill_centroids(geoms, resolution)
+    c_cells, c_geom = _fill_centroids(geoms if fill_geoms is None else fill_geoms, resolution)
     b_cells, b_geom = _boundary_hits(geoms, resolution)
-    border = np.unique(b_cells)
+    border = _sorted_unique(b_cells)
     # Centre owners of border cells are candidates too.
-    in_border = np.isin(c_cells, border)
+    in_border = _member(border, c_cells)
     cand_cells = np.concatenate([b_cells, c_cells[in_border]])
     cand_geom = np.concatenate([b_geom, c_geom[in_border]])
     cand_cells, cand_geom = _unique_pairs(cand_cells, cand_geom)
@@ -272,8 +290,17 @@ def _assign(
     i_cells, i_geom = _first_per_cell(i_cells, i_geom, np.zeros(len(i_cells)))
     cells = np.concatenate([won_cells, i_cells])
     owner = np.concatenate([won_geom, i_geom])
-    order = np.argsort(cells)
+    order = np.argsort(cells, kind="stable")
     return cells[order], owner[order]
+
+
+def _gap_fill_geoms(geoms: np.ndarray) -> np.ndarray:
+    """The geometries to fill by centre: the base units, and of the region (last) only what they leave uncovered."""
+    base = geoms[:-1]
+    gap = shapely.difference(geoms[-1], shapely.union_all(base))
+    out = geoms.copy()
+    out[-1] = gap
+    return out
 
 
 def _complete_outline(
@@ -286,18 +313,16 @@ def _complete_outline(
     neighbours a cell the outline does pass through.
     """
     hit, _ = _boundary_hits(np.array([outline], dtype=object), resolution)
-    ring = np.asarray(grid_disk(pa.array(np.unique(hit)), 1, flatten=True), dtype=np.uint64)
-    ring = np.setdiff1d(ring, cells)
+    ring = _sorted_unique(np.asarray(grid_disk(pa.array(_sorted_unique(hit)), 1, flatten=True), dtype=np.uint64))
+    ring = ring[~_member(cells, ring)]
     if not len(ring):
         return cells, slot
     areas = convex_overlap_areas(
         cells_to_convex_xy(ring), np.array([outline], dtype=object), np.arange(len(ring)), np.zeros(len(ring), int)
     )
     extra = ring[areas > 0]
-    cells = np.concatenate([cells, extra])
-    slot = np.concatenate([slot, np.full(len(extra), outline_slot, dtype=slot.dtype)])
-    order = np.argsort(cells)
-    return cells[order], slot[order]
+    at = np.searchsorted(cells, extra)
+    return np.insert(cells, at, extra), np.insert(slot, at, outline_slot)
 
 
 def _largest_or_nearest(geoms: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -383,7 +408,8 @@ def build_grid(units: Units, region_code: str, resolution: int = 8) -> Grid:
     base = np.array(frontier if base_levels else [r], dtype=np.int64)
     geoms = np.append(units.geoms[base], region_geom) if base_levels else np.array([region_geom], dtype=object)
     region_slot = len(geoms) - 1
-    cells, slot = _assign(geoms, resolution, weak=region_slot if base_levels else None)
+    cells, slot = _assign(geoms, resolution, weak=region_slot if base_levels else None,
+                          fill_geoms=_gap_fill_geoms(geoms) if base_levels else None)
     cells, slot = _complete_outline(cells, slot, region_geom, region_slot, resolution)
     if base_levels:
         # Cells won by the region outline alone lie in a sliver no base unit covers.
@@ -413,7 +439,7 @@ def build_grid(units: Units, region_code: str, resolution: int = 8) -> Grid:
     for level in below[len(base_levels) :]:
         members = np.flatnonzero(has_geom & (units.levels == level) & (parent >= 0))
         upper_owner = owner.get(upper, base_owner)
-        members = members[np.isin(parent[members], upper_owner)]
+        members = members[np.isin(parent[members], _sorted_unique(upper_owner))]
         result = np.full(len(cells), -1, dtype=np.int64)
         if len(members):
             lookup_parent = parent[members]
@@ -428,8 +454,8 @@ def build_grid(units: Units, region_code: str, resolution: int = 8) -> Grid:
             pos = np.searchsorted(cells, sub_cells)
             result[pos] = members[sub_slot]
             # Cells of a parent that has children at this level but none overlapping them.
-            parents_with_kids = np.unique(lookup_parent)
-            missing = np.flatnonzero((result < 0) & np.isin(upper_owner, parents_with_kids))
+            parents_with_kids = _sorted_unique(lookup_parent)
+            missing = np.flatnonzero((result < 0) & _member(parents_with_kids, upper_owner))
             for p in np.unique(upper_owner[missing]):
                 these = missing[upper_owner[missing] == p]
                 kids = members[lookup_parent == p]

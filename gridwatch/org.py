@@ -166,7 +166,11 @@ def import_people_csv(store: Store, path: str | Path, *, is_demo: bool = False) 
             if row.get("unit_code") and row["unit_code"] not in units:
                 raise ValidationError("{file}, line {line}: no administrative unit with code {code}.",
                                       file=name, line=row["_line"], code=row["unit_code"])
-            cell = parse_cell(row["cell"]) if row.get("cell") else None
+            try:
+                cell = parse_cell(row["cell"]) if row.get("cell") else None
+            except ValidationError as exc:
+                raise ValidationError("{file}, line {line}: {reason}", file=name, line=row["_line"],
+                                      reason=str(exc)) from exc
             pid = add_person(store, person_key=row["person_key"], name=row["name"], phone=row.get("phone", ""),
                              is_demo=is_demo)
             if not row["role"]:

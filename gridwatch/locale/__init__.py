@@ -1,0 +1,1 @@
+"""Translation catalogs (gettext .po files), one folder per language."""

@@ -92,8 +92,7 @@ class Store(abc.ABC):
 
         Examples
         --------
-        >>> from gridwatch.storage.duckdb import DuckDBStore
-        >>> with DuckDBStore(":memory:") as store:
+        >>> with open_store(":memory:") as store:
         ...     with store.transaction():
         ...         store.execute("INSERT INTO meta VALUES ('k', 'v')")
         ...     store.scalar("SELECT value FROM meta WHERE key = 'k'")
@@ -103,6 +102,7 @@ class Store(abc.ABC):
         depth = self._local.depth
         if depth == 0:
             self._begin(cur)
+            self._local.failed = None
         self._local.depth = depth + 1
         try:
             yield self
@@ -113,7 +113,19 @@ class Store(abc.ABC):
             raise
         self._local.depth = depth
         if depth == 0:
+            failed = self._local.failed
+            if failed is not None:
+                self._rollback(cur)
+                raise StorageError(
+                    "The change was not saved: a statement inside it failed ({detail}); nothing was written.",
+                    detail=failed,
+                )
             self._commit(cur)
+
+    def _statement_failed(self, detail: str) -> None:
+        """Remember, inside a transaction, that a statement failed, so the commit refuses."""
+        if getattr(self._local, "depth", 0) > 0:
+            self._local.failed = detail
 
     @abc.abstractmethod
     def _begin(self, cur: Any) -> None: ...

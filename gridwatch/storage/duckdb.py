@@ -104,7 +104,12 @@ class DuckDBStore(Store):
         try:
             return cur.execute(sql, list(params) if params is not None else None)
         except duckdb.Error as exc:
-            raise StorageError("Database error: {detail}", detail=str(exc).split("\n")[0]) from exc
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: Exception) -> StorageError:
+        detail = str(exc).split("\n")[0]
+        self._statement_failed(detail)
+        return StorageError("Database error: {detail}", detail=detail)
 
     def execute(self, sql: str, params: Params = None) -> None:  # noqa: D102
         self._run(sql, params)
@@ -116,7 +121,7 @@ class DuckDBStore(Store):
         try:
             cur.executemany(sql, [list(r) for r in rows])
         except duckdb.Error as exc:
-            raise StorageError("Database error: {detail}", detail=str(exc).split("\n")[0]) from exc
+            raise self._failure(exc) from exc
 
     def query(self, sql: str, params: Params = None) -> list[dict[str, Any]]:  # noqa: D102
         result = self._run(sql, params)
@@ -140,7 +145,7 @@ class DuckDBStore(Store):
             columns = ", ".join(data.column_names)
             cur.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _gridwatch_incoming")
         except duckdb.Error as exc:
-            raise StorageError("Database error: {detail}", detail=str(exc).split("\n")[0]) from exc
+            raise self._failure(exc) from exc
         finally:
             cur.unregister("_gridwatch_incoming")
         return data.num_rows

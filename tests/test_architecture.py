@@ -1,0 +1,161 @@
+"""Architecture rules checked on the source: who may import Streamlit and which gridwatch modules, docstrings."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "gridwatch"
+LEAF_MODULES = {"gridwatch.errors", "gridwatch.crs", "gridwatch.grid"}
+UI_ALLOWED = {"gridwatch.services", "gridwatch.ui", "gridwatch.maps", "gridwatch.i18n", "gridwatch.errors"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imported_modules(source: str, module: str = "", *, is_package: bool = False) -> set[str]:
+    """Every module a source imports, anywhere in it, absolute; ``from a import b`` counts ``a.b`` for packages.
+
+    ``from gridwatch import services`` gives ``gridwatch.services``; ``from gridwatch.maps import PALETTE``
+    gives ``gridwatch.maps`` (and ``gridwatch.maps.PALETTE``, harmless: no module has that name).
+    """
+    found: set[str] = set()
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _gridwatch_imports(path: Path) -> set[str]:
+    """The gridwatch modules a file imports (``from gridwatch import x`` resolved to ``gridwatch.x``)."""
+    names = imported_modules(path.read_text(encoding="utf-8"), _module_name(path),
+                             is_package=path.name == "__init__.py")
+    modules = {n for n in names if n == "gridwatch" or n.startswith("gridwatch.")}
+    # keep the deepest real module of each name: gridwatch.maps.PALETTE -> gridwatch.maps
+    out = set()
+    for name in modules:
+        parts = name.split(".")
+        while len(parts) > 1 and not _is_module(parts):
+            parts = parts[:-1]
+        out.add(".".join(parts))
+    return out - {"gridwatch"}  # the package itself only holds __version__
+
+
+def _is_module(parts: list[str]) -> bool:
+    base = REPO.joinpath(*parts)
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def _imports_streamlit(path: Path) -> bool:
+    names = imported_modules(path.read_text(encoding="utf-8"), _module_name(path))
+    return any(n == "streamlit" or n.startswith("streamlit.") for n in names)
+
+
+PACKAGE_FILES = sorted(PACKAGE.rglob("*.py"))
+LAYER_FILES = sorted([*PACKAGE.glob("layers/*.py"), *REPO.glob("layers/*.py")])
+UI_FILES = sorted([*REPO.glob("pages/*.py"), REPO / "app.py"])
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+# -- the import scanner itself ----------------------------------------------------------------
+
+
+def test_the_import_scanner_sees_every_form():
+    source = (
+        "import streamlit as st\n"
+        "import gridwatch.storage\n"
+        "from gridwatch import services, ui\n"
+        "from gridwatch.maps import PALETTE\n"
+        "from . import crs\n"
+        "from ..errors import NotFound\n"
+        "def f():\n    import pydeck\n"
+    )
+    names = imported_modules(source, "gridwatch.layers.air", is_package=False)
+    assert {"streamlit", "gridwatch.storage", "gridwatch.services", "gridwatch.ui", "gridwatch.maps",
+            "gridwatch.layers.crs", "gridwatch.errors", "pydeck"} <= names
+
+
+def test_the_gridwatch_import_resolver_keeps_modules():
+    imports = _gridwatch_imports(REPO / "pages" / "overview.py")
+    assert "gridwatch.services" in imports and "gridwatch.maps" in imports
+    assert not any(name.endswith(("PALETTE", "cells_svg")) for name in imports)
+
+
+# -- (a) Streamlit only in gridwatch/ui.py -----------------------------------------------------
+
+
+def test_only_ui_imports_streamlit():
+    importers = [_rel(p) for p in PACKAGE_FILES if _imports_streamlit(p)]
+    assert importers == ["gridwatch/ui.py"]
+
+
+# -- (b) layers use only the leaf modules ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", LAYER_FILES or [pytest.param(None, marks=pytest.mark.skip(reason="no layers/*.py modules exist yet"))],
+    ids=lambda p: _rel(p) if p else "none")
+def test_layers_import_only_leaf_modules(path):
+    imports = _gridwatch_imports(path)
+    own_package = {n for n in imports if n.startswith("gridwatch.layers")}
+    assert imports - own_package <= LEAF_MODULES, f"{_rel(path)} imports {sorted(imports - LEAF_MODULES)}"
+    assert not _imports_streamlit(path)
+
+
+# -- (c) the app and its pages are thin ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=_rel)
+def test_pages_import_only_the_ui_facing_modules(path):
+    assert path.is_file()
+    imports = _gridwatch_imports(path)
+    assert imports, f"{_rel(path)} uses nothing of gridwatch"
+    assert imports <= UI_ALLOWED, f"{_rel(path)} imports {sorted(imports - UI_ALLOWED)}"
+
+
+# -- (d) module docstrings ---------------------------------------------------------------------
+
+
+def _docstring_problem(path: Path) -> str | None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    doc = ast.get_docstring(tree, clean=False)
+    if doc is None:
+        return "no module docstring"
+    lines = doc.split("\n")
+    if not lines[0].strip() or lines[0] != lines[0].strip():
+        return "the docstring does not start with its summary line"
+    if len(lines) > 1 and lines[1].strip():
+        return "the summary runs over more than one line"
+    if not lines[0].endswith("."):
+        return "the summary line does not end with a period"
+    return None
+
+
+@pytest.mark.parametrize("path", [p for p in PACKAGE_FILES if p.stat().st_size], ids=_rel)
+def test_every_module_starts_with_a_one_line_docstring(path):
+    assert _docstring_problem(path) is None, f"{_rel(path)}: {_docstring_problem(path)}"
+
+
+def test_empty_package_markers_have_a_docstring_too():
+    empty = [_rel(p) for p in PACKAGE_FILES if not p.stat().st_size]
+    assert empty == [], empty
