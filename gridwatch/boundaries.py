@@ -38,6 +38,8 @@ class UnitBatch:
     geoms: np.ndarray
     repaired: list[str] = field(default_factory=list)
     crs: str = "EPSG:4326"
+    #: stored units this batch replaces (with their descendants and the roles on them)
+    removes: list[str] = field(default_factory=list)
 
 
 def read_boundary_file(
@@ -80,8 +82,16 @@ def _text(value: object) -> str:
     return str(value).strip()
 
 
-def prepare_units(store: Store, batch: UnitBatch) -> UnitBatch:
+def prepare_units(store: Store, batch: UnitBatch, *, replace: bool = False) -> UnitBatch:
     """Check a batch against itself and the stored units; repair geometry; fill parents.
+
+    Parameters
+    ----------
+    replace : bool
+        The batch replaces every stored unit of its level under the same
+        parents (those units, their descendants and the roles held on them
+        are removed when stored); otherwise new units must not overlap stored
+        ones of their level, except units they replace by code.
 
     Raises
     ------
@@ -126,7 +136,50 @@ def prepare_units(store: Store, batch: UnitBatch) -> UnitBatch:
                 parent_level=parent_level, expected=LEVELS[level_idx - 1],
             )
     _check_overlaps(f, geoms, src)
-    return UnitBatch(source=src, frame=f, geoms=geoms, repaired=[f.code[i] for i in repaired], crs=batch.crs)
+    removed = _siblings_replaced(store, f) if replace else []
+    _check_overlaps_with_stored(store, f, geoms, src, ignore=set(f.code) | set(removed))
+    return UnitBatch(source=src, frame=f, geoms=geoms, repaired=[f.code[i] for i in repaired], crs=batch.crs,
+                     removes=removed)
+
+
+def _siblings_replaced(store: Store, f: pd.DataFrame) -> list[str]:
+    """Stored units of the batch's levels under its parents that the batch does not name."""
+    out: list[str] = []
+    for level, group in f.groupby("level"):
+        parents = sorted(set(group.parent_code))
+        rows = store.query(
+            f"SELECT code FROM units WHERE level = ? AND parent_code IN ({', '.join('?' * len(parents))})",
+            [level, *parents],
+        )
+        out += [r["code"] for r in rows if r["code"] not in set(group.code)]
+    return sorted(out)
+
+
+def _check_overlaps_with_stored(store: Store, f: pd.DataFrame, geoms: np.ndarray, src: str, *,
+                                ignore: set[str]) -> None:
+    for level in f.level.unique():
+        rows = [r for r in store.query(
+            f"SELECT code, name, {store.geom_to_wkb_sql('geom')} AS wkb FROM units"
+            " WHERE level = ? AND geom IS NOT NULL ORDER BY code", [level]) if r["code"] not in ignore]
+        if not rows:
+            continue
+        stored = shapely.from_wkb([bytes(r["wkb"]) for r in rows])
+        these = np.flatnonzero(f.level.to_numpy() == level)
+        new, old = shapely.STRtree(stored).query(geoms[these], predicate="intersects")
+        if not len(new):
+            continue
+        shared = shapely.area(shapely.intersection(geoms[these][new], stored[old]))
+        smaller = np.minimum(shapely.area(geoms[these][new]), shapely.area(stored[old]))
+        bad = np.flatnonzero(shared > OVERLAP_TOLERANCE * smaller)
+        if len(bad):
+            i, j = int(these[new[bad[0]]]), int(old[bad[0]])
+            raise ValidationError(
+                "{file}: unit {code} ({name}) overlaps the stored unit {other} ({other_name}) by {share:.0%} of the "
+                "smaller one. Load it with the same code to replace that unit, or replace all units of this level "
+                "under the same parent (--replace).",
+                file=src, code=f.code[i], name=f["name"][i], other=rows[j]["code"], other_name=rows[j]["name"],
+                share=float(shared[bad[0]] / smaller[bad[0]]),
+            )
 
 
 def _parents_by_location(store: Store, f: pd.DataFrame, geoms: np.ndarray, src: str) -> list[str]:
@@ -193,6 +246,7 @@ def store_units(store: Store, batch: UnitBatch, *, source_label: str | None = No
     f = batch.frame
     replaced = int(f.code.isin(existing).sum())
     with store.transaction():
+        removed = _remove_units(store, batch.removes)
         if replaced:
             codes = list(f.code[f.code.isin(existing)])
             store.execute(f"DELETE FROM units WHERE code IN ({', '.join('?' * len(codes))})", codes)
@@ -205,7 +259,24 @@ def store_units(store: Store, batch: UnitBatch, *, source_label: str | None = No
                 for i, r in enumerate(f.itertuples())
             ],
         )
-    return {"units": int(len(f)), "replaced": replaced, "repaired": len(batch.repaired)}
+    return {"units": int(len(f)), "replaced": replaced, "repaired": len(batch.repaired), **removed}
+
+
+def _remove_units(store: Store, codes: list[str]) -> dict[str, int]:
+    """Delete units, their descendants and the roles held on them (inside the caller's transaction)."""
+    if not codes:
+        return {"removed_units": 0, "removed_roles": 0}
+    units = store.query_df("SELECT code, parent_code FROM units")
+    children = units.groupby("parent_code")["code"].apply(list).to_dict()
+    doomed, frontier = set(codes), set(codes)
+    while frontier:
+        frontier = {c for p in frontier for c in children.get(p, [])} - doomed
+        doomed |= frontier
+    marks = ", ".join("?" * len(doomed))
+    roles = int(store.scalar(f"SELECT count(*) FROM assignments WHERE unit_code IN ({marks})", list(doomed)))
+    store.execute(f"DELETE FROM assignments WHERE unit_code IN ({marks})", list(doomed))
+    store.execute(f"DELETE FROM units WHERE code IN ({marks})", list(doomed))
+    return {"removed_units": len(doomed), "removed_roles": roles}
 
 
 def load_shipped(path: Path = SHIPPED_BOUNDARIES) -> UnitBatch:

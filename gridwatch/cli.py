@@ -77,10 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parent-field", help="field holding the parent unit's code (else found by location)")
     p.add_argument("--crs", help="CRS when the file declares none, or gcj02 for map-app coordinates")
     p.add_argument("--layer", help="layer of a multi-layer file")
+    p.add_argument("--replace", action="store_true",
+                   help="replace every stored unit of this level under the same parents (their roles are removed)")
     _common(p)
     p.set_defaults(run=lambda store, a: services.load_boundaries(
         store, a.file, level=a.level, code_field=a.code_field, name_field=a.name_field,
-        parent_field=a.parent_field, crs=a.crs, layer=a.layer, actor="cli"))
+        parent_field=a.parent_field, crs=a.crs, layer=a.layer, replace=a.replace, actor="cli"))
 
     pp = sub.add_parser("people", help="people and their roles").add_subparsers(
         dest="people_command", required=True, metavar="PEOPLE_COMMAND")

@@ -23,6 +23,7 @@ through: every other cell lies wholly inside one unit, where its centre is.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import h3
@@ -50,6 +51,8 @@ __all__ = [
 
 #: administrative levels from the top; cells sit below the last one
 LEVELS: tuple[str, ...] = ("province", "city", "county", "township", "village")
+#: point batches at least this large are converted to cells in two threads
+_PARALLEL_POINTS = 200_000
 #: levels that own cells (stored as columns of the ``cells`` table)
 OWNER_LEVELS: tuple[str, ...] = ("city", "county", "township", "village")
 
@@ -170,7 +173,14 @@ def latlng_to_cells(lat: np.ndarray, lng: np.ndarray, resolution: int) -> np.nda
             lat=lat[first],
             lng=lng[first],
         )
-    return np.asarray(coordinates_to_cells(lat, lng, resolution), dtype=np.uint64)
+    if len(lat) < _PARALLEL_POINTS:
+        return np.asarray(coordinates_to_cells(lat, lng, resolution), dtype=np.uint64)
+    # h3ronpy releases the GIL: convert the two halves on two cores.
+    half = len(lat) // 2
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parts = pool.map(lambda sl: np.asarray(coordinates_to_cells(lat[sl], lng[sl], resolution), dtype=np.uint64),
+                         (slice(0, half), slice(half, None)))
+        return np.concatenate(list(parts))
 
 
 def cells_to_latlng(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -255,17 +265,30 @@ def _assign(
     *,
     allowed: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     weak: int | None = None,
-    fill_geoms: np.ndarray | None = None,
+    gap: Callable[[], shapely.Geometry] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Largest-overlap owner among ``geoms`` for every cell that overlaps one of them.
 
     Returns the cells, sorted, with the index of the winning geometry.
     ``allowed(cells, geom_index) -> bool array`` filters candidate pairs (used to
     keep a township among the children of the cell's county). The geometry
-    ``weak`` (the region outline) wins a cell only where no other overlaps it.
+    ``weak`` (the region outline) wins a cell only where no other overlaps it;
+    only the part ``gap()`` returns (what the others leave uncovered) is filled by centre.
+
+    The boundary sampling and the gap run in a second thread (GEOS releases the
+    GIL) while h3ronpy fills the units.
     """
-    c_cells, c_geom = _fill_centroids(geoms if fill_geoms is None else fill_geoms, resolution)
-    b_cells, b_geom = _boundary_hits(geoms, resolution)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        hits = pool.submit(_boundary_hits, geoms, resolution)
+        uncovered = pool.submit(gap) if gap is not None else None
+        fill = geoms if weak is None else np.delete(geoms, weak)
+        c_cells, c_geom = _fill_centroids(fill, resolution)
+        if weak is not None:
+            c_geom[c_geom >= weak] += 1
+            g_cells, _ = _fill_centroids(np.array([uncovered.result() if uncovered else geoms[weak]]), resolution)
+            c_cells = np.concatenate([c_cells, g_cells])
+            c_geom = np.concatenate([c_geom, np.full(len(g_cells), weak, dtype=c_geom.dtype)])
+        b_cells, b_geom = hits.result()
     border = _sorted_unique(b_cells)
     # Centre owners of border cells are candidates too.
     in_border = _member(border, c_cells)
@@ -294,13 +317,9 @@ def _assign(
     return cells[order], owner[order]
 
 
-def _gap_fill_geoms(geoms: np.ndarray) -> np.ndarray:
-    """The geometries to fill by centre: the base units, and of the region (last) only what they leave uncovered."""
-    base = geoms[:-1]
-    gap = shapely.difference(geoms[-1], shapely.union_all(base))
-    out = geoms.copy()
-    out[-1] = gap
-    return out
+def _uncovered(region: shapely.Geometry, units: np.ndarray) -> shapely.Geometry:
+    """The part of the region no unit covers (slivers between boundaries that do not quite meet)."""
+    return shapely.difference(region, shapely.union_all(units))
 
 
 def _complete_outline(
@@ -408,8 +427,10 @@ def build_grid(units: Units, region_code: str, resolution: int = 8) -> Grid:
     base = np.array(frontier if base_levels else [r], dtype=np.int64)
     geoms = np.append(units.geoms[base], region_geom) if base_levels else np.array([region_geom], dtype=object)
     region_slot = len(geoms) - 1
-    cells, slot = _assign(geoms, resolution, weak=region_slot if base_levels else None,
-                          fill_geoms=_gap_fill_geoms(geoms) if base_levels else None)
+    cells, slot = _assign(
+        geoms, resolution, weak=region_slot if base_levels else None,
+        gap=(lambda: _uncovered(region_geom, geoms[:region_slot])) if base_levels else None,
+    )
     cells, slot = _complete_outline(cells, slot, region_geom, region_slot, resolution)
     if base_levels:
         # Cells won by the region outline alone lie in a sliver no base unit covers.

@@ -224,17 +224,21 @@ def coverage(store: Store) -> dict[str, Any]:
 
 def load_boundaries(store: Store, path: str | Path, *, level: str, code_field: str, name_field: str,
                     parent_field: str | None = None, crs: str | None = None, layer: str | None = None,
-                    actor: str = SYSTEM) -> dict[str, Any]:
-    """Load township or village (or any level's) boundaries, then rebuild the grid; all or nothing."""
+                    replace: bool = False, actor: str = SYSTEM) -> dict[str, Any]:
+    """Load township or village (or any level's) boundaries, then rebuild the grid; all or nothing.
+
+    With ``replace`` the file replaces every stored unit of its level under the same parents.
+    """
     path = Path(path)
     batch = boundaries.read_boundary_file(path, level=level, code_field=code_field, name_field=name_field,
                                           parent_field=parent_field, crs=crs, layer=layer)
     with store.transaction():
-        batch = boundaries.prepare_units(store, batch)
+        batch = boundaries.prepare_units(store, batch, replace=replace)
         counts = boundaries.store_units(store, batch)
         change = rebuild_grid(store, actor=actor, _audit=False) if store.get_meta("region") else None
         audit(store, actor=actor, action="boundaries.load", subject=path.name,
-              detail={"level": level, "crs": batch.crs, "sha256": _sha256(path), **counts, "grid": change})
+              detail={"level": level, "crs": batch.crs, "sha256": _sha256(path), **counts,
+                      "removed": batch.removes, "grid": change})
     return {"file": path.name, "level": level, "crs": batch.crs, **counts, "repaired_units": batch.repaired,
             "grid": change}
 

@@ -303,15 +303,28 @@ def test_overlapping_units_are_refused_naming_both(shared, tmp_path):
     assert CODES[0] in str(err) and CODES[1] in str(err) and "overlap" in str(err)
 
 
-@pytest.mark.xfail(strict=True, reason="boundaries.prepare_units checks overlaps only inside the loaded file: a new "
-                   "township that overlaps townships already stored is accepted and takes their cells")
 def test_unit_overlapping_a_stored_unit_of_its_level_is_refused(loaded, tmp_path):
     store, county = loaded
     x0, y0, x1, y1 = county.bounds
     middle = shapely.clip_by_rect(county, x0 + 0.2 * (x1 - x0), y0, x0 + 0.8 * (x1 - x0), y1)
     path = write_geojson(tmp_path / "new.geojson", [middle], codes=["410329099"], names=["重叠乡"])
     err = refused(store, path, ValidationError)
-    assert "410329099" in str(err)
+    assert "410329099" in str(err) and "--replace" in str(err)
+
+
+def test_replace_swaps_the_units_of_a_parent(loaded, tmp_path):
+    store, county = loaded
+    x0, y0, x1, y1 = county.bounds
+    halves = [shapely.clip_by_rect(county, x0, y0, (x0 + x1) / 2, y1), shapely.clip_by_rect(county, (x0 + x1) / 2, y0, x1, y1)]
+    path = write_geojson(tmp_path / "two.geojson", halves, codes=["410329201", "410329202"], names=["东乡", "西乡"],
+                         parents=[COUNTY, COUNTY])
+    result = services.load_boundaries(store, path, level="township", code_field="XZDM", name_field="XZMC",
+                                      parent_field="FJDM", replace=True)
+    assert result["removed_units"] == 3 and result["units"] == 2
+    townships = {r["code"] for r in store.query("SELECT code FROM units WHERE level = 'township'")}
+    assert townships == {"410329201", "410329202"}
+    owners = {r["township_code"] for r in store.query("SELECT DISTINCT township_code FROM cells")}
+    assert owners == {"410329201", "410329202"}
 
 
 def test_unknown_parent_is_refused_naming_it(shared, tmp_path):
