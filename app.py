@@ -6,8 +6,10 @@ from gridwatch import ui
 
 st.set_page_config(page_title="gridwatch 网格化监管", page_icon="⬡", layout="wide")
 ui.language_picker()
+ui.fire_fetcher()  # fetches new FIRMS detections on a schedule when a MAP_KEY is configured
 
 pages = [
     st.Page("pages/overview.py", title=ui.t("Overview"), icon="🗺️", default=True),
+    st.Page("pages/fires.py", title=ui.t("Satellite fire points"), icon="🔥"),
 ]
 st.navigation(pages).run()

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+import pandas as pd
+
 from gridwatch import services
 from gridwatch.config import Settings
 from gridwatch.errors import GridwatchError
@@ -84,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
         store, a.file, level=a.level, code_field=a.code_field, name_field=a.name_field,
         parent_field=a.parent_field, crs=a.crs, layer=a.layer, replace=a.replace, actor="cli"))
 
+    fires = sub.add_parser("fires", help="satellite fire points (NASA FIRMS)").add_subparsers(
+        dest="fires_command", required=True, metavar="FIRES_COMMAND")
+    p = fires.add_parser("ingest", help="ingest FIRMS CSV files: triage, store, and dispatch fire-check tasks")
+    p.add_argument("files", nargs="+", help="FIRMS CSV files (MODIS or VIIRS, NRT or archive)")
+    p.add_argument("--rejects-csv", help="write the rejected rows (line, reason, text) to this CSV file")
+    _common(p)
+    p.set_defaults(run=_fires_ingest)
+
+    p = fires.add_parser("fetch", help="fetch the region's recent detections from the FIRMS area API and ingest them")
+    p.add_argument("--days", type=int, default=None, help="how many days back (default: firms_days setting, 1)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.fetch_fires(store, Settings.load(), days=a.days))
+
     pp = sub.add_parser("people", help="people and their roles").add_subparsers(
         dest="people_command", required=True, metavar="PEOPLE_COMMAND")
     p = pp.add_parser("import", help="import people and roles from a CSV "
@@ -100,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as dictionaries with None, not NaN, for missing values (NaN is not JSON)."""
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def _fires_ingest(store: Store, args: argparse.Namespace) -> dict[str, Any]:
+    result = services.ingest_fires(store, args.files, actor="cli")
+    if args.rejects_csv:
+        frames = [services.fire_rejects(store, f["batch"]).assign(file=f["file"]) for f in result["files"]]
+        pd.concat(frames, ignore_index=True)[["file", "line", "reason", "message", "raw"]].to_csv(
+            args.rejects_csv, index=False, encoding="utf-8-sig")
+        result["rejects_csv"] = args.rejects_csv
+    return result
 
 
 def _init(store: Store, args: argparse.Namespace) -> dict[str, Any]:

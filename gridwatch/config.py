@@ -55,6 +55,11 @@ class Settings:
     basemap_url: str = ""
     basemap_attribution: str = ""
     sla_hours: Mapping[str, float] = field(default_factory=dict)
+    firms_map_key: str = ""
+    firms_base_url: str = "https://firms.modaps.eosdis.nasa.gov"
+    firms_sources: str = "VIIRS_SNPP_NRT,VIIRS_NOAA20_NRT,VIIRS_NOAA21_NRT,MODIS_NRT"
+    firms_interval_minutes: float = 30.0
+    firms_days: int = 1
 
     @classmethod
     def load(
@@ -117,4 +122,10 @@ class Settings:
             )
         if self.language not in ("zh_CN", "en"):
             raise ValidationError("Unknown language {value}; use zh_CN or en.", value=self.language)
-        return replace(self, resolution=resolution, region=str(self.region))
+        try:
+            interval, days = float(self.firms_interval_minutes), int(self.firms_days)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("FIRMS fetch settings must be numbers (interval {interval}, days {days}).",
+                                  interval=self.firms_interval_minutes, days=self.firms_days) from exc
+        return replace(self, resolution=resolution, region=str(self.region), firms_interval_minutes=interval,
+                       firms_days=days)

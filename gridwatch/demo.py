@@ -14,9 +14,10 @@ import shapely
 
 from gridwatch.boundaries import UnitBatch
 
-__all__ = ["demo_partition", "demo_people", "DEMO_SOURCE", "DEMO_PASSWORD_NOTE"]
+__all__ = ["demo_partition", "demo_people", "demo_fires_csv", "DEMO_SOURCE", "DEMO_FIRE_SOURCE", "DEMO_PASSWORD_NOTE"]
 
 DEMO_SOURCE = "演示数据（生成）/ demo data (generated)"
+DEMO_FIRE_SOURCE = "DEMO（演示火点）"
 DEMO_PASSWORD_NOTE = "demo only"
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 _GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华建国志红玉梅文斌辉鹏飞宇浩然欣怡俊峰海燕晓东春雪松林波"
@@ -125,3 +126,50 @@ def demo_people(county_code: str, units: pd.DataFrame, *, seed: int = 410329) ->
             rows.append({**rows[-1], "role": "grid_member"})
     person("demo-unassigned", "", None)
     return pd.DataFrame(rows)
+
+
+#: a coal-fired plant site in the demo county whose stacks show up day after day (WRI/GCPT location)
+DEMO_HEAT_SOURCE = (34.414573, 112.50113)
+_FIRMS_MODIS_HEADER = "latitude,longitude,brightness,scan,track,acq_date,acq_time,satellite,confidence,version,bright_t31,frp,daynight"
+#: (satellite code, UTC HHMM) of the day passes of Terra and Aqua over Henan
+_PASSES = (("T", 250), ("A", 535), ("T", 1415), ("A", 1810))
+
+
+def demo_fires_csv(county_geom: shapely.Geometry, *, year: int = 2026, start: str = "05-25", end: str = "06-20",
+                   seed: int = 410329) -> str:
+    """FIRMS MODIS-format demo detections over a summer harvest in a county (演示 data).
+
+    Straw-burning points peak in the middle of the harvest; a heat source (the
+    power plant site) shows on most days so triage learns to set it aside; a
+    few detections are low-confidence. Values are drawn to look like MODIS
+    C6.1 NRT output; ``version`` is ``DEMO`` so nobody takes them for real.
+    """
+    rng = np.random.default_rng(seed)
+    days = pd.date_range(f"{year}-{start}", f"{year}-{end}", freq="D")
+    mid = len(days) / 2
+    rows = []
+    x0, y0, x1, y1 = county_geom.bounds
+    shapely.prepare(county_geom)
+    for i, day in enumerate(days):
+        n = rng.poisson(1.0 + 7.0 * np.exp(-(((i - mid) / (len(days) / 5)) ** 2)))
+        pts = np.empty((0, 2))
+        while len(pts) < n:
+            cand = rng.uniform((x0, y0), (x1, y1), size=(64, 2))
+            pts = np.vstack([pts, cand[shapely.contains_xy(county_geom, cand[:, 0], cand[:, 1])]])
+        for lng, lat in pts[:n]:
+            sat, hhmm = _PASSES[int(rng.integers(0, 2))]
+            conf = int(np.clip(rng.normal(72, 18), 5, 100))
+            rows.append((lat, lng, sat, hhmm, conf, day))
+        if rng.random() < 0.7:  # the plant
+            sat, hhmm = _PASSES[int(rng.integers(0, 4))]
+            lat, lng = DEMO_HEAT_SOURCE
+            rows.append((lat + rng.normal(0, 0.002), lng + rng.normal(0, 0.002), sat, hhmm, 90, day))
+    lines = [_FIRMS_MODIS_HEADER]
+    for lat, lng, sat, hhmm, conf, day in rows:
+        bright = 300 + conf * 0.3 + rng.normal(8, 4)
+        lines.append(
+            f"{lat:.4f},{lng:.4f},{bright:.1f},{rng.uniform(1, 1.6):.1f},{rng.uniform(1, 1.3):.1f},"
+            f"{day:%Y-%m-%d},{hhmm:04d},{sat},{conf},DEMO,{bright - rng.uniform(15, 30):.1f},"
+            f"{rng.gamma(2.0, 6.0):.1f},{'D' if hhmm < 1200 else 'N'}"
+        )
+    return "\n".join(lines) + "\n"

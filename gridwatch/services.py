@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import tempfile
@@ -17,6 +18,12 @@ import shapely
 from h3ronpy import cells_area_km2, cells_to_string
 
 from gridwatch import boundaries, demo, org
+from gridwatch.config import Settings
+from gridwatch.dispatch import dispatch_fire_incidents
+from gridwatch.firms import FirmsClient, region_bbox
+from gridwatch.fires import fire_keys, observed_passes, triage
+from gridwatch.tasks import DispatchPolicy
+from layers.fire_points import read_firms
 from gridwatch.errors import NotFound, OutsideRegion, ValidationError
 from gridwatch.grid import LEVELS, OWNER_LEVELS, Grid, Units, build_grid, cells_to_latlng, compare_grids
 from gridwatch.storage import Store
@@ -81,6 +88,8 @@ def init_region(store: Store, *, region: str, resolution: int = 8, demo_data: bo
         store.set_meta("resolution", str(int(resolution)))
         demo_summary = _add_demo(store, region) if demo_data else None
         change = rebuild_grid(store, actor=actor, _audit=False)
+        if demo_data and not store.scalar("SELECT count(*) FROM fire_points"):
+            demo_summary["fires"] = _add_demo_fires(store, region, actor=actor)["accepted"]
         audit(store, actor=actor, action="init", subject=region,
               detail={"resolution": resolution, "demo": demo_data, "grid": change})
     return {"region": region, "resolution": int(resolution), "demo": demo_summary, "grid": change,
@@ -108,6 +117,15 @@ def _add_demo(store: Store, region: str) -> dict[str, int]:
         result = org.import_people_csv(store, path, is_demo=True)
     counts["people"] = result.people
     return counts
+
+
+def _add_demo_fires(store: Store, region: str, *, actor: str) -> dict[str, Any]:
+    county = shapely.from_wkb(bytes(store.scalar(
+        f"SELECT {store.geom_to_wkb_sql('geom')} FROM units WHERE code = ?", [region])))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "demo_firms_modis_2026_summer_harvest.csv"
+        path.write_text(demo.demo_fires_csv(county), encoding="utf-8")
+        return ingest_fire_file(store, path, actor=actor, source_label=demo.DEMO_FIRE_SOURCE)
 
 
 def _store_grid(store: Store, grid: Grid) -> None:
@@ -291,3 +309,235 @@ def is_demo(store: Store) -> bool:
 def region_levels() -> tuple[str, ...]:
     """The administrative levels, from the top."""
     return LEVELS
+
+
+# -- satellite fire points ----------------------------------------------------------------
+
+def _known_fire_keys(store: Store, keys: np.ndarray) -> np.ndarray:
+    """The subset of ``keys`` already stored."""
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_keys (key BIGINT)")
+    store.execute("DELETE FROM incoming_keys")
+    store.insert_arrow("incoming_keys", pa.table({"key": pa.array(np.asarray(keys, dtype=np.int64))}))
+    found = store.query_df("SELECT DISTINCT f.key FROM fire_points f JOIN incoming_keys i ON i.key = f.key")
+    store.execute("DELETE FROM incoming_keys")
+    return found.key.to_numpy(dtype=np.int64)
+
+
+def _burn_days(store: Store, policy: DispatchPolicy, latest: pd.Timestamp):
+    def lookup(cells: np.ndarray) -> pd.DataFrame:
+        since = (latest - pd.Timedelta(days=policy.persistent_window_days)).tz_localize(None)
+        store.execute("CREATE TEMP TABLE IF NOT EXISTS hot_cells (cell BIGINT)")
+        store.execute("DELETE FROM hot_cells")
+        store.insert_arrow("hot_cells", pa.table({"cell": pa.array(np.asarray(cells, dtype=np.int64))}))
+        rows = store.query_df(
+            "SELECT DISTINCT f.cell, f.acq_time FROM fire_points f JOIN hot_cells h ON h.cell = f.cell"
+            " WHERE f.acq_time >= ?", [since.to_pydatetime()])
+        store.execute("DELETE FROM hot_cells")
+        return pd.DataFrame({"cell": rows.cell.to_numpy(dtype=np.int64),
+                             "day": policy.local_dates(rows.acq_time.dt.tz_localize("UTC"))})
+    return lookup
+
+
+_FIRE_COLUMNS = ("key", "batch_id", "source", "satellite", "instrument", "latitude", "longitude", "acq_time",
+                 "confidence", "confidence_class", "brightness", "bright_t31", "frp", "scan", "track", "daynight",
+                 "version", "fire_type", "cell", "in_region", "county_code", "township_code", "village_code",
+                 "in_no_burn_zone", "dispatch", "reason", "incident_key")
+
+
+def ingest_fire_file(store: Store, path: str | Path, *, actor: str = SYSTEM, policy: DispatchPolicy | None = None,
+                     source_label: str | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Read, triage, store and dispatch one FIRMS file, all or nothing.
+
+    Returns ``{"file", "batch", "read", "accepted", "rejected", "duplicates", "outside_region",
+    "not_dispatched", "incidents", "tasks_created", "coverage_gaps", "passes"}``: ``accepted``
+    counts new valid detections stored; ``read = accepted + rejected + duplicates``.
+    """
+    path = Path(path)
+    policy = policy or DispatchPolicy()
+    result = read_firms(path)
+    grid = stored_grid(store)
+    with store.transaction():
+        batch = int(store.scalar(
+            "INSERT INTO ingest_batches (kind, source, sha256, actor) VALUES ('fire_points', ?, ?, ?) RETURNING id",
+            [path.name, _sha256(path), actor]))
+        frame = result.frame
+        latest = (pd.to_datetime(frame.acq_time, utc=True).max() if len(frame) else pd.Timestamp.now(tz="UTC"))
+        keys = fire_keys(frame.latitude.to_numpy(), frame.longitude.to_numpy(), frame.acq_time,
+                         frame.satellite.to_numpy()) if len(frame) else np.zeros(0, dtype=np.int64)
+        tri = triage(frame, grid, policy=policy, known_keys=_known_fire_keys(store, keys),
+                     burn_days=_burn_days(store, policy, latest), keys=keys)
+        pts = tri.points.assign(batch_id=batch)
+        if source_label:
+            pts["source"] = source_label
+        if len(pts):
+            pts["acq_time"] = pd.to_datetime(pts.acq_time, utc=True).dt.tz_localize(None)
+            store.insert_arrow("fire_points", pa.Table.from_pandas(pts[list(_FIRE_COLUMNS)], preserve_index=False))
+        if len(result.rejected):
+            store.insert_arrow("ingest_rejects", pa.Table.from_pandas(
+                result.rejected[["line", "reason", "message", "raw"]].assign(batch_id=batch), preserve_index=False))
+        passes = observed_passes(frame, _region_bounds(store), grid)
+        if len(passes):
+            passes = passes.assign(batch_id=batch, acq_time=pd.to_datetime(passes.acq_time, utc=True)
+                                   .dt.tz_localize(None))
+            store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_passes AS SELECT * FROM observations LIMIT 0")
+            store.execute("DELETE FROM incoming_passes")
+            store.insert_arrow("incoming_passes", pa.Table.from_pandas(passes, preserve_index=False))
+            store.execute(
+                "INSERT INTO observations SELECT * FROM incoming_passes ON CONFLICT (satellite, acq_time)"
+                " DO UPDATE SET detections = greatest(observations.detections, excluded.detections)")
+            store.execute("DELETE FROM incoming_passes")
+        dispatched = dispatch_fire_incidents(store, tri.incidents, policy=policy, now=now)
+        summary = {
+            "file": path.name,
+            "batch": batch,
+            "read": int(result.read),
+            "rejected": int(len(result.rejected)),
+            **tri.summary(),
+            "incidents": dispatched["incidents"],
+            "tasks_created": dispatched["tasks_created"],
+            "coverage_gaps": dispatched["coverage_gaps"],
+            "passes": int(len(passes)),
+        }
+        store.execute("UPDATE ingest_batches SET summary = ? WHERE id = ?",
+                      [json.dumps(summary, ensure_ascii=False), batch])
+        audit(store, actor=actor, action="fires.ingest", subject=path.name, detail=summary)
+    return summary
+
+
+def ingest_fires(store: Store, paths: list[str | Path], *, actor: str = SYSTEM,
+                 policy: DispatchPolicy | None = None) -> dict[str, Any]:
+    """Ingest several FIRMS files (each all or nothing) and add up the counts."""
+    files = [ingest_fire_file(store, p, actor=actor, policy=policy) for p in paths]
+    total: dict[str, Any] = {k: 0 for k in ("read", "accepted", "rejected", "duplicates", "outside_region",
+                                             "incidents", "tasks_created", "coverage_gaps")}
+    reasons: dict[str, int] = {}
+    for f in files:
+        for k in total:
+            total[k] += f[k]
+        for r, n in f["not_dispatched"].items():
+            reasons[r] = reasons.get(r, 0) + n
+    return {**total, "not_dispatched": reasons, "files": files}
+
+
+def fire_rejects(store: Store, batch: int) -> pd.DataFrame:
+    """Rows a file could not give, with line, reason and the original text."""
+    return store.query_df("SELECT line, reason, message, raw FROM ingest_rejects WHERE batch_id = ? ORDER BY line",
+                          [batch])
+
+
+def _region_bounds(store: Store) -> tuple[float, float, float, float]:
+    region, _ = _settings(store)
+    wkb = store.scalar(f"SELECT {store.geom_to_wkb_sql('geom')} FROM units WHERE code = ?", [region])
+    return tuple(shapely.from_wkb(bytes(wkb)).bounds)  # type: ignore[return-value]
+
+
+def fire_days(store: Store, *, policy: DispatchPolicy | None = None) -> pd.DataFrame:
+    """Per local day: detections in the region, incidents, passes observed, and the day's status.
+
+    ``status`` is ``fire`` (detections dispatched), ``observed`` (a satellite
+    passed over the region, no fire to dispatch) or ``not_observed`` (no pass
+    known): a quiet day is never confused with a day nobody looked.
+    """
+    policy = policy or DispatchPolicy()
+    tz_hours = int(pd.Timestamp("2024-01-01", tz=policy.timezone).utcoffset().total_seconds() // 3600)
+    shift = f"INTERVAL {tz_hours} HOUR"
+    points = store.query_df(
+        f"SELECT CAST(acq_time + {shift} AS DATE) AS day, count(*) AS detections,"
+        " count(*) FILTER (WHERE dispatch = 'dispatched') AS dispatched,"
+        " count(DISTINCT incident_key) AS incidents FROM fire_points WHERE in_region GROUP BY 1")
+    passes = store.query_df(
+        f"SELECT CAST(acq_time + {shift} AS DATE) AS day, count(*) AS passes FROM observations GROUP BY 1")
+    if points.empty and passes.empty:
+        return pd.DataFrame(columns=["day", "detections", "dispatched", "incidents", "passes", "status"])
+    known = pd.concat([points.day, passes.day])
+    days = pd.DataFrame({"day": pd.date_range(known.min(), known.max(), freq="D").date})
+    out = days.merge(points, on="day", how="left").merge(passes, on="day", how="left").fillna(0)
+    for col in ("detections", "dispatched", "incidents", "passes"):
+        out[col] = out[col].astype(int)
+    out["status"] = np.select([out.dispatched > 0, (out.passes > 0) | (out.detections > 0)],
+                              ["fire", "observed"], "not_observed")
+    return out
+
+
+def fire_summary(store: Store) -> dict[str, Any]:
+    """Counts for the fire page: detections by outcome and reason, incidents, tasks by state."""
+    by = store.query("SELECT dispatch, reason, count(*) AS n FROM fire_points GROUP BY 1, 2 ORDER BY 1, 2")
+    tasks = store.query("SELECT state, count(*) AS n FROM tasks WHERE kind = 'fire_check' GROUP BY 1 ORDER BY 1")
+    return {
+        "detections": sum(r["n"] for r in by),
+        "in_region": sum(r["n"] for r in by if r["dispatch"] != "outside_region"),
+        "dispatched": sum(r["n"] for r in by if r["dispatch"] == "dispatched"),
+        "not_dispatched": {r["reason"]: r["n"] for r in by if r["dispatch"] == "not_dispatched"},
+        "incidents": int(store.scalar("SELECT count(*) FROM incidents")),
+        "tasks": {r["state"]: r["n"] for r in tasks},
+        "coverage_gaps": int(store.scalar("SELECT count(*) FROM tasks WHERE kind = 'fire_check' AND coverage_gap")),
+        "demo": bool(store.scalar("SELECT count(*) FROM fire_points WHERE source LIKE 'DEMO%'")),
+    }
+
+
+def fire_tasks(store: Store, *, limit: int = 200) -> pd.DataFrame:
+    """The newest fire-check tasks with their cell, place, assignee and due time."""
+    df = store.query_df(
+        "SELECT t.id, t.title, t.state, t.priority, t.cell, t.created_at, t.due_at, t.coverage_gap,"
+        " p.name AS assignee, t.assigned_role, tw.name AS township, v.name AS village"
+        " FROM tasks t LEFT JOIN people p ON p.id = t.assignee_id JOIN cells c ON c.cell = t.cell"
+        " LEFT JOIN units tw ON tw.code = c.township_code LEFT JOIN units v ON v.code = c.village_code"
+        " WHERE t.kind = 'fire_check' ORDER BY t.priority DESC, t.id DESC LIMIT ?", [limit])
+    df["cell"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
+    return df
+
+
+def fire_cells(store: Store) -> pd.DataFrame:
+    """Cells with dispatched detections (hex id, count), for the map."""
+    df = store.query_df("SELECT cell, count(*) AS detections FROM fire_points WHERE dispatch = 'dispatched'"
+                        " GROUP BY cell")
+    df["cell"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
+    return df
+
+
+def fetch_fires(store: Store, settings: Settings, *, days: int | None = None, client: FirmsClient | None = None,
+                actor: str = "firms-fetch") -> dict[str, Any]:
+    """Fetch the region's last ``days`` of detections from the FIRMS area API and ingest them.
+
+    Every request is logged in ``fetch_log`` with its outcome; a header-only
+    answer is zero fires, not an error. Returns the per-source outcomes and the
+    added-up ingest counts.
+    """
+    if client is None:
+        if not settings.firms_map_key:
+            raise ValidationError("No FIRMS MAP_KEY is configured; set GRIDWATCH_FIRMS_MAP_KEY or firms_map_key "
+                                  "in gridwatch.toml.")
+        client = FirmsClient(settings.firms_map_key, base_url=settings.firms_base_url)
+    bbox = region_bbox(_region_bounds(store))
+    days = int(days or settings.firms_days)
+    end = dt.datetime.now(dt.UTC).date()
+    outcomes, ingested = [], []
+    for source in [s.strip() for s in settings.firms_sources.split(",") if s.strip()]:
+        for fetched in client.fetch_days(source, bbox, days, end):
+            batch = None
+            if fetched.status == "ok":
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / f"firms_{source}_{fetched.started_at:%Y%m%dT%H%M%S}.csv"
+                    path.write_bytes(fetched.csv_bytes)
+                    summary = ingest_fire_file(store, path, actor=actor)
+                batch = summary["batch"]
+                ingested.append(summary)
+            with store.transaction():
+                store.execute(
+                    "INSERT INTO fetch_log (started_at, finished_at, source, url, status, rows, message, batch_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [fetched.started_at.replace(tzinfo=None), fetched.finished_at.replace(tzinfo=None), source,
+                     fetched.url_redacted, fetched.status, fetched.rows, fetched.message, batch])
+            outcomes.append({"source": source, "status": fetched.status, "rows": fetched.rows,
+                             "message": fetched.message, "batch": batch})
+    totals = {k: sum(s[k] for s in ingested) for k in ("read", "accepted", "duplicates", "outside_region",
+                                                        "incidents", "tasks_created")}
+    return {"fetches": outcomes, **totals}
+
+
+def fetch_log(store: Store, *, limit: int = 50) -> pd.DataFrame:
+    """The latest FIRMS fetches with their outcome."""
+    return store.query_df("SELECT started_at, source, status, rows, message, batch_id FROM fetch_log"
+                          " ORDER BY id DESC LIMIT ?", [limit])

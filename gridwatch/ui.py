@@ -7,12 +7,14 @@ from collections.abc import Iterator
 
 import streamlit as st
 
+from gridwatch import services
 from gridwatch.config import Settings
+from gridwatch.firms import FetchScheduler
 from gridwatch.errors import GridwatchError
 from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, gettext, translate_error
 from gridwatch.storage import Store, open_store
 
-__all__ = ["store", "language", "t", "show_errors", "language_picker", "settings"]
+__all__ = ["store", "language", "t", "show_errors", "language_picker", "settings", "fire_fetcher"]
 
 
 @st.cache_resource
@@ -29,6 +31,18 @@ def _store(db: str) -> Store:
 def store() -> Store:
     """The process's store (one connection; a cursor per script thread)."""
     return _store(settings().db)
+
+
+@st.cache_resource
+def fire_fetcher() -> FetchScheduler | None:
+    """The process's FIRMS fetch schedule (one per app process); None without a MAP_KEY."""
+    config = settings()
+    if not config.firms_map_key:
+        return None
+    the_store = store()
+    scheduler = FetchScheduler(lambda: services.fetch_fires(the_store, config),
+                               interval_s=config.firms_interval_minutes * 60, name="firms-fetch")
+    return scheduler.start()
 
 
 def language() -> str:

@@ -98,5 +98,6 @@ def test_language_switch_to_english(app_url, browser):
     page.locator("[data-testid='stSelectbox']").first.click()
     page.get_by_role("option", name="English").click()
     page.get_by_text("Grid overview: 伊川县").wait_for(timeout=30000)
+    page.get_by_text("Coverage report").wait_for(timeout=30000)
     assert page.get_by_text("Coverage report").is_visible()
     page.close()

@@ -1,0 +1,200 @@
+"""Fire points end to end: ingest of real FIRMS files, triage, incidents, dispatch, idempotence, the ledger."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h3
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from gridwatch import services
+from gridwatch.cli import main
+from gridwatch.fires import fire_keys, triage
+from gridwatch.storage import open_store
+from gridwatch.tasks import DispatchPolicy
+
+from conftest import SHARED_DATA, needs_shared
+
+FIRES = SHARED_DATA / "fires"
+FEB_2022 = FIRES / "modis_c61_nrt_global24h_2022-02-26_27_henan_bbox.csv"
+ALL_FILES = sorted(FIRES.glob("*.csv")) if FIRES.is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def province_db(tmp_path_factory):
+    """Henan at resolution 7 with no people (every task is a coverage gap)."""
+    path = tmp_path_factory.mktemp("prov") / "henan.duckdb"
+    with open_store(str(path)) as s:
+        services.init_region(s, region="410000", resolution=7)
+    return path
+
+
+@pytest.fixture
+def province(province_db, tmp_path):
+    path = tmp_path / "henan.duckdb"
+    shutil.copy(province_db, path)
+    with open_store(str(path)) as s:
+        yield s
+
+
+def _province_geom(store):
+    return shapely.from_wkb(bytes(store.scalar("SELECT ST_AsWKB(geom) FROM units WHERE code = '410000'")))
+
+
+@needs_shared()
+@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
+def test_every_shared_file_ingests_with_counts_matching_an_independent_check(province, path):
+    result = services.ingest_fires(province, [path])
+    frame = pd.read_csv(path)
+    assert result["read"] == len(frame)
+    assert result["rejected"] == 0
+    # Independent check: a point is in the region when its H3 cell overlaps the province polygon.
+    geom = _province_geom(province)
+    shapely.prepare(geom)
+    uniq = frame.drop_duplicates(["latitude", "longitude", "acq_date", "acq_time", "satellite"])
+    inside = [geom.intersects(shapely.Polygon([(lng, lat) for lat, lng in h3.cell_to_boundary(
+        h3.latlng_to_cell(la, ln, 7))])) for la, ln in zip(uniq.latitude, uniq.longitude)]
+    assert result["accepted"] == len(uniq)
+    assert result["outside_region"] == len(uniq) - sum(inside)
+    in_region = province.scalar("SELECT count(*) FROM fire_points WHERE in_region")
+    assert in_region == sum(inside)
+    # Points well inside a county (≥ 2 km from its border) carry that county.
+    pts = province.query_df("SELECT latitude, longitude, county_code FROM fire_points WHERE in_region")
+    counties = province.query_df("SELECT code, ST_AsWKB(geom) AS wkb FROM units WHERE level = 'county'")
+    cores = shapely.buffer(shapely.from_wkb([bytes(w) for w in counties.wkb]), -0.02)
+    for lat, lng, code in pts.itertuples(index=False):
+        holders = counties.code[shapely.contains_xy(cores, lng, lat)].tolist()
+        if holders:
+            assert holders == [code]
+
+
+@needs_shared()
+def test_reingest_and_overlapping_files_create_nothing_new(province):
+    first = services.ingest_fires(province, [FIRES / "modis_c61_nrt_global24h_2025-04-22_23_henan_bbox.csv"])
+    tasks = province.scalar("SELECT count(*) FROM tasks")
+    again = services.ingest_fires(province, [FIRES / "modis_c61_nrt_global24h_2025-04-22_23_henan_bbox.csv"])
+    assert again["accepted"] == 0 and again["duplicates"] == first["read"] and again["tasks_created"] == 0
+    assert province.scalar("SELECT count(*) FROM tasks") == tasks
+    # The next day's file repeats the 2025-04-23 detections: those merge.
+    overlap = services.ingest_fires(province, [FIRES / "modis_c61_nrt_global24h_2025-04-23_24_henan_bbox.csv"])
+    a = pd.read_csv(FIRES / "modis_c61_nrt_global24h_2025-04-22_23_henan_bbox.csv")
+    b = pd.read_csv(FIRES / "modis_c61_nrt_global24h_2025-04-23_24_henan_bbox.csv")
+    key = ["latitude", "longitude", "acq_date", "acq_time", "satellite"]
+    shared = len(b.merge(a, on=key))
+    assert shared > 0 and overlap["duplicates"] == shared
+    assert province.scalar("SELECT count(*) FROM fire_points") == first["accepted"] + overlap["accepted"]
+
+
+@needs_shared()
+def test_demo_county_february_2022_file_dispatches_two_fire_checks(demo_store):
+    before = demo_store.scalar("SELECT count(*) FROM tasks")
+    result = services.ingest_fires(demo_store, [FEB_2022])
+    assert result["read"] == 122
+    assert result["outside_region"] == 120
+    assert result["incidents"] == 2 and result["tasks_created"] == 2
+    new = demo_store.query_df(
+        "SELECT t.*, p.person_key FROM tasks t LEFT JOIN people p ON p.id = t.assignee_id"
+        " WHERE t.kind = 'fire_check' ORDER BY t.id DESC LIMIT 2")
+    assert demo_store.scalar("SELECT count(*) FROM tasks") == before + 2
+    for task in new.itertuples():
+        chain = services.responsible_at(demo_store, **_cell_centre(task.cell))["chain"]
+        inspectors = [c["person_key"] for c in chain if c["role"] == "inspector"]
+        if inspectors:
+            assert task.person_key == inspectors[0] and task.assigned_role == "inspector"
+            assert not task.coverage_gap
+        else:
+            assert task.coverage_gap
+        assert task.state in ("assigned", "open")
+        events = demo_store.query("SELECT * FROM task_events WHERE task_id = ?", [task.id])
+        assert len(events) == 1 and events[0]["to_state"] == task.state
+    # 2022-02-26 is outside the harvests: a 24-hour SLA and normal priority
+    assert (new.priority == 2).all()
+    hours = (new.due_at - new.created_at).dt.total_seconds() / 3600
+    assert (hours == 24).all()
+
+
+def _cell_centre(cell: int) -> dict:
+    lat, lng = h3.cell_to_latlng(h3.int_to_str(int(cell)))
+    return {"lat": lat, "lng": lng}
+
+
+def test_the_demo_database_carries_labelled_demo_detections_and_sets_the_plant_aside(demo_store):
+    sources = {r["source"] for r in demo_store.query("SELECT DISTINCT source FROM fire_points")}
+    assert sources == {"DEMO（演示火点）"}
+    n = demo_store.scalar("SELECT count(*) FROM fire_points")
+    assert 60 < n < 400
+    reasons = {r["reason"]: r["n"] for r in demo_store.query(
+        "SELECT reason, count(*) AS n FROM fire_points GROUP BY reason")}
+    assert reasons.get("persistent_heat", 0) >= 10
+    assert demo_store.scalar("SELECT count(*) FROM tasks WHERE kind = 'fire_check'") == demo_store.scalar(
+        "SELECT count(*) FROM incidents")
+    # the summer harvest is a key period: 2-hour SLA, raised priority
+    assert demo_store.scalar("SELECT min(priority) FROM tasks WHERE kind = 'fire_check'") == 3
+
+
+def _frame(rows):
+    base = dict(line=2, latitude=34.4, longitude=112.4, acq_time=pd.Timestamp("2024-06-01 05:30", tz="UTC"),
+                satellite="Aqua", instrument="MODIS", confidence=80, confidence_class="high", brightness=320.0,
+                bright_t31=295.0, frp=10.0, scan=1.0, track=1.0, daynight="D", version="6.1NRT", fire_type=pd.NA,
+                source="FIRMS")
+    return pd.DataFrame([{**base, **r} for r in rows]).astype({"confidence": "Int64", "fire_type": "Int64"})
+
+
+def test_triage_reasons_incidents_and_duplicates(demo_store):
+    grid = services.stored_grid(demo_store)
+    lat, lng = 34.42, 112.42
+    frame = _frame([
+        {"latitude": lat, "longitude": lng},                            # dispatched
+        {"latitude": lat + 0.0005, "longitude": lng},                   # same cell and pass: same incident
+        {"latitude": lat, "longitude": lng},                            # exact duplicate in the file
+        {"latitude": lat, "longitude": lng, "satellite": "Terra",
+         "acq_time": pd.Timestamp("2024-06-01 02:50", tz="UTC")},        # another pass: another incident
+        {"latitude": lat + 0.05, "longitude": lng, "confidence": 10, "confidence_class": "low"},
+        {"latitude": lat - 0.05, "longitude": lng, "fire_type": 2},
+        {"latitude": 30.0, "longitude": 112.4},                          # outside the county
+    ])
+    result = triage(frame, grid, policy=DispatchPolicy(), known_keys=np.zeros(0, dtype=np.int64))
+    assert result.duplicates == 1
+    assert result.outside_region == 1
+    assert result.not_dispatched == {"static_source": 1, "low_confidence": 1}
+    assert len(result.incidents) == 2
+    assert sorted(result.incidents.points) == [1, 2]
+    known = fire_keys(frame.latitude.to_numpy(), frame.longitude.to_numpy(), frame.acq_time,
+                      frame.satellite.to_numpy())[:1]
+    again = triage(frame, grid, policy=DispatchPolicy(), known_keys=known)
+    assert again.duplicates == 2
+
+
+def test_a_cell_burning_on_many_days_is_set_aside(demo_store):
+    grid = services.stored_grid(demo_store)
+    days = pd.date_range("2024-03-01 05:30", periods=5, freq="D", tz="UTC")
+    frame = _frame([{"latitude": 34.3, "longitude": 112.3, "acq_time": d} for d in days])
+    result = triage(frame, grid, policy=DispatchPolicy(persistent_days=4), known_keys=np.zeros(0, np.int64))
+    assert result.not_dispatched == {"persistent_heat": 5}
+    assert result.incidents.empty
+
+
+@needs_shared()
+def test_cli_fires_ingest_json_and_rejects_csv(demo_db, tmp_path, capsys):
+    db = tmp_path / "cli.duckdb"
+    shutil.copy(demo_db, db)
+    bad = tmp_path / "bad.csv"
+    text = FEB_2022.read_text(encoding="utf-8").splitlines()
+    bad.write_text("\n".join(text[:3] + ["34.4,112.4,oops"] + [text[3].replace("2022-02-26", "2022-13-45")] + text[4:])
+                   + "\n", encoding="utf-8")
+    lines: list[str] = []
+    rejects = tmp_path / "rejects.csv"
+    assert main(["fires", "ingest", str(bad), "--db", str(db), "--json", "--rejects-csv", str(rejects)],
+                out=lines.append) == 0
+    result = json.loads(lines[0])
+    for key in ("read", "accepted", "rejected", "duplicates", "outside_region", "not_dispatched", "incidents",
+                "tasks_created"):
+        assert key in result
+    assert result["rejected"] == 2 and result["read"] == 123
+    rows = pd.read_csv(rejects, encoding="utf-8-sig")
+    assert sorted(rows.line) == [4, 5] and set(rows.columns) >= {"line", "reason", "raw"}
