@@ -9,7 +9,7 @@ ui.language_picker()
 ui.fire_fetcher()  # fetches new FIRMS detections on a schedule when a MAP_KEY is configured
 
 pages = [
-    st.Page("pages/overview.py", title=ui.t("Overview"), icon="🗺️", default=True),
-    st.Page("pages/fires.py", title=ui.t("Satellite fire points"), icon="🔥"),
+    st.Page("screens/overview.py", title=ui.t("Overview"), icon="🗺️", default=True),
+    st.Page("screens/fires.py", title=ui.t("Satellite fire points"), icon="🔥"),
 ]
 st.navigation(pages).run()

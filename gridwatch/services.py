@@ -451,8 +451,10 @@ def fire_days(store: Store, *, policy: DispatchPolicy | None = None) -> pd.DataF
         f"SELECT CAST(acq_time + {shift} AS DATE) AS day, count(*) AS passes FROM observations GROUP BY 1")
     if points.empty and passes.empty:
         return pd.DataFrame(columns=["day", "detections", "dispatched", "incidents", "passes", "status"])
+    points["day"] = pd.to_datetime(points.day)
+    passes["day"] = pd.to_datetime(passes.day)
     known = pd.concat([points.day, passes.day])
-    days = pd.DataFrame({"day": pd.date_range(known.min(), known.max(), freq="D").date})
+    days = pd.DataFrame({"day": pd.date_range(known.min(), known.max(), freq="D").astype(points.day.dtype)})
     out = days.merge(points, on="day", how="left").merge(passes, on="day", how="left").fillna(0)
     for col in ("detections", "dispatched", "incidents", "passes"):
         out[col] = out[col].astype(int)

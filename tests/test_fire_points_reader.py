@@ -599,3 +599,20 @@ def test_random_rows_in_random_variants_read_back_exactly(case):
         assert frame.fire_type.tolist() == [r["type"] for r in rows]
     else:
         assert frame.fire_type.isna().all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.just(GOOD), st.text(alphabet=',"; .-+:/0123456789abcdeflnhTANDQ\t', max_size=90)),
+                max_size=25))
+def test_garbage_lines_never_break_the_good_ones(body):
+    lines = [HEADER, *body]
+    result = read_firms(("\n".join(lines) + "\n").encode(), name="garbage.csv")
+    good = {i + 1 for i, text in enumerate(lines) if text == GOOD}
+    blank = {i + 1 for i, text in enumerate(lines) if i and not text.strip(' ,\t"')}
+    accepted, rejected = set(result.frame.line), set(result.rejected.line)
+    assert good <= accepted
+    assert accepted | rejected | blank == set(range(2, len(lines) + 1))
+    assert not accepted & rejected and not (accepted | rejected) & blank
+    assert result.read == len(accepted) + len(rejected)
+    for line, raw in zip(result.rejected.line, result.rejected.raw, strict=True):
+        assert raw == lines[line - 1]

@@ -198,3 +198,52 @@ def test_cli_fires_ingest_json_and_rejects_csv(demo_db, tmp_path, capsys):
     assert result["rejected"] == 2 and result["read"] == 123
     rows = pd.read_csv(rejects, encoding="utf-8-sig")
     assert sorted(rows.line) == [4, 5] and set(rows.columns) >= {"line", "reason", "raw"}
+
+
+def test_fetch_ingests_and_logs_every_outcome(demo_store):
+    from urllib.parse import urlsplit
+
+    from firms_standin import serve
+
+    from gridwatch.config import Settings
+    from gridwatch.firms import FirmsClient
+
+    secret = "0123456789abcdef0123456789abcdef"
+    with serve(flaky_failures=0) as standin:
+        assert urlsplit(standin.base_url).hostname == "127.0.0.1"
+        settings = Settings.load(env={}, config_path=None, firms_sources="MODIS_NRT")
+        runs = {}
+        for behaviour in ("good", "empty", "limited", "badkey"):
+            client = FirmsClient(f"{behaviour}-{secret}", base_url=standin.base_url, retries=0, backoff_s=0)
+            runs[behaviour] = services.fetch_fires(demo_store, settings, days=2, client=client)
+    assert runs["good"]["fetches"][0]["status"] == "ok" and runs["good"]["read"] == 20
+    assert runs["empty"]["fetches"][0]["status"] == "empty" and runs["empty"]["read"] == 0
+    assert runs["limited"]["fetches"][0]["status"] == "rate_limited"
+    assert runs["badkey"]["fetches"][0]["status"] == "bad_key"
+    log = services.fetch_log(demo_store)
+    assert list(log.status[::-1]) == ["ok", "empty", "rate_limited", "bad_key"]
+    assert not log.message.str.contains(secret).any()
+    assert demo_store.scalar("SELECT count(*) FROM fetch_log WHERE url LIKE ?", [f"%{secret}%"]) == 0
+    # a service that cannot be reached is logged as such, not raised
+    down = services.fetch_fires(demo_store, settings, days=2, client=FirmsClient(
+        f"good-{secret}", base_url="http://127.0.0.1:9", retries=0, backoff_s=0, timeout_s=0.5))
+    assert down["fetches"][0]["status"] in ("error", "timeout")
+    assert services.fetch_log(demo_store).status.iloc[0] == down["fetches"][0]["status"]
+
+
+def test_fetch_without_a_map_key_says_how_to_set_one(demo_store):
+    from gridwatch.config import Settings
+    from gridwatch.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="GRIDWATCH_FIRMS_MAP_KEY"):
+        services.fetch_fires(demo_store, Settings.load(env={}, config_path=None))
+
+
+def test_days_are_fire_observed_or_not_observed(demo_store):
+    days = services.fire_days(demo_store)
+    assert set(days.status) <= {"fire", "observed", "not_observed"}
+    assert (days.status == "fire").sum() > 10
+    assert ((days.status == "fire") == (days.dispatched > 0)).all()
+    assert ((days.status == "not_observed") <= ((days.passes == 0) & (days.detections == 0))).all()
+    # consecutive calendar days, none missing
+    assert (pd.to_datetime(days.day).diff().dropna() == pd.Timedelta(days=1)).all()

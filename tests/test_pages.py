@@ -62,3 +62,15 @@ def test_overview_without_a_region_says_what_to_do(tmp_path, monkeypatch):
     st.cache_resource.clear()
     assert not at.exception
     assert any("init --region" in e.value for e in at.error)
+
+
+def test_fire_page_shows_demo_detections_tasks_and_days(app_db):
+    at = AppTest.from_file(str(REPO_ROOT / "screens" / "fires.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "卫星火点"
+    assert any("演示火点" in e.value for e in at.info)
+    labels = {m.label: m.value for m in at.metric}
+    assert int(labels["辖区内火点"]) > 60 and int(labels["火情事件"]) > 30
+    assert any("持续热源" in c.value for c in at.caption)
+    tasks = at.dataframe[0].value
+    assert len(tasks) > 30 and "卫星火点核查" in tasks.iloc[0, 0]

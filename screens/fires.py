@@ -29,8 +29,8 @@ with ui.show_errors():
     with left:
         st.subheader(t("Detections per day"))
         if len(days):
-            st.bar_chart(days.set_index("day")[["dispatched"]].rename(columns={"dispatched": t("Dispatched")}),
-                         height=220)
+            chart = days.assign(day=pd.to_datetime(days.day).dt.strftime("%m-%d")).set_index("day")
+            st.bar_chart(chart[["dispatched"]].rename(columns={"dispatched": t("Dispatched")}), height=220)
             status = days.status.map({"fire": t("fire"), "observed": t("observed, no fire"),
                                       "not_observed": t("not observed")})
             counts = status.value_counts()
