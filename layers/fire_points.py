@@ -23,13 +23,15 @@ Accepted variants
       comma, tab or semicolon separated (the header decides).
 
 How it is fast
-    The file is parsed once by ``pyarrow.csv`` on one thread (quoting off, so
-    one physical line is one record and line numbers are exact), numeric columns
-    typed by the parser, lines with the wrong number of fields collected by the
-    invalid-row handler. Low-cardinality text columns (dates, times, satellites,
-    confidence, ...) are factorised and only their distinct values are parsed
-    in Python; everything else is numpy. The file's lines are split only when
-    some row is rejected, to quote it.
+    The file is memory-mapped and parsed by ``pyarrow.csv`` on one thread
+    (quoting off, so one physical line is one record and line numbers are
+    exact), numeric columns typed by the parser, lines with the wrong number of
+    fields collected by the invalid-row handler. A numeric column holding text
+    makes the parser run again with that column as text, checked row by row.
+    Low-cardinality text columns (dates, times, satellites, confidence, ...) are
+    dictionary-encoded and only their distinct values are parsed in Python;
+    everything else is numpy. Line breaks are indexed only when some row is
+    rejected, to quote it.
 
 Examples
 --------
@@ -199,7 +201,7 @@ class _Content:
     def __init__(self, raw: bytes | mmap.mmap) -> None:
         self.raw = raw
         self.start = 0
-        self._lines: list[bytes] | None = None
+        self._ends: np.ndarray | list[bytes] | None = None
 
     @classmethod
     def load(cls, source: str | Path | bytes, name: str | None) -> tuple[_Content, str]:
@@ -227,7 +229,7 @@ class _Content:
     def replace(self, data: bytes) -> None:
         """Continue with ``data`` (converted or repaired content)."""
         self.close()
-        self.raw, self.start, self._lines = data, 0, None
+        self.raw, self.start, self._ends = data, 0, None
 
     def tail(self) -> bytes:
         """Return a copy of the content from ``start`` on."""
@@ -259,10 +261,31 @@ class _Content:
         return pa.BufferReader(pa.py_buffer(self.raw).slice(self.start))
 
     def line(self, number: int) -> str:
-        """Line ``number`` (1-based, from ``start``) as text, without its line break."""
-        if self._lines is None:
-            self._lines = self.tail().splitlines()
-        return self._lines[number - 1].decode("utf-8", "replace")
+        """Line ``number`` (1-based, from ``start``) as text, without its line break.
+
+        The first call indexes the line breaks (vectorised); files with lone CR
+        line breaks are split with ``bytes.splitlines`` instead.
+        """
+        if self._ends is None:
+            self._ends = self._line_ends()
+        if isinstance(self._ends, list):
+            return self._ends[number - 1].decode("utf-8", "replace")
+        ends, size = self._ends, len(self.raw) - self.start
+        begin = 0 if number == 1 else int(ends[number - 2]) + 1
+        end = int(ends[number - 1]) if number - 1 < len(ends) else size
+        text = bytes(self.raw[self.start + begin:self.start + end])
+        return (text[:-1] if text.endswith(b"\r") else text).decode("utf-8", "replace")
+
+    def _line_ends(self) -> np.ndarray | list[bytes]:
+        """Positions of the LF line breaks, or (lone CRs present) the lines themselves."""
+        buf = np.frombuffer(self.raw, dtype=np.uint8)[self.start:]
+        cr = np.flatnonzero(buf == 13)
+        if cr.size and (cr[-1] + 1 >= buf.size or not (buf[cr + 1] == 10).all()):
+            del buf
+            return self.tail().splitlines()
+        ends = np.flatnonzero(buf == 10)
+        del buf
+        return ends
 
 
 def _check_text(content: _Content, label: str) -> None:
@@ -502,8 +525,16 @@ def _to_float(text: str | None) -> float | None:
 
 def _factor(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     """Return the distinct values of a text column and each row's index among them (int32)."""
-    encoded = col.combine_chunks().dictionary_encode()
-    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False)
+    encoded = col.dictionary_encode()  # one hash table across chunks: the chunks share one dictionary
+    chunks = encoded.chunks
+    if not chunks:
+        return [], np.zeros(0, dtype=np.int32)
+    dictionary = chunks[0].dictionary
+    if any(len(c.dictionary) != len(dictionary) for c in chunks):  # pragma: no cover - older pyarrow
+        combined = col.combine_chunks().dictionary_encode()
+        return combined.dictionary.to_pylist(), combined.indices.to_numpy(zero_copy_only=False)
+    codes = [c.indices.to_numpy(zero_copy_only=False) for c in chunks]
+    return dictionary.to_pylist(), codes[0] if len(codes) == 1 else np.concatenate(codes)
 
 
 def _lookup(uniques: list[str], parse: Callable[[str], int | None]) -> np.ndarray:

@@ -21,6 +21,9 @@ from gridwatch.storage import Params, Store
 
 __all__ = ["DuckDBStore", "spatial_extension_path"]
 
+#: DuckDB's row-group size, the unit of its parallel scans
+_ROW_GROUP = 122_880
+
 
 def spatial_extension_path() -> Path:
     """Path of the signed spatial extension shipped for the installed DuckDB version."""
@@ -140,6 +143,9 @@ class DuckDBStore(Store):
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
             raise StorageError("Bad table name {table}", table=table)
         cur = self._cursor()
+        if data.num_rows > _ROW_GROUP:
+            # DuckDB scans an Arrow table chunk by chunk in parallel: one big chunk would use one thread.
+            data = pa.Table.from_batches(data.to_batches(max_chunksize=_ROW_GROUP), schema=data.schema)
         cur.register("_gridwatch_incoming", data)
         try:
             columns = ", ".join(data.column_names)
