@@ -99,6 +99,31 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(run=lambda store, a: services.fetch_fires(store, Settings.load(), days=a.days))
 
+    tk = sub.add_parser("tasks", help="patrol tasks").add_subparsers(dest="tasks_command", required=True,
+                                                                      metavar="TASKS_COMMAND")
+    p = tk.add_parser("list", help="list tasks, overdue first (filters combine)")
+    p.add_argument("--assignee", help="person key of the assignee")
+    p.add_argument("--state", help="task state, e.g. assigned, reported")
+    p.add_argument("--unit", help="unit code: tasks on its cells")
+    p.add_argument("--kind", help="task kind, e.g. fire_check, routine_patrol")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.tasks_table(store, assignee=a.assignee, state=a.state,
+                                                             unit=a.unit, kind=a.kind, limit=a.limit))
+    p = tk.add_parser("show", help="one task with its full event history")
+    p.add_argument("id", type=int, help="task id")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.task_show(store, a.id))
+    p = tk.add_parser("escalate", help="move overdue tasks up the responsibility chain")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.escalate(store, actor="cli"))
+
+    pa_ = sub.add_parser("patrols", help="routine patrols").add_subparsers(dest="patrols_command", required=True,
+                                                                          metavar="PATROLS_COMMAND")
+    p = pa_.add_parser("generate", help="open the routine patrol tasks due now (weekly per cell)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.generate_patrols(store, actor="cli"))
+
     pp = sub.add_parser("people", help="people and their roles").add_subparsers(
         dest="people_command", required=True, metavar="PEOPLE_COMMAND")
     p = pp.add_parser("import", help="import people and roles from a CSV "

@@ -17,7 +17,7 @@ import pyarrow as pa
 import shapely
 from h3ronpy import cells_area_km2, cells_to_string
 
-from gridwatch import boundaries, demo, org
+from gridwatch import boundaries, demo, org, workflow
 from gridwatch.config import Settings
 from gridwatch.dispatch import dispatch_fire_incidents
 from gridwatch.firms import FirmsClient, region_bbox
@@ -543,3 +543,36 @@ def fetch_log(store: Store, *, limit: int = 50) -> pd.DataFrame:
     """The latest FIRMS fetches with their outcome."""
     return store.query_df("SELECT started_at, source, status, rows, message, batch_id FROM fetch_log"
                           " ORDER BY id DESC LIMIT ?", [limit])
+
+
+# -- task work ----------------------------------------------------------------------------------
+
+def tasks_table(store: Store, *, assignee: str | None = None, state: str | None = None, unit: str | None = None,
+                kind: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """Tasks as JSON-ready rows (cell as H3 hex id, times in UTC ISO)."""
+    df = workflow.list_tasks(store, assignee=assignee, state=state, unit=unit, kind=kind, limit=limit)
+    df["cell"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
+    for col in ("created_at", "due_at"):
+        df[col] = pd.to_datetime(df[col]).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
+def task_show(store: Store, task_id: int) -> dict[str, Any]:
+    """One task with its full event history."""
+    return workflow.task_detail(store, task_id)
+
+
+def generate_patrols(store: Store, *, actor: str = SYSTEM) -> dict[str, int]:
+    """Open the routine patrols due now (weekly per cell)."""
+    with store.transaction():
+        result = workflow.generate_patrols(store, actor=actor)
+        audit(store, actor=actor, action="patrols.generate", detail=result)
+    return result
+
+
+def escalate(store: Store, *, actor: str = "escalation") -> dict[str, int]:
+    """Escalate overdue tasks up the chain."""
+    with store.transaction():
+        result = workflow.escalate_overdue(store, actor=actor)
+        audit(store, actor=actor, action="tasks.escalate", detail=result)
+    return result

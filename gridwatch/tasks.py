@@ -20,7 +20,8 @@ import pandas as pd
 
 from gridwatch.errors import InvalidTransition, ValidationError
 
-__all__ = ["Kind", "State", "TRANSITIONS", "check_transition", "Period", "DispatchPolicy", "Priority"]
+__all__ = ["Kind", "State", "TRANSITIONS", "check_transition", "Period", "DispatchPolicy", "Priority", "FINDINGS",
+           "ACTIVE_STATES", "check_finding", "derive_state"]
 
 
 class Kind(StrEnum):
@@ -53,7 +54,7 @@ TRANSITIONS: dict[State, tuple[State, ...]] = {
     State.IN_PROGRESS: (State.REPORTED, State.ESCALATED),
     State.REPORTED: (State.VERIFIED, State.REJECTED),
     State.REJECTED: (State.IN_PROGRESS, State.ESCALATED),
-    State.ESCALATED: (State.ASSIGNED, State.IN_PROGRESS),
+    State.ESCALATED: (State.ASSIGNED, State.IN_PROGRESS, State.ESCALATED),
     State.VERIFIED: (State.CLOSED,),
     State.CLOSED: (),
 }
@@ -167,3 +168,46 @@ class DispatchPolicy:
     def fire_sla_hours(self, key_period: np.ndarray) -> np.ndarray:
         """Hours to reach the spot."""
         return np.where(key_period, self.sla_key_hours, self.sla_hours)
+
+
+#: what a report may say, per task kind
+FINDINGS: dict[str, tuple[str, ...]] = {
+    Kind.FIRE_CHECK: ("confirmed_burning", "extinguished", "false_alarm", "industrial_heat_source"),
+    Kind.BARE_LAND_SURVEY: ("covered", "greened", "still_bare"),
+    Kind.BOILER_CHECK: ("closed", "operating", "integrated"),
+    Kind.COAL_CHECK: ("none_found", "seized"),
+    Kind.ROUTINE_PATROL: ("normal", "problem_found"),
+    Kind.MANUAL: ("done",),
+}
+
+#: states in which a task still waits for work in the field
+ACTIVE_STATES = (State.OPEN, State.ASSIGNED, State.IN_PROGRESS, State.REJECTED, State.ESCALATED)
+
+
+def check_finding(kind: str, finding: str | None) -> str:
+    """The finding, checked against the task kind's list."""
+    allowed = FINDINGS[Kind(kind)]
+    if finding not in allowed:
+        raise ValidationError("A {kind} report needs a finding: one of {allowed} (got {finding!r}).",
+                              kind=kind, allowed=", ".join(allowed), finding=finding)
+    return finding
+
+
+def derive_state(events: list[dict]) -> State:
+    """The current state of a task from its events (the last event's target state), checking each step.
+
+    Examples
+    --------
+    >>> derive_state([{"from_state": None, "to_state": "assigned"}, {"from_state": "assigned", "to_state": "in_progress"}])
+    <State.IN_PROGRESS: 'in_progress'>
+    """
+    if not events:
+        raise ValidationError("A task without events has no state.")
+    state = State(events[0]["to_state"])
+    for event in events[1:]:
+        if event["from_state"] != state:
+            raise InvalidTransition("Event history is inconsistent: {found} follows {state}.",
+                                    found=event["from_state"], state=state.value)
+        check_transition(state, event["to_state"])
+        state = State(event["to_state"])
+    return state

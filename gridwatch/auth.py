@@ -1,0 +1,888 @@
+"""Accounts, sign-in sessions, role grants and the cells each user may see and act on.
+
+A person signs in with an account (user name and an argon2id password hash);
+a session is a random token given to the client once, of which only the
+SHA-256 is stored. A signed-in :class:`User` carries the person's roles and the
+actions they grant. Scope is enforced here, in the core: a role held on a cell
+covers that cell, a role held on a unit covers every cell the unit owns (at
+city, county, township or village level; a province covers its cities).
+Every refused attempt, failed sign-ins included, is recorded in
+``access_denials`` in a transaction of its own, so the record outlives the
+refused work.
+
+Times are UTC. Functions that take ``now`` accept an aware datetime or a naive
+one meaning UTC; the store keeps naive UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import logging
+import re
+import secrets
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import h3
+import numpy as np
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from gridwatch.errors import NotFound, PermissionDenied, StorageError, ValidationError
+from gridwatch.storage import Store
+
+__all__ = [
+    "MIN_PASSWORD_LENGTH",
+    "MAX_FAILED_LOGINS",
+    "LOCKOUT",
+    "Session",
+    "User",
+    "hash_password",
+    "verify_password",
+    "check_password",
+    "add_account",
+    "set_password",
+    "deactivate",
+    "login",
+    "logout",
+    "session_user",
+    "load_user",
+    "grants",
+    "scope_cells_sql",
+    "user_cells",
+    "can_act_on_cell",
+    "can_act_on_unit",
+    "require",
+]
+
+log = logging.getLogger(__name__)
+
+#: shortest password accepted
+MIN_PASSWORD_LENGTH = 8
+#: consecutive failed sign-ins that lock an account
+MAX_FAILED_LOGINS = 5
+#: how long a locked account refuses sign-ins
+LOCKOUT = dt.timedelta(minutes=15)
+
+_USERNAME = re.compile(r"[a-z0-9._-]{3,32}")
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+_OWNER_COLUMNS = ("city_code", "county_code", "township_code", "village_code")
+_hasher = PasswordHasher()
+
+T = TypeVar("T")
+
+
+# -- time ---------------------------------------------------------------------------------------
+
+
+def _utc(now: dt.datetime | None) -> dt.datetime:
+    """``now`` (or the current time) as a naive UTC datetime, the form the store keeps."""
+    if now is None:
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    if now.tzinfo is not None:
+        return now.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return now
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """A naive UTC datetime from the store as an aware one."""
+    return moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _iso(moment: dt.datetime) -> str:
+    """A naive UTC datetime as ISO 8601 with a ``Z``, to the second."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- passwords ----------------------------------------------------------------------------------
+
+
+def check_password(password: str) -> None:
+    """Refuse a password the policy does not accept.
+
+    Parameters
+    ----------
+    password : str
+        The proposed password.
+
+    Raises
+    ------
+    ValidationError
+        Shorter than :data:`MIN_PASSWORD_LENGTH` characters, or digits only.
+
+    Examples
+    --------
+    >>> check_password("12345678")
+    Traceback (most recent call last):
+    ...
+    gridwatch.errors.ValidationError: A password must not be digits only; add letters or other characters.
+    """
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError("A password needs at least {min} characters.", min=MIN_PASSWORD_LENGTH)
+    if password.isdigit():
+        raise ValidationError("A password must not be digits only; add letters or other characters.")
+
+
+def hash_password(password: str) -> str:
+    """Check ``password`` against the policy and return its argon2id hash.
+
+    Parameters
+    ----------
+    password : str
+        The password in clear.
+
+    Returns
+    -------
+    str
+        An encoded hash starting with ``$argon2id$`` (argon2-cffi's default parameters).
+
+    Raises
+    ------
+    ValidationError
+        The password breaks the policy (see :func:`check_password`).
+    """
+    check_password(password)
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; False for a malformed hash too.
+
+    Parameters
+    ----------
+    password_hash : str
+        An encoded argon2 hash as :func:`hash_password` returns.
+    password : str
+        The password in clear.
+
+    Returns
+    -------
+    bool
+        True when it matches.
+    """
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    """A hash of a random password, verified for unknown user names so they take as long as known ones."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+# -- accounts -----------------------------------------------------------------------------------
+
+
+def _normal_username(username: str) -> str:
+    """A user name as stored: trimmed and lower-case."""
+    return username.strip().lower() if isinstance(username, str) else ""
+
+
+def add_account(store: Store, username: str, password: str, *, person_key: str) -> int:
+    """Create a sign-in account for a person; returns the account id.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    username : str
+        3 to 32 characters: ASCII letters, digits, ``.``, ``_`` or ``-``; stored
+        lower-case (user names are not case-sensitive).
+    password : str
+        The password in clear; only its argon2id hash is stored.
+    person_key : str
+        The ``people.person_key`` of the account's owner.
+
+    Returns
+    -------
+    int
+        The new ``accounts.id``.
+
+    Raises
+    ------
+    ValidationError
+        Bad user name, a user name already taken, or a password the policy refuses.
+    NotFound
+        No person with ``person_key``.
+    """
+    name = _normal_username(username)
+    if not _USERNAME.fullmatch(name):
+        raise ValidationError(
+            "A user name has 3 to 32 characters: letters, digits, '.', '_' or '-' (got {username!r}).",
+            username=username,
+        )
+    key = person_key.strip()
+    check_password(password)
+    _new_account_owner(store, name, key)  # clear errors before the slow hash
+    password_hash = hash_password(password)
+    with store.transaction():
+        person_id = _new_account_owner(store, name, key)
+        store.execute(
+            "INSERT INTO accounts (username, person_id, password_hash, active, created_at, failed_logins)"
+            " VALUES (?, ?, ?, TRUE, ?, 0)",
+            [name, person_id, password_hash, _utc(None)],
+        )
+        return int(store.scalar("SELECT id FROM accounts WHERE username = ?", [name]))
+
+
+def _new_account_owner(store: Store, username: str, person_key: str) -> int:
+    """The id of the person a new account ``username`` is for, once the name is known to be free."""
+    person_id = store.scalar("SELECT id FROM people WHERE person_key = ?", [person_key])
+    if person_id is None:
+        raise NotFound("No person with key {key}; add the person before their account.", key=person_key)
+    if store.scalar("SELECT 1 FROM accounts WHERE username = ?", [username]) is not None:
+        raise ValidationError("The user name {username} is already taken; choose another.", username=username)
+    return int(person_id)
+
+
+def _account_id(store: Store, username: str) -> int:
+    """The id of the account named ``username``, or NotFound."""
+    name = _normal_username(username)
+    found = store.scalar("SELECT id FROM accounts WHERE username = ?", [name])
+    if found is None:
+        raise NotFound("No account with the user name {username}.", username=name)
+    return int(found)
+
+
+def set_password(store: Store, username: str, password: str) -> None:
+    """Give an account a new password; unlocks it and ends all its sessions.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    username : str
+        The account's user name.
+    password : str
+        The new password in clear (checked against the policy).
+
+    Raises
+    ------
+    ValidationError
+        The password breaks the policy.
+    NotFound
+        No such account.
+    """
+    _account_id(store, username)  # a clear error before the slow hash
+    password_hash = hash_password(password)
+    with store.transaction():
+        account_id = _account_id(store, username)
+        store.execute(
+            "UPDATE accounts SET password_hash = ?, failed_logins = 0, locked_until = NULL WHERE id = ?",
+            [password_hash, account_id],
+        )
+        store.execute("UPDATE sessions SET revoked = TRUE WHERE account_id = ?", [account_id])
+
+
+def deactivate(store: Store, username: str) -> None:
+    """Refuse all further sign-ins of an account and end its sessions (the row stays, for the record).
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    username : str
+        The account's user name.
+
+    Raises
+    ------
+    NotFound
+        No such account.
+    """
+    with store.transaction():
+        account_id = _account_id(store, username)
+        store.execute("UPDATE accounts SET active = FALSE WHERE id = ?", [account_id])
+        store.execute("UPDATE sessions SET revoked = TRUE WHERE account_id = ?", [account_id])
+
+
+# -- writes that must outlive the caller's transaction ------------------------------------------
+
+_apart_pools: weakref.WeakKeyDictionary[Store, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
+_apart_lock = threading.Lock()
+
+
+def _apart(store: Store, work: Callable[[Store], T]) -> T:
+    """Run ``work(store)`` in a transaction of its own, committed even if the caller's is rolled back.
+
+    The store gives each thread its own cursor and transaction, so the work runs
+    on one long-lived helper thread per store (one extra cursor, not one per call).
+    """
+    with _apart_lock:
+        pool = _apart_pools.get(store)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridwatch-auth-record")
+            _apart_pools[store] = pool
+
+    def run() -> T:
+        with store.transaction():
+            return work(store)
+
+    return pool.submit(run).result()
+
+
+def _record_denial(store: Store, *, account_id: int | None, action: str, target: str, moment: dt.datetime,
+                   detail: Mapping[str, Any]) -> None:
+    """Append a row to ``access_denials`` in its own transaction; a failure to record is logged, not raised."""
+    row = [moment, account_id, action, target[:200], json.dumps(dict(detail), ensure_ascii=False, default=str)]
+    try:
+        _apart(store, lambda s: s.execute(
+            "INSERT INTO access_denials (happened_at, account_id, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            row,
+        ))
+    except StorageError:
+        log.exception("could not record an access denial: %s", row)
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """A new sign-in session; ``token`` is shown only here and is never stored.
+
+    Attributes
+    ----------
+    token : str
+        The secret the client presents (``secrets.token_urlsafe(32)``).
+    account_id, person_id : int
+        Who signed in.
+    username : str
+        The account's user name.
+    expires_at : datetime.datetime
+        The absolute end of the session (aware, UTC); it ends sooner when idle.
+    """
+
+    token: str = field(repr=False)
+    account_id: int
+    person_id: int
+    username: str
+    expires_at: dt.datetime
+
+
+def _token_hash(token: str) -> str:
+    """The stored form of a session token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _wrong_credentials() -> PermissionDenied:
+    """The one refusal for an unknown user name and for a wrong password alike."""
+    return PermissionDenied("Wrong username or password.")
+
+
+def _locked(until: dt.datetime) -> PermissionDenied:
+    """The refusal of a locked account."""
+    return PermissionDenied(
+        "Too many failed sign-ins: this account is locked until {until} (UTC). Try again then, "
+        "or ask an administrator to set a new password.",
+        until=_iso(until),
+    )
+
+
+def login(store: Store, username: str, password: str, *, now: dt.datetime | None = None,
+          ttl_minutes: float = 480, idle_minutes: float = 60) -> Session:
+    """Check a user name and password and open a session.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    username : str
+        The account's user name (not case-sensitive).
+    password : str
+        The password in clear.
+    now : datetime.datetime, optional
+        The time of the sign-in (default: the current time).
+    ttl_minutes : float
+        The session's absolute lifetime.
+    idle_minutes : float
+        The session ends after this long without use (see :func:`session_user`).
+
+    Returns
+    -------
+    Session
+        With the token to hand to the client.
+
+    Raises
+    ------
+    PermissionDenied
+        "Wrong username or password." for an unknown user name and a wrong
+        password alike; after :data:`MAX_FAILED_LOGINS` consecutive failures the
+        account is locked for :data:`LOCKOUT` and sign-ins are refused, saying
+        until when; a deactivated account is refused (after a right password
+        only). Every refusal is recorded in ``access_denials``.
+    ValidationError
+        A lifetime that is not positive.
+    """
+    if not ttl_minutes > 0 or not idle_minutes > 0:
+        raise ValidationError("Session lifetimes must be positive (got {ttl} and {idle} minutes).",
+                              ttl=ttl_minutes, idle=idle_minutes)
+    moment = _utc(now)
+    name = _normal_username(username)
+    rows = store.query(
+        "SELECT id, person_id, username, password_hash, active, failed_logins, locked_until"
+        " FROM accounts WHERE username = ?", [name],
+    ) if _USERNAME.fullmatch(name) else []
+
+    def deny(account_id: int | None, reason: str) -> None:
+        _record_denial(store, account_id=account_id, action="login", target=name or str(username), moment=moment,
+                       detail={"reason": reason, "username": name})
+
+    if not rows:
+        verify_password(_decoy_hash(), password if isinstance(password, str) else "")
+        deny(None, "unknown_user")
+        raise _wrong_credentials()
+    account = rows[0]
+    account_id = int(account["id"])
+    locked_until = account["locked_until"]
+    if locked_until is not None and moment < locked_until:
+        deny(account_id, "locked")
+        raise _locked(locked_until)
+    if not isinstance(password, str) or not verify_password(account["password_hash"], password):
+        lock = _count_failure(store, account_id, moment)
+        deny(account_id, "locked_now" if lock else "wrong_password")
+        raise _locked(lock) if lock else _wrong_credentials()
+    if not account["active"]:
+        deny(account_id, "inactive")
+        raise PermissionDenied("This account is deactivated; ask an administrator.")
+    token = secrets.token_urlsafe(32)
+    expires_at = moment + dt.timedelta(minutes=ttl_minutes)
+    with store.transaction():
+        store.execute(
+            "UPDATE accounts SET last_login_at = ?, failed_logins = 0, locked_until = NULL WHERE id = ?",
+            [moment, account_id],
+        )
+        if _hasher.check_needs_rehash(account["password_hash"]):
+            store.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", [_hasher.hash(password), account_id])
+        store.execute(
+            "INSERT INTO sessions (token_hash, account_id, created_at, last_seen_at, expires_at, idle_seconds, revoked)"
+            " VALUES (?, ?, ?, ?, ?, ?, FALSE)",
+            [_token_hash(token), account_id, moment, moment, expires_at, max(1, round(idle_minutes * 60))],
+        )
+    return Session(token=token, account_id=account_id, person_id=int(account["person_id"]),
+                   username=account["username"], expires_at=_aware(expires_at))
+
+
+def _count_failure(store: Store, account_id: int, moment: dt.datetime) -> dt.datetime | None:
+    """Count a failed sign-in (apart from the caller's transaction); returns the lock's end if it locks."""
+
+    def work(s: Store) -> dt.datetime | None:
+        # a lock that has run out starts a fresh count
+        s.execute(
+            "UPDATE accounts SET"
+            " failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= ? THEN 1"
+            " ELSE failed_logins + 1 END,"
+            " locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= ? THEN NULL"
+            " ELSE locked_until END"
+            " WHERE id = ?",
+            [moment, moment, account_id],
+        )
+        failures = int(s.scalar("SELECT failed_logins FROM accounts WHERE id = ?", [account_id]))
+        if failures < MAX_FAILED_LOGINS:
+            return None
+        until = moment + LOCKOUT
+        s.execute("UPDATE accounts SET locked_until = ? WHERE id = ?", [until, account_id])
+        return until
+
+    return _apart(store, work)
+
+
+def _expired() -> PermissionDenied:
+    """The refusal of a session that is unknown, revoked, expired or idle too long."""
+    return PermissionDenied("Your session has expired; sign in again.")
+
+
+def session_user(store: Store, token: str, *, now: dt.datetime | None = None) -> User:
+    """The user of a live session, marking it as used now.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    token : str
+        The token :func:`login` returned.
+    now : datetime.datetime, optional
+        The time of the request (default: the current time).
+
+    Returns
+    -------
+    User
+        The account's person with their current roles and grants.
+
+    Raises
+    ------
+    PermissionDenied
+        "Your session has expired; sign in again." when the token is unknown,
+        the session was revoked, has passed its absolute end or has been idle
+        longer than its idle timeout, or the account was deactivated.
+    """
+    if not isinstance(token, str) or not token:
+        raise _expired()
+    moment = _utc(now)
+    digest = _token_hash(token)
+    rows = store.query(
+        "SELECT s.account_id, s.last_seen_at, s.expires_at, s.idle_seconds, s.revoked, a.active"
+        " FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = ?",
+        [digest],
+    )
+    if not rows:
+        raise _expired()
+    row = rows[0]
+    idle_end = row["last_seen_at"] + dt.timedelta(seconds=int(row["idle_seconds"]))
+    if row["revoked"] or not row["active"] or moment >= row["expires_at"] or moment >= idle_end:
+        raise _expired()
+    with store.transaction():
+        store.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? AND last_seen_at < ?",
+                      [moment, digest, moment])
+        return _user_of_account(store, int(row["account_id"]))
+
+
+def logout(store: Store, token: str) -> None:
+    """End a session; its token is refused from now on (unknown tokens are ignored).
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    token : str
+        The token :func:`login` returned.
+    """
+    if isinstance(token, str) and token:
+        with store.transaction():
+            store.execute("UPDATE sessions SET revoked = TRUE WHERE token_hash = ?", [_token_hash(token)])
+
+
+# -- users and grants ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class User:
+    """A signed-in person with the roles they hold and the actions those roles grant.
+
+    Attributes
+    ----------
+    account_id, person_id : int
+        The account and its person.
+    username : str
+        The account's user name.
+    name : str
+        The person's name.
+    roles : tuple of (str, str or None, int or None)
+        ``(role, unit_code, cell)`` per assignment; exactly one of unit and cell is set.
+    role_grants : Mapping[str, frozenset[str]]
+        The actions each held role grants (``role_grants`` table).
+    """
+
+    account_id: int
+    person_id: int
+    username: str
+    name: str
+    roles: tuple[tuple[str, str | None, int | None], ...]
+    role_grants: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    @property
+    def actions(self) -> frozenset[str]:
+        """Every action any held role grants."""
+        return frozenset().union(*self.role_grants.values()) if self.role_grants else frozenset()
+
+    def can(self, action: str) -> bool:
+        """Whether any held role grants ``action`` (somewhere; scope is checked by :func:`require`).
+
+        Parameters
+        ----------
+        action : str
+            An action of ``role_grants``, e.g. ``"task.work"``.
+
+        Returns
+        -------
+        bool
+            True when granted by at least one role.
+        """
+        return any(action in self.role_grants.get(role, ()) for role, _, _ in self.roles)
+
+
+def _user_of_account(store: Store, account_id: int) -> User:
+    """Build the :class:`User` of an account from the current assignments and grants."""
+    rows = store.query(
+        "SELECT a.id, a.username, a.person_id, p.name FROM accounts a JOIN people p ON p.id = a.person_id"
+        " WHERE a.id = ?", [account_id],
+    )
+    if not rows:
+        raise NotFound("No account with id {id}.", id=account_id)
+    account = rows[0]
+    held = store.query(
+        "SELECT role, unit_code, cell FROM assignments WHERE person_id = ? ORDER BY role, unit_code, cell",
+        [account["person_id"]],
+    )
+    granted: dict[str, set[str]] = {}
+    for r in store.query(
+        "SELECT g.role, g.action FROM role_grants g"
+        " WHERE g.role IN (SELECT role FROM assignments WHERE person_id = ?)", [account["person_id"]],
+    ):
+        granted.setdefault(r["role"], set()).add(r["action"])
+    return User(
+        account_id=int(account["id"]),
+        person_id=int(account["person_id"]),
+        username=account["username"],
+        name=account["name"],
+        roles=tuple((r["role"], r["unit_code"], None if r["cell"] is None else int(r["cell"])) for r in held),
+        role_grants={role: frozenset(actions) for role, actions in granted.items()},
+    )
+
+
+def load_user(store: Store, username: str) -> User:
+    """The :class:`User` of an account, without a session (for the CLI, jobs and tests).
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    username : str
+        The account's user name.
+
+    Returns
+    -------
+    User
+        With the person's current roles and grants.
+
+    Raises
+    ------
+    NotFound
+        No such account.
+    """
+    return _user_of_account(store, _account_id(store, username))
+
+
+def grants(store: Store, user: User) -> set[str]:
+    """Every action the user's roles grant, read afresh from the store.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    user : User
+        The user.
+
+    Returns
+    -------
+    set of str
+        Actions such as ``"task.work"`` or ``"people.manage"``.
+    """
+    return {r["action"] for r in store.query(
+        "SELECT DISTINCT g.action FROM assignments a JOIN role_grants g ON g.role = a.role WHERE a.person_id = ?",
+        [user.person_id],
+    )}
+
+
+# -- scope --------------------------------------------------------------------------------------
+
+
+def _held_for(user: User, action: str | None) -> list[tuple[str, str | None, int | None]]:
+    """The user's assignments whose role grants ``action`` (all of them for None)."""
+    if action is None:
+        return list(user.roles)
+    return [r for r in user.roles if action in user.role_grants.get(r[0], ())]
+
+
+def scope_cells_sql(user: User, action: str | None = None, *, column: str = "cell") -> tuple[str, list[Any]]:
+    """A SQL condition keeping the rows whose cell the user may see (or act on).
+
+    The scope is the union over the user's assignments: a role held on a cell
+    covers that cell; a role held on a unit covers every cell whose city,
+    county, township or village code is the unit (a province covers its
+    cities' cells). Admin and GIS staff, held on a county, cover that county.
+
+    Parameters
+    ----------
+    user : User
+        The user.
+    action : str, optional
+        Only assignments whose role grants this action count (default: all).
+    column : str
+        The column, possibly qualified (``"t.cell"``), holding the H3 cell of
+        the rows to filter.
+
+    Returns
+    -------
+    tuple of (str, list)
+        The condition, with ``?`` placeholders, and its parameters; ``1 = 0``
+        when nothing is in scope.
+
+    Examples
+    --------
+    >>> u = User(1, 1, "li.si", "李四", (("inspector", "410329-D06-09", None),),
+    ...          {"inspector": frozenset({"task.work"})})
+    >>> sql, params = scope_cells_sql(u, "task.work", column="t.cell")
+    >>> sql.startswith("t.cell IN (SELECT sc.cell FROM cells sc WHERE"), params[:2]
+    (True, ['410329-D06-09', '410329-D06-09'])
+    >>> scope_cells_sql(u, "people.manage")
+    ('1 = 0', [])
+    """
+    if not _COLUMN.fullmatch(column):
+        raise ValidationError("{column!r} is not a column name.", column=column)
+    held = _held_for(user, action)
+    cells = sorted({int(c) for _, _, c in held if c is not None})
+    units = sorted({u for _, u, _ in held if u is not None})
+    if not cells and not units:
+        return "1 = 0", []
+    parts: list[str] = []
+    params: list[Any] = []
+    if cells:
+        parts.append(f"sc.cell IN ({', '.join('?' * len(cells))})")
+        params += cells
+    if units:
+        marks = ", ".join("?" * len(units))
+        for owner in _OWNER_COLUMNS:
+            parts.append(f"sc.{owner} IN ({marks})")
+            params += units
+        parts.append(f"sc.city_code IN (SELECT su.code FROM units su WHERE su.parent_code IN ({marks}))")
+        params += units
+    return f"{column} IN (SELECT sc.cell FROM cells sc WHERE {' OR '.join(parts)})", params
+
+
+def user_cells(store: Store, user: User, action: str | None = None) -> np.ndarray:
+    """The cells the user may see (or, given ``action``, act on), sorted.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    user : User
+        The user.
+    action : str, optional
+        Only assignments whose role grants this action count (default: all).
+
+    Returns
+    -------
+    numpy.ndarray
+        H3 cells as int64.
+    """
+    condition, params = scope_cells_sql(user, action, column="c.cell")
+    frame = store.query_df(f"SELECT c.cell FROM cells c WHERE {condition} ORDER BY c.cell", params)
+    return frame["cell"].to_numpy(dtype=np.int64)
+
+
+def can_act_on_cell(store: Store, user: User, action: str, cell: int) -> bool:
+    """Whether the user holds, on this cell or a unit owning it, a role granting ``action``.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    user : User
+        The user.
+    action : str
+        An action of ``role_grants``.
+    cell : int
+        An H3 cell (int64).
+
+    Returns
+    -------
+    bool
+        False too for a cell outside the grid.
+    """
+    if not user.can(action):
+        return False
+    condition, params = scope_cells_sql(user, action, column="c.cell")
+    return bool(store.scalar(f"SELECT count(*) FROM cells c WHERE c.cell = ? AND {condition}",
+                             [int(cell), *params]))
+
+
+def _unit_lineage(store: Store, unit: str) -> list[str]:
+    """The unit and its ancestors up to the province, nearest first."""
+    lineage: list[str] = []
+    code: str | None = unit
+    while code is not None and code not in lineage and len(lineage) < 8:
+        rows = store.query("SELECT parent_code FROM units WHERE code = ?", [code])
+        if not rows:
+            if not lineage:
+                raise NotFound("No administrative unit with code {code}.", code=unit)
+            break
+        lineage.append(code)
+        code = rows[0]["parent_code"]
+    return lineage
+
+
+def can_act_on_unit(store: Store, user: User, action: str, unit: str) -> bool:
+    """Whether the user holds, on this unit or one above it, a role granting ``action``.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    user : User
+        The user.
+    action : str
+        An action of ``role_grants``.
+    unit : str
+        An administrative unit code.
+
+    Returns
+    -------
+    bool
+        True when granted there.
+
+    Raises
+    ------
+    NotFound
+        No unit with that code.
+    """
+    lineage = set(_unit_lineage(store, unit))
+    return any(u in lineage for _, u, _ in _held_for(user, action) if u is not None)
+
+
+def require(store: Store, user: User, action: str, *, cell: int | None = None, unit: str | None = None) -> None:
+    """Refuse, and record the refusal, unless the user may do ``action`` on the cell or unit given.
+
+    With neither ``cell`` nor ``unit``, any role granting ``action`` suffices.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    user : User
+        The user.
+    action : str
+        An action of ``role_grants``, e.g. ``"task.work"``.
+    cell : int, optional
+        The H3 cell acted on.
+    unit : str, optional
+        The administrative unit acted on.
+
+    Raises
+    ------
+    PermissionDenied
+        "You may not {action} here ({target})." (or "You may not {action}."
+        without a target); a row is added to ``access_denials`` in a
+        transaction of its own, so it stays when the caller's work is rolled back.
+    NotFound
+        ``unit`` is not a unit code.
+    """
+    refused: str | None = None
+    kind = ""
+    if cell is not None and not can_act_on_cell(store, user, action, cell):
+        refused = h3.int_to_str(int(cell)) if int(cell) > 0 else str(cell)
+        kind = "cell"
+    elif unit is not None and not can_act_on_unit(store, user, action, unit):
+        refused, kind = unit, "unit"
+    elif cell is None and unit is None and not user.can(action):
+        refused = ""
+    if refused is None:
+        return
+    _record_denial(
+        store, account_id=user.account_id, action=action, target=f"{kind}:{refused}" if kind else "",
+        moment=_utc(None),
+        detail={"reason": "out_of_scope" if user.can(action) else "not_granted", "username": user.username,
+                "person_id": user.person_id},
+    )
+    if refused:
+        raise PermissionDenied("You may not {action} here ({target}).", action=action, target=refused)
+    raise PermissionDenied("You may not {action}.", action=action)

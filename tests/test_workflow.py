@@ -1,0 +1,125 @@
+"""Task work: events, findings, proof of presence, four eyes, escalation up the chain, routine patrols."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import h3
+import pytest
+
+from gridwatch import services, workflow
+from gridwatch.cli import main
+from gridwatch.errors import InvalidTransition, PermissionDenied, ValidationError
+from gridwatch.tasks import State, derive_state
+from gridwatch.workflow import Fix
+
+
+def _a_fire_task(store):
+    row = store.query("SELECT t.id, t.cell, t.assignee_id FROM tasks t WHERE t.kind = 'fire_check'"
+                      " AND t.state = 'assigned' AND NOT t.coverage_gap ORDER BY t.id LIMIT 1")[0]
+    lat, lng = h3.cell_to_latlng(h3.int_to_str(int(row["cell"])))
+    return row, lat, lng
+
+
+def _person(store, key):
+    return store.scalar("SELECT id FROM people WHERE person_key = ?", [key])
+
+
+def test_a_report_with_gps_in_the_cell_is_verified_by_someone_else(demo_store):
+    task, lat, lng = _a_fire_task(demo_store)
+    me = task["assignee_id"]
+    workflow.transition(demo_store, task["id"], "in_progress", actor="inspector", actor_person_id=me)
+    detail = workflow.transition(demo_store, task["id"], "reported", actor="inspector", actor_person_id=me,
+                                 finding="extinguished", note="秸秆已扑灭", fix=Fix(lat, lng, 8.0),
+                                 photos=[{"sha256": "ab" * 32, "name": "p.jpg"}])
+    assert detail["outside_cell_m"] == 0 and "flags" not in detail
+    with pytest.raises(PermissionDenied, match="four eyes"):
+        workflow.transition(demo_store, task["id"], "verified", actor="inspector", actor_person_id=me)
+    leader = _person(demo_store, "demo-county-leader")
+    workflow.transition(demo_store, task["id"], "verified", actor="leader", actor_person_id=leader)
+    workflow.transition(demo_store, task["id"], "closed", actor="leader", actor_person_id=leader)
+    shown = services.task_show(demo_store, task["id"])
+    assert shown["state"] == "closed"
+    assert [e["to_state"] for e in shown["events"]] == ["assigned", "in_progress", "reported", "verified", "closed"]
+    assert derive_state(shown["events"]) is State.CLOSED
+    assert shown["events"][2]["detail"]["finding"] == "extinguished"
+    assert shown["events"][2]["detail"]["gps"]["accuracy_m"] == 8.0
+
+
+def test_a_report_from_elsewhere_or_without_gps_is_flagged_not_refused(demo_store):
+    task, lat, lng = _a_fire_task(demo_store)
+    workflow.transition(demo_store, task["id"], "in_progress", actor="i", actor_person_id=task["assignee_id"])
+    detail = workflow.transition(demo_store, task["id"], "reported", actor="i", actor_person_id=task["assignee_id"],
+                                 finding="false_alarm", fix=Fix(lat + 0.05, lng, 10.0))
+    assert detail["flags"] == ["gps_outside_cell"] and detail["outside_cell_m"] > 4000
+    other, *_ = _a_fire_task(demo_store)
+    workflow.transition(demo_store, other["id"], "in_progress", actor="i")
+    assert workflow.transition(demo_store, other["id"], "reported", actor="i",
+                               finding="false_alarm")["flags"] == ["no_gps"]
+
+
+def test_findings_transitions_and_rejections_are_checked(demo_store):
+    task, lat, lng = _a_fire_task(demo_store)
+    with pytest.raises(InvalidTransition):
+        workflow.transition(demo_store, task["id"], "closed", actor="x")
+    workflow.transition(demo_store, task["id"], "in_progress", actor="x", actor_person_id=task["assignee_id"])
+    with pytest.raises(ValidationError, match="finding"):
+        workflow.transition(demo_store, task["id"], "reported", actor="x", finding="seized")
+    workflow.transition(demo_store, task["id"], "reported", actor="x", actor_person_id=task["assignee_id"],
+                        finding="confirmed_burning", fix=Fix(lat, lng))
+    with pytest.raises(ValidationError, match="reason"):
+        workflow.transition(demo_store, task["id"], "rejected", actor="leader", actor_person_id=-1)
+    workflow.transition(demo_store, task["id"], "rejected", actor="leader", actor_person_id=-1,
+                        note="照片看不清，请补拍")
+    workflow.transition(demo_store, task["id"], "in_progress", actor="x")
+    events = services.task_show(demo_store, task["id"])["events"]
+    assert [e["to_state"] for e in events][-2:] == ["rejected", "in_progress"]
+    assert events[-2]["detail"]["note"] == "照片看不清，请补拍"
+    # nothing was written by the refused attempts
+    assert len(events) == 5
+
+
+def test_overdue_tasks_climb_the_chain_and_keep_the_first_assignee_on_record(demo_store):
+    task, *_ = _a_fire_task(demo_store)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+    first = workflow.escalate_overdue(demo_store, now=later)
+    assert first["escalated"] >= 1
+    shown = services.task_show(demo_store, task["id"])
+    assert shown["state"] == "escalated"
+    step = shown["events"][-1]["detail"]
+    assert step["from_assignee"] == task["assignee_id"] and step["from_role"] == "inspector"
+    assert step["to_role"] == "grid_leader"
+    # a grid leader holds it now; next time it goes one step further up
+    workflow.escalate_overdue(demo_store, now=later + dt.timedelta(days=10))
+    again = services.task_show(demo_store, task["id"])["events"][-1]["detail"]
+    assert again["from_role"] == "grid_leader" and again["from_assignee"] == step["to_assignee"]
+    assert (again["to_role"], again["to_unit"]) != (step["to_role"], step["to_unit"])
+
+
+def test_routine_patrols_are_weekly_idempotent_and_oldest_first(demo_store):
+    now = dt.datetime(2026, 11, 23, 8, tzinfo=dt.UTC)
+    made = workflow.generate_patrols(demo_store, now=now)
+    cells = demo_store.scalar("SELECT count(*) FROM cells")
+    assert made["created"] == cells
+    assert workflow.generate_patrols(demo_store, now=now + dt.timedelta(hours=5))["created"] == 0
+    assert workflow.generate_patrols(demo_store, now=now + dt.timedelta(days=7))["created"] == cells
+    gaps = demo_store.scalar("SELECT count(*) FROM tasks WHERE kind = 'routine_patrol' AND coverage_gap")
+    assert gaps > 0  # the demo's villages without an inspector
+
+
+def test_cli_tasks_and_patrols(demo_db, tmp_path):
+    import shutil
+
+    db = tmp_path / "t.duckdb"
+    shutil.copy(demo_db, db)
+    out: list[str] = []
+    assert main(["tasks", "list", "--kind", "fire_check", "--limit", "3", "--json", "--db", str(db)],
+                out=out.append) == 0
+    rows = json.loads(out[-1])
+    assert len(rows) == 3 and {"id", "state", "cell", "due_at", "assignee"} <= set(rows[0])
+    assert main(["tasks", "show", str(rows[0]["id"]), "--json", "--db", str(db)], out=out.append) == 0
+    assert json.loads(out[-1])["events"][0]["actor"] == "dispatch"
+    assert main(["patrols", "generate", "--json", "--db", str(db)], out=out.append) == 0
+    assert json.loads(out[-1])["created"] > 1800
+    assert main(["tasks", "show", "999999", "--db", str(db)], out=out.append) == 2
