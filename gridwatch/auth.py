@@ -537,7 +537,11 @@ def session_user(store: Store, token: str, *, now: dt.datetime | None = None) ->
         raise _expired()
     row = rows[0]
     idle_end = row["last_seen_at"] + dt.timedelta(seconds=int(row["idle_seconds"]))
-    if row["revoked"] or not row["active"] or moment >= row["expires_at"] or moment >= idle_end:
+    if row["revoked"] or not row["active"]:
+        raise _expired()
+    if moment >= row["expires_at"] or moment >= idle_end:
+        with store.transaction():  # once ended, for good (a later request with an earlier clock cannot revive it)
+            store.execute("UPDATE sessions SET revoked = TRUE WHERE token_hash = ?", [digest])
         raise _expired()
     with store.transaction():
         store.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? AND last_seen_at < ?",
@@ -716,6 +720,11 @@ def scope_cells_sql(user: User, action: str | None = None, *, column: str = "cel
         The condition, with ``?`` placeholders, and its parameters; ``1 = 0``
         when nothing is in scope.
 
+    Raises
+    ------
+    ValueError
+        ``column`` is not a (qualified) column name.
+
     Examples
     --------
     >>> u = User(1, 1, "li.si", "李四", (("inspector", "410329-D06-09", None),),
@@ -727,7 +736,7 @@ def scope_cells_sql(user: User, action: str | None = None, *, column: str = "cel
     ('1 = 0', [])
     """
     if not _COLUMN.fullmatch(column):
-        raise ValidationError("{column!r} is not a column name.", column=column)
+        raise ValueError(f"{column!r} is not a column name")
     held = _held_for(user, action)
     cells = sorted({int(c) for _, _, c in held if c is not None})
     units = sorted({u for _, u, _ in held if u is not None})
