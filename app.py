@@ -1,15 +1,25 @@
-"""gridwatch app entry: page config, language, and the pages."""
+"""gridwatch app entry: page config, language, sign-in, and the screens the signed-in person's roles allow."""
 
 import streamlit as st
 
 from gridwatch import ui
 
-st.set_page_config(page_title="gridwatch 网格化监管", page_icon="⬡", layout="wide")
+st.set_page_config(page_title="gridwatch 网格化监管", page_icon="assets/icon.png", layout="wide")
 ui.language_picker()
 ui.fire_fetcher()  # fetches new FIRMS detections on a schedule when a MAP_KEY is configured
 
-pages = [
-    st.Page("screens/overview.py", title=ui.t("Overview"), icon="🗺️", default=True),
-    st.Page("screens/fires.py", title=ui.t("Satellite fire points"), icon="🔥"),
-]
+user = ui.user()
+if user is None:
+    pages = [st.Page("screens/sign_in.py", title=ui.t("Sign in"), icon=":material/login:", default=True)]
+else:
+    ui.account_box(user)
+    pages = []
+    if user.can("task.work"):
+        pages.append(st.Page("screens/my_tasks.py", title=ui.t("My tasks"), icon=":material/assignment:"))
+    if user.can("task.verify"):
+        pages.append(st.Page("screens/review.py", title=ui.t("Cell status and reports"), icon=":material/fact_check:"))
+    pages += [
+        st.Page("screens/overview.py", title=ui.t("Overview"), icon=":material/map:"),
+        st.Page("screens/fires.py", title=ui.t("Satellite fire points"), icon=":material/local_fire_department:"),
+    ]
 st.navigation(pages).run()

@@ -9,6 +9,7 @@ the region, 4 for a refused permission.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 import time
@@ -21,7 +22,7 @@ import pandas as pd
 
 from gridwatch import services
 from gridwatch.config import Settings
-from gridwatch.errors import GridwatchError
+from gridwatch.errors import GridwatchError, ValidationError
 from gridwatch.grid import LEVELS
 from gridwatch.i18n import gettext, translate_error
 from gridwatch.storage import Store, open_store
@@ -124,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(run=lambda store, a: services.generate_patrols(store, actor="cli"))
 
+    us = sub.add_parser("users", help="sign-in accounts").add_subparsers(dest="users_command", required=True,
+                                                                        metavar="USERS_COMMAND")
+    p = us.add_parser("add", help="add a person with a role on a unit and an account "
+                                  "(asks for the password, or reads it from standard input)")
+    p.add_argument("name", help="user name (also the person's key)")
+    p.add_argument("--role", required=True, help="role on the unit, e.g. admin, inspector, grid_leader")
+    p.add_argument("--unit", required=True, help="code of the unit the role is held on")
+    p.add_argument("--full-name", help="the person's name as shown (default: the user name)")
+    _common(p)
+    p.set_defaults(run=_users_add)
+
     pp = sub.add_parser("people", help="people and their roles").add_subparsers(
         dest="people_command", required=True, metavar="PEOPLE_COMMAND")
     p = pp.add_parser("import", help="import people and roles from a CSV "
@@ -150,6 +162,17 @@ def _fires_ingest(store: Store, args: argparse.Namespace) -> dict[str, Any]:
             args.rejects_csv, index=False, encoding="utf-8-sig")
         result["rejects_csv"] = args.rejects_csv
     return result
+
+
+def _users_add(store: Store, args: argparse.Namespace) -> dict[str, Any]:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password / 密码: ")
+        if getpass.getpass("Again / 再次输入: ") != password:
+            raise ValidationError("The two passwords differ; nothing was changed.")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    return services.add_user(store, args.name, password, role=args.role, unit=args.unit, name=args.full_name,
+                             actor="cli")
 
 
 def _init(store: Store, args: argparse.Namespace) -> dict[str, Any]:

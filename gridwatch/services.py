@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import tempfile
+import urllib.parse
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ import pyarrow as pa
 import shapely
 from h3ronpy import cells_area_km2, cells_to_string
 
-from gridwatch import boundaries, demo, org, workflow
+from gridwatch import auth, boundaries, demo, org, workflow
 from gridwatch.config import Settings
 from gridwatch.dispatch import dispatch_fire_incidents
 from gridwatch.firms import FirmsClient, region_bbox
 from gridwatch.fires import fire_keys, observed_passes, triage
-from gridwatch.tasks import DispatchPolicy
+from gridwatch.crs import wgs84_to_gcj02
+from gridwatch.photos import inspect_photo, photo_preview, store_photo
+from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy
 from layers.fire_points import read_firms
 from gridwatch.errors import NotFound, OutsideRegion, ValidationError
 from gridwatch.grid import LEVELS, OWNER_LEVELS, Grid, Units, build_grid, cells_to_latlng, compare_grids
@@ -90,6 +93,8 @@ def init_region(store: Store, *, region: str, resolution: int = 8, demo_data: bo
         change = rebuild_grid(store, actor=actor, _audit=False)
         if demo_data and not store.scalar("SELECT count(*) FROM fire_points"):
             demo_summary["fires"] = _add_demo_fires(store, region, actor=actor)["accepted"]
+        if demo_data:
+            demo_summary["accounts"] = _add_demo_accounts(store)
         audit(store, actor=actor, action="init", subject=region,
               detail={"resolution": resolution, "demo": demo_data, "grid": change})
     return {"region": region, "resolution": int(resolution), "demo": demo_summary, "grid": change,
@@ -576,3 +581,155 @@ def escalate(store: Store, *, actor: str = "escalation") -> dict[str, int]:
         result = workflow.escalate_overdue(store, actor=actor)
         audit(store, actor=actor, action="tasks.escalate", detail=result)
     return result
+
+
+# -- people at work: sign-in, my tasks, reports, verification ---------------------------------------------
+
+#: the demo accounts made by ``init --demo`` (user name → person key); one password for all, in the README
+DEMO_ACCOUNTS = {
+    "inspector": "demo-d01-01-inspector",
+    "leader": "demo-d01-leader",
+    "county": "demo-county-head",
+    "gis": "demo-gis",
+    "admin": "demo-admin",
+}
+DEMO_PASSWORD = "demo-2026"
+
+
+def _add_demo_accounts(store: Store) -> int:
+    made = 0
+    for username, person in DEMO_ACCOUNTS.items():
+        if store.scalar("SELECT 1 FROM people WHERE person_key = ?", [person]) and not store.scalar(
+                "SELECT 1 FROM accounts WHERE username = ?", [username]):
+            auth.add_account(store, username, DEMO_PASSWORD, person_key=person)
+            made += 1
+    return made
+
+
+def add_user(store: Store, username: str, password: str, *, role: str, unit: str, name: str | None = None,
+             actor: str = SYSTEM) -> dict[str, Any]:
+    """Create a person (if new), give them ``role`` on ``unit`` and an account; all or nothing."""
+    with store.transaction():
+        pid = org.add_person(store, person_key=username, name=name or username)
+        org.assign_role(store, pid, role, unit_code=unit)
+        account = auth.add_account(store, username, password, person_key=username)
+        audit(store, actor=actor, action="users.add", subject=username, detail={"role": role, "unit": unit})
+    return {"username": username, "account_id": account, "person_id": pid, "role": role, "unit": unit}
+
+
+def sign_in(store: Store, username: str, password: str) -> auth.Session:
+    """Check the password and open a session (the token is returned once)."""
+    return auth.login(store, username, password)
+
+
+def sign_out(store: Store, token: str) -> None:
+    """End a session."""
+    auth.logout(store, token)
+
+
+def current_user(store: Store, token: str) -> auth.User:
+    """The signed-in user of a session token (raises PermissionDenied when it expired)."""
+    return auth.session_user(store, token)
+
+
+def my_tasks(store: Store, user: auth.User, *, include_done: bool = False) -> pd.DataFrame:
+    """The user's own tasks: overdue first, then by due time."""
+    key = store.scalar("SELECT person_key FROM people WHERE id = ?", [user.person_id])
+    df = workflow.list_tasks(store, assignee=key, limit=5000)
+    if not include_done:
+        df = df[df.state.isin([s.value for s in ACTIVE_STATES])]
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    df = df.assign(overdue=pd.to_datetime(df.due_at) < now)
+    df = df.sort_values(["overdue", "due_at", "priority"], ascending=[False, True, False])
+    df["cell_id"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
+    return df.reset_index(drop=True)
+
+
+def work_on(store: Store, user: auth.User, task_id: int, to_state: str, *, finding: str | None = None,
+            note: str = "", fix: workflow.Fix | None = None, photos: list[tuple[str, bytes]] = ()) -> dict:
+    """A worker's step on a task in their scope: start it, or report a finding with photos and position."""
+    task = workflow.task_detail(store, task_id)
+    cell = int(h3.str_to_int(task["cell"]))
+    auth.require(store, user, "task.work", cell=cell)
+    refs = []
+    with store.transaction():
+        for name, data in photos:
+            refs.append(store_photo(store, inspect_photo(data, name=name), task_id=task_id, uploaded_by=user.username))
+        detail = workflow.transition(store, task_id, to_state, actor=user.username, actor_person_id=user.person_id,
+                                     finding=finding, note=note, fix=fix, photos=refs)
+        if to_state == "reported":
+            store.execute("DELETE FROM report_drafts WHERE task_id = ? AND author = ?", [task_id, user.username])
+    return detail
+
+
+def review_queue(store: Store, user: auth.User) -> pd.DataFrame:
+    """Reports waiting for this user's verification (in their scope, not reported by them)."""
+    cells = auth.user_cells(store, user, "task.verify")
+    df = workflow.list_tasks(store, state="reported", cells=cells, limit=2000)
+    df["cell_id"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
+    return df
+
+
+def verify(store: Store, user: auth.User, task_id: int, *, accept: bool, note: str = "") -> dict:
+    """Verify (and close) or reject a report, as someone other than the reporter."""
+    task = workflow.task_detail(store, task_id)
+    auth.require(store, user, "task.verify", cell=int(h3.str_to_int(task["cell"])))
+    with store.transaction():
+        if accept:
+            detail = workflow.transition(store, task_id, "verified", actor=user.username,
+                                         actor_person_id=user.person_id, note=note)
+            workflow.transition(store, task_id, "closed", actor=user.username, actor_person_id=user.person_id)
+        else:
+            detail = workflow.transition(store, task_id, "rejected", actor=user.username,
+                                         actor_person_id=user.person_id, note=note)
+    return detail
+
+
+def save_draft(store: Store, user: auth.User, task_id: int, draft: dict) -> None:
+    """Keep a report in progress on the server, so a lost connection or a locked screen loses nothing."""
+    with store.transaction():
+        store.execute("DELETE FROM report_drafts WHERE task_id = ? AND author = ?", [task_id, user.username])
+        store.execute("INSERT INTO report_drafts (task_id, author, saved_at, draft) VALUES (?, ?, ?, ?)",
+                      [task_id, user.username, dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                       json.dumps(draft, ensure_ascii=False)])
+
+
+def load_draft(store: Store, user: auth.User, task_id: int) -> dict:
+    """The user's saved draft of a report, or {}."""
+    value = store.scalar("SELECT draft FROM report_drafts WHERE task_id = ? AND author = ?", [task_id, user.username])
+    return json.loads(value) if value else {}
+
+
+def cell_status(store: Store, user: auth.User) -> pd.DataFrame:
+    """Per cell in the user's scope: open, overdue or clean (no active task), for the leaders' map."""
+    cells = auth.user_cells(store, user, "cell.view")
+    frame = pd.DataFrame({"cell": cells})
+    active = tuple(s.value for s in ACTIVE_STATES) + ("reported",)
+    tasks = store.query_df(
+        f"SELECT cell, count(*) AS active, count(*) FILTER (WHERE due_at < ?) AS overdue FROM tasks"
+        f" WHERE state IN ({', '.join('?' * len(active))}) AND kind <> 'routine_patrol' GROUP BY cell",
+        [dt.datetime.now(dt.UTC).replace(tzinfo=None), *active])
+    frame = frame.merge(tasks, on="cell", how="left").fillna({"active": 0, "overdue": 0})
+    frame["status"] = np.select([frame.overdue > 0, frame.active > 0], ["overdue", "open"], "clean")
+    frame["cell_id"] = cells_to_string(pa.array(frame.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
+    return frame
+
+
+def navigation_links(lat: float, lng: float, *, label: str = "") -> dict[str, str]:
+    """Links that open navigation to a spot: a ``geo:`` URI (Android, WGS84) and AMap (GCJ-02, as it expects)."""
+    g_lng, g_lat = wgs84_to_gcj02(lng, lat)
+    name = urllib.parse.quote(label or "gridwatch")
+    return {
+        "geo": f"geo:{lat:.6f},{lng:.6f}?q={lat:.6f},{lng:.6f}({name})",
+        "amap": f"https://uri.amap.com/marker?position={g_lng:.6f},{g_lat:.6f}&name={name}&coordinate=gaode",
+    }
+
+
+def cell_neighbourhood(cell_id: str, *, k: int = 2) -> list[str]:
+    """A cell and its rings up to ``k`` (hex ids), for a small map of the spot."""
+    return list(h3.grid_disk(cell_id, k))
+
+
+def task_photo(store: Store, sha256: str) -> bytes | None:
+    """The upright preview of a report photo."""
+    return photo_preview(store, sha256)

@@ -10,11 +10,13 @@ import streamlit as st
 from gridwatch import services
 from gridwatch.config import Settings
 from gridwatch.firms import FetchScheduler
-from gridwatch.errors import GridwatchError
+from gridwatch import auth  # noqa: F401 - for annotations
+from gridwatch.errors import GridwatchError, PermissionDenied
 from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, gettext, translate_error
 from gridwatch.storage import Store, open_store
 
-__all__ = ["store", "language", "t", "show_errors", "language_picker", "settings", "fire_fetcher"]
+__all__ = ["store", "language", "t", "show_errors", "language_picker", "settings", "fire_fetcher", "user", "sign_out",
+           "account_box", "gps_button"]
 
 
 @st.cache_resource
@@ -75,3 +77,83 @@ def show_errors() -> Iterator[None]:
         yield
     except GridwatchError as exc:
         st.error(translate_error(exc, language()))
+
+
+def user() -> "auth.User | None":
+    """The signed-in user of this browser session, or None (an expired session signs out with a notice)."""
+    token = st.session_state.get("token")
+    if not token:
+        return None
+    try:
+        return services.current_user(store(), token)
+    except PermissionDenied as exc:
+        st.session_state.pop("token", None)
+        st.session_state["signin_notice"] = translate_error(exc, language())
+        return None
+
+
+def require_user() -> "auth.User":
+    """The signed-in user; a screen reached without one shows nothing but a notice."""
+    current = user()
+    if current is None:
+        st.warning(t("Sign in first."))
+        st.stop()
+    return current
+
+
+def sign_out() -> None:
+    """End the session on the server and in this tab."""
+    token = st.session_state.pop("token", None)
+    if token:
+        services.sign_out(store(), token)
+
+
+def account_box(current: "auth.User") -> None:
+    """The signed-in person and a sign-out button in the sidebar."""
+    with st.sidebar:
+        st.caption(t("Signed in as {name} ({username})", name=current.name, username=current.username))
+        if st.button(t("Sign out"), key="sign_out", width="stretch"):
+            sign_out()
+            st.rerun()
+
+
+_GPS_JS = """
+export default function (component) {
+  const { setStateValue, parentElement, data } = component;
+  const button = parentElement.querySelector("button");
+  const status = parentElement.querySelector("span");
+  button.textContent = data.label;
+  button.onclick = () => {
+    if (!navigator.geolocation) { status.textContent = data.unavailable; return; }
+    status.textContent = data.waiting;
+    navigator.geolocation.getCurrentPosition(
+      (p) => { status.textContent = "";
+               setStateValue("fix", {lat: p.coords.latitude, lng: p.coords.longitude,
+                                     accuracy: p.coords.accuracy, at: Date.now()}); },
+      (e) => { status.textContent = data.failed + " (" + e.message + ")"; },
+      {enableHighAccuracy: true, timeout: 20000, maximumAge: 60000});
+  };
+}
+"""
+
+
+@st.cache_resource
+def _gps_component():
+    return st.components.v2.component(
+        name="gridwatch_gps",
+        html='<div class="gps"><button type="button"></button> <span></span></div>',
+        css=".gps button{min-height:48px;min-width:48px;padding:0 18px;font-size:1rem;border-radius:8px;"
+            "border:1px solid var(--st-primary-color);background:var(--st-primary-color);color:#fff;cursor:pointer}"
+            ".gps span{margin-left:8px;color:var(--st-text-color)}",
+        js=_GPS_JS,
+    )
+
+
+def gps_button(key: str) -> dict | None:
+    """A button that asks the browser for the device position; returns {lat, lng, accuracy} once given."""
+    result = _gps_component()(
+        data={"label": t("Use my position"), "waiting": t("Locating…"),
+              "failed": t("No position"), "unavailable": t("This browser gives no position.")},
+        key=key, on_fix_change=lambda: None,
+    )
+    return getattr(result, "fix", None)

@@ -49,8 +49,8 @@ def demo(demo_db, tmp_path_factory):
     shutil.copy(demo_db, path)
     with open_store(str(path)) as store:
         auth.add_account(store, "insp", PASSWORD, person_key="demo-d06-09-inspector")
-        auth.add_account(store, "leader", PASSWORD, person_key="demo-d06-leader")
-        auth.add_account(store, "admin", PASSWORD, person_key="demo-admin")
+        auth.add_account(store, "t.leader", PASSWORD, person_key="demo-d06-leader")
+        auth.add_account(store, "t.admin", PASSWORD, person_key="demo-admin")
         yield store
 
 
@@ -297,7 +297,7 @@ def test_an_inspector_may_not_manage_people(demo):
 
 
 def test_a_township_leader_sees_the_township_and_may_verify_there(demo):
-    user = auth.load_user(demo, "leader")
+    user = auth.load_user(demo, "t.leader")
     assert user.roles == (("grid_leader", "410329-D06", None),)
     township = _cells(demo, "township_code = ?", ["410329-D06"])
     np.testing.assert_array_equal(auth.user_cells(demo, user), township)
@@ -317,7 +317,7 @@ def test_a_township_leader_sees_the_township_and_may_verify_there(demo):
 
 
 def test_the_admin_manages_people_and_sees_the_county(demo):
-    user = auth.load_user(demo, "admin")
+    user = auth.load_user(demo, "t.admin")
     assert user.can("people.manage") and not user.can("task.work")
     auth.require(demo, user, "people.manage")
     np.testing.assert_array_equal(auth.user_cells(demo, user), _cells(demo, "county_code = ?", ["410329"]))

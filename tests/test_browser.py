@@ -72,6 +72,28 @@ def browser():
         b.close()
 
 
+def _sign_in(page, app_url, username):
+    page.goto(app_url)
+    page.get_by_label("用户名").fill(username, timeout=60000)
+    page.get_by_label("密码").fill("demo-2026")
+    page.get_by_role("button", name="登录").click()
+
+
+def _go(page, name):
+    """Open a screen from the sidebar (expanding it first on a narrow tablet)."""
+    link = page.get_by_role("link", name=name)
+    link.wait_for(state="attached", timeout=60000)
+    if not link.is_visible() or link.bounding_box()["x"] < 0:
+        page.locator("[data-testid='stExpandSidebarButton'], [data-testid='stSidebarCollapsedControl'] button"
+                     ).first.click()
+    link.click(timeout=30000)
+
+
+def _shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
 @pytest.mark.parametrize("viewport", [(1024, 768), (768, 1024)])
 def test_overview_renders_on_a_tablet(app_url, browser, viewport):
     width, height = viewport
@@ -79,7 +101,8 @@ def test_overview_renders_on_a_tablet(app_url, browser, viewport):
     outside: list[str] = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:",
                                                                                    "blob:")) else None)
-    page.goto(app_url)
+    _sign_in(page, app_url, "county")
+    _go(page, "概览")
     page.get_by_text("网格概览：伊川县").wait_for(timeout=60000)
     page.get_by_text("全覆盖检查").wait_for()
     page.locator("svg polygon").first.wait_for()
@@ -93,7 +116,8 @@ def test_overview_renders_on_a_tablet(app_url, browser, viewport):
 
 def test_language_switch_to_english(app_url, browser):
     page = browser.new_page(viewport={"width": 1024, "height": 768})
-    page.goto(app_url)
+    _sign_in(page, app_url, "county")
+    _go(page, "概览")
     page.get_by_text("网格概览：伊川县").wait_for(timeout=60000)
     page.locator("[data-testid='stSelectbox']").first.click()
     page.get_by_role("option", name="English").click()
@@ -101,3 +125,57 @@ def test_language_switch_to_english(app_url, browser):
     page.get_by_text("Coverage report").wait_for(timeout=30000)
     assert page.get_by_text("Coverage report").is_visible()
     page.close()
+
+
+def test_inspector_closes_a_fire_check_with_photo_and_position_and_the_leader_verifies(app_url, browser, tmp_path):
+    """The issue's walk-through on a tablet: report with photo and GPS, verify, the cell turns clean."""
+    import io
+
+    import h3
+    from PIL import Image
+
+    from gridwatch import services
+    from gridwatch.storage import open_store
+
+    photo = tmp_path / "现场.jpg"
+    Image.new("RGB", (640, 480), (90, 140, 60)).save(photo, "JPEG")
+    context = browser.new_context(viewport={"width": 768, "height": 1024}, permissions=["geolocation"],
+                                  geolocation={"latitude": 0.0, "longitude": 0.0, "accuracy": 12})
+    page = context.new_page()
+    _sign_in(page, app_url, "inspector")
+    page.get_by_role("button", name="卫星火点核查").first.wait_for(timeout=60000)
+    _shot(page, "1-inspector-tasks-768x1024")
+    task_button = page.get_by_role("button", name="卫星火点核查").first
+    title = task_button.inner_text().split(" · ")[0]
+    task_button.click()
+    page.get_by_role("button", name="开始处理此任务").click(timeout=30000)
+    page.get_by_text("核查结果").wait_for(timeout=30000)
+    # the device is in the task's cell
+    cell = page.locator("code").first.inner_text()
+    lat, lng = h3.cell_to_latlng(cell)
+    context.set_geolocation({"latitude": lat, "longitude": lng, "accuracy": 12})
+    page.get_by_text("已扑灭").click()
+    page.get_by_label("备注").fill("已扑灭，现场无明火")
+    page.locator("input[type=file]").set_input_files(str(photo))
+    page.get_by_role("button", name="使用我的位置").click()
+    page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value && "
+                           "Math.abs(parseFloat(i.value) - %f) < 1e-4)" % lat, timeout=30000)
+    _shot(page, "2-inspector-report-768x1024")
+    page.get_by_role("button", name="提交上报").click()
+    page.get_by_text("已上报，等待核实。").wait_for(timeout=30000)
+    _shot(page, "3-inspector-sent-768x1024")
+
+    leader_ctx = browser.new_context(viewport={"width": 1024, "height": 768})
+    leader = leader_ctx.new_page()
+    _sign_in(leader, app_url, "leader")
+    _go(leader, "网格状态与核实")
+    leader.get_by_text("待核实的上报").wait_for(timeout=60000)
+    leader.get_by_text("在网格单元内上报。").first.wait_for(timeout=30000)
+    leader.locator("[data-testid='stImage'] img").first.wait_for(timeout=30000)
+    assert leader.locator("[data-testid='stImage'] img").count() >= 1
+    _shot(leader, "4-leader-review-1024x768")
+    leader.get_by_role("button", name="核实").first.click()
+    leader.get_by_text("已核实并关闭。").wait_for(timeout=30000)
+    _shot(leader, "5-leader-verified-1024x768")
+    context.close()
+    leader_ctx.close()

@@ -1,0 +1,118 @@
+"""Inspector, tablet first: today's tasks (overdue on top), the spot, and the report with finding, photo and GPS."""
+
+import h3
+import pandas as pd
+import streamlit as st
+
+from gridwatch import services, ui
+from gridwatch.maps import cells_svg
+from gridwatch.tasks import FINDINGS
+from gridwatch.workflow import Fix
+
+t = ui.t
+store = ui.store()
+me = ui.require_user()
+
+
+def _local(ts) -> str:
+    return pd.Timestamp(ts).tz_localize("UTC").tz_convert("Asia/Shanghai").strftime("%m-%d %H:%M")
+
+
+def task_list() -> None:
+    st.title(t("My tasks"))
+    tasks = services.my_tasks(store, me)
+    if tasks.empty:
+        st.success(t("No open tasks. Thank you!"))
+        return
+    st.caption(t("{n} open tasks, {overdue} overdue", n=len(tasks), overdue=int(tasks.overdue.sum())))
+    for row in tasks.itertuples():
+        mark = "🔴 " + t("Overdue") + " · " if row.overdue else ""
+        label = f"{mark}{row.title or t(row.kind)} · {t(row.state)} · {t('due')} {_local(row.due_at)}"
+        if st.button(label, key=f"task-{row.id}", width="stretch"):
+            st.session_state["task"] = int(row.id)
+            st.rerun()
+
+
+def task_page(task_id: int) -> None:
+    task = services.task_show(store, task_id)
+    if st.button("← " + t("All my tasks"), key="back"):
+        st.session_state.pop("task", None)
+        st.rerun()
+    st.title(task["title"] or t(task["kind"]))
+    place = task["place"]
+    st.markdown(f"**{place.get('township', '')} · {place.get('village', '')}** · `{task['cell']}` · "
+                f"{t(task['state'])} · {t('due')} {_local(task['due_at'])}")
+    lat, lng = h3.cell_to_latlng(task["cell"])
+    links = services.navigation_links(lat, lng, label=task["title"])
+    cols = st.columns(2)
+    cols[0].link_button(t("Navigate (AMap)"), links["amap"], width="stretch")
+    cols[1].link_button(t("Navigate (map app)"), links["geo"], width="stretch")
+    ring = services.cell_neighbourhood(task["cell"])
+    fills = ["#d62728" if c == task["cell"] else "#dddddd" for c in ring]
+    st.markdown(cells_svg(ring, fills, width=360), unsafe_allow_html=True)
+
+    state = task["state"]
+    if state in ("assigned", "escalated", "rejected", "open"):
+        if state == "rejected":
+            st.warning(t("The report was sent back: {note}", note=task["events"][-1]["detail"].get("note", "")))
+        if st.button(t("Start work on this task"), type="primary", width="stretch", key="start"):
+            with ui.show_errors():
+                services.work_on(store, me, task_id, "in_progress")
+                st.rerun()
+    elif state == "in_progress":
+        report_form(task)
+    else:
+        st.info(t("This task is {state}; nothing to do here.", state=t(state)))
+
+
+def report_form(task: dict) -> None:
+    draft = services.load_draft(store, me, task["id"])
+    key = f"r{task['id']}"
+
+    def keep() -> None:
+        services.save_draft(store, me, task["id"], {
+            "finding": st.session_state.get(f"{key}-finding"), "note": st.session_state.get(f"{key}-note", ""),
+            "lat": st.session_state.get(f"{key}-lat"), "lng": st.session_state.get(f"{key}-lng")})
+
+    st.subheader(t("Report"))
+    findings = list(FINDINGS[task["kind"]])
+    for field in ("finding", "note", "lat", "lng"):  # a saved draft fills the form once per session
+        if f"{key}-{field}" not in st.session_state and draft.get(field) not in (None, ""):
+            st.session_state[f"{key}-{field}"] = draft[field]
+    st.radio(t("Finding"), findings, format_func=t, key=f"{key}-finding", on_change=keep, index=None)
+    st.text_area(t("Note"), key=f"{key}-note", on_change=keep, max_chars=2000)
+    photos = st.file_uploader(t("Photos (JPEG, PNG or HEIC, up to 15 MB each)"), type=["jpg", "jpeg", "png", "heic"],
+                              accept_multiple_files=True, key=f"{key}-photos")
+    fix = ui.gps_button(f"{key}-gps")
+    if fix:
+        st.session_state[f"{key}-lat"], st.session_state[f"{key}-lng"] = fix["lat"], fix["lng"]
+        st.session_state[f"{key}-acc"] = fix.get("accuracy")
+    cols = st.columns(2)
+    lat = cols[0].number_input(t("Latitude"), value=None, format="%.6f", key=f"{key}-lat", on_change=keep)
+    lng = cols[1].number_input(t("Longitude"), value=None, format="%.6f", key=f"{key}-lng", on_change=keep)
+    if st.button(t("Send report"), type="primary", width="stretch", key=f"{key}-send"):
+        with ui.show_errors():
+            position = Fix(lat, lng, st.session_state.get(f"{key}-acc")) if lat is not None and lng is not None \
+                else None
+            detail = services.work_on(store, me, task["id"], "reported",
+                                      finding=st.session_state.get(f"{key}-finding"),
+                                      note=st.session_state.get(f"{key}-note", ""), fix=position,
+                                      photos=[(p.name, p.getvalue()) for p in photos or []])
+            if "gps_outside_cell" in detail.get("flags", []):
+                st.session_state["flash"] = t("Sent. Your position is {m} m outside the cell; the verifier will "
+                                              "see this.", m=int(detail["outside_cell_m"]))
+            else:
+                st.session_state["flash"] = t("Report sent for verification.")
+            st.session_state.pop("task", None)
+            st.rerun()
+
+
+flash = st.session_state.pop("flash", None)
+if flash:
+    st.toast(flash)
+selected = st.session_state.get("task")
+with ui.show_errors():
+    if selected:
+        task_page(selected)
+    else:
+        task_list()

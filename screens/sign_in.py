@@ -1,0 +1,22 @@
+"""Sign in with a local account."""
+
+import streamlit as st
+
+from gridwatch import services, ui
+
+t = ui.t
+st.title(t("gridwatch · grid supervision"))
+notice = st.session_state.pop("signin_notice", None)
+if notice:
+    st.warning(notice)
+with st.form("sign_in", border=True):
+    username = st.text_input(t("User name"), autocomplete="username")
+    password = st.text_input(t("Password"), type="password", autocomplete="current-password")
+    submitted = st.form_submit_button(t("Sign in"), type="primary", width="stretch")
+if submitted:
+    with ui.show_errors():
+        session = services.sign_in(ui.store(), username, password)
+        st.session_state["token"] = session.token
+        st.rerun()
+if services.is_demo(ui.store()):
+    st.caption(t("Demo accounts (demo data only): inspector, leader, county, gis, admin — password demo-2026."))
