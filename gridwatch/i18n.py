@@ -138,7 +138,8 @@ LABELS = (
     N_("clean"),
     N_("overdue"),
     N_("cells clean"),
-    N_("cells open"),
+    N_("cells active"),
+    N_("active"),
     N_("cells overdue"),
 )
 

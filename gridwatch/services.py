@@ -25,7 +25,7 @@ from gridwatch.firms import FirmsClient, region_bbox
 from gridwatch.fires import fire_keys, observed_passes, triage
 from gridwatch.crs import wgs84_to_gcj02
 from gridwatch.photos import inspect_photo, photo_preview, store_photo
-from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy
+from gridwatch.tasks import ACTIVE_STATES, FINDINGS, DispatchPolicy
 from layers.fire_points import read_firms
 from gridwatch.errors import NotFound, OutsideRegion, ValidationError
 from gridwatch.grid import LEVELS, OWNER_LEVELS, Grid, Units, build_grid, cells_to_latlng, compare_grids
@@ -701,7 +701,7 @@ def load_draft(store: Store, user: auth.User, task_id: int) -> dict:
 
 
 def cell_status(store: Store, user: auth.User) -> pd.DataFrame:
-    """Per cell in the user's scope: open, overdue or clean (no active task), for the leaders' map."""
+    """Per cell in the user's scope: ``overdue``, ``active`` (tasks open) or ``clean``, for the leaders' map."""
     cells = auth.user_cells(store, user, "cell.view")
     frame = pd.DataFrame({"cell": cells})
     active = tuple(s.value for s in ACTIVE_STATES) + ("reported",)
@@ -710,7 +710,7 @@ def cell_status(store: Store, user: auth.User) -> pd.DataFrame:
         f" WHERE state IN ({', '.join('?' * len(active))}) AND kind <> 'routine_patrol' GROUP BY cell",
         [dt.datetime.now(dt.UTC).replace(tzinfo=None), *active])
     frame = frame.merge(tasks, on="cell", how="left").fillna({"active": 0, "overdue": 0})
-    frame["status"] = np.select([frame.overdue > 0, frame.active > 0], ["overdue", "open"], "clean")
+    frame["status"] = np.select([frame.overdue > 0, frame.active > 0], ["overdue", "active"], "clean")
     frame["cell_id"] = cells_to_string(pa.array(frame.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
     return frame
 
@@ -733,3 +733,12 @@ def cell_neighbourhood(cell_id: str, *, k: int = 2) -> list[str]:
 def task_photo(store: Store, sha256: str) -> bytes | None:
     """The upright preview of a report photo."""
     return photo_preview(store, sha256)
+
+
+#: a GPS position from the device (re-exported for the screens)
+Fix = workflow.Fix
+
+
+def findings(kind: str) -> list[str]:
+    """What a report on a task of ``kind`` may find."""
+    return list(FINDINGS[kind])

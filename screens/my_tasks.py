@@ -6,8 +6,6 @@ import streamlit as st
 
 from gridwatch import services, ui
 from gridwatch.maps import cells_svg
-from gridwatch.tasks import FINDINGS
-from gridwatch.workflow import Fix
 
 t = ui.t
 store = ui.store()
@@ -75,7 +73,7 @@ def report_form(task: dict) -> None:
             "lat": st.session_state.get(f"{key}-lat"), "lng": st.session_state.get(f"{key}-lng")})
 
     st.subheader(t("Report"))
-    findings = list(FINDINGS[task["kind"]])
+    findings = services.findings(task["kind"])
     for field in ("finding", "note", "lat", "lng"):  # a saved draft fills the form once per session
         if f"{key}-{field}" not in st.session_state and draft.get(field) not in (None, ""):
             st.session_state[f"{key}-{field}"] = draft[field]
@@ -92,7 +90,7 @@ def report_form(task: dict) -> None:
     lng = cols[1].number_input(t("Longitude"), value=None, format="%.6f", key=f"{key}-lng", on_change=keep)
     if st.button(t("Send report"), type="primary", width="stretch", key=f"{key}-send"):
         with ui.show_errors():
-            position = Fix(lat, lng, st.session_state.get(f"{key}-acc")) if lat is not None and lng is not None \
+            position = services.Fix(lat, lng, st.session_state.get(f"{key}-acc")) if lat is not None and lng is not None \
                 else None
             detail = services.work_on(store, me, task["id"], "reported",
                                       finding=st.session_state.get(f"{key}-finding"),

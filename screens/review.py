@@ -9,20 +9,25 @@ from gridwatch.maps import cells_svg
 t = ui.t
 store = ui.store()
 me = ui.require_user()
-COLOURS = {"clean": "#59a14f", "open": "#f28e2b", "overdue": "#d62728"}
+COLOURS = {"clean": "#59a14f", "active": "#f28e2b", "overdue": "#d62728"}
+LABELS = {"clean": t("cells clean"), "active": t("cells active"), "overdue": t("cells overdue")}
+STATUS = {"clean": t("clean"), "active": t("active"), "overdue": t("overdue")}
 
+flash = st.session_state.pop("review_flash", None)
+if flash:
+    st.success(flash)
 with ui.show_errors():
     st.title(t("Cell status and reports"))
     status = services.cell_status(store, me)
     counts = status.status.value_counts()
     cols = st.columns(3)
-    for col, name in zip(cols, ("clean", "open", "overdue")):
-        col.metric(t(f"cells {name}"), int(counts.get(name, 0)))
+    for col, name in zip(cols, ("clean", "active", "overdue")):
+        col.metric(LABELS[name], int(counts.get(name, 0)))
     left, right = st.columns([3, 2])
     with left:
         st.caption(t("Green: clean · orange: open tasks · red: overdue"))
         st.markdown(cells_svg(list(status.cell_id), [COLOURS[s] for s in status.status],
-                              titles=[f"{c} · {t(s)}" for c, s in zip(status.cell_id, status.status)], width=640),
+                              titles=[f"{c} · {STATUS[s]}" for c, s in zip(status.cell_id, status.status)], width=640),
                     unsafe_allow_html=True)
     with right:
         st.subheader(t("Reports to verify"))
@@ -50,8 +55,9 @@ with ui.show_errors():
                 a, b = st.columns(2)
                 if a.button(t("Verify"), key=f"ok-{row.id}", type="primary", width="stretch"):
                     services.verify(store, me, int(row.id), accept=True, note=note)
-                    st.toast(t("Verified and closed."))
+                    st.session_state["review_flash"] = t("Verified and closed.")
                     st.rerun()
                 if b.button(t("Send back"), key=f"no-{row.id}", width="stretch"):
                     services.verify(store, me, int(row.id), accept=False, note=note)
+                    st.session_state["review_flash"] = t("Sent back to the inspector.")
                     st.rerun()

@@ -127,7 +127,8 @@ def test_language_switch_to_english(app_url, browser):
     page.close()
 
 
-def test_inspector_closes_a_fire_check_with_photo_and_position_and_the_leader_verifies(app_url, browser, tmp_path):
+def test_inspector_closes_a_fire_check_with_photo_and_position_and_the_leader_verifies(app_url, browser, tmp_path,
+                                                                                      demo_db):
     """The issue's walk-through on a tablet: report with photo and GPS, verify, the cell turns clean."""
     import io
 
@@ -174,8 +175,17 @@ def test_inspector_closes_a_fire_check_with_photo_and_position_and_the_leader_ve
     leader.locator("[data-testid='stImage'] img").first.wait_for(timeout=30000)
     assert leader.locator("[data-testid='stImage'] img").count() >= 1
     _shot(leader, "4-leader-review-1024x768")
+    before = leader.locator(f"svg polygon:has(title:text-is('{cell} · 有待办'))").count()
+    assert before == 1
     leader.get_by_role("button", name="核实").first.click()
     leader.get_by_text("已核实并关闭。").wait_for(timeout=30000)
+    # the cell turns clean on the leader's map (unless another open task sits on it; the app's database is a
+    # copy of the demo database, which tells how many there were)
+    with open_store(str(demo_db)) as store:
+        others = store.scalar("SELECT count(*) FROM tasks WHERE cell = ? AND state NOT IN ('closed', 'verified')"
+                              " AND kind <> 'routine_patrol'", [h3.str_to_int(cell)]) - 1
+    expected = "有待办" if others else "无待办"
+    assert leader.locator(f"svg polygon:has(title:text-is('{cell} · {expected}'))").count() == 1
     _shot(leader, "5-leader-verified-1024x768")
     context.close()
     leader_ctx.close()
