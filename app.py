@@ -7,6 +7,7 @@ from gridwatch import ui
 st.set_page_config(page_title="gridwatch 网格化监管", page_icon="assets/icon.png", layout="wide")
 ui.language_picker()
 ui.fire_fetcher()  # fetches new FIRMS detections on a schedule when a MAP_KEY is configured
+ui.notifier()  # escalates overdue tasks and sends messages on a schedule
 
 user = ui.user()
 if user is None:
@@ -18,6 +19,8 @@ else:
         pages.append(st.Page("screens/my_tasks.py", title=ui.t("My tasks"), icon=":material/assignment:"))
     if user.can("task.verify"):
         pages.append(st.Page("screens/review.py", title=ui.t("Cell status and reports"), icon=":material/fact_check:"))
+    if user.can("people.manage"):
+        pages.append(st.Page("screens/people.py", title=ui.t("People and roles"), icon=":material/groups:"))
     pages += [
         st.Page("screens/overview.py", title=ui.t("Overview"), icon=":material/map:"),
         st.Page("screens/fires.py", title=ui.t("Satellite fire points"), icon=":material/local_fire_department:"),

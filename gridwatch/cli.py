@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(run=lambda store, a: services.generate_patrols(store, actor="cli"))
 
+    nt = sub.add_parser("notify", help="messages to people about their tasks").add_subparsers(
+        dest="notify_command", required=True, metavar="NOTIFY_COMMAND")
+    p = nt.add_parser("run", help="collect new, due-soon and escalated tasks and send them through the webhook")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.notify_run(store, Settings.load()))
+
     us = sub.add_parser("users", help="sign-in accounts").add_subparsers(dest="users_command", required=True,
                                                                         metavar="USERS_COMMAND")
     p = us.add_parser("add", help="add a person with a role on a unit and an account "

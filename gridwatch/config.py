@@ -60,6 +60,11 @@ class Settings:
     firms_sources: str = "VIIRS_SNPP_NRT,VIIRS_NOAA20_NRT,VIIRS_NOAA21_NRT,MODIS_NRT"
     firms_interval_minutes: float = 30.0
     firms_days: int = 1
+    notify_webhook_url: str = ""
+    notify_kind: str = "json"
+    notify_secret: str = ""
+    notify_interval_minutes: float = 5.0
+    notify_due_soon_hours: float = 2.0
 
     @classmethod
     def load(

@@ -421,6 +421,10 @@ class FirmsClient:
 
     # -- URLs and redaction --
 
+    def _redact_bytes(self, body: bytes) -> bytes:
+        """The body with the MAP_KEY removed before any of it is quoted or shortened."""
+        return body.replace(self._key.encode(), REDACTED.encode()) if self._key else body
+
     def redact(self, text: str) -> str:
         """``text`` with every occurrence of the MAP_KEY replaced by ``***``."""
         return text.replace(self._key, REDACTED)
@@ -452,7 +456,8 @@ class FirmsClient:
                                                        "Accept": "text/csv, text/plain, */*"})
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
-                return _Answer(response.status, response.read(), response.headers.get("Retry-After"))
+                body = response.read()
+                return _Answer(response.status, self._redact_bytes(body), response.headers.get("Retry-After"))
         except urllib.error.HTTPError as err:
             try:
                 body = err.read()
@@ -460,15 +465,15 @@ class FirmsClient:
                 body = b""
             finally:
                 err.close()
-            return _Answer(err.code, body, err.headers.get("Retry-After") if err.headers else None)
+            return _Answer(err.code, self._redact_bytes(body), err.headers.get("Retry-After") if err.headers else None)
         except urllib.error.URLError as err:
             if isinstance(err.reason, TimeoutError):
                 return _Answer(None, failure="timeout", detail=f"{self.timeout_s:g} s")
-            return _Answer(None, failure="error", detail=self.redact(_clip(str(err.reason))))
+            return _Answer(None, failure="error", detail=_clip(self.redact(str(err.reason))))
         except TimeoutError:
             return _Answer(None, failure="timeout", detail=f"{self.timeout_s:g} s")
         except (OSError, http.client.HTTPException, ValueError) as err:
-            return _Answer(None, failure="error", detail=self.redact(_clip(f"{type(err).__name__}: {err}")))
+            return _Answer(None, failure="error", detail=_clip(self.redact(f"{type(err).__name__}: {err}")))
 
     def _exchange(self, url: str) -> tuple[_Answer, _Verdict, int]:
         """Request ``url`` with retries; the last answer, its verdict and the number of attempts."""

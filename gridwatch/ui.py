@@ -16,7 +16,7 @@ from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, gettext, translate_error
 from gridwatch.storage import Store, open_store
 
 __all__ = ["store", "language", "t", "show_errors", "language_picker", "settings", "fire_fetcher", "user", "sign_out",
-           "account_box", "gps_button"]
+           "account_box", "gps_button", "notifier"]
 
 
 @st.cache_resource
@@ -45,6 +45,19 @@ def fire_fetcher() -> FetchScheduler | None:
     scheduler = FetchScheduler(lambda: services.fetch_fires(the_store, config),
                                interval_s=config.firms_interval_minutes * 60, name="firms-fetch")
     return scheduler.start()
+
+
+@st.cache_resource
+def notifier() -> FetchScheduler:
+    """The process's notification schedule: escalate overdue tasks, then announce what changed."""
+    config = settings()
+    the_store = store()
+
+    def run() -> None:
+        services.escalate(the_store)
+        services.notify_run(the_store, config)
+
+    return FetchScheduler(run, interval_s=config.notify_interval_minutes * 60, name="notify").start()
 
 
 def language() -> str:

@@ -47,7 +47,11 @@ class Fix:
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
-    return (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
+    """Naive UTC, to the second; a naive ``now`` is taken as UTC already (not as the machine's zone)."""
+    now = now or dt.datetime.now(dt.UTC)
+    if now.tzinfo is not None:
+        now = now.astimezone(dt.UTC)
+    return now.replace(tzinfo=None, microsecond=0)
 
 
 def distance_outside_cell_m(cell: int, fix: Fix) -> float:

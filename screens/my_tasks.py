@@ -105,6 +105,25 @@ def report_form(task: dict) -> None:
             st.rerun()
 
 
+@st.fragment(run_every="60s")
+def news() -> None:
+    """Every minute, without a reload: a toast for each task that is new, escalated to me, or now overdue."""
+    tasks = services.my_tasks(store, me)
+    seen = st.session_state.setdefault("seen_tasks", {})
+    first = not seen
+    for row in tasks.itertuples():
+        state = ("overdue" if row.overdue else row.state)
+        if not first and seen.get(row.id) != state:
+            if row.id not in seen:
+                st.toast(t("New task: {title}", title=row.title or t(row.kind)))
+            elif state == "overdue":
+                st.toast(t("Overdue: {title}", title=row.title or t(row.kind)))
+            elif state == "escalated":
+                st.toast(t("Escalated to you: {title}", title=row.title or t(row.kind)))
+        seen[row.id] = state
+
+
+news()
 flash = st.session_state.pop("flash", None)
 if flash:
     st.toast(flash)
