@@ -95,6 +95,16 @@ def dispatch_fire_incidents(store: Store, incidents: pd.DataFrame, *, policy: Di
     return {"incidents": int(len(new)), "tasks_created": created, "coverage_gaps": gaps}
 
 
+def _fire_titles(incidents: pd.DataFrame, timezone: str) -> np.ndarray:
+    """"卫星火点核查 06-10 10:50 Terra ×2" per incident, formatted once per distinct pass and count."""
+    keys = pd.MultiIndex.from_arrays([incidents.acq_time, incidents.satellite.astype(str), incidents.points])
+    codes, uniq = pd.factorize(keys)
+    local = pd.DatetimeIndex(uniq.get_level_values(0)).tz_localize("UTC").tz_convert(timezone)
+    texts = ("卫星火点核查 " + local.strftime("%m-%d %H:%M") + " " + uniq.get_level_values(1)
+             + " ×" + uniq.get_level_values(2).astype(str)).to_numpy(dtype=object)
+    return texts[codes]
+
+
 def _open_fire_tasks(store: Store, new: pd.DataFrame, *, policy: DispatchPolicy, now: dt.datetime,
                      actor: str) -> tuple[int, int]:
     if new.empty:
@@ -105,9 +115,7 @@ def _open_fire_tasks(store: Store, new: pd.DataFrame, *, policy: DispatchPolicy,
     person = who.person_id.to_numpy()
     state = np.where(pd.isna(person), State.OPEN.value, State.ASSIGNED.value)
     due = pd.Timestamp(now) + pd.to_timedelta(policy.fire_sla_hours(key_period), unit="h")
-    local = new.acq_time.dt.tz_localize("UTC").dt.tz_convert(policy.timezone)
-    title = ("卫星火点核查 " + local.dt.strftime("%m-%d %H:%M") + " " + new.satellite.astype(str)
-             + " ×" + new.points.astype(str)).to_numpy()
+    title = _fire_titles(new, policy.timezone)
     tasks = pa.table({
         "kind": pa.array([Kind.FIRE_CHECK.value] * len(new)),
         "cell": pa.array(new.cell.to_numpy(dtype=np.int64)),

@@ -202,23 +202,23 @@ def _persistent(pts: pd.DataFrame, inside: np.ndarray, policy: DispatchPolicy,
     return inside & pd.Index(pts.cell.to_numpy()).isin(hot)
 
 
-def observed_passes(frame: pd.DataFrame, bounds: tuple[float, float, float, float],
-                    grid: Grid) -> pd.DataFrame:
-    """Satellite passes a file shows over the region: (satellite, acq_time, detections in the region).
+def observed_passes(points: pd.DataFrame, bounds: tuple[float, float, float, float]) -> pd.DataFrame:
+    """Satellite passes the new detections show over the region: (satellite, acq_time, detections in the region).
 
     A FIRMS file lists detections only, so a pass is known from its detections:
     any detection within :data:`PASS_MARGIN_DEG` of the region shows the pass
-    covered it, even when none fell inside.
+    covered it, even when none fell inside. ``points`` are triaged detections
+    (with ``in_region``); duplicates of stored ones were recorded when first seen.
     """
-    if frame.empty:
-        return pd.DataFrame({"satellite": [], "acq_time": [], "detections": []})
+    columns = {"satellite": [], "acq_time": [], "detections": []}
+    if points.empty:
+        return pd.DataFrame(columns)
     west, south, east, north = bounds
-    lat, lng = frame.latitude.to_numpy(), frame.longitude.to_numpy()
+    lat, lng = points.latitude.to_numpy(), points.longitude.to_numpy()
     near = ((lat >= south - PASS_MARGIN_DEG) & (lat <= north + PASS_MARGIN_DEG)
             & (lng >= west - PASS_MARGIN_DEG) & (lng <= east + PASS_MARGIN_DEG))
-    sub = frame[near]
+    sub = points[near]
     if sub.empty:
-        return pd.DataFrame({"satellite": [], "acq_time": [], "detections": []})
-    _, pos = grid.locate(sub.latitude.to_numpy(), sub.longitude.to_numpy())
-    return (sub.assign(inside=pos >= 0).groupby(["satellite", "acq_time"], sort=True)["inside"].sum()
-            .astype(int).rename("detections").reset_index())
+        return pd.DataFrame(columns)
+    return (sub.groupby(["satellite", "acq_time"], sort=True)["in_region"].sum().astype(int)
+            .rename("detections").reset_index())

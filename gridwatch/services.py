@@ -383,7 +383,7 @@ def ingest_fire_file(store: Store, path: str | Path, *, actor: str = SYSTEM, pol
         if len(result.rejected):
             store.insert_arrow("ingest_rejects", pa.Table.from_pandas(
                 result.rejected[["line", "reason", "message", "raw"]].assign(batch_id=batch), preserve_index=False))
-        passes = observed_passes(frame, _region_bounds(store), grid)
+        passes = observed_passes(tri.points, _region_bounds(store))
         if len(passes):
             passes = passes.assign(batch_id=batch, acq_time=pd.to_datetime(passes.acq_time, utc=True)
                                    .dt.tz_localize(None))
