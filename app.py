@@ -5,6 +5,7 @@ import streamlit as st
 from gridwatch import ui
 
 st.set_page_config(page_title="gridwatch 网格化监管", page_icon="assets/icon.png", layout="wide")
+ui.tablet_style()
 ui.language_picker()
 ui.fire_fetcher()  # fetches new FIRMS detections on a schedule when a MAP_KEY is configured
 ui.notifier()  # escalates overdue tasks and sends messages on a schedule

@@ -16,7 +16,7 @@ from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, gettext, translate_error
 from gridwatch.storage import Store, open_store
 
 __all__ = ["store", "language", "t", "show_errors", "language_picker", "settings", "fire_fetcher", "user", "sign_out",
-           "account_box", "gps_button", "notifier"]
+           "account_box", "gps_button", "notifier", "tablet_style"]
 
 
 @st.cache_resource
@@ -69,6 +69,23 @@ def t(message: str, **params: object) -> str:
     """Translate a message into the session's language and fill it."""
     text = gettext(message, language())
     return text.format(**params) if params else text
+
+
+#: tablet-first: every control at least 48 px tall (the guideline is 44), readable type outdoors
+_TABLET_CSS = """
+<style>
+div[data-testid="stButton"] button, div[data-testid="stFormSubmitButton"] button,
+div[data-testid="stLinkButton"] a, div[data-baseweb="select"] > div, div[data-testid="stNumberInput"] input,
+div[data-testid="stTextInput"] input { min-height: 48px; }
+div[data-testid="stButton"] button p { font-size: 1.02rem; }
+div[data-testid="stRadio"] label { min-height: 44px; align-items: center; }
+</style>
+"""
+
+
+def tablet_style() -> None:
+    """Touch-sized controls on every screen."""
+    st.markdown(_TABLET_CSS, unsafe_allow_html=True)
 
 
 def language_picker() -> None:

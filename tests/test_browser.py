@@ -146,6 +146,8 @@ def test_inspector_closes_a_fire_check_with_photo_and_position_and_the_leader_ve
     _sign_in(page, app_url, "inspector")
     page.get_by_role("button", name="卫星火点核查").first.wait_for(timeout=60000)
     _shot(page, "1-inspector-tasks-768x1024")
+    heights = page.locator("[data-testid='stButton'] button").evaluate_all("bs => bs.map(b => b.offsetHeight)")
+    assert heights and min(heights) >= 44, heights  # touch targets
     task_button = page.get_by_role("button", name="卫星火点核查").first
     title = task_button.inner_text().split(" · ")[0]
     task_button.click()
