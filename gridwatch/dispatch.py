@@ -19,7 +19,7 @@ import pyarrow as pa
 from gridwatch.storage import Store
 from gridwatch.tasks import DispatchPolicy, Kind, State
 
-__all__ = ["assignees_for_cells", "dispatch_fire_incidents"]
+__all__ = ["assignees_for_cells", "dispatch_fire_incidents", "open_tasks"]
 
 _ROLE_RANK = {"inspector": 0, "grid_member": 1, "grid_leader": 2, "unit_head": 3}
 
@@ -95,6 +95,38 @@ def dispatch_fire_incidents(store: Store, incidents: pd.DataFrame, *, policy: Di
     return {"incidents": int(len(new)), "tasks_created": created, "coverage_gaps": gaps}
 
 
+def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str, source_keys: np.ndarray,
+               priority: np.ndarray, due: np.ndarray, titles: np.ndarray, now: dt.datetime, actor: str,
+               detail: dict) -> int:
+    """Open tasks in bulk, each for its cell's responsible person, with its first event; returns the coverage gaps.
+
+    Call inside a transaction. A task whose cell has nobody on the chain stays ``open`` with no assignee.
+    """
+    who = assignees_for_cells(store, cells).set_index("cell").loc[cells]
+    n = len(cells)
+    store.insert_arrow("tasks", pa.table({
+        "kind": pa.array([kind.value] * n),
+        "cell": pa.array(np.asarray(cells, dtype=np.int64)),
+        "source_kind": pa.array([source_kind] * n),
+        "source_key": pa.array(np.asarray(source_keys, dtype=object), type=pa.string()),
+        "priority": pa.array(np.asarray(priority, dtype=np.int32)),
+        "state": pa.array(np.where(who.person_id.isna(), State.OPEN.value, State.ASSIGNED.value)),
+        "assignee_id": pa.array(who.person_id.astype("Int64").array, type=pa.int64()),
+        "assigned_role": pa.array(who.role.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
+        "assigned_unit": pa.array(who.unit.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
+        "coverage_gap": pa.array(who.gap.to_numpy(dtype=bool)),
+        "created_at": pa.array([now] * n, type=pa.timestamp("us")),
+        "due_at": pa.array(np.asarray(due).astype("datetime64[us]")),
+        "title": pa.array(np.asarray(titles, dtype=object), type=pa.string()),
+    }))
+    store.execute(
+        "INSERT INTO task_events (task_id, happened_at, actor, from_state, to_state, detail)"
+        " SELECT t.id, t.created_at, ?, NULL, t.state, ? FROM tasks t WHERE t.kind = ? AND t.created_at = ?"
+        " AND NOT EXISTS (SELECT 1 FROM task_events e WHERE e.task_id = t.id)",
+        [actor, json.dumps(detail, ensure_ascii=False), kind.value, now])
+    return int(who.gap.sum())
+
+
 def _fire_titles(incidents: pd.DataFrame, timezone: str) -> np.ndarray:
     """"卫星火点核查 06-10 10:50 Terra ×2" per incident, formatted once per distinct pass and count."""
     keys = pd.MultiIndex.from_arrays([incidents.acq_time, incidents.satellite.astype(str), incidents.points])
@@ -111,34 +143,10 @@ def _open_fire_tasks(store: Store, new: pd.DataFrame, *, policy: DispatchPolicy,
         return 0, 0
     key_period = policy.in_key_period(new.acq_time.dt.tz_localize("UTC"))
     zone = new.in_no_burn_zone.to_numpy(dtype=bool)
-    who = assignees_for_cells(store, new.cell.to_numpy()).set_index("cell").loc[new.cell.to_numpy()]
-    person = who.person_id.to_numpy()
-    state = np.where(pd.isna(person), State.OPEN.value, State.ASSIGNED.value)
     due = pd.Timestamp(now) + pd.to_timedelta(policy.fire_sla_hours(key_period), unit="h")
-    title = _fire_titles(new, policy.timezone)
-    tasks = pa.table({
-        "kind": pa.array([Kind.FIRE_CHECK.value] * len(new)),
-        "cell": pa.array(new.cell.to_numpy(dtype=np.int64)),
-        "source_kind": pa.array(["incident"] * len(new)),
-        "source_key": pa.array(new.key.astype("int64").astype(str).to_numpy()),
-        "priority": pa.array(policy.fire_priority(key_period, zone)),
-        "state": pa.array(state),
-        "assignee_id": pa.array(who.person_id.astype("Int64").array, type=pa.int64()),
-        "assigned_role": pa.array(who.role.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
-        "assigned_unit": pa.array(who.unit.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
-        "coverage_gap": pa.array(who.gap.to_numpy(dtype=bool)),
-        "created_at": pa.array([now] * len(new), type=pa.timestamp("us")),
-        "due_at": pa.array(due.to_numpy().astype("datetime64[us]")),
-        "title": pa.array(title),
-    })
-    store.insert_arrow("tasks", tasks)
-    detail = json.dumps({"by": "dispatch", "rule": "fire_check per incident"})
-    store.execute(
-        "INSERT INTO task_events (task_id, happened_at, actor, from_state, to_state, detail)"
-        " SELECT t.id, t.created_at, ?, NULL, t.state, ? FROM tasks t"
-        " JOIN incoming_incidents i ON t.source_key = CAST(i.key AS TEXT)"
-        " WHERE t.kind = 'fire_check' AND t.source_kind = 'incident' AND t.created_at = ?"
-        " AND NOT EXISTS (SELECT 1 FROM task_events e WHERE e.task_id = t.id)",
-        [actor, detail, now],
-    )
-    return int(len(new)), int(who.gap.sum())
+    gaps = open_tasks(store, kind=Kind.FIRE_CHECK, cells=new.cell.to_numpy(dtype=np.int64), source_kind="incident",
+                      source_keys=new.key.astype("int64").astype(str).to_numpy(),
+                      priority=policy.fire_priority(key_period, zone), due=due.to_numpy(),
+                      titles=_fire_titles(new, policy.timezone), now=now, actor=actor,
+                      detail={"by": "dispatch", "rule": "fire_check per incident"})
+    return int(len(new)), gaps

@@ -20,7 +20,7 @@ import shapely
 import shapely.ops
 
 from gridwatch.crs import geodesic_distance_m
-from gridwatch.dispatch import assignees_for_cells
+from gridwatch.dispatch import open_tasks
 from gridwatch.errors import NotFound, PermissionDenied, ValidationError
 from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy, Kind, Priority, State, check_finding, check_transition
@@ -276,25 +276,9 @@ def generate_patrols(store: Store, *, now: dt.datetime | None = None, cadence_da
         order = fresh.assign(never=~never).sort_values(["never", "last_visit"], na_position="first").reset_index()
         spread = pd.to_timedelta(np.linspace(0, cadence_days * 24 - 1, len(order)), unit="h")
         due = pd.Timestamp(now) + pd.Timedelta(hours=24) + spread
-        who = assignees_for_cells(store, order.cell.to_numpy()).set_index("cell").loc[order.cell.to_numpy()]
-        store.insert_arrow("tasks", pa.table({
-            "kind": pa.array([Kind.ROUTINE_PATROL.value] * len(order)),
-            "cell": pa.array(order.cell.to_numpy(dtype=np.int64)),
-            "source_kind": pa.array(["cadence"] * len(order)),
-            "source_key": pa.array(order.source_key.to_numpy(dtype=object), type=pa.string()),
-            "priority": pa.array(np.full(len(order), Priority.ROUTINE, dtype=np.int32)),
-            "state": pa.array(np.where(who.person_id.isna(), State.OPEN.value, State.ASSIGNED.value)),
-            "assignee_id": pa.array(who.person_id.astype("Int64").array, type=pa.int64()),
-            "assigned_role": pa.array(who.role.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
-            "assigned_unit": pa.array(who.unit.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
-            "coverage_gap": pa.array(who.gap.to_numpy(dtype=bool)),
-            "created_at": pa.array([now] * len(order), type=pa.timestamp("us")),
-            "due_at": pa.array(due.to_numpy().astype("datetime64[us]")),
-            "title": pa.array(["例行巡查"] * len(order)),
-        }))
-        store.execute(
-            "INSERT INTO task_events (task_id, happened_at, actor, from_state, to_state, detail)"
-            " SELECT t.id, t.created_at, ?, NULL, t.state, '{}' FROM tasks t WHERE t.kind = 'routine_patrol'"
-            " AND t.created_at = ? AND NOT EXISTS (SELECT 1 FROM task_events e WHERE e.task_id = t.id)",
-            [actor, now])
+        open_tasks(store, kind=Kind.ROUTINE_PATROL, cells=order.cell.to_numpy(dtype=np.int64),
+                   source_kind="cadence", source_keys=order.source_key.to_numpy(dtype=object),
+                   priority=np.full(len(order), Priority.ROUTINE), due=due.to_numpy(),
+                   titles=np.full(len(order), "例行巡查", dtype=object), now=now, actor=actor,
+                   detail={"by": "patrols", "cadence_days": cadence_days})
     return {"created": int(len(order)), "cells": int(len(cells)), "never_visited": int(never.sum())}
