@@ -31,19 +31,10 @@ def shipped_units() -> Units:
 
 @cache
 def units_with_demo(county: str = YICHUAN) -> Units:
-    """The shipped units plus the demo townships and villages of ``county`` (as tests/test_grid.py)."""
-    from gridwatch.demo import demo_partition
+    """The shipped units plus the demo townships and villages of ``county``."""
+    from gridwatch.demo import units_with_demo as add_demo
 
-    units = shipped_units()
-    records = [
-        {"code": c, "name": n, "level": lv, "parent_code": p, "geom": g}
-        for c, n, lv, p, g in zip(units.codes, units.names, units.levels, units.parents, units.geoms)
-    ]
-    for batch in demo_partition(county, units.geoms[units.index_of(county)]):
-        for row, geom in zip(batch.frame.itertuples(), batch.geoms):
-            records.append({"code": row.code, "name": row.name, "level": row.level,
-                            "parent_code": row.parent_code, "geom": geom})
-    return Units.from_records(records)
+    return add_demo(shipped_units(), county)
 
 
 def geom_of(code: str):

@@ -203,9 +203,11 @@ def _parents_by_location(store: Store, f: pd.DataFrame, geoms: np.ndarray, src: 
         shared = shapely.area(shapely.intersection(geoms[these][child], parents[par]))
         best = np.full(len(these), -1)
         best_area = np.zeros(len(these))
-        for c, p_, a in zip(child, par, shared):
-            if a > best_area[c]:
-                best[c], best_area[c] = p_, a
+        order = np.lexsort((par, -shared, child))  # per child: largest share first, ties to the lower code
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = child[order][1:] != child[order][:-1]
+        best[child[order][first]] = par[order][first]
+        best_area[child[order][first]] = shared[order][first]
         for k, i in enumerate(these):
             if best[k] < 0 or best_area[k] < 0.5 * shapely.area(geoms[i]):
                 raise ValidationError(

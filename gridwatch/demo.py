@@ -13,8 +13,9 @@ import pandas as pd
 import shapely
 
 from gridwatch.boundaries import UnitBatch
+from gridwatch.grid import Units
 
-__all__ = ["demo_partition", "demo_people", "demo_fires_csv", "DEMO_SOURCE", "DEMO_FIRE_SOURCE", "DEMO_PASSWORD_NOTE"]
+__all__ = ["demo_partition", "demo_people", "demo_fires_csv", "DEMO_SOURCE", "DEMO_FIRE_SOURCE", "DEMO_PASSWORD_NOTE", "units_with_demo"]
 
 DEMO_SOURCE = "演示数据（生成）/ demo data (generated)"
 DEMO_FIRE_SOURCE = "DEMO（演示火点）"
@@ -173,3 +174,14 @@ def demo_fires_csv(county_geom: shapely.Geometry, *, year: int = 2026, start: st
             f"{rng.gamma(2.0, 6.0):.1f},{'D' if hhmm < 1200 else 'N'}"
         )
     return "\n".join(lines) + "\n"
+
+
+def units_with_demo(units: Units, county: str) -> Units:
+    """``units`` plus the generated demo townships and villages of ``county`` (for grids built in memory)."""
+    records = [
+        {"code": c, "name": n, "level": lv, "parent_code": p, "geom": g}
+        for c, n, lv, p, g in zip(units.codes, units.names, units.levels, units.parents, units.geoms)
+    ]
+    for batch in demo_partition(county, units.geoms[units.index_of(county)]):
+        records += batch.frame.assign(geom=list(batch.geoms)).to_dict("records")
+    return Units.from_records(records)

@@ -45,6 +45,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from gridwatch.errors import GridwatchError, ValidationError
+from gridwatch.webio import Answer, Verdict, clip
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -87,7 +88,6 @@ _TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTAL
 _TAG_RE = re.compile(r"<[^>]+>")
 #: bytes of a non-CSV body looked at to classify it and quoted in a message
 _SNIFF_BYTES = 4096
-_QUOTE_CHARS = 120
 
 
 class FetchError(GridwatchError, ConnectionError):
@@ -147,25 +147,6 @@ class FetchResult:
     def ok(self) -> bool:
         """True when the service answered with a CSV (``ok`` or ``empty``)."""
         return self.status in ("ok", "empty")
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """One HTTP exchange: status, headers and body, or the transport failure."""
-
-    http_status: int | None
-    body: bytes = b""
-    retry_after: str | None = None
-    failure: str | None = None  # "timeout" or "error" when no HTTP answer came
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class _Verdict:
-    status: str
-    message: str
-    retry: bool = False
-    rows: int = 0
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -302,12 +283,7 @@ def _html_title(text: str) -> str:
     match = _TITLE_RE.search(text)
     title = html.unescape(_TAG_RE.sub("", match.group(1))) if match else ""
     title = " ".join(title.split())
-    return _clip(title) if title else "no title"
-
-
-def _clip(text: str, limit: int = _QUOTE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(title) if title else "no title"
 
 
 def _count_rows(body: bytes) -> int:
@@ -332,12 +308,12 @@ def _retry_hint(retry_after: str | None) -> str:
     return f"try again later (FIRMS counts a key's transactions per {TRANSACTION_WINDOW_MIN}-minute window)"
 
 
-def _classify(answer: _Answer) -> _Verdict:
+def _classify(answer: Answer) -> Verdict:
     """Map one HTTP answer (or transport failure) to a status, a message and whether to retry."""
     if answer.failure == "timeout":
-        return _Verdict("timeout", f"no answer within the time limit ({answer.detail})", retry=True)
+        return Verdict("timeout", f"no answer within the time limit ({answer.detail})", retry=True)
     if answer.failure is not None:
-        return _Verdict("error", f"could not reach the service ({answer.detail})", retry=True)
+        return Verdict("error", f"could not reach the service ({answer.detail})", retry=True)
     code = answer.http_status
     text = _sniff_text(answer.body)
     first = _first_line(text)
@@ -346,26 +322,26 @@ def _classify(answer: _Answer) -> _Verdict:
     if _is_html(text):
         page = f"the service answered with an HTML page ({_html_title(text)}); {where}"
         if code == 429:  # a rate-limit page in front of the service: still a rate limit, not to be retried
-            return _Verdict("rate_limited", f"{page}; {_retry_hint(answer.retry_after)}")
-        return _Verdict("error", page, retry=code is not None and code >= 500)
+            return Verdict("rate_limited", f"{page}; {_retry_hint(answer.retry_after)}")
+        return Verdict("error", page, retry=code is not None and code >= 500)
     if code == 200 and _is_csv_header(first):
         rows = _count_rows(answer.body)
         if rows:
-            return _Verdict("ok", f"{rows} fire point(s)", rows=rows)
-        return _Verdict("empty", "a CSV with no fire points in this box and window")
+            return Verdict("ok", f"{rows} fire point(s)", rows=rows)
+        return Verdict("empty", "a CSV with no fire points in this box and window")
     if "transaction limit" in lowered or code == 429:
-        said = f": {_clip(first)}" if first else ""
-        return _Verdict("rate_limited",
+        said = f": {clip(first)}" if first else ""
+        return Verdict("rate_limited",
                         f"the MAP_KEY's transaction limit is used up ({where}{said}); "
                         f"{_retry_hint(answer.retry_after)}")
     if first.lower().startswith("invalid map_key") or code in (401, 403):
-        said = f": {_clip(first)}" if first else ""
-        return _Verdict("bad_key", f"FIRMS refused the MAP_KEY ({where}{said})")
+        said = f": {clip(first)}" if first else ""
+        return Verdict("bad_key", f"FIRMS refused the MAP_KEY ({where}{said})")
     if code is not None and code >= 500:
-        said = f": {_clip(first)}" if first else ""
-        return _Verdict("error", f"the service failed ({where}{said})", retry=True)
-    said = f": {_clip(first)}" if first else " with an empty body"
-    return _Verdict("error", f"unexpected answer ({where}{said})")
+        said = f": {clip(first)}" if first else ""
+        return Verdict("error", f"the service failed ({where}{said})", retry=True)
+    said = f": {clip(first)}" if first else " with an empty body"
+    return Verdict("error", f"unexpected answer ({where}{said})")
 
 
 # -- the client ----------------------------------------------------------------------------------
@@ -450,14 +426,14 @@ class FirmsClient:
 
     # -- requests --
 
-    def _request(self, url: str) -> _Answer:
+    def _request(self, url: str) -> Answer:
         """One GET; HTTP errors are answers, transport failures are recorded, nothing raises."""
         request = urllib.request.Request(url, headers={"User-Agent": "gridwatch-firms/1",
                                                        "Accept": "text/csv, text/plain, */*"})
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
                 body = response.read()
-                return _Answer(response.status, self._redact_bytes(body), response.headers.get("Retry-After"))
+                return Answer(response.status, self._redact_bytes(body), response.headers.get("Retry-After"))
         except urllib.error.HTTPError as err:
             try:
                 body = err.read()
@@ -465,17 +441,17 @@ class FirmsClient:
                 body = b""
             finally:
                 err.close()
-            return _Answer(err.code, self._redact_bytes(body), err.headers.get("Retry-After") if err.headers else None)
+            return Answer(err.code, self._redact_bytes(body), err.headers.get("Retry-After") if err.headers else None)
         except urllib.error.URLError as err:
             if isinstance(err.reason, TimeoutError):
-                return _Answer(None, failure="timeout", detail=f"{self.timeout_s:g} s")
-            return _Answer(None, failure="error", detail=_clip(self.redact(str(err.reason))))
+                return Answer(None, failure="timeout", detail=f"{self.timeout_s:g} s")
+            return Answer(None, failure="error", detail=clip(self.redact(str(err.reason))))
         except TimeoutError:
-            return _Answer(None, failure="timeout", detail=f"{self.timeout_s:g} s")
+            return Answer(None, failure="timeout", detail=f"{self.timeout_s:g} s")
         except (OSError, http.client.HTTPException, ValueError) as err:
-            return _Answer(None, failure="error", detail=_clip(self.redact(f"{type(err).__name__}: {err}")))
+            return Answer(None, failure="error", detail=clip(self.redact(f"{type(err).__name__}: {err}")))
 
-    def _exchange(self, url: str) -> tuple[_Answer, _Verdict, int]:
+    def _exchange(self, url: str) -> tuple[Answer, Verdict, int]:
         """Request ``url`` with retries; the last answer, its verdict and the number of attempts."""
         attempt = 0
         while True:

@@ -62,6 +62,7 @@ import pyarrow as pa
 from gridwatch.errors import ValidationError
 from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES
+from gridwatch.webio import Answer, Verdict, clip
 
 __all__ = [
     "KINDS",
@@ -103,7 +104,6 @@ _SECRET_PARAM_RE = re.compile(r"(?i)((?:^|[?&;\s\"'])(?:%s)=)[^&#\s\"'<>]+" % "|
 REDACTED = "***"
 #: bytes of an answer read and characters of it quoted in a message
 _READ_BYTES = 65536
-_QUOTE_CHARS = 120
 #: WeCom's text messages hold at most 2048 bytes
 _WECOM_MAX_BYTES = 2048
 _PREFIX = "【网格化监管】"
@@ -143,26 +143,6 @@ class Channel(Protocol):
     name: str
 
     def send(self, payload: dict[str, Any]) -> SendResult: ...  # noqa: D102
-
-
-@dataclass(frozen=True)
-class _Answer:
-    http_status: int | None
-    body: bytes = b""
-    failure: str | None = None  # "timeout" or "error" when no HTTP answer came
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class _Verdict:
-    status: str
-    message: str
-    retry: bool = False
-
-
-def _clip(text: str, limit: int = _QUOTE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _clip_bytes(text: str, limit: int) -> str:
@@ -303,14 +283,14 @@ class WebhookChannel:
 
     # -- requests --
 
-    def _request(self, url: str, data: bytes) -> _Answer:
+    def _request(self, url: str, data: bytes) -> Answer:
         """One POST; HTTP errors are answers, transport failures are recorded, nothing raises."""
         request = urllib.request.Request(url, data=data, method="POST", headers={
             "Content-Type": "application/json; charset=utf-8", "User-Agent": "gridwatch-notify/1",
             "Accept": "application/json, */*"})
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
-                return _Answer(response.status, response.read(_READ_BYTES))
+                return Answer(response.status, response.read(_READ_BYTES))
         except urllib.error.HTTPError as err:
             try:
                 body = err.read(_READ_BYTES)
@@ -318,48 +298,48 @@ class WebhookChannel:
                 body = b""
             finally:
                 err.close()
-            return _Answer(err.code, body)
+            return Answer(err.code, body)
         except urllib.error.URLError as err:
             if isinstance(err.reason, TimeoutError):
-                return _Answer(None, failure="timeout", detail=f"{self.timeout_s:g} s")
-            return _Answer(None, failure="error", detail=_clip(self.redact(str(err.reason))))
+                return Answer(None, failure="timeout", detail=f"{self.timeout_s:g} s")
+            return Answer(None, failure="error", detail=clip(self.redact(str(err.reason))))
         except TimeoutError:
-            return _Answer(None, failure="timeout", detail=f"{self.timeout_s:g} s")
+            return Answer(None, failure="timeout", detail=f"{self.timeout_s:g} s")
         except (OSError, http.client.HTTPException, ValueError) as err:
-            return _Answer(None, failure="error", detail=_clip(self.redact(f"{type(err).__name__}: {err}")))
+            return Answer(None, failure="error", detail=clip(self.redact(f"{type(err).__name__}: {err}")))
 
-    def _classify(self, answer: _Answer) -> _Verdict:
+    def _classify(self, answer: Answer) -> Verdict:
         """Map one answer (or transport failure) to a status, a message and whether to retry now."""
         if answer.failure == "timeout":
-            return _Verdict("timeout", f"no answer within the time limit ({answer.detail})", retry=True)
+            return Verdict("timeout", f"no answer within the time limit ({answer.detail})", retry=True)
         if answer.failure is not None:
-            return _Verdict("error", f"could not reach the webhook ({answer.detail})", retry=True)
+            return Verdict("error", f"could not reach the webhook ({answer.detail})", retry=True)
         code = answer.http_status
         text = answer.body.decode("utf-8", errors="replace")
         # redact before clipping: a clipped secret would no longer match
-        said = f": {_clip(self.redact(text))}" if text.strip() else ""
+        said = f": {clip(self.redact(text))}" if text.strip() else ""
         if code == 429:
-            return _Verdict("rate_limited", f"the webhook is rate limited (HTTP 429{said}); try again later")
+            return Verdict("rate_limited", f"the webhook is rate limited (HTTP 429{said}); try again later")
         if code is not None and code >= 500:
-            return _Verdict("error", f"the webhook failed (HTTP {code}{said})", retry=True)
+            return Verdict("error", f"the webhook failed (HTTP {code}{said})", retry=True)
         if code is None or not 200 <= code < 300:
-            return _Verdict("rejected", f"the webhook refused the message (HTTP {code}{said})")
+            return Verdict("rejected", f"the webhook refused the message (HTTP {code}{said})")
         if self.kind not in ("wecom", "dingtalk"):
-            return _Verdict("ok", f"accepted (HTTP {code})")
+            return Verdict("ok", f"accepted (HTTP {code})")
         try:
             data = json.loads(text)
         except ValueError:
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("errcode"), int):
-            return _Verdict("error", f"the answer is not the robot's JSON (HTTP {code}{said})")
-        errcode, errmsg = data["errcode"], _clip(self.redact(str(data.get("errmsg", ""))))
+            return Verdict("error", f"the answer is not the robot's JSON (HTTP {code}{said})")
+        errcode, errmsg = data["errcode"], clip(self.redact(str(data.get("errmsg", ""))))
         if errcode == 0:
-            return _Verdict("ok", f"accepted (errcode 0, {errmsg or 'ok'})")
+            return Verdict("ok", f"accepted (errcode 0, {errmsg or 'ok'})")
         if errcode in RATE_LIMIT_ERRCODES.get(self.kind, ()):
-            return _Verdict("rate_limited", f"the robot is rate limited (errcode {errcode}: {errmsg}); try again later")
+            return Verdict("rate_limited", f"the robot is rate limited (errcode {errcode}: {errmsg}); try again later")
         if errcode == _BUSY_ERRCODE:
-            return _Verdict("error", f"the robot is busy (errcode {errcode}: {errmsg})", retry=True)
-        return _Verdict("rejected", f"the robot refused the message (errcode {errcode}: {errmsg})")
+            return Verdict("error", f"the robot is busy (errcode {errcode}: {errmsg})", retry=True)
+        return Verdict("rejected", f"the robot refused the message (errcode {errcode}: {errmsg})")
 
     def send(self, payload: dict[str, Any]) -> SendResult:
         """Send one notification payload, retrying within the call as configured; never raises for the remote.

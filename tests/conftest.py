@@ -58,3 +58,36 @@ def demo_store(demo_db: Path, tmp_path: Path) -> Store:
     shutil.copy(demo_db, path)
     with open_store(str(path)) as s:
         yield s
+
+
+@pytest.fixture
+def app_db(demo_db, tmp_path, monkeypatch):
+    """A private demo database that ``AppTest`` runs of the app use (through GRIDWATCH_DB)."""
+    import shutil
+
+    import streamlit as st
+
+    from gridwatch.config import REPO_ROOT
+
+    path = tmp_path / "app.duckdb"
+    shutil.copy(demo_db, path)
+    monkeypatch.setenv("GRIDWATCH_DB", str(path))
+    monkeypatch.chdir(REPO_ROOT)
+    st.cache_resource.clear()
+    yield path
+    st.cache_resource.clear()
+
+
+def signed_in(db: Path, username: str, script: str | Path, *, lang: str | None = None):
+    """An ``AppTest`` of ``script`` for a demo account already signed in (not yet run)."""
+    from streamlit.testing.v1 import AppTest
+
+    from gridwatch import services
+
+    with open_store(str(db)) as store:
+        token = services.sign_in(store, username, services.DEMO_PASSWORD).token
+    at = AppTest.from_file(str(script), default_timeout=60)
+    at.session_state["token"] = token
+    if lang:
+        at.session_state["lang"] = lang
+    return at

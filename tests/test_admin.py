@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
-import streamlit as st
+from conftest import signed_in
 from streamlit.testing.v1 import AppTest
 
 from gridwatch import auth, org, services
@@ -25,25 +24,8 @@ def zh(message: str, **params: object) -> str:
     return text.format(**params) if params else text
 
 
-@pytest.fixture
-def app_db(demo_db, tmp_path, monkeypatch):
-    path = tmp_path / "app.duckdb"
-    shutil.copy(demo_db, path)
-    monkeypatch.setenv("GRIDWATCH_DB", str(path))
-    monkeypatch.chdir(REPO_ROOT)
-    st.cache_resource.clear()
-    yield path
-    st.cache_resource.clear()
-
-
 def _screen(db, username: str, *, lang: str | None = None) -> AppTest:
-    with open_store(str(db)) as store:
-        token = services.sign_in(store, username, services.DEMO_PASSWORD).token
-    at = AppTest.from_file(SCREEN, default_timeout=60)
-    at.session_state["token"] = token
-    if lang:
-        at.session_state["lang"] = lang
-    return at.run()
+    return signed_in(db, username, SCREEN, lang=lang).run()
 
 
 def _counts(db) -> dict[str, int]:

@@ -151,7 +151,8 @@ def test_an_html_page_with_200_is_an_error_without_retry(base_url, standin):
 
 
 def test_an_html_429_is_still_rate_limited():
-    from gridwatch.firms import _Answer, _classify
+    from gridwatch.firms import _classify
+    from gridwatch.webio import Answer as _Answer
 
     verdict = _classify(_Answer(429, b"<html><head><title>Too Many Requests</title></head></html>", "30"))
     assert (verdict.status, verdict.retry) == ("rate_limited", False)

@@ -8,30 +8,18 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridwatch.demo import demo_partition
+from gridwatch.demo import units_with_demo
 from gridwatch.grid import Units, build_grid, cells_to_polygons, compare_grids
 from gridwatch.errors import NotFound, ValidationError
 
 PROPS = settings(max_examples=60, deadline=None, derandomize=True)
 
 
-def _with_demo(units: Units, county: str) -> Units:
-    records = [
-        {"code": c, "name": n, "level": lv, "parent_code": p, "geom": g}
-        for c, n, lv, p, g in zip(units.codes, units.names, units.levels, units.parents, units.geoms)
-    ]
-    for batch in demo_partition(county, units.geoms[units.index_of(county)]):
-        for row, geom in zip(batch.frame.itertuples(), batch.geoms):
-            records.append({"code": row.code, "name": row.name, "level": row.level,
-                            "parent_code": row.parent_code, "geom": geom})
-    return Units.from_records(records)
-
-
 @pytest.fixture(scope="module")
 def grids(shipped_units):
     """Three real regions: Luoyang city by county (res 8), the province by county (res 7),
     and 伊川县 with generated townships and villages (res 8)."""
-    demo_units = _with_demo(shipped_units, "410329")
+    demo_units = units_with_demo(shipped_units, "410329")
     return {
         "luoyang": build_grid(shipped_units, "410300", 8),
         "province": build_grid(shipped_units, "410000", 7),

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from gridwatch.config import REPO_ROOT
 
-
-@pytest.fixture
-def app_db(demo_db, tmp_path, monkeypatch):
-    path = tmp_path / "app.duckdb"
-    shutil.copy(demo_db, path)
-    monkeypatch.setenv("GRIDWATCH_DB", str(path))
-    monkeypatch.chdir(REPO_ROOT)
-    st.cache_resource.clear()
-    yield path
-    st.cache_resource.clear()
+from conftest import signed_in
 
 
 def _signed_in(db, username: str, *, lang: str | None = None) -> AppTest:
-    from gridwatch import services
-    from gridwatch.storage import open_store
-
-    with open_store(str(db)) as store:
-        token = services.sign_in(store, username, services.DEMO_PASSWORD).token
-    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=60)
-    at.session_state["token"] = token
-    if lang:
-        at.session_state["lang"] = lang
-    return at
+    return signed_in(db, username, REPO_ROOT / "app.py", lang=lang)
 
 
 def _texts(at: AppTest) -> str:
