@@ -6,11 +6,13 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 DB     ?= data/gridwatch.duckdb
 PORT   ?= 8501
 
-.PHONY: run test bench demo-db lint clean help
+.PHONY: run test test-pg bench demo-db lint clean help
 
 help:
 	@echo "make run    - install, build the demo database on first start, serve the app on port $(PORT)"
 	@echo "make test   - install and run the whole test suite"
+	@echo "make test-pg - the whole suite with its store and demo databases on PostgreSQL (GRIDWATCH_TEST_PG, or a"
+	@echo "              private local cluster when the PostgreSQL and PostGIS packages are installed)"
 	@echo "make bench  - run the benchmarks (make bench NAME=grid_province for one)"
 
 $(STAMP): requirements.txt
@@ -30,6 +32,9 @@ run: $(STAMP) $(DB)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+test-pg: $(STAMP)
+	GRIDWATCH_TEST_BACKEND=postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(NAME)

@@ -10,6 +10,8 @@ Ratio convention: ``ratio = our time / baseline time`` for every benchmark,
 so lower is better. Time benchmarks print figures in ``s``; throughput
 benchmarks print ``points/s``, whose ratio ``baseline throughput / our
 throughput`` is the same time ratio (the same points are processed by both).
+Size benchmarks print ``bytes`` (the measurement's ``size``) and their ratio
+is our size / baseline size.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Measurement:
     items: int | None = None
     #: median process CPU time (all threads) over the same runs: less sensitive to a busy machine
     cpu_seconds: float | None = None
+    #: a size in bytes, for size benchmarks (unit ``bytes``)
+    size: float | None = None
     #: what the last timed call returned (e.g. the Grid), for details; not written to JSON
     value: object = field(default=None, repr=False, compare=False)
 
@@ -42,6 +46,10 @@ class Measurement:
         """The printed figure: seconds for ``s``, items per second otherwise."""
         if unit == "s":
             return self.seconds
+        if unit == "bytes":
+            if self.size is None:
+                raise ValueError(f"{self.name}: a size figure needs size")
+            return self.size
         if not self.items:
             raise ValueError(f"{self.name}: a throughput figure needs items")
         return self.items / self.seconds
@@ -59,6 +67,7 @@ class Target:
     max_seconds: float | None = None
     min_throughput: float | None = None
     max_ratio: float | None = None
+    max_size: float | None = None
     note: str = ""
 
     def text(self, unit: str) -> str:
@@ -67,6 +76,8 @@ class Target:
             parts.append(f"≤ {self.max_seconds:g} s")
         if self.min_throughput is not None:
             parts.append(f"≥ {self.min_throughput:.3g} {unit}")
+        if self.max_size is not None:
+            parts.append(f"≤ {self.max_size:.4g} bytes")
         if self.max_ratio is not None:
             parts.append(f"ratio ≤ {self.max_ratio:g}")
         out = " and ".join(parts) or "none"
@@ -78,6 +89,8 @@ class Target:
             ok &= ours.seconds <= self.max_seconds
         if self.min_throughput is not None:
             ok &= bool(ours.items) and ours.items / ours.seconds >= self.min_throughput
+        if self.max_size is not None:
+            ok &= ours.size is not None and ours.size <= self.max_size
         if self.max_ratio is not None:
             ok &= ratio <= self.max_ratio
         return bool(ok)
@@ -95,7 +108,9 @@ class Result:
 
     @property
     def ratio(self) -> float:
-        """Our time / baseline time (lower is better), whatever the unit."""
+        """Our time / baseline time (lower is better); our size / baseline size for ``bytes``."""
+        if self.unit == "bytes":
+            return self.ours.size / self.baseline.size
         return self.ours.seconds / self.baseline.seconds
 
 

@@ -84,7 +84,8 @@ def report(name: str, result: Result) -> dict:
             "repeats": result.baseline.repeats,
         },
         "ratio": ratio,
-        "ratio_definition": "our time / baseline time (lower is better)",
+        "ratio_definition": ("our size / baseline size" if unit == "bytes" else "our time / baseline time")
+        + " (lower is better)",
         "target": target_text,
         "met": met,
         "details": result.details or {},

@@ -51,6 +51,8 @@ __all__ = [
     "set_password",
     "deactivate",
     "login",
+    "login_external",
+    "link_identity",
     "logout",
     "session_user",
     "load_user",
@@ -70,6 +72,8 @@ MIN_PASSWORD_LENGTH = 8
 MAX_FAILED_LOGINS = 5
 #: how long a locked account refuses sign-ins
 LOCKOUT = dt.timedelta(minutes=15)
+#: a session's last use is written at most this often (the idle clock is that precise; each write is a commit)
+SESSION_TOUCH = dt.timedelta(seconds=30)
 
 _USERNAME = re.compile(r"[a-z0-9._-]{3,32}")
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
@@ -453,6 +457,15 @@ def login(store: Store, username: str, password: str, *, now: dt.datetime | None
     if not account["active"]:
         deny(account_id, "inactive")
         raise PermissionDenied("This account is deactivated; ask an administrator.")
+    rehash = _hasher.hash(password) if _hasher.check_needs_rehash(account["password_hash"]) else None
+    return _open_session(store, account, moment, ttl_minutes=ttl_minutes, idle_minutes=idle_minutes,
+                         new_hash=rehash)
+
+
+def _open_session(store: Store, account: dict[str, Any], moment: dt.datetime, *, ttl_minutes: float,
+                  idle_minutes: float, new_hash: str | None = None) -> Session:
+    """Record a successful sign-in of ``account`` and open its session."""
+    account_id = int(account["id"])
     token = secrets.token_urlsafe(32)
     expires_at = moment + dt.timedelta(minutes=ttl_minutes)
     with store.transaction():
@@ -460,8 +473,8 @@ def login(store: Store, username: str, password: str, *, now: dt.datetime | None
             "UPDATE accounts SET last_login_at = ?, failed_logins = 0, locked_until = NULL WHERE id = ?",
             [moment, account_id],
         )
-        if _hasher.check_needs_rehash(account["password_hash"]):
-            store.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", [_hasher.hash(password), account_id])
+        if new_hash:
+            store.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", [new_hash, account_id])
         store.execute(
             "INSERT INTO sessions (token_hash, account_id, created_at, last_seen_at, expires_at, idle_seconds, revoked)"
             " VALUES (?, ?, ?, ?, ?, ?, FALSE)",
@@ -469,6 +482,61 @@ def login(store: Store, username: str, password: str, *, now: dt.datetime | None
         )
     return Session(token=token, account_id=account_id, person_id=int(account["person_id"]),
                    username=account["username"], expires_at=_aware(expires_at))
+
+
+def link_identity(store: Store, username: str, *, issuer: str, subject: str, email: str = "",
+                  actor: str, now: dt.datetime | None = None) -> None:
+    """Let the organisation identity (``issuer``, ``subject``) of an OIDC provider sign in as ``username``.
+
+    Raises
+    ------
+    ValidationError
+        An empty issuer or subject, or an identity already linked to another account.
+    NotFound
+        No such account.
+    """
+    issuer, subject = (issuer or "").strip(), (subject or "").strip()
+    if not issuer or not subject:
+        raise ValidationError("An organisation identity needs both its issuer and its subject.")
+    account_id = _account_id(store, username)
+    with store.transaction():
+        found = store.query("SELECT account_id FROM account_identities WHERE issuer = ? AND subject = ?",
+                            [issuer, subject])
+        if found and int(found[0]["account_id"]) != account_id:
+            raise ValidationError("The identity {subject} of {issuer} is already linked to another account.",
+                                  subject=subject, issuer=issuer)
+        if found:
+            return
+        store.execute("INSERT INTO account_identities (issuer, subject, account_id, email, linked_at, linked_by)"
+                      " VALUES (?, ?, ?, ?, ?, ?)", [issuer, subject, account_id, email or "", _utc(now), actor])
+
+
+def login_external(store: Store, *, issuer: str, subject: str, email: str = "", now: dt.datetime | None = None,
+                   ttl_minutes: float = 480, idle_minutes: float = 60) -> Session:
+    """Open a session for an identity the OIDC provider has vouched for (Streamlit's ``st.login``).
+
+    The identity must be linked to an active account (:func:`link_identity`); roles and scope are the account's.
+    Refusals are recorded in ``access_denials`` like password sign-ins.
+
+    Raises
+    ------
+    PermissionDenied
+        An unlinked identity, or a deactivated account.
+    """
+    moment = _utc(now)
+    rows = store.query(
+        "SELECT a.id, a.person_id, a.username, a.active FROM account_identities i JOIN accounts a"
+        " ON a.id = i.account_id WHERE i.issuer = ? AND i.subject = ?", [issuer or "", subject or ""])
+    if not rows or not rows[0]["active"]:
+        _record_denial(store, account_id=int(rows[0]["id"]) if rows else None, action="login",
+                       target=email or subject or "", moment=moment,
+                       detail={"reason": "inactive" if rows else "unlinked_identity", "issuer": issuer,
+                               "subject": subject, "email": email})
+        if rows:
+            raise PermissionDenied("This account is deactivated; ask an administrator.")
+        raise PermissionDenied("The organisation account {who} is not linked to a gridwatch account; ask an "
+                               "administrator to link it.", who=email or subject)
+    return _open_session(store, rows[0], moment, ttl_minutes=ttl_minutes, idle_minutes=idle_minutes)
 
 
 def _count_failure(store: Store, account_id: int, moment: dt.datetime) -> dt.datetime | None:
@@ -543,10 +611,11 @@ def session_user(store: Store, token: str, *, now: dt.datetime | None = None) ->
         with store.transaction():  # once ended, for good (a later request with an earlier clock cannot revive it)
             store.execute("UPDATE sessions SET revoked = TRUE WHERE token_hash = ?", [digest])
         raise _expired()
-    with store.transaction():
-        store.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? AND last_seen_at < ?",
-                      [moment, digest, moment])
-        return _user_of_account(store, int(row["account_id"]))
+    if moment - row["last_seen_at"] >= SESSION_TOUCH:  # every rerun reads the session; a write now and then will do
+        with store.transaction():
+            store.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? AND last_seen_at < ?",
+                          [moment, digest, moment])
+    return _user_of_account(store, int(row["account_id"]))
 
 
 def logout(store: Store, token: str) -> None:

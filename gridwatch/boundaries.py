@@ -188,7 +188,8 @@ def _parents_by_location(store: Store, f: pd.DataFrame, geoms: np.ndarray, src: 
     for level in f.level.unique():
         parent_level = LEVELS[LEVELS.index(level) - 1]
         rows = store.query(
-            "SELECT code, ST_AsWKB(geom) AS wkb FROM units WHERE level = ? AND geom IS NOT NULL ORDER BY code",
+            f"SELECT code, {store.geom_to_wkb_sql('geom')} AS wkb FROM units WHERE level = ? AND geom IS NOT NULL"
+            " ORDER BY code",
             [parent_level],
         )
         if not rows:

@@ -3,20 +3,20 @@
 Every command takes ``--db`` (or ``GRIDWATCH_DB``), ``--lang`` (``zh_CN`` by
 default, ``en``) and ``--json`` for scripting. Errors print one line in the
 chosen language and exit non-zero: 2 for bad input, 3 for a point outside
-the region, 4 for a refused permission.
+the region, 4 for a refused permission; `audit verify` exits 6 when the chain is broken.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import json
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import pandas as pd
 
 import pandas as pd
 
@@ -24,10 +24,13 @@ from gridwatch import services
 from gridwatch.config import Settings
 from gridwatch.errors import GridwatchError, ValidationError
 from gridwatch.grid import LEVELS
-from gridwatch.i18n import gettext, translate_error
+from gridwatch.i18n import gettext, translate_error, translate_text
 from gridwatch.storage import Store, open_store
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "AUDIT_BROKEN"]
+
+#: exit status of ``audit verify`` when the chain is broken
+AUDIT_BROKEN = 6
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +134,28 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(run=lambda store, a: services.notify_run(store, Settings.load()))
 
+    p = sub.add_parser("backup", help="write a consistent backup of the database into a new folder")
+    p.add_argument("path", help="the new backup folder")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.backup(store, a.path, actor="cli"))
+    p = sub.add_parser("restore", help="restore a backup folder into a new database file, or a new "
+                                          "PostgreSQL database named by a URL (checked before use)")
+    p.add_argument("path", help="the backup folder")
+    p.add_argument("--replace", action="store_true", help="replace the database file if it exists")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.restore(a.path, a.db or Settings.load().db, replace=a.replace),
+                   needs_store=False)
+
+    au = sub.add_parser("audit", help="the tamper-evident record").add_subparsers(
+        dest="audit_command", required=True, metavar="AUDIT_COMMAND")
+    p = au.add_parser("verify", help="recompute the hash chain over task events and the audit log; exit status 6 "
+                                     "names the first broken link")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.audit_verify(store))
+    p = au.add_parser("head", help="the chain's head (print it on exported reports)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.audit_head(store))
+
     us = sub.add_parser("users", help="sign-in accounts").add_subparsers(dest="users_command", required=True,
                                                                         metavar="USERS_COMMAND")
     p = us.add_parser("add", help="add a person with a role on a unit and an account "
@@ -141,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-name", help="the person's name as shown (default: the user name)")
     _common(p)
     p.set_defaults(run=_users_add)
+    p = us.add_parser("link", help="let an organisation (OIDC) identity sign in as an account")
+    p.add_argument("name", help="the account's user name")
+    p.add_argument("--issuer", required=True, help="the provider's issuer URL (the identity's iss claim)")
+    p.add_argument("--subject", required=True, help="the identity's subject (its sub claim)")
+    p.add_argument("--email", default="", help="the identity's e-mail, for the record")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.link_identity(store, a.name, issuer=a.issuer, subject=a.subject,
+                                                               email=a.email, actor="cli"))
 
     pp = sub.add_parser("people", help="people and their roles").add_subparsers(
         dest="people_command", required=True, metavar="PEOPLE_COMMAND")
@@ -152,7 +185,147 @@ def build_parser() -> argparse.ArgumentParser:
     p = pp.add_parser("list", help="list people with their roles")
     _common(p)
     p.set_defaults(run=lambda store, a: _records(services.people_table(store)))
+    _layers_commands(sub)
+    _heat_and_bare_commands(sub)
+    _report_commands(sub)
     return parser
+
+
+# -- heat supply and bare land ---------------------------------------------------------------------------------------
+
+def _date(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise ValidationError("{value!r} is not a date YYYY-MM-DD.", value=text) from exc
+
+
+def _heat_and_bare_commands(sub: Any) -> None:
+    """``heat-supply boilers|plants|mark-chp|status`` and ``bare-land summary|patches|change|escalate``."""
+    hs = sub.add_parser("heat-supply", help="heat-supply radii of CHP plants and the boiler inventory").add_subparsers(
+        dest="heat_command", required=True, metavar="HEAT_COMMAND")
+    p = hs.add_parser("boilers", help="every coal boiler and small coal CHP unit inside a radius, with the nearest "
+                                      "plant and the geodesic distance")
+    p.add_argument("--today", help="the day statuses are judged on (overdue after the deadline), YYYY-MM-DD")
+    p.add_argument("--all", action="store_true", help="every boiler inside a radius, not only coal ones")
+    _common(p)
+    p.set_defaults(run=lambda store, a: (lambda rows: {"count": len(rows), "boilers": rows})(
+        _records(services.boilers_in_radius(store, "cli", today=_date(a.today), listed_only=not a.all))))
+    p = hs.add_parser("plants", help="the published plants with their CHP flag and radius")
+    _common(p)
+    p.set_defaults(run=lambda store, a: _records(services.heat_plants(store)))
+    p = hs.add_parser("mark-chp", help="mark published plants as CHP (by id or exact name); radii follow")
+    p.add_argument("plants", nargs="+", metavar="PLANT", help="plant id or exact name")
+    p.add_argument("--unmark", action="store_true", help="mark the plants as not CHP instead")
+    p.add_argument("--note", default="", help="why (kept with the mark)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.heat_mark_chp(store, "cli", a.plants, chp=not a.unmark,
+                                                               note=a.note))
+    p = hs.add_parser("status", help="record a boiler's new status: to_close, closed, integrated or exempt")
+    p.add_argument("boiler", help="boiler id")
+    p.add_argument("status", choices=("to_close", "closed", "integrated", "exempt"))
+    p.add_argument("--note", default="", help="why")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.heat_boiler_status(store, "cli", a.boiler, a.status, note=a.note))
+
+    bl = sub.add_parser("bare-land", help="bare land per cell, patches, change between uploads").add_subparsers(
+        dest="bare_command", required=True, metavar="BARE_COMMAND")
+    p = bl.add_parser("summary", help="bare area and fraction of the published version per cell or unit")
+    p.add_argument("--level", default="township", choices=("cell", "village", "township", "county"))
+    _common(p)
+    p.set_defaults(run=lambda store, a: _records(services.bare_land_summary(store, "cli", level=a.level)))
+    p = bl.add_parser("patches", help="registered bare-land patches (建档)")
+    p.add_argument("--status", choices=("bare", "covered", "greened"))
+    _common(p)
+    p.set_defaults(run=lambda store, a: _records(services.bare_land_patches(store, "cli", status=a.status)))
+    p = bl.add_parser("change", help="the change between two stored bare-land versions")
+    p.add_argument("version_a", type=int)
+    p.add_argument("version_b", type=int)
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.bare_land_change(store, a.version_a, a.version_b))
+    p = bl.add_parser("escalate", help="escalate patches bare for longer than bare_land_months to greening")
+    p.add_argument("--today", help="YYYY-MM-DD (default today)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.bare_land_escalate(store, today=_date(a.today), actor="cli"))
+
+
+# -- layers ---------------------------------------------------------------------------------------------------------
+
+def _layers_commands(sub: Any) -> None:
+    """``layers load|list|publish|restore|candidates`` and ``zones coal-checks`` (every registered layer kind)."""
+    from gridwatch import layerstore
+
+    kinds = sorted(layerstore.kinds())
+    ly = sub.add_parser("layers", help="spatial layers: load versions, publish, restore").add_subparsers(
+        dest="layers_command", required=True, metavar="LAYERS_COMMAND")
+    p = ly.add_parser("load", help="store a layer file as a new version (GeoJSON, zipped Shapefile, GeoPackage, "
+                                   "KML/KMZ, CSV with coordinates)")
+    p.add_argument("kind", metavar="KIND", help="layer kind: " + ", ".join(kinds))
+    p.add_argument("file", help="the layer file")
+    p.add_argument("--crs", help="CRS when the file declares none (EPSG code), or gcj02 for map-app coordinates")
+    p.add_argument("--layer", help="layer of a multi-layer file (GeoPackage, KML)")
+    p.add_argument("--zone-type", help="no_burn_zones: one zone type for every feature "
+                                       "(high_polluting_fuel or straw_burning)")
+    p.add_argument("--type-field", help="no_burn_zones: field holding each zone's type")
+    p.add_argument("--name-field", help="field holding each feature's name")
+    p.add_argument("--x-field", help="CSV: column of x / longitude")
+    p.add_argument("--y-field", help="CSV: column of y / latitude")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="another reader option of the kind (repeatable)")
+    p.add_argument("--publish", action="store_true", help="publish the new version at once")
+    _common(p)
+    p.set_defaults(run=_layers_load)
+    p = ly.add_parser("list", help="every stored version, the published one marked")
+    p.add_argument("--kind", help="only this layer kind")
+    _common(p)
+    p.set_defaults(run=lambda store, a: _records(services.layer_list(store, "cli", a.kind)))
+    p = ly.add_parser("publish", help="publish a stored version (cell flags and tasks follow it)")
+    p.add_argument("kind", metavar="KIND", help="layer kind: " + ", ".join(kinds))
+    p.add_argument("version", type=int, help="version number")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.layer_publish(store, "cli", a.kind, a.version))
+    p = ly.add_parser("restore", help="publish an earlier version again (roll back)")
+    p.add_argument("kind", metavar="KIND", help="layer kind: " + ", ".join(kinds))
+    p.add_argument("version", type=int, help="version number")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.layer_restore(store, "cli", a.kind, a.version))
+    p = ly.add_parser("candidates", help="for a file without a CRS: the CRSs that fit it, with a preview")
+    p.add_argument("file", help="the layer file")
+    p.add_argument("--layer", help="layer of a multi-layer file")
+    p.add_argument("--x-field", help="CSV: column of x / longitude")
+    p.add_argument("--y-field", help="CSV: column of y / latitude")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.layer_crs_candidates(
+        store, a.file, layer=a.layer, x_field=a.x_field, y_field=a.y_field))
+
+    zn = sub.add_parser("zones", help="no-burn zones").add_subparsers(dest="zones_command", required=True,
+                                                                     metavar="ZONES_COMMAND")
+    p = zn.add_parser("coal-checks", help="open the recurring coal checks of high-polluting-fuel zone cells "
+                                          "due now (monthly by default)")
+    p.add_argument("--cadence-days", type=int, help="days between checks (default: coal_check_cadence_days, 30)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.generate_coal_checks(store, actor="cli",
+                                                                      cadence_days=a.cadence_days))
+
+
+def _layers_load(store: Store, args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"layer": args.layer, "zone_type": args.zone_type, "type_field": args.type_field,
+                               "name_field": args.name_field, "x_field": args.x_field, "y_field": args.y_field}
+    if args.kind != "no_burn_zones":
+        options.pop("zone_type"), options.pop("type_field")
+    if args.kind not in ("coal_sale_points",):
+        if args.x_field is None and args.y_field is None:
+            options.pop("x_field"), options.pop("y_field")
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValidationError("Option {option!r} is not of the form NAME=VALUE.", option=item)
+        options[key.strip().replace("-", "_")] = value
+    result = services.layer_load(store, "cli", args.kind, args.file, crs=args.crs, publish=args.publish, **options)
+    keys = ("version", "rows", "rejected", "repaired", "crs", "cells_affected")
+    return {**{k: result[k] for k in keys}, **{k: v for k, v in result.items() if k not in keys}}
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -206,7 +379,7 @@ def _human(result: Any, lang: str) -> str:
                 if isinstance(item, dict):
                     lines.append(pad + " · ".join(str(v) for v in item.values() if v not in (None, "")))
                 else:
-                    lines.append(f"{pad}{item}")
+                    lines.append(f"{pad}{translate_text(item, lang) if isinstance(item, str) else item}")
             return lines
         return [f"{pad}{value}"]
 
@@ -224,8 +397,11 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
     lang = settings.language
     started = time.perf_counter()
     try:
-        with open_store(settings.db) as store:
-            result = args.run(store, args)
+        if getattr(args, "needs_store", True):
+            with open_store(settings.db) as store:
+                result = args.run(store, args)
+        else:  # the command opens (or creates) the database itself
+            result = args.run(None, args)
     except GridwatchError as exc:
         if args.json:
             out(json.dumps({"error": translate_error(exc, lang), "kind": type(exc).__name__}, ensure_ascii=False))
@@ -237,4 +413,85 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
         out(_human(result, lang))
         print(gettext("Done in {seconds:.1f} s.", lang).format(seconds=time.perf_counter() - started),
               file=sys.stderr)
+    if args.command == "audit" and isinstance(result, dict) and result.get("ok") is False:
+        return AUDIT_BROKEN
     return 0
+
+
+# -- reports -----------------------------------------------------------------------------------------------
+
+def _report_commands(sub: Any) -> None:
+    """``report daily|weekly|xun|monthly|season|custom``, ``report cropland`` and ``report dossier``."""
+    rp = sub.add_parser("report", help="reports and rankings: daily, weekly, ten-day (旬), monthly, season")
+    rs = rp.add_subparsers(dest="report_command", required=True, metavar="REPORT_COMMAND")
+    for name, text in (("daily", "daily dispatch (每日一调度)"), ("weekly", "weekly summary, Monday to Sunday"),
+                       ("xun", "ten-day ranking (旬: 1–10, 11–20, 21–end)"), ("monthly", "monthly assessment"),
+                       ("season", "the harvest season holding the date"), ("custom", "any range (--date to --end)")):
+        p = rs.add_parser(name, help=text)
+        p.add_argument("--date", required=True, help="a day of the period, YYYY-MM-DD (Beijing time)")
+        p.add_argument("--end", help="last day of a custom range, YYYY-MM-DD")
+        p.add_argument("--unit", help="unit whose units are ranked (default: the region)")
+        p.add_argument("--level", default="township", choices=("county", "township", "village", "cell"),
+                       help="level of the ranked units (default township)")
+        p.add_argument("--xlsx", help="write the report to this Excel file")
+        p.add_argument("--csv", help="write the ranking to this CSV file")
+        p.add_argument("--html", help="write the printable bulletin (通报) to this HTML file (print it to PDF)")
+        _common(p)
+        p.set_defaults(run=_report, period_kind=name)
+    p = rs.add_parser("cropland", help="load cropland areas per unit from a CSV (unit_code,cropland_km2)")
+    p.add_argument("file", help="the CSV file")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.report_load_cropland(store, a.file, actor="cli"))
+    p = rs.add_parser("dossier", help="every event of a unit's tasks, for a period or all time")
+    p.add_argument("--unit", required=True, help="unit code, or an H3 cell id")
+    p.add_argument("--period", choices=("daily", "weekly", "xun", "monthly", "season"), help="period kind")
+    p.add_argument("--date", help="a day of the period, YYYY-MM-DD")
+    p.add_argument("--patrols", action="store_true", help="include routine patrols")
+    p.add_argument("--xlsx", help="write the dossier to this Excel file")
+    p.add_argument("--csv", help="write the dossier to this CSV file")
+    p.add_argument("--html", help="write the dossier to this HTML file")
+    _common(p)
+    p.set_defaults(run=_dossier)
+
+
+def _report(store: Store, args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings.load(db=args.db, language=args.lang)
+    report = services.report_build(store, kind=args.period_kind, date=args.date, end=args.end, level=args.level,
+                                   unit=args.unit, settings=settings, language=settings.language)
+    result = report.to_json()
+    files = {}
+    if args.xlsx:
+        Path(args.xlsx).write_bytes(services.report_xlsx(report))
+        files["xlsx"] = args.xlsx
+    if args.csv:
+        Path(args.csv).write_bytes(services.report_csv(report))
+        files["csv"] = args.csv
+    if args.html:
+        Path(args.html).write_text(services.report_bulletin(store, report), encoding="utf-8")
+        files["html"] = args.html
+    if files:
+        result["files"] = files
+    if not args.json:
+        table = services.report_table(report)
+        names = report.table_columns()
+        keep = [table.columns[names.index(c)] for c in ("rank", "rank_change", "unit_name", "score", "fire_points",
+                                                        "incidents", "confirmed", "confirmation_rate", "status")]
+        return {"period": result["period"]["label"], "rule": result["rule"], "files": files or None,
+                "rows": _records(table[keep])}
+    return result
+
+
+def _dossier(store: Store, args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings.load(db=args.db, language=args.lang)
+    frame = services.report_dossier(store, unit=args.unit, kind=args.period, date=args.date,
+                                    language=settings.language, include_patrols=args.patrols, settings=settings)
+    files = services.report_dossier_files(store, frame, unit=args.unit, language=settings.language)
+    written = {}
+    for kind in ("xlsx", "csv", "html"):
+        target = getattr(args, kind)
+        if target:
+            Path(target).write_bytes(files[kind])
+            written[kind] = target
+    return {"unit": args.unit, "events": int(len(frame)), "files": written or None,
+            **({"rows": _records(frame)} if args.json and not written else {})}
+

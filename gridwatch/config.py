@@ -44,7 +44,24 @@ class Settings:
     timezone : str
         Zone in which dates are shown and periods cut.
     basemap_url : str
-        XYZ tile template for maps; empty means no basemap.
+        XYZ tile template for maps (WGS84/CGCS2000 tiles; GCJ-02 tiles would sit ≈500 m off); empty means none.
+    basemap_attribution : str
+        Attribution shown on the map for ``basemap_url``.
+    tianditu_key : str
+        A Tianditu key: with no ``basemap_url``, maps use Tianditu's vector tiles and labels.
+    backup_dir : str
+        Where the administrators' "back up now" writes its folders.
+    max_upload_mb : float
+        Largest file accepted by any upload or load, checked before the file is read.
+    report_weights : str or mapping
+        Weights of the ranking score, ``metric=weight,...`` (lower score ranks first).
+    report_thresholds : str or mapping
+        Accountability thresholds on ``report_threshold_metric`` per period:
+        ``notice`` (通报), ``interview_deputy`` (约谈分管负责人), ``interview_principal`` (约谈主要负责人).
+    report_deduction_yuan : float
+        Fiscal deduction per fire point (an example default; set the local rule).
+    report_seasons : str
+        Harvest seasons ``name=MM-DD..MM-DD,...``; empty uses the dispatch key periods.
     """
 
     db: str = str(DEFAULT_DB_PATH)
@@ -54,6 +71,9 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     basemap_url: str = ""
     basemap_attribution: str = ""
+    tianditu_key: str = ""
+    backup_dir: str = str(REPO_ROOT / "data" / "backups")
+    max_upload_mb: float = 200.0
     sla_hours: Mapping[str, float] = field(default_factory=dict)
     firms_map_key: str = ""
     firms_base_url: str = "https://firms.modaps.eosdis.nasa.gov"
@@ -65,6 +85,21 @@ class Settings:
     notify_secret: str = ""
     notify_interval_minutes: float = 5.0
     notify_due_soon_hours: float = 2.0
+    # heat supply and bare land (gridwatch.heat, gridwatch.bare)
+    heat_min_chp_mw: float = 300.0
+    heat_radius_km: float = 30.0
+    heat_small_boiler_tph: float = 35.0
+    heat_boiler_deadline: str = "2025-12-31"
+    bare_land_months: int = 3
+    bare_land_min_m2: float = 400.0
+    # no-burn zones (gridwatch.zones): days between the recurring coal checks (回头看) of zone cells
+    coal_check_cadence_days: int = 30
+    # reports (gridwatch.reports): the ranking score, accountability thresholds, fiscal deduction, seasons
+    report_weights: str | Mapping[str, float] = "fire_points=1,confirmed=1,tasks_overdue=0.5"
+    report_thresholds: str | Mapping[str, float] = "notice=5,interview_deputy=10,interview_principal=20"
+    report_threshold_metric: str = "fire_points"
+    report_deduction_yuan: float = 10000.0
+    report_seasons: str = ""
 
     @classmethod
     def load(

@@ -5,23 +5,32 @@ owning unit's (village, township, county). A cell no inspector covers is a
 coverage gap: its task goes to the next person up the chain (grid member,
 grid leader, unit head, nearest unit first) and is flagged, or stays open
 with nobody when the chain is empty.
+
+Tasks are opened in bulk: one Arrow insert for the tasks, one ``INSERT …
+SELECT`` for their first events, whatever their number.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from gridwatch.fires import hash_columns, satellite_codes
 from gridwatch.storage import Store
-from gridwatch.tasks import DispatchPolicy, Kind, State
+from gridwatch.tasks import DispatchPolicy, Kind, State, naive_utc
 
-__all__ = ["assignees_for_cells", "dispatch_fire_incidents", "open_tasks"]
+__all__ = ["FirePlan", "assignees_for_cells", "dispatch_fire_incidents", "open_tasks", "plan_fire_dispatch"]
 
 _ROLE_RANK = {"inspector": 0, "grid_member": 1, "grid_leader": 2, "unit_head": 3}
+#: how a role holder reaches a cell: on the cell, or on its village, township or county (nearest first)
+_REACH = (("a.cell = c.cell", 0), ("a.unit_code = c.village_code", 1), ("a.unit_code = c.township_code", 2),
+          ("a.unit_code = c.county_code", 3))
 
 
 def assignees_for_cells(store: Store, cells: np.ndarray) -> pd.DataFrame:
@@ -30,23 +39,25 @@ def assignees_for_cells(store: Store, cells: np.ndarray) -> pd.DataFrame:
     ``gap`` is True when no inspector covers the cell; ``person_id`` is <NA>
     when nobody on the chain holds a role.
     """
-    cells = np.unique(np.asarray(cells, dtype=np.int64))
+    cells = pd.unique(np.asarray(cells, dtype=np.int64))
+    cells.sort()
     base = pd.DataFrame({"cell": cells})
     if not len(cells):
         return base.assign(person_id=pd.array([], dtype="Int64"), role=[], unit=[], gap=[])
+    if not store.scalar("SELECT count(*) FROM assignments WHERE role IN ('inspector', 'grid_member', 'grid_leader',"
+                        " 'unit_head')"):
+        return base.assign(person_id=pd.array([pd.NA] * len(base), dtype="Int64"), role=None, unit=None, gap=True)
+    # one equi-join per way of reaching a cell (an OR of them would make the join a nested loop)
+    reach = " UNION ALL ".join(
+        f"SELECT c.cell, a.person_id, a.role, COALESCE(a.unit_code, '') AS unit, {depth} AS depth"
+        f" FROM wanted_cells w JOIN cells c ON c.cell = w.cell JOIN assignments a ON {on}"
+        " WHERE a.role IN ('inspector', 'grid_member', 'grid_leader', 'unit_head')"
+        for on, depth in _REACH)
     with store.transaction():
         store.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_cells (cell BIGINT)")
         store.execute("DELETE FROM wanted_cells")
         store.insert_arrow("wanted_cells", pa.table({"cell": pa.array(cells)}))
-        found = store.query_df(
-            "SELECT c.cell, a.person_id, a.role, COALESCE(a.unit_code, '') AS unit,"
-            " CASE WHEN a.cell = c.cell THEN 0 WHEN a.unit_code = c.village_code THEN 1"
-            "      WHEN a.unit_code = c.township_code THEN 2 ELSE 3 END AS depth"
-            " FROM wanted_cells w JOIN cells c ON c.cell = w.cell"
-            " JOIN assignments a ON a.cell = c.cell"
-            "   OR a.unit_code = c.village_code OR a.unit_code = c.township_code OR a.unit_code = c.county_code"
-            " WHERE a.role IN ('inspector', 'grid_member', 'grid_leader', 'unit_head')"
-        )
+        found = store.query_df(reach)
         store.execute("DELETE FROM wanted_cells")
     if found.empty:
         return base.assign(person_id=pd.array([pd.NA] * len(base), dtype="Int64"), role=None, unit=None, gap=True)
@@ -60,39 +71,101 @@ def assignees_for_cells(store: Store, cells: np.ndarray) -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class FirePlan:
+    """What opening fire checks needs that the store does not decide, for every incident of a batch.
+
+    Made by :func:`plan_fire_dispatch` without touching the store, so an ingest can make it on another thread
+    while its detections are being inserted.
+    """
+
+    now: dt.datetime
+    rows: pa.Table  # ``fire_incidents`` rows
+    priority: np.ndarray
+    due: np.ndarray
+    titles: pa.Array
+
+
+
+
+def plan_fire_dispatch(incidents: pd.DataFrame, *, policy: DispatchPolicy,
+                       now: dt.datetime | None = None) -> FirePlan:
+    """Incident rows, task priorities, due times and titles for ``incidents`` (pure: no store)."""
+    now = naive_utc(now)
+    rows = _incident_rows(incidents, now)
+    if incidents.empty:
+        return FirePlan(now, rows, np.zeros(0, dtype=np.int32), np.zeros(0, dtype="datetime64[us]"),
+                        pa.array([], type=pa.string()))
+    key_period = policy.in_key_period(incidents.acq_time)  # aware, or naive UTC
+    zone = incidents.in_no_burn_zone.to_numpy(dtype=bool)
+    due = pd.Timestamp(now) + pd.to_timedelta(policy.fire_sla_hours(key_period), unit="h")
+    return FirePlan(now, rows, np.asarray(policy.fire_priority(key_period, zone), dtype=np.int32),
+                    due.to_numpy().astype("datetime64[us]"), _fire_titles(incidents, policy.timezone))
+
+
 def dispatch_fire_incidents(store: Store, incidents: pd.DataFrame, *, policy: DispatchPolicy,
-                            now: dt.datetime | None = None, actor: str = "dispatch") -> dict[str, int]:
+                            now: dt.datetime | None = None, actor: str = "dispatch",
+                            plan: FirePlan | None = None) -> dict[str, int]:
     """Store new incidents and open one ``fire_check`` task per incident (call inside a transaction).
 
     Incidents already stored (same cell and overpass) get their counts updated
-    and no second task. Returns ``{"incidents": new, "tasks_created": n, "coverage_gaps": g}``.
+    and no second task. ``plan`` is :func:`plan_fire_dispatch` of the same incidents, when the caller made it
+    already. Returns ``{"incidents": new, "tasks_created": n, "coverage_gaps": g}``.
     """
-    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None, microsecond=0)
     if incidents.empty:
         return {"incidents": 0, "tasks_created": 0, "coverage_gaps": 0}
-    inc = incidents.copy()
-    inc["acq_time"] = pd.to_datetime(inc.acq_time, utc=True).dt.tz_localize(None)
+    plan = plan or plan_fire_dispatch(incidents, policy=policy, now=now)
+    now, rows = plan.now, plan.rows
     with store.transaction():
-        store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_incidents AS SELECT * FROM incidents LIMIT 0")
-        store.execute("DELETE FROM incoming_incidents")
-        store.insert_arrow("incoming_incidents", pa.Table.from_pandas(
-            inc[["key", "cell", "satellite", "acq_time", "points", "max_frp", "in_no_burn_zone", "township_code",
-                 "village_code"]].assign(key=inc.key.astype("int64"), created_at=now), preserve_index=False))
-        known = store.query_df("SELECT i.key FROM incoming_incidents i JOIN incidents s ON s.key = i.key")
-        store.execute(
-            "UPDATE incidents SET points = incidents.points + i.points,"
-            " max_frp = greatest(incidents.max_frp, i.max_frp),"
-            " in_no_burn_zone = incidents.in_no_burn_zone OR i.in_no_burn_zone"
-            " FROM incoming_incidents i WHERE incidents.key = i.key"
-        )
-        store.execute(
-            "INSERT INTO incidents SELECT * FROM incoming_incidents i"
-            " WHERE NOT EXISTS (SELECT 1 FROM incidents s WHERE s.key = i.key)"
-        )
-        new = inc[~inc.key.isin(known.key)]
-        created, gaps = _open_fire_tasks(store, new, policy=policy, now=now, actor=actor)
-        store.execute("DELETE FROM incoming_incidents")
-    return {"incidents": int(len(new)), "tasks_created": created, "coverage_gaps": gaps}
+        known = _stored_incidents(store, rows.column("key"))
+        if known.any():
+            store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_incidents AS SELECT * FROM fire_incidents LIMIT 0")
+            store.execute("DELETE FROM incoming_incidents")
+            store.insert_arrow("incoming_incidents", rows.filter(pa.array(known)))
+            store.execute(
+                "UPDATE fire_incidents SET points = fire_incidents.points + i.points,"
+                " max_frp = greatest(fire_incidents.max_frp, i.max_frp),"
+                " in_no_burn_zone = fire_incidents.in_no_burn_zone OR i.in_no_burn_zone"
+                " FROM incoming_incidents i WHERE fire_incidents.key = i.key"
+            )
+            store.execute("DELETE FROM incoming_incidents")
+        store.insert_arrow("fire_incidents", rows.filter(pa.array(~known)) if known.any() else rows)
+        fresh = np.flatnonzero(~known)
+        created, gaps = _open_fire_tasks(store, incidents, fresh, plan, actor=actor)
+    return {"incidents": int(len(fresh)), "tasks_created": created, "coverage_gaps": gaps}
+
+
+def _incident_rows(incidents: pd.DataFrame, now: dt.datetime) -> pa.Table:
+    """Incidents as rows of the ``fire_incidents`` table (satellite codes, times naive UTC)."""
+    n = len(incidents)
+    return pa.table({
+        "key": pa.array(incidents.key.to_numpy(dtype=np.int64)),
+        "cell": pa.array(incidents.cell.to_numpy(dtype=np.int64)),
+        "satellite": pa.array(satellite_codes(incidents.satellite.to_numpy(dtype=object)).astype(np.int16)),
+        "acq_time": pa.array(pd.DatetimeIndex(pd.to_datetime(incidents.acq_time, utc=True)).tz_convert(None)
+                             .to_numpy().astype("datetime64[us]")),
+        "points": pa.array(incidents.points.to_numpy(dtype=np.int32)),
+        "max_frp": pa.array(incidents.max_frp.to_numpy(dtype=np.float64), from_pandas=True),
+        "in_no_burn_zone": pa.array(incidents.in_no_burn_zone.to_numpy(dtype=bool)),
+        "created_at": pa.repeat(pa.scalar(now, type=pa.timestamp("us")), n),
+    })
+
+
+def _stored_incidents(store: Store, keys: pa.Array) -> np.ndarray:
+    """Whether each incident key is stored already (one bulk insert of the keys, one join)."""
+    store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_incident_keys (key BIGINT)")
+    store.execute("DELETE FROM incoming_incident_keys")
+    store.insert_arrow("incoming_incident_keys", pa.table({"key": keys}))
+    found = store.query_df("SELECT s.key FROM fire_incidents s JOIN incoming_incident_keys i ON i.key = s.key")
+    store.execute("DELETE FROM incoming_incident_keys")
+    return pd.Index(keys.to_numpy()).isin(found.key.to_numpy(dtype=np.int64))
+
+
+def _strings(values: np.ndarray | pa.Array) -> pa.Array:
+    """Text values as an Arrow string array (an Arrow array is taken as it is)."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
 
 
 def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str, source_keys: np.ndarray,
@@ -101,52 +174,68 @@ def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str,
     """Open tasks in bulk, each for its cell's responsible person, with its first event; returns the coverage gaps.
 
     Call inside a transaction. A task whose cell has nobody on the chain stays ``open`` with no assignee.
+    ``source_keys`` and ``titles`` may be numpy arrays of text or Arrow string arrays.
     """
-    who = assignees_for_cells(store, cells).set_index("cell").loc[cells]
+    cells = np.asarray(cells, dtype=np.int64)
     n = len(cells)
-    store.insert_arrow("tasks", pa.table({
-        "kind": pa.array([kind.value] * n),
-        "cell": pa.array(np.asarray(cells, dtype=np.int64)),
-        "source_kind": pa.array([source_kind] * n),
-        "source_key": pa.array(np.asarray(source_keys, dtype=object), type=pa.string()),
-        "priority": pa.array(np.asarray(priority, dtype=np.int32)),
-        "state": pa.array(np.where(who.person_id.isna(), State.OPEN.value, State.ASSIGNED.value)),
-        "assignee_id": pa.array(who.person_id.astype("Int64").array, type=pa.int64()),
-        "assigned_role": pa.array(who.role.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
-        "assigned_unit": pa.array(who.unit.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
-        "coverage_gap": pa.array(who.gap.to_numpy(dtype=bool)),
-        "created_at": pa.array([now] * n, type=pa.timestamp("us")),
-        "due_at": pa.array(np.asarray(due).astype("datetime64[us]")),
-        "title": pa.array(np.asarray(titles, dtype=object), type=pa.string()),
-    }))
-    store.execute(
-        "INSERT INTO task_events (task_id, happened_at, actor, from_state, to_state, detail)"
-        " SELECT t.id, t.created_at, ?, NULL, t.state, ? FROM tasks t WHERE t.kind = ? AND t.created_at = ?"
-        " AND NOT EXISTS (SELECT 1 FROM task_events e WHERE e.task_id = t.id)",
-        [actor, json.dumps(detail, ensure_ascii=False), kind.value, now])
-    return int(who.gap.sum())
+    who = assignees_for_cells(store, cells)
+    at = pa.array(pd.Index(who.cell.to_numpy(dtype=np.int64)).get_indexer(cells))  # each task's row of ``who``
+    has_person = who.person_id.notna().to_numpy()
+    state = pa.array([State.OPEN.value, State.ASSIGNED.value]).take(pa.array(has_person.astype(np.int8)).take(at))
+    with store.transaction():
+        last = int(store.scalar("SELECT COALESCE(max(id), 0) FROM tasks"))
+        store.insert_arrow("tasks", pa.table({
+            "kind": pa.repeat(kind.value, n),
+            "cell": pa.array(cells),
+            "source_kind": pa.repeat(source_kind, n),
+            "source_key": _strings(source_keys),
+            "priority": pa.array(np.asarray(priority, dtype=np.int32)),
+            "state": state,
+            "assignee_id": pa.array(who.person_id.astype("Int64").array, type=pa.int64()).take(at),
+            "assigned_role": pa.array(who.role.to_numpy(dtype=object), type=pa.string(), from_pandas=True).take(at),
+            "assigned_unit": pa.array(who.unit.to_numpy(dtype=object), type=pa.string(), from_pandas=True).take(at),
+            "coverage_gap": pa.array(who.gap.to_numpy(dtype=bool)).take(at),
+            "created_at": pa.repeat(pa.scalar(now, type=pa.timestamp("us")), n),
+            "due_at": pa.array(np.asarray(due).astype("datetime64[us]")),
+            "title": _strings(titles),
+        }))
+        # the tasks just opened: above the previous highest id, of this kind and time, without events yet
+        store.execute(
+            "INSERT INTO task_events (task_id, happened_at, actor, from_state, to_state, detail)"
+            " SELECT t.id, t.created_at, ?, NULL, t.state, ? FROM tasks t"
+            " WHERE t.id > ? AND t.kind = ? AND t.created_at = ?"
+            " AND t.id NOT IN (SELECT e.task_id FROM task_events e WHERE e.task_id > ?)",
+            [actor, json.dumps(detail, ensure_ascii=False), last, kind.value, now, last])
+    return int(who.gap.to_numpy(dtype=bool)[np.asarray(at)].sum())
 
 
-def _fire_titles(incidents: pd.DataFrame, timezone: str) -> np.ndarray:
+def _fire_titles(incidents: pd.DataFrame, timezone: str) -> pa.Array:
     """"卫星火点核查 06-10 10:50 Terra ×2" per incident, formatted once per distinct pass and count."""
-    keys = pd.MultiIndex.from_arrays([incidents.acq_time, incidents.satellite.astype(str), incidents.points])
-    codes, uniq = pd.factorize(keys)
-    local = pd.DatetimeIndex(uniq.get_level_values(0)).tz_localize("UTC").tz_convert(timezone)
-    texts = ("卫星火点核查 " + local.strftime("%m-%d %H:%M") + " " + uniq.get_level_values(1)
-             + " ×" + uniq.get_level_values(2).astype(str)).to_numpy(dtype=object)
-    return texts[codes]
+    utc = pd.DatetimeIndex(pd.to_datetime(incidents.acq_time, utc=True))
+    satellite, names = pd.factorize(incidents.satellite.to_numpy(dtype=object))
+    points = incidents.points.to_numpy(dtype=np.int64)
+    codes, uniq = pd.factorize(hash_columns(utc.asi8, satellite, points))
+    first = np.empty(len(uniq), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    local = utc[first].tz_convert(timezone)
+    texts = ("卫星火点核查 " + local.strftime("%m-%d %H:%M") + " " + pd.Index(names[satellite[first]]).astype(str)
+             + " ×" + pd.Index(points[first]).astype(str))
+    return pa.array(list(texts), type=pa.string()).take(pa.array(codes))
 
 
-def _open_fire_tasks(store: Store, new: pd.DataFrame, *, policy: DispatchPolicy, now: dt.datetime,
+def _open_fire_tasks(store: Store, incidents: pd.DataFrame, fresh: np.ndarray, plan: FirePlan, *,
                      actor: str) -> tuple[int, int]:
-    if new.empty:
+    """One ``fire_check`` per incident at positions ``fresh`` (those not stored before); tasks and gaps."""
+    if not len(fresh):
         return 0, 0
-    key_period = policy.in_key_period(new.acq_time.dt.tz_localize("UTC"))
-    zone = new.in_no_burn_zone.to_numpy(dtype=bool)
-    due = pd.Timestamp(now) + pd.to_timedelta(policy.fire_sla_hours(key_period), unit="h")
-    gaps = open_tasks(store, kind=Kind.FIRE_CHECK, cells=new.cell.to_numpy(dtype=np.int64), source_kind="incident",
-                      source_keys=new.key.astype("int64").astype(str).to_numpy(),
-                      priority=policy.fire_priority(key_period, zone), due=due.to_numpy(),
-                      titles=_fire_titles(new, policy.timezone), now=now, actor=actor,
+    every = len(fresh) == len(incidents)
+    take = pa.array(fresh)
+    keys = incidents.key.to_numpy(dtype=np.int64)
+    gaps = open_tasks(store, kind=Kind.FIRE_CHECK, cells=incidents.cell.to_numpy(dtype=np.int64)[fresh],
+                      source_kind="incident",
+                      source_keys=pc.cast(pa.array(keys if every else keys[fresh]), pa.string()),
+                      priority=plan.priority if every else plan.priority[fresh],
+                      due=plan.due if every else plan.due[fresh],
+                      titles=plan.titles if every else plan.titles.take(take), now=plan.now, actor=actor,
                       detail={"by": "dispatch", "rule": "fire_check per incident"})
-    return int(len(new)), gaps
+    return int(len(fresh)), gaps

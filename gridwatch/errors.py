@@ -27,6 +27,7 @@ __all__ = [
     "CRSError",
     "StorageError",
     "OutsideRegion",
+    "Conflict",
 ]
 
 
@@ -88,3 +89,9 @@ class OutsideRegion(NotFound):
     """A point or cell outside the configured region's grid."""
 
     exit_code = 3
+
+
+class Conflict(InvalidTransition):
+    """Someone else changed the record first; the attempt was kept, not applied."""
+
+    exit_code = 5

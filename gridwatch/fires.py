@@ -5,28 +5,74 @@ they repeat (same latitude, longitude, acquisition time and satellite), kept
 but not dispatched when they are low-confidence or likely static heat sources
 (FIRMS type 2, or a cell burning on many separate days), and grouped into one
 incident per cell and overpass (satellite and acquisition time).
+
+Every stage works on whole numpy columns: satellites, confidence classes and
+outcomes are small integer codes (:data:`SATELLITE_NAMES`, :data:`OUTCOMES`),
+duplicate and group tests are hash-based (pandas factorize / duplicated), and
+counts per group are ``bincount``; no Python loop runs over points or cells.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from gridwatch.grid import Grid
 from gridwatch.tasks import DispatchPolicy
+from layers.fire_points import CONFIDENCE_CLASSES, SATELLITE_NAMES
 
-__all__ = ["REASONS", "TriageResult", "fire_keys", "incident_keys", "triage", "observed_passes", "hash_columns"]
+__all__ = ["REASONS", "OUTCOMES", "StageClock", "TriageResult", "fire_keys", "incident_keys", "triage",
+           "observed_passes", "hash_columns", "satellite_codes", "text_codes", "utc_datetimes"]
 
 #: why a detection inside the region is not dispatched
 REASONS = ("static_source", "persistent_heat", "low_confidence")
+#: a detection's stored outcome code -> name: dispatched, one of :data:`REASONS`, or outside the region
+OUTCOMES = ("dispatched", *REASONS, "outside_region")
+DISPATCHED, STATIC_SOURCE, PERSISTENT_HEAT, LOW_CONFIDENCE, OUTSIDE_REGION = range(len(OUTCOMES))
 FIRE_TYPE_STATIC = 2
 #: detections within this many degrees of the region show that a pass covered it (MODIS swath ≈ 2,330 km)
 PASS_MARGIN_DEG = 5.0
 
 ZoneTest = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class StageClock:
+    """Wall seconds of a pipeline's named stages, to show where an ingest's time goes.
+
+    Examples
+    --------
+    >>> clock = StageClock()
+    >>> with clock("read"):
+    ...     pass
+    >>> list(clock.seconds)
+    ['read']
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        stop = self.start(stage)
+        try:
+            yield
+        finally:
+            stop()
+
+    def start(self, stage: str) -> Callable[[], None]:
+        """Start timing ``stage`` by hand (one that ends outside a block, such as a commit); call the result to stop."""
+        begin = time.perf_counter()
+
+        def stop() -> None:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - begin, 4)
+        return stop
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -57,39 +103,97 @@ def hash_columns(*columns: np.ndarray) -> np.ndarray:
     return h.view(np.int64)
 
 
-def _satellite_codes(satellite: np.ndarray) -> np.ndarray:
-    """A stable integer per satellite name (its first 8 UTF-8 bytes), via a hash factorisation."""
-    codes, names = pd.factorize(np.asarray(satellite, dtype=object))
-    stable = np.array([int.from_bytes(str(n).encode()[:8].ljust(8, b"\0"), "little") & 0x7FFFFFFFFFFFFFFF
-                       for n in names], dtype=np.int64)
-    return stable[codes]
+def _stable_code(name: str) -> int:
+    """A satellite name's hash input: its first 8 UTF-8 bytes as an integer (stable across runs and files)."""
+    return int.from_bytes(str(name).encode()[:8].ljust(8, b"\0"), "little") & 0x7FFFFFFFFFFFFFFF
 
 
-def _utc_minutes(times: pd.Series | np.ndarray) -> np.ndarray:
-    """Whole UTC minutes since the epoch."""
-    naive = pd.DatetimeIndex(pd.to_datetime(times, utc=True)).tz_convert(None)
-    return naive.to_numpy().astype("datetime64[m]").astype(np.int64)
+#: :func:`_stable_code` of each canonical satellite, by code
+_SATELLITE_STABLE = np.array([_stable_code(n) for n in SATELLITE_NAMES], dtype=np.int64)
+
+
+def text_codes(values: pd.Series | np.ndarray | pa.Array, names: tuple[str, ...]) -> np.ndarray:
+    """Each value's index in ``names`` as int8 (-1 for a value not among them or missing), via arrow's hash lookup.
+
+    Examples
+    --------
+    >>> text_codes(np.array(["Aqua", "Terra", "x"], dtype=object), SATELLITE_NAMES).tolist()
+    [1, 0, -1]
+    """
+    array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, type=pa.large_string())
+    return pc.fill_null(pc.index_in(array, value_set=pa.array(names, pa.large_string())), -1).to_numpy(
+        zero_copy_only=False).astype(np.int8)
+
+
+def satellite_codes(satellite: pd.Series | np.ndarray) -> np.ndarray:
+    """Index of each satellite in :data:`SATELLITE_NAMES` (int8, -1 for another name)."""
+    return text_codes(satellite, SATELLITE_NAMES)
+
+
+def _satellite_hash_inputs(satellite: pd.Series | np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+    """The stable integer of each row's satellite name (canonical names by table, others one by one per name)."""
+    codes = satellite_codes(satellite) if codes is None else codes
+    if (codes >= 0).all():
+        return _SATELLITE_STABLE[codes]
+    found, names = pd.factorize(np.asarray(satellite, dtype=object))
+    return np.array([_stable_code(n) for n in names], dtype=np.int64)[found]
+
+
+def utc_datetimes(times: pd.Series | np.ndarray) -> np.ndarray:
+    """Naive UTC ``datetime64[ns]`` of timestamps (aware ones converted, naive ones taken as UTC)."""
+    index = pd.DatetimeIndex(pd.to_datetime(times, utc=True)).tz_convert(None)
+    return index.to_numpy().astype("datetime64[ns]", copy=False)
+
+
+def _minutes(utc: np.ndarray) -> np.ndarray:
+    """Whole minutes since the epoch of naive UTC datetime64 values."""
+    return utc.astype("datetime64[m]").astype(np.int64)
 
 
 def fire_keys(lat: np.ndarray, lng: np.ndarray, acq_time: pd.Series, satellite: np.ndarray) -> np.ndarray:
     """The duplicate key of detections: latitude and longitude to 1e-5°, minute of acquisition, satellite."""
-    minutes = _utc_minutes(acq_time)
-    return hash_columns(np.round(np.asarray(lat) * 1e5), np.round(np.asarray(lng) * 1e5), minutes,
-                        _satellite_codes(satellite))
+    return _fire_keys(np.asarray(lat), np.asarray(lng), _minutes(utc_datetimes(acq_time)),
+                      _satellite_hash_inputs(satellite))
+
+
+def _fire_keys(lat: np.ndarray, lng: np.ndarray, minutes: np.ndarray, satellite_stable: np.ndarray) -> np.ndarray:
+    return hash_columns(np.round(lat * 1e5), np.round(lng * 1e5), minutes, satellite_stable)
 
 
 def incident_keys(cell: np.ndarray, acq_time: pd.Series, satellite: np.ndarray) -> np.ndarray:
     """The key of an incident: one per cell and overpass."""
-    minutes = _utc_minutes(acq_time)
-    return hash_columns(np.asarray(cell).view(np.int64), minutes, _satellite_codes(satellite))
+    return hash_columns(np.asarray(cell).view(np.int64), _minutes(utc_datetimes(acq_time)),
+                        _satellite_hash_inputs(satellite))
 
 
 @dataclass
 class TriageResult:
-    """Detections with everything decided, and the counts the user sees."""
+    """Detections with everything decided, and the counts the user sees.
 
-    points: pd.DataFrame  # new detections (duplicates removed) with cell, owners, flags, dispatch, reason
-    incidents: pd.DataFrame  # one row per new incident among the dispatched detections
+    ``points`` holds one row per new detection (duplicates removed), in file
+    order, as numpy-backed columns:
+
+    ====================  ==========================================================
+    ``row``               position of the detection in the triaged frame
+    ``key``               duplicate key (:func:`fire_keys`)
+    ``satellite``         code in :data:`SATELLITE_NAMES` (int8)
+    ``acq_time``          naive UTC datetime64[ns]
+    ``latitude``, ``longitude``
+    ``cell``              H3 cell (int64)
+    ``position``          the cell's position in the grid (-1 outside the region)
+    ``in_region``         bool
+    ``in_no_burn_zone``   bool (the zone test, inside the region only)
+    ``outcome``           code in :data:`OUTCOMES` (int8)
+    ``incident_key``      Int64, <NA> unless dispatched
+    ====================  ==========================================================
+
+    ``incidents`` holds one row per incident among the dispatched detections:
+    ``key, cell, satellite, acq_time, points, max_frp, in_no_burn_zone`` (its
+    units are its cell's).
+    """
+
+    points: pd.DataFrame
+    incidents: pd.DataFrame
     duplicates: int
     outside_region: int
     not_dispatched: dict[str, int]
@@ -104,6 +208,16 @@ class TriageResult:
             "incidents": int(len(self.incidents)),
         }
 
+    def dispatch(self) -> np.ndarray:
+        """``dispatched``, ``not_dispatched`` or ``outside_region`` per point (object array)."""
+        names = np.array(["dispatched", *["not_dispatched"] * len(REASONS), "outside_region"], dtype=object)
+        return names[self.points.outcome.to_numpy()]
+
+    def reason(self) -> np.ndarray:
+        """Why each point is not dispatched (``""`` when it is, or lies outside the region)."""
+        names = np.array(["", *REASONS, ""], dtype=object)
+        return names[self.points.outcome.to_numpy()]
+
 
 def triage(
     frame: pd.DataFrame,
@@ -116,6 +230,10 @@ def triage(
     keys: np.ndarray | None = None,
 ) -> TriageResult:
     """Decide jurisdiction, duplicates, filters and incidents for detections read from a file.
+
+    The stages: new rows (:func:`_new_rows`), cells and positions in the grid,
+    the no-burn-zone flag, outcomes (:func:`_outcomes`), incidents
+    (:func:`_incidents`).
 
     Parameters
     ----------
@@ -131,75 +249,120 @@ def triage(
         ``burn_days(cells) -> DataFrame(cell, day)``: stored local days with
         detections in these cells within the persistence window.
     zone_test : callable, optional
-        ``zone_test(lat, lng, cells) -> bool array``: inside a no-burn zone.
+        ``zone_test(lat, lng, cells) -> bool array``: inside a no-burn zone
+        (``cells`` as uint64 H3 indexes of the new detections).
     keys : ndarray of int64, optional
         The rows' :func:`fire_keys`, when the caller has them already.
     """
-    keys = keys if keys is not None else fire_keys(frame.latitude.to_numpy(), frame.longitude.to_numpy(), frame.acq_time,
-                     frame.satellite.to_numpy())
-    # hash-based (pandas) rather than sort-based (np.unique) duplicate tests: this runs on millions of rows
-    new = ~pd.Index(keys).duplicated(keep="first")
-    if len(known_keys):
-        new &= ~pd.Index(keys).isin(known_keys)
-    fresh = np.flatnonzero(new)
-    duplicates = int(len(frame) - len(fresh))
-    pts = frame.iloc[fresh].reset_index(drop=True).copy()
-    pts["key"] = keys[fresh]
-    lat, lng = pts.latitude.to_numpy(), pts.longitude.to_numpy()
+    sat = satellite_codes(frame.satellite)
+    stable = _satellite_hash_inputs(frame.satellite, sat)
+    utc = utc_datetimes(frame.acq_time)
+    minutes = _minutes(utc)
+    lat_all, lng_all = frame.latitude.to_numpy(dtype=np.float64), frame.longitude.to_numpy(dtype=np.float64)
+    if keys is None:
+        keys = _fire_keys(lat_all, lng_all, minutes, stable)
+    rows = _new_rows(keys, known_keys)
+    every = len(rows) == len(frame)
+
+    def new(a: np.ndarray) -> np.ndarray:
+        return a if every else a[rows]
+
+    lat, lng = new(lat_all), new(lng_all)
     cells, pos = grid.locate(lat, lng)
-    pts["cell"] = cells.view(np.int64)
     inside = pos >= 0
-    pts["in_region"] = inside
-    for level in ("county", "township", "village"):
-        codes = grid.owner_codes(level, pos) if level in grid.owner else np.full(len(pts), "", dtype=object)
-        pts[f"{level}_code"] = np.where(codes == "", None, codes)
-    zone = zone_test(lat, lng, cells) if zone_test is not None else np.zeros(len(pts), dtype=bool)
-    pts["in_no_burn_zone"] = np.asarray(zone, dtype=bool) & inside
-
-    reason = np.full(len(pts), "", dtype=object)
-    static = pts.fire_type.fillna(-1).to_numpy() == FIRE_TYPE_STATIC
-    persistent = _persistent(pts, inside, policy, burn_days)
-    low = (pts.confidence_class.to_numpy() == "low") & (not policy.dispatch_low_confidence)
-    reason[low] = "low_confidence"
-    reason[persistent] = "persistent_heat"
-    reason[static] = "static_source"
-    reason[~inside] = ""
-    pts["reason"] = reason
-    pts["dispatch"] = np.where(~inside, "outside_region", np.where(reason != "", "not_dispatched", "dispatched"))
-
-    go = (pts.dispatch == "dispatched").to_numpy()
-    pts["incident_key"] = pd.array(
-        np.where(go, incident_keys(cells, pts.acq_time, pts.satellite.to_numpy()), 0), dtype="Int64")
-    pts.loc[~go, "incident_key"] = pd.NA
-    incidents = (
-        pts[go].groupby("incident_key", sort=True)
-        .agg(cell=("cell", "first"), satellite=("satellite", "first"), acq_time=("acq_time", "first"),
-             points=("key", "size"), max_frp=("frp", "max"), in_no_burn_zone=("in_no_burn_zone", "any"),
-             township_code=("township_code", "first"), village_code=("village_code", "first"))
-        .reset_index().rename(columns={"incident_key": "key"})
-    )
-    counts = pd.Series(reason[inside & (reason != "")]).value_counts()
+    zone = zone_test(lat, lng, cells) if zone_test is not None else np.zeros(len(rows), dtype=bool)
+    zone = np.asarray(zone, dtype=bool) & inside
+    cell = cells.view(np.int64)
+    fire_type = new(frame.fire_type.to_numpy(dtype=np.float64, na_value=-1.0))
+    low = new(text_codes(frame.confidence_class, CONFIDENCE_CLASSES) == 0) & (not policy.dispatch_low_confidence)
+    outcome = _outcomes(cell, new(utc), inside, fire_type == FIRE_TYPE_STATIC, low, policy, burn_days)
+    frp = new(frame.frp.to_numpy(dtype=np.float64, na_value=np.nan))
+    incident_key, incidents = _incidents(cell, new(sat), new(minutes), new(stable), new(utc), frp, zone,
+                                         outcome == DISPATCHED)
+    points = pd.DataFrame({
+        "row": rows, "key": new(keys), "satellite": new(sat), "acq_time": new(utc), "latitude": lat, "longitude": lng,
+        "cell": cell, "position": pos, "in_region": inside, "in_no_burn_zone": zone, "outcome": outcome,
+        "incident_key": incident_key,
+    }, copy=False)
+    counts = np.bincount(outcome, minlength=len(OUTCOMES))
     return TriageResult(
-        points=pts,
+        points=points,
         incidents=incidents,
-        duplicates=duplicates,
-        outside_region=int((~inside).sum()),
-        not_dispatched={r: int(counts.get(r, 0)) for r in REASONS if counts.get(r, 0)},
+        duplicates=int(len(frame) - len(rows)),
+        outside_region=int(counts[OUTSIDE_REGION]),
+        not_dispatched={r: int(counts[OUTCOMES.index(r)]) for r in REASONS if counts[OUTCOMES.index(r)]},
     )
 
 
-def _persistent(pts: pd.DataFrame, inside: np.ndarray, policy: DispatchPolicy,
+def _new_rows(keys: np.ndarray, known_keys: np.ndarray) -> np.ndarray:
+    """Positions of the rows that are neither repeats within the file nor already stored (hash-based)."""
+    index = pd.Index(keys)
+    new = ~index.duplicated(keep="first")
+    if len(known_keys):
+        new &= ~index.isin(known_keys)
+    return np.flatnonzero(new)
+
+
+def _outcomes(cell: np.ndarray, utc: np.ndarray, inside: np.ndarray, static: np.ndarray, low: np.ndarray,
+              policy: DispatchPolicy, burn_days: Callable[[np.ndarray], pd.DataFrame] | None) -> np.ndarray:
+    """Outcome code per detection; the first that applies wins: outside, static source, persistent heat, low."""
+    outcome = np.full(len(cell), DISPATCHED, dtype=np.int8)
+    outcome[low] = LOW_CONFIDENCE
+    outcome[_persistent(cell, utc, inside, policy, burn_days)] = PERSISTENT_HEAT
+    outcome[static] = STATIC_SOURCE
+    outcome[~inside] = OUTSIDE_REGION
+    return outcome
+
+
+def _persistent(cell: np.ndarray, utc: np.ndarray, inside: np.ndarray, policy: DispatchPolicy,
                 burn_days: Callable[[np.ndarray], pd.DataFrame] | None) -> np.ndarray:
-    """Detections in cells that burn on ``persistent_days`` or more separate local days."""
+    """Detections in cells that burn on ``persistent_days`` or more separate local days (counting stored ones)."""
     if not inside.any() or policy.persistent_days <= 0:
-        return np.zeros(len(pts), dtype=bool)
-    days = pd.DataFrame({"cell": pts.cell.to_numpy()[inside],
-                         "day": policy.local_dates(pts.acq_time[inside])})
+        return np.zeros(len(cell), dtype=bool)
+    where = np.flatnonzero(inside)
+    codes, cells = pd.factorize(cell[where])  # each inside detection's cell as 0..k-1
+    days = policy.local_dates(utc[where]).astype(np.int64)
     if burn_days is not None:
-        days = pd.concat([days, burn_days(np.unique(days.cell.to_numpy()))], ignore_index=True)
-    per_cell = days.drop_duplicates().groupby("cell").size()
-    hot = per_cell.index[per_cell.to_numpy() >= policy.persistent_days].to_numpy()
-    return inside & pd.Index(pts.cell.to_numpy()).isin(hot)
+        stored = burn_days(np.asarray(cells, dtype=np.int64))
+        if len(stored):
+            stored_codes = pd.Index(cells).get_indexer(stored.cell.to_numpy(dtype=np.int64))
+            known = stored_codes >= 0
+            codes = np.concatenate([codes, stored_codes[known]])
+            days = np.concatenate([days, np.asarray(stored.day, dtype="datetime64[D]").astype(np.int64)[known]])
+    # one entry per (cell, day): the day offset fits in the low 20 bits of the pair
+    first_day = days.min()
+    span = np.int64(1 << 20)
+    pairs = pd.unique(codes.astype(np.int64) * span + (days - first_day))
+    days_per_cell = np.bincount(pairs // span, minlength=len(cells))
+    out = np.zeros(len(cell), dtype=bool)
+    out[where] = days_per_cell[codes[:len(where)]] >= policy.persistent_days
+    return out
+
+
+def _incidents(cell: np.ndarray, sat: np.ndarray, minutes: np.ndarray, stable: np.ndarray, utc: np.ndarray,
+               frp: np.ndarray, zone: np.ndarray, go: np.ndarray) -> tuple[pd.arrays.IntegerArray, pd.DataFrame]:
+    """Each dispatched detection's incident key, and one row per incident (first detection's cell and pass)."""
+    take = np.flatnonzero(go)
+    keys = hash_columns(cell[take], minutes[take], stable[take])
+    values = np.zeros(len(cell), dtype=np.int64)
+    values[take] = keys
+    per_point = pd.arrays.IntegerArray(values, ~go)
+    codes, uniq = pd.factorize(keys)
+    k = len(uniq)
+    first = np.empty(k, dtype=np.int64)
+    first[codes[::-1]] = take[::-1]  # the last write wins: each incident's first detection
+    max_frp = np.full(k, np.nan)
+    np.fmax.at(max_frp, codes, frp[take])
+    incidents = pd.DataFrame({
+        "key": np.asarray(uniq, dtype=np.int64),
+        "cell": cell[first],
+        "satellite": np.asarray(SATELLITE_NAMES, dtype=object)[sat[first]] if k else np.zeros(0, dtype=object),
+        "acq_time": pd.DatetimeIndex(utc[first]).tz_localize("UTC"),
+        "points": np.bincount(codes, minlength=k).astype(np.int64),
+        "max_frp": max_frp,
+        "in_no_burn_zone": np.bincount(codes, weights=zone[take], minlength=k) > 0,
+    })
+    return per_point, incidents
 
 
 def observed_passes(points: pd.DataFrame, bounds: tuple[float, float, float, float]) -> pd.DataFrame:
@@ -207,18 +370,23 @@ def observed_passes(points: pd.DataFrame, bounds: tuple[float, float, float, flo
 
     A FIRMS file lists detections only, so a pass is known from its detections:
     any detection within :data:`PASS_MARGIN_DEG` of the region shows the pass
-    covered it, even when none fell inside. ``points`` are triaged detections
-    (with ``in_region``); duplicates of stored ones were recorded when first seen.
+    covered it, even when none fell inside. ``points`` are
+    :attr:`TriageResult.points` (satellite codes, naive UTC times, ``in_region``);
+    duplicates of stored ones were recorded when first seen.
     """
-    columns = {"satellite": [], "acq_time": [], "detections": []}
-    if points.empty:
-        return pd.DataFrame(columns)
     west, south, east, north = bounds
     lat, lng = points.latitude.to_numpy(), points.longitude.to_numpy()
-    near = ((lat >= south - PASS_MARGIN_DEG) & (lat <= north + PASS_MARGIN_DEG)
-            & (lng >= west - PASS_MARGIN_DEG) & (lng <= east + PASS_MARGIN_DEG))
-    sub = points[near]
-    if sub.empty:
-        return pd.DataFrame(columns)
-    return (sub.groupby(["satellite", "acq_time"], sort=True)["in_region"].sum().astype(int)
-            .rename("detections").reset_index())
+    near = np.flatnonzero((lat >= south - PASS_MARGIN_DEG) & (lat <= north + PASS_MARGIN_DEG)
+                          & (lng >= west - PASS_MARGIN_DEG) & (lng <= east + PASS_MARGIN_DEG))
+    sat = points.satellite.to_numpy()[near].astype(np.int64)
+    utc = points.acq_time.to_numpy()[near]
+    codes, uniq = pd.factorize(utc.astype("datetime64[s]").view(np.int64) * 8 + sat)
+    first = np.empty(len(uniq), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    out = pd.DataFrame({
+        "satellite": np.asarray(SATELLITE_NAMES, dtype=object)[sat[first]] if len(uniq) else np.zeros(0, object),
+        "acq_time": utc[first],
+        "detections": np.bincount(codes, weights=points.in_region.to_numpy()[near], minlength=len(uniq))
+        .astype(np.int64),
+    })
+    return out.sort_values(["satellite", "acq_time"], ignore_index=True)

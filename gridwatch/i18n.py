@@ -15,13 +15,15 @@ Examples
 from __future__ import annotations
 
 import functools
+import re
+import string
 from importlib import resources
 
 from babel.messages.pofile import read_po
 
 from gridwatch.errors import GridwatchError
 
-__all__ = ["LANGUAGES", "DEFAULT_LANGUAGE", "gettext", "translate_error", "catalog", "N_"]
+__all__ = ["LANGUAGES", "DEFAULT_LANGUAGE", "gettext", "translate_error", "translate_text", "catalog", "N_"]
 
 LANGUAGES = {"zh_CN": "简体中文", "en": "English"}
 DEFAULT_LANGUAGE = "zh_CN"
@@ -129,6 +131,8 @@ LABELS = (
     N_("still_bare"),
     N_("operating"),
     N_("integrated"),
+    N_("to_close"),
+    N_("exempt"),
     N_("none_found"),
     N_("seized"),
     N_("normal"),
@@ -141,6 +145,13 @@ LABELS = (
     N_("cells active"),
     N_("active"),
     N_("cells overdue"),
+    N_("heat"),
+    N_("plants"),
+    N_("chp_marked"),
+    N_("boilers"),
+    N_("boilers_listed"),
+    N_("accounts"),
+    N_("patrols"),
 )
 
 
@@ -165,3 +176,57 @@ def translate_error(error: BaseException, language: str = DEFAULT_LANGUAGE) -> s
     if isinstance(error, GridwatchError):
         return error.render(gettext(error.template, language))
     return str(error)
+
+
+_FIELD = re.compile(r"\{(\w+)(![rsa])?(:[^{}]*)?\}")
+
+
+@functools.cache
+def _patterns(language: str) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """Each msgid with fields as a pattern capturing their rendered values, with its translation (fields plain)."""
+    found = []
+    for msgid, translation in catalog(language).items():
+        if "{" not in msgid:
+            continue
+        regex, seen = "", set()
+        try:
+            for literal, field, _spec, _conversion in string.Formatter().parse(msgid):
+                regex += re.escape(literal)
+                if field is None:
+                    continue
+                if not field.isidentifier():
+                    raise ValueError(field)
+                regex += f"(?P={field})" if field in seen else f"(?P<{field}>.+?)"
+                seen.add(field)
+        except ValueError:
+            continue
+        found.append((re.compile(regex, re.DOTALL), _FIELD.sub(r"{\1}", translation)))
+    # the most specific first: longer literal text wins over a shorter template that also matches
+    found.sort(key=lambda item: -len(item[0].pattern))
+    return tuple(found)
+
+
+def translate_text(text: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """Translate an English message that was already filled in (a stored warning, say).
+
+    A text equal to a msgid is looked up; otherwise the msgid templates are matched against it and the values
+    they capture are put into the translation as they were rendered. Text that matches no message stays as is.
+
+    Examples
+    --------
+    >>> translate_text("Skipped 3 empty lines.", "zh_CN") == gettext("Skipped {count} empty lines.").format(count=3)
+    True
+    >>> translate_text("no such message", "zh_CN")
+    'no such message'
+    """
+    table = catalog(language)
+    if text in table or not table:
+        return table.get(text, text)
+    for pattern, translation in _patterns(language):
+        match = pattern.fullmatch(text)
+        if match:
+            try:
+                return translation.format(**match.groupdict())
+            except (KeyError, IndexError, ValueError):
+                return text
+    return text

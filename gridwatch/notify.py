@@ -61,7 +61,7 @@ import pyarrow as pa
 
 from gridwatch.errors import ValidationError
 from gridwatch.storage import Store
-from gridwatch.tasks import ACTIVE_STATES
+from gridwatch.tasks import ACTIVE_STATES, naive_utc
 from gridwatch.webio import Answer, Verdict, clip
 
 __all__ = [
@@ -396,12 +396,6 @@ def channel_from_settings(url: str | None, kind: str | None = "json", secret: st
 # -- collecting the facts --------------------------------------------------------------------------
 
 
-def _now(now: dt.datetime | None) -> dt.datetime:
-    """``now`` (default the clock) as naive UTC to the second; a naive ``now`` is already UTC, as in the store."""
-    now = now or dt.datetime.now(dt.UTC)
-    if now.tzinfo is not None:
-        now = now.astimezone(dt.UTC).replace(tzinfo=None)
-    return now.replace(microsecond=0)
 
 
 _TASK_COLUMNS = (
@@ -508,7 +502,7 @@ def collect(store: Store, *, now: dt.datetime | None = None, due_soon_hours: flo
     """
     if not (isinstance(due_soon_hours, int | float) and math.isfinite(due_soon_hours) and due_soon_hours >= 0):
         raise ValidationError("The due-soon window must be 0 or more hours, got {hours!r}.", hours=due_soon_hours)
-    now = _now(now)
+    now = naive_utc(now)
     with store.transaction():
         before = store.scalar("SELECT count(*) FROM notifications")
         _insert(store, _assignment_facts(store), now, timezone)
@@ -590,7 +584,7 @@ def deliver(store: Store, channel: Channel, *, now: dt.datetime | None = None, l
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValidationError("The delivery setting {name} must be a whole number of at least 1, got {value!r}.",
                                   name=name, value=value)
-    fixed, now = now is not None, _now(now)
+    fixed, now = now is not None, naive_utc(now)
     name = str(getattr(channel, "name", type(channel).__name__))
     redact = getattr(channel, "redact", None)
     sent = failed = 0
@@ -602,7 +596,7 @@ def deliver(store: Store, channel: Channel, *, now: dt.datetime | None = None, l
                 payload = {}
             result = channel.send(payload)
             message = redact(result.message) if callable(redact) else result.message
-            stamp = now if fixed else _now(None)
+            stamp = now if fixed else naive_utc(None)
             with store.transaction():
                 store.execute(
                     "UPDATE notifications SET status = ?, attempts = attempts + 1, last_attempt_at = ?,"

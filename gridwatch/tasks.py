@@ -6,7 +6,7 @@ Examples
 >>> check_transition(State.OPEN, State.CLOSED)
 Traceback (most recent call last):
 ...
-gridwatch.errors.InvalidTransition: A task cannot go from open to closed; allowed next states: assigned, escalated.
+gridwatch.errors.InvalidTransition: A task cannot go from open to closed; allowed next states: assigned, escalated, withdrawn.
 """
 
 from __future__ import annotations
@@ -21,7 +21,21 @@ import pandas as pd
 from gridwatch.errors import InvalidTransition, ValidationError
 
 __all__ = ["Kind", "State", "TRANSITIONS", "check_transition", "Period", "DispatchPolicy", "Priority", "FINDINGS",
-           "ACTIVE_STATES", "check_finding", "derive_state"]
+           "ACTIVE_STATES", "check_finding", "derive_state", "naive_utc"]
+
+
+def naive_utc(now: dt.datetime | None = None) -> dt.datetime:
+    """``now`` (default: the clock) as naive UTC to the second, as times are stored; a naive ``now`` is UTC already.
+
+    Examples
+    --------
+    >>> naive_utc(dt.datetime(2026, 6, 1, 8, 30, 15, 999, tzinfo=dt.timezone(dt.timedelta(hours=8))))
+    datetime.datetime(2026, 6, 1, 0, 30, 15)
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    if now.tzinfo is not None:
+        now = now.astimezone(dt.UTC)
+    return now.replace(tzinfo=None, microsecond=0)
 
 
 class Kind(StrEnum):
@@ -46,17 +60,19 @@ class State(StrEnum):
     CLOSED = "closed"
     REJECTED = "rejected"
     ESCALATED = "escalated"
+    WITHDRAWN = "withdrawn"   # made moot by the system (a newly published layer version), never by a worker
 
 
 TRANSITIONS: dict[State, tuple[State, ...]] = {
-    State.OPEN: (State.ASSIGNED, State.ESCALATED),
-    State.ASSIGNED: (State.ASSIGNED, State.IN_PROGRESS, State.ESCALATED),
-    State.IN_PROGRESS: (State.REPORTED, State.ESCALATED),
+    State.OPEN: (State.ASSIGNED, State.ESCALATED, State.WITHDRAWN),
+    State.ASSIGNED: (State.ASSIGNED, State.IN_PROGRESS, State.ESCALATED, State.WITHDRAWN),
+    State.IN_PROGRESS: (State.REPORTED, State.ESCALATED, State.WITHDRAWN),
     State.REPORTED: (State.VERIFIED, State.REJECTED),
-    State.REJECTED: (State.IN_PROGRESS, State.ESCALATED),
-    State.ESCALATED: (State.ASSIGNED, State.IN_PROGRESS, State.ESCALATED),
+    State.REJECTED: (State.IN_PROGRESS, State.ESCALATED, State.WITHDRAWN),
+    State.ESCALATED: (State.ASSIGNED, State.IN_PROGRESS, State.ESCALATED, State.WITHDRAWN),
     State.VERIFIED: (State.CLOSED,),
     State.CLOSED: (),
+    State.WITHDRAWN: (),
 }
 
 

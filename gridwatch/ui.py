@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 
 import streamlit as st
 
-from gridwatch import services
+import folium
+
+from gridwatch import maps, services
 from gridwatch.config import Settings
 from gridwatch.firms import FetchScheduler
 from gridwatch import auth  # noqa: F401 - for annotations
 from gridwatch.errors import GridwatchError, PermissionDenied
-from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, gettext, translate_error
+from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, gettext, translate_error, translate_text
 from gridwatch.storage import Store, open_store
 
-__all__ = ["store", "language", "t", "show_errors", "language_picker", "settings", "fire_fetcher", "user", "sign_out",
-           "account_box", "gps_button", "notifier", "tablet_style"]
+__all__ = ["store", "language", "t", "t_filled", "show_errors", "language_picker", "settings", "fire_fetcher", "user",
+           "sign_out", "account_box", "remember_session", "oidc_providers", "oidc_login", "translate", "flash",
+           "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap"]
 
 
 @st.cache_resource
@@ -71,6 +75,11 @@ def t(message: str, **params: object) -> str:
     return text.format(**params) if params else text
 
 
+def t_filled(text: str) -> str:
+    """Translate an English message that was filled in already (a stored warning) into the session's language."""
+    return translate_text(text, language())
+
+
 #: tablet-first: every control at least 48 px tall (the guideline is 44), readable type outdoors
 _TABLET_CSS = """
 <style>
@@ -100,6 +109,25 @@ def language_picker() -> None:
         st.rerun()
 
 
+def translate(exc: GridwatchError) -> str:
+    """A gridwatch error as one message in the session's language."""
+    return translate_error(exc, language())
+
+
+def flash(key: str, message: str, *, seconds: float = 8.0) -> None:
+    """Keep a confirmation for the next screens of this session (maps and timers may rerun a page quickly)."""
+    st.session_state[f"flash-{key}"] = (message, time.monotonic() + seconds)
+
+
+def show_flash(key: str) -> None:
+    """Show the confirmation kept by :func:`flash` while it is fresh."""
+    kept = st.session_state.get(f"flash-{key}")
+    if kept and time.monotonic() < kept[1]:
+        st.success(kept[0])
+    else:
+        st.session_state.pop(f"flash-{key}", None)
+
+
 @contextlib.contextmanager
 def show_errors() -> Iterator[None]:
     """Show gridwatch errors as a message in the user's language instead of a traceback."""
@@ -109,9 +137,36 @@ def show_errors() -> Iterator[None]:
         st.error(translate_error(exc, language()))
 
 
+#: the cookie that keeps a browser signed in across reloads (holds the session token; SameSite=Strict)
+SESSION_COOKIE = "gridwatch_session"
+
+
 def user() -> "auth.User | None":
-    """The signed-in user of this browser session, or None (an expired session signs out with a notice)."""
+    """The signed-in user of this browser session, or None (an expired session signs out with a notice).
+
+    A reload starts a new Streamlit session; the sign-in survives it through :data:`SESSION_COOKIE`, whose token
+    is checked like any other (expired, revoked or idle tokens are ignored).
+    """
     token = st.session_state.get("token")
+    if not token and not st.session_state.get("signed_out") and _oidc_identity():
+        issuer, subject, email = _oidc_identity()
+        try:
+            session = services.sign_in_external(store(), issuer=issuer, subject=subject, email=email)
+        except PermissionDenied as exc:
+            st.session_state["signin_notice"] = translate_error(exc, language())
+            st.session_state["signed_out"] = True
+            return None
+        st.session_state["token"] = token = session.token
+    if not token and not st.session_state.get("signed_out"):
+        remembered = _cookie_token()
+        if remembered:
+            try:
+                found = services.current_user(store(), remembered)
+            except PermissionDenied:
+                return None
+            st.session_state["token"] = remembered
+            st.session_state["cookie_token"] = remembered
+            return found
     if not token:
         return None
     try:
@@ -120,6 +175,73 @@ def user() -> "auth.User | None":
         st.session_state.pop("token", None)
         st.session_state["signin_notice"] = translate_error(exc, language())
         return None
+
+
+def oidc_providers() -> list[str]:
+    """The OIDC providers configured for Streamlit's ``st.login`` in ``.streamlit/secrets.toml`` (``[auth]``)."""
+    try:
+        section = st.secrets.get("auth")
+    except Exception:  # no secrets file: organisation sign-in is off  # noqa: BLE001
+        return []
+    if not section:
+        return []
+    named = [name for name, value in section.items() if isinstance(value, Mapping)]
+    return named or (["default"] if section.get("client_id") else [])
+
+
+def _oidc_identity() -> tuple[str, str, str] | None:
+    """The identity the OIDC provider vouched for in this browser (issuer, subject, e-mail), if any."""
+    if not oidc_providers():
+        return None
+    try:
+        if not st.user.is_logged_in:
+            return None
+        return str(st.user.get("iss", "")), str(st.user.get("sub", "")), str(st.user.get("email", "") or "")
+    except (AttributeError, KeyError):
+        return None
+
+
+def oidc_login(provider: str) -> None:
+    """Start the organisation sign-in (Streamlit redirects to the provider and back)."""
+    st.session_state.pop("signed_out", None)
+    if provider == "default":
+        st.login()
+    else:
+        st.login(provider)
+
+
+def _cookie_token() -> str | None:
+    try:
+        return st.context.cookies.get(SESSION_COOKIE) or None
+    except (AttributeError, RuntimeError):  # no browser context (bare mode, AppTest)
+        return None
+
+
+_COOKIE_JS = """
+export default function (component) {
+  const { data } = component;
+  const secure = window.location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = data.name + "=" + (data.token || "") + "; Path=/; SameSite=Strict; Max-Age="
+                    + (data.token ? data.max_age : 0) + secure;
+}
+"""
+
+
+@st.cache_resource
+def _cookie_component():
+    return st.components.v2.component(name="gridwatch_session_cookie", html="<span></span>", js=_COOKIE_JS)
+
+
+def remember_session(max_age_s: int = 8 * 3600) -> None:
+    """Keep this browser signed in across reloads (or forget it after signing out); renders nothing visible."""
+    token = st.session_state.get("token")
+    if token and st.session_state.get("cookie_token") != token:
+        _cookie_component()(data={"name": SESSION_COOKIE, "token": token, "max_age": int(max_age_s)},
+                            key="session-cookie")
+        st.session_state["cookie_token"] = token
+    elif not token and st.session_state.get("cookie_token"):
+        _cookie_component()(data={"name": SESSION_COOKIE, "token": "", "max_age": 0}, key="session-cookie")
+        st.session_state.pop("cookie_token", None)
 
 
 def require_user() -> "auth.User":
@@ -134,8 +256,11 @@ def require_user() -> "auth.User":
 def sign_out() -> None:
     """End the session on the server and in this tab."""
     token = st.session_state.pop("token", None)
+    st.session_state["signed_out"] = True  # do not adopt the cookie again in this tab
     if token:
         services.sign_out(store(), token)
+    if _oidc_identity():
+        st.logout()
 
 
 def account_box(current: "auth.User") -> None:
@@ -187,3 +312,49 @@ def gps_button(key: str) -> dict | None:
         key=key, on_fix_change=lambda: None,
     )
     return getattr(result, "fix", None)
+
+
+def _assets() -> str:
+    """URL prefix of ``static/vendor`` as this server serves it (Streamlit's static file serving)."""
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return ("/" + base if base else "") + "/app/static/vendor"
+
+
+def basemap() -> "maps.Basemap":
+    """The configured basemap (XYZ template, or Tianditu with its key), possibly none."""
+    config = settings()
+    return maps.Basemap.from_settings(config.basemap_url, config.basemap_attribution, config.tianditu_key)
+
+
+def leaflet_map(
+    key: str,
+    *,
+    bounds: tuple[float, float, float, float],
+    layers: "Callable[[maps.MapView | None], list]",
+    height: int = 460,
+) -> dict:
+    """A Leaflet map whose layers are rebuilt for the view the user is looking at.
+
+    The map itself (scripts from this server, basemap, initial bounds) stays the same between reruns so the
+    browser keeps its view; ``layers(view)`` returns the folium elements for the current view (None before the
+    browser has reported one), sent as one feature group.
+
+    Returns
+    -------
+    dict
+        What streamlit-folium reports: ``bounds``, ``zoom``, ``last_object_clicked``.
+    """
+    from streamlit_folium import st_folium
+
+    tiles = basemap()
+    m = maps.base_map(bounds=bounds, assets=_assets(), basemap=tiles, height=height)
+    reported = st.session_state.get(key) or {}  # streamlit-folium's last report, kept under our key
+    view = maps.MapView.from_leaflet(reported.get("bounds"), reported.get("zoom"))
+    group = folium.FeatureGroup(name="gridwatch")
+    for element in layers(view):
+        group.add_child(element)
+    out = st_folium(m, key=key, height=height, width=None, use_container_width=True, feature_group_to_add=group,
+                    returned_objects=["bounds", "zoom", "last_object_clicked"]) or {}
+    if not tiles:
+        st.caption(t("No basemap is configured: cells and boundaries are drawn on a plain background."))
+    return out

@@ -21,9 +21,10 @@ import shapely.ops
 
 from gridwatch.crs import geodesic_distance_m
 from gridwatch.dispatch import open_tasks
-from gridwatch.errors import NotFound, PermissionDenied, ValidationError
+from gridwatch.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gridwatch.storage import Store
-from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy, Kind, Priority, State, check_finding, check_transition
+from gridwatch.tasks import (ACTIVE_STATES, DispatchPolicy, Kind, Priority, State, check_finding, check_transition,
+                             naive_utc)
 
 __all__ = ["Fix", "transition", "task_detail", "list_tasks", "escalate_overdue", "generate_patrols",
            "GPS_TOLERANCE_M"]
@@ -46,12 +47,6 @@ class Fix:
                                   lat=self.lat, lng=self.lng)
 
 
-def _now(now: dt.datetime | None) -> dt.datetime:
-    """Naive UTC, to the second; a naive ``now`` is taken as UTC already (not as the machine's zone)."""
-    now = now or dt.datetime.now(dt.UTC)
-    if now.tzinfo is not None:
-        now = now.astimezone(dt.UTC)
-    return now.replace(tzinfo=None, microsecond=0)
 
 
 def distance_outside_cell_m(cell: int, fix: Fix) -> float:
@@ -72,11 +67,44 @@ def _task(store: Store, task_id: int) -> dict[str, Any]:
     return rows[0]
 
 
-def _append(store: Store, task: dict, to_state: State, *, actor: str, now: dt.datetime, detail: dict) -> None:
+def _append(store: Store, task: dict, to_state: State, *, actor: str, now: dt.datetime, detail: dict) -> int:
+    event_id = int(store.scalar("SELECT nextval('task_events_id_seq')"))
     store.execute(
-        "INSERT INTO task_events (task_id, happened_at, actor, from_state, to_state, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        [task["id"], now, actor, task["state"], to_state.value, json.dumps(detail, ensure_ascii=False)])
+        "INSERT INTO task_events (id, task_id, happened_at, actor, from_state, to_state, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [event_id, task["id"], now, actor, task["state"], to_state.value, json.dumps(detail, ensure_ascii=False)])
     store.execute("UPDATE tasks SET state = ? WHERE id = ?", [to_state.value, task["id"]])
+    return event_id
+
+
+def last_event_id(store: Store, task_id: int) -> int | None:
+    """The id of a task's latest event: its version, which a form carries to detect a concurrent change."""
+    value = store.scalar("SELECT max(id) FROM task_events WHERE task_id = ?", [int(task_id)])
+    return None if value is None else int(value)
+
+
+def _replayed(store: Store, key: str | None, task_id: int) -> dict[str, Any] | None:
+    """The detail of the event an idempotency key already produced, if any."""
+    if not key:
+        return None
+    rows = store.query("SELECT e.detail FROM task_event_keys k JOIN task_events e ON e.id = k.event_id"
+                       " WHERE k.idempotency_key = ? AND k.task_id = ?", [key, int(task_id)])
+    return {**json.loads(rows[0]["detail"]), "replayed": True} if rows else None
+
+
+def _keep_conflict(store: Store, task: dict, to_state: State, *, actor: str, now: dt.datetime, seen: int | None,
+                   current: int, detail: dict) -> dict[str, Any]:
+    """Record input that lost a race (apart from the refused transaction) and describe who got there first."""
+    def work(s: Store) -> None:
+        s.execute("INSERT INTO task_conflicts (task_id, happened_at, actor, wanted_state, seen_event_id,"
+                  " current_event_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  [task["id"], now, actor, to_state.value, seen, current, json.dumps(detail, ensure_ascii=False)])
+
+    from gridwatch.auth import _apart  # the same "outlives the refused work" helper access denials use
+
+    _apart(store, work)
+    first = store.query("SELECT actor, happened_at, to_state FROM task_events WHERE id = ?", [current])[0]
+    return first
 
 
 def transition(
@@ -92,8 +120,16 @@ def transition(
     photos: list[dict] | None = None,
     assignee_id: int | None = None,
     now: dt.datetime | None = None,
+    seen_event_id: int | None = None,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
     """Move a task to ``to_state``, appending the event; returns the event's detail.
+
+    ``seen_event_id`` is the task's version the person saw (:func:`last_event_id` when the form opened): if the
+    task has changed since, nothing is applied, the input is kept in ``task_conflicts`` for the leader, and
+    :class:`Conflict` names who changed it and when. ``idempotency_key`` (one per opened form) makes a double tap
+    or a resubmit after a reconnect record one event: a repeat returns the first event's detail with
+    ``replayed: True``.
 
     A report (``reported``) needs a finding valid for the task's kind; its GPS
     fix is compared with the cell, and a fix outside the cell (beyond
@@ -102,9 +138,22 @@ def transition(
     another person than the reporter (four eyes); rejecting needs a note.
     """
     to_state = State(to_state)
-    now = _now(now)
+    now = naive_utc(now)
     with store.transaction():
         task = _task(store, task_id)
+        replay = _replayed(store, idempotency_key, task["id"])
+        if replay is not None:
+            return replay
+        current = last_event_id(store, task["id"])
+        if seen_event_id is not None and current is not None and int(seen_event_id) != current:
+            submitted = {"finding": finding, "note": note[:4000], "photos": photos or [],
+                         "gps": None if fix is None else {"lat": fix.lat, "lng": fix.lng, "accuracy_m": fix.accuracy_m}}
+            first = _keep_conflict(store, task, to_state, actor=actor, now=now, seen=int(seen_event_id),
+                                   current=current, detail=submitted)
+            raise Conflict("Task {id} was changed by {who} at {when} (now {state}) while you were working on it; "
+                           "nothing was changed, and your input is kept for the leader.", id=task["id"],
+                           who=first["actor"], when=first["happened_at"].strftime("%Y-%m-%d %H:%M UTC"),
+                           state=first["to_state"])
         check_transition(task["state"], to_state)
         detail: dict[str, Any] = {}
         if note:
@@ -136,7 +185,10 @@ def transition(
             detail["from_assignee"] = task["assignee_id"]
             detail["to_assignee"] = int(assignee_id)
             store.execute("UPDATE tasks SET assignee_id = ? WHERE id = ?", [int(assignee_id), task["id"]])
-        _append(store, task, to_state, actor=actor, now=now, detail=detail)
+        event_id = _append(store, task, to_state, actor=actor, now=now, detail=detail)
+        if idempotency_key:
+            store.execute("INSERT INTO task_event_keys (idempotency_key, task_id, event_id) VALUES (?, ?, ?)",
+                          [idempotency_key, task["id"], event_id])
     return detail
 
 
@@ -204,7 +256,7 @@ def escalate_overdue(store: Store, *, now: dt.datetime | None = None, policy: Di
     unit, then to the township's head, then the county's; each step appends an
     ``escalated`` event and gives the new person a fresh SLA.
     """
-    now = _now(now)
+    now = naive_utc(now)
     policy = policy or DispatchPolicy()
     active = tuple(s.value for s in ACTIVE_STATES)
     with store.transaction():
@@ -259,7 +311,7 @@ def generate_patrols(store: Store, *, now: dt.datetime | None = None, cadence_da
 
     One task per cell and cadence window; cells nobody has visited for longest get the earliest due times.
     """
-    now = _now(now)
+    now = naive_utc(now)
     window = int((now - dt.datetime(2024, 1, 1)).days // cadence_days)
     with store.transaction():
         cells = store.query_df(

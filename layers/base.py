@@ -23,7 +23,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-__all__ = ["REJECTED_COLUMNS", "Layer", "LayerRead", "empty_rejected", "rejected_frame"]
+__all__ = ["REJECTED_COLUMNS", "Layer", "LayerRead", "N_", "empty_rejected", "rejected_frame"]
+
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention
+    """Mark a message for extraction into the translation catalog (it is translated where it is shown)."""
+    return message
 
 #: columns of :attr:`LayerRead.rejected`, in order
 REJECTED_COLUMNS = ("line", "reason", "message", "raw")

@@ -23,10 +23,11 @@ Accepted variants
       comma, tab or semicolon separated (the header decides).
 
 How it is fast
-    The file is memory-mapped and parsed by ``pyarrow.csv`` on one thread
+    The file is memory-mapped and parsed by ``pyarrow.csv`` in parallel blocks
     (quoting off, so one physical line is one record and line numbers are
-    exact), numeric columns typed by the parser, lines with the wrong number of
-    fields collected by the invalid-row handler. A numeric column holding text
+    exact), numeric columns typed by the parser. When a line has the wrong
+    number of fields the parse runs again on one thread, where the invalid-row
+    handler numbers the lines it collects. A numeric column holding text
     makes the parser run again with that column as text, checked row by row.
     Low-cardinality text columns (dates, times, satellites, confidence, ...) are
     dictionary-encoded and only their distinct values are parsed in Python;
@@ -64,7 +65,7 @@ import pyarrow.csv as pacsv
 
 from gridwatch.errors import ValidationError
 
-from .base import LayerRead, empty_rejected, rejected_frame
+from .base import LayerRead, N_, empty_rejected, rejected_frame
 
 __all__ = [
     "SOURCE",
@@ -82,11 +83,6 @@ __all__ = [
     "FirePointsLayer",
     "read_firms",
 ]
-
-
-def N_(message: str) -> str:  # noqa: N802 - the gettext convention
-    """Mark a message for extraction into the translation catalog (it is translated where it is shown)."""
-    return message
 
 
 #: value of the output ``source`` column
@@ -184,6 +180,8 @@ _NS_PER_S = 1_000_000_000
 _SNIFF_BYTES = 4096
 #: parser block size: large blocks mean few chunks to combine
 _BLOCK_SIZE = 1 << 24
+#: block size of the parallel parse: enough blocks to keep both cores busy on a file of a million rows
+_BLOCK_SIZE_THREADS = 1 << 22
 
 
 # --------------------------------------------------------------------------
@@ -412,9 +410,13 @@ def _parse(content: _Content, header: _Header, label: str, warnings: list[str]) 
     quoted = content.contains(b'"')
     floats = [header.source[c] for c in _FLOAT_COLUMNS if c in header.source]
     as_text = set(floats) if quoted else set()
-    for _ in range(len(floats) + 2):
+    threads = not quoted
+    for _ in range(len(floats) + 3):
         try:
-            return _parse_once(content, header, as_text=as_text, quoted=quoted)
+            parsed = _parse_once(content, header, as_text=as_text, quoted=quoted, threads=threads)
+            if parsed is not None:
+                return parsed
+            threads = False  # some line is invalid: numbering it needs the parse on one thread
         except pa.ArrowInvalid as exc:
             text = str(exc)
             column = re.match(r"In CSV column #(\d+)", text)
@@ -432,8 +434,15 @@ def _parse(content: _Content, header: _Header, label: str, warnings: list[str]) 
                           error="the parser kept failing")
 
 
-def _parse_once(content: _Content, header: _Header, *, as_text: set[str], quoted: bool) -> _Parsed:
-    """Parse once: numeric columns typed except ``as_text``; invalid rows collected by number."""
+def _parse_once(content: _Content, header: _Header, *, as_text: set[str], quoted: bool,
+                threads: bool = False) -> _Parsed | None:
+    """Parse once: numeric columns typed except ``as_text``; invalid rows collected by number.
+
+    With ``threads`` the blocks are parsed in parallel, where the invalid-row
+    handler cannot number rows: then None is returned as soon as a row is
+    invalid (the caller parses again on one thread), and otherwise every line
+    is a row, numbered in order.
+    """
     expected = len(header.names)
     delimiter = header.delimiter
     skipped: list[int] = []
@@ -444,6 +453,9 @@ def _parse_once(content: _Content, header: _Header, *, as_text: set[str], quoted
 
     def on_invalid(row: Any) -> str:
         nonlocal blank
+        if threads:
+            skipped.append(-1)
+            return "skip"
         text = row.text
         skipped.append(row.number)
         if not text.strip(blank_chars):
@@ -456,16 +468,22 @@ def _parse_once(content: _Content, header: _Header, *, as_text: set[str], quoted
 
     include = list(dict.fromkeys(header.source.values()))
     floats = {header.source[c] for c in _FLOAT_COLUMNS if c in header.source}
-    types = {n: pa.float64() if n in floats and n not in as_text else pa.string() for n in include}
+    # text columns arrive dictionary-encoded from the parser (few distinct values: dates, satellites, ...);
+    # a file with quotes keeps plain text, since rescued lines are appended as text
+    text = pa.string() if quoted else pa.dictionary(pa.int32(), pa.string())
+    types = {n: pa.float64() if n in floats and n not in as_text else pa.string() if n in floats else text
+             for n in include}
     table = pacsv.read_csv(
         content.reader(),
-        read_options=pacsv.ReadOptions(use_threads=False, column_names=header.names, skip_rows=1,
-                                       block_size=_BLOCK_SIZE),
+        read_options=pacsv.ReadOptions(use_threads=threads, column_names=header.names, skip_rows=1,
+                                       block_size=_BLOCK_SIZE_THREADS if threads else _BLOCK_SIZE),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, ignore_empty_lines=False,
                                          invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(column_types=types, include_columns=include, null_values=[""],
                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
     )
+    if threads and skipped:
+        return None
     # With quoting off every physical line is one record, and on one thread the handler's row numbers
     # count every record with the header as 1, so the parsed rows take the numbers the handler did not.
     total = table.num_rows + len(skipped)
@@ -525,7 +543,10 @@ def _to_float(text: str | None) -> float | None:
 
 def _factor(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     """Return the distinct values of a text column and each row's index among them (int32)."""
-    encoded = col.dictionary_encode()  # one hash table across chunks: the chunks share one dictionary
+    if pa.types.is_dictionary(col.type):  # encoded by the parser, one dictionary per block: unify them
+        encoded = col.unify_dictionaries()
+    else:
+        encoded = col.dictionary_encode()  # one hash table across chunks: the chunks share one dictionary
     chunks = encoded.chunks
     if not chunks:
         return [], np.zeros(0, dtype=np.int32)
@@ -728,7 +749,8 @@ def read_firms(source: str | Path | bytes, /, *, name: str | None = None) -> Lay
     Notes
     -----
     An empty file, or one with only a header, is not an error: it has no rows.
-    The parse runs on one thread (row numbers of malformed lines need it).
+    The parse runs in parallel blocks; a file with malformed lines is parsed again on one thread (numbering
+    them needs it).
     """
     content, label = _Content.load(source, name)
     try:

@@ -1,10 +1,12 @@
 """Inspector, tablet first: today's tasks (overdue on top), the spot, and the report with finding, photo and GPS."""
 
+import uuid
+
 import h3
 import pandas as pd
 import streamlit as st
 
-from gridwatch import services, ui
+from gridwatch import maps, services, ui
 from gridwatch.maps import cells_svg
 
 t = ui.t
@@ -23,12 +25,46 @@ def task_list() -> None:
         st.success(t("No open tasks. Thank you!"))
         return
     st.caption(t("{n} open tasks, {overdue} overdue", n=len(tasks), overdue=int(tasks.overdue.sum())))
+    view = st.segmented_control(t("Show"), ["list", "map"], format_func=lambda v: t("List") if v == "list" else t("Map"),
+                                default="list", key="tasks-view", label_visibility="collapsed")
+    if view == "map":
+        task_map(tasks)
+        return
     for row in tasks.itertuples():
         mark = "🔴 " + t("Overdue") + " · " if row.overdue else ""
         label = f"{mark}{row.title or t(row.kind)} · {t(row.state)} · {t('due')} {_local(row.due_at)}"
         if st.button(label, key=f"task-{row.id}", width="stretch"):
             st.session_state["task"] = int(row.id)
             st.rerun()
+
+
+def task_map(tasks: pd.DataFrame) -> None:
+    """My cells by status, a pin per task (red when overdue) and my position; tapping a pin opens the task."""
+    cells = services.cell_status(store, me)
+    centres = pd.DataFrame([h3.cell_to_latlng(c) for c in tasks.cell_id], columns=["lat", "lng"])
+    late = tasks.overdue.to_numpy()
+    fix = ui.gps_button("list-gps")
+    labels = [t(s) if s != "not_observed" else t("not visited this week") for s in maps.STATUSES]
+
+    def layers(view):
+        out = [maps.CellLayer(maps.cell_layer_data(cells.cell.to_numpy(), cells.status_code.to_numpy(), view=view),
+                              labels=labels, colours=[maps.STATUS_COLOURS[s] for s in maps.STATUSES])]
+        for mask, colour, label in ((~late, "#f28e2b", t("Task")), (late, "#d62728", t("Overdue"))):
+            coords = maps.point_layer_data(centres.lat[mask], centres.lng[mask], view=view)
+            out.append(maps.PointLayer(coords, colour=colour, label=label, radius=9))
+        if fix:
+            out.append(maps.PointLayer([fix["lat"], fix["lng"]], colour="#1f6feb", label=t("My position"), radius=7))
+        return out
+
+    out = ui.leaflet_map("my-map", bounds=services.scope_bounds(store, me), layers=layers, height=380)
+    clicked = out.get("last_object_clicked") or {}
+    if clicked.get("lat") is not None and not centres.empty:
+        near = ((centres.lat - clicked["lat"]) ** 2 + (centres.lng - clicked["lng"]) ** 2).idxmin()
+        if abs(centres.lat[near] - clicked["lat"]) < 1e-4 and abs(centres.lng[near] - clicked["lng"]) < 1e-4:
+            if st.session_state.get("map-opened") != (clicked["lat"], clicked["lng"]):
+                st.session_state["map-opened"] = (clicked["lat"], clicked["lng"])
+                st.session_state["task"] = int(tasks.id.iloc[near])
+                st.rerun()
 
 
 def task_page(task_id: int) -> None:
@@ -49,18 +85,34 @@ def task_page(task_id: int) -> None:
     fills = ["#d62728" if c == task["cell"] else "#dddddd" for c in ring]
     st.markdown(cells_svg(ring, fills, width=360), unsafe_allow_html=True)
 
+    # the version this person is looking at, kept from the first render: a change by someone else meanwhile is
+    # refused with who and when (the input is kept for the leader); one key per form makes a double tap count once
+    st.session_state.setdefault(f"seen-{task_id}", task["events"][-1]["id"] if task["events"] else None)
+    st.session_state.setdefault(f"form-{task_id}", uuid.uuid4().hex)
     state = task["state"]
     if state in ("assigned", "escalated", "rejected", "open"):
         if state == "rejected":
             st.warning(t("The report was sent back: {note}", note=task["events"][-1]["detail"].get("note", "")))
         if st.button(t("Start work on this task"), type="primary", width="stretch", key="start"):
             with ui.show_errors():
-                services.work_on(store, me, task_id, "in_progress")
+                services.work_on(store, me, task_id, "in_progress", **_version(task_id))
+                _done(task_id)
                 st.rerun()
     elif state == "in_progress":
         report_form(task)
     else:
         st.info(t("This task is {state}; nothing to do here.", state=t(state)))
+
+
+def _version(task_id: int) -> dict:
+    return {"seen_event_id": st.session_state.get(f"seen-{task_id}"),
+            "idempotency_key": st.session_state.get(f"form-{task_id}")}
+
+
+def _done(task_id: int) -> None:
+    """After this person's own change: the next render reads the new version and opens a new form key."""
+    st.session_state.pop(f"seen-{task_id}", None)
+    st.session_state.pop(f"form-{task_id}", None)
 
 
 def report_form(task: dict) -> None:
@@ -95,7 +147,9 @@ def report_form(task: dict) -> None:
             detail = services.work_on(store, me, task["id"], "reported",
                                       finding=st.session_state.get(f"{key}-finding"),
                                       note=st.session_state.get(f"{key}-note", ""), fix=position,
-                                      photos=[(p.name, p.getvalue()) for p in photos or []])
+                                      photos=[(p.name, p.getvalue()) for p in photos or []],
+                                      **_version(task["id"]))
+            _done(task["id"])
             if "gps_outside_cell" in detail.get("flags", []):
                 st.session_state["flash"] = t("Sent. Your position is {m} m outside the cell; the verifier will "
                                               "see this.", m=int(detail["outside_cell_m"]))

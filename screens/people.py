@@ -37,8 +37,8 @@ with ui.show_errors():
         u.code: INDENT * int(u.depth) + u.name + (f"（{u.parent_name}）" if u.depth >= 2 and u.parent_name else "")
         for u in units.itertuples()
     }
-    tab_people, tab_assign, tab_import, tab_coverage = st.tabs(
-        [t("People"), t("Assign roles"), t("Import CSV"), t("Coverage report")])
+    tab_people, tab_assign, tab_import, tab_coverage, tab_backup = st.tabs(
+        [t("People"), t("Assign roles"), t("Import CSV"), t("Coverage report"), t("Backup")])
 
     with tab_people:
         chosen = st.selectbox(t("Unit"), [""] + list(units.code), key="people_unit",
@@ -141,3 +141,12 @@ with ui.show_errors():
                 columns={"person_key": t("Key"), "name": t("Person")}), hide_index=True, width="stretch")
         else:
             st.caption(t("None."))
+
+    with tab_backup:
+        st.caption(t("A consistent copy of the whole database, taken through the running app while people work, "
+                     "with a manifest of row counts, file checksums and the record's tamper-evident head. Restore "
+                     "it with `python -m gridwatch restore FOLDER --db NEW_FILE`."))
+        st.metric(t("Tamper-evident record"), t("intact") if services.audit_verify(store)["ok"] else t("BROKEN"))
+        if st.button(t("Back up now"), type="primary", key="backup-now", width="stretch"):
+            made = services.admin_backup(store, me)
+            st.success(t("Backed up {tables} tables into {path}.", tables=len(made["tables"]), path=made["path"]))

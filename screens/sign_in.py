@@ -17,6 +17,12 @@ if submitted:
     with ui.show_errors():
         session = services.sign_in(ui.store(), username, password)
         st.session_state["token"] = session.token
+        st.session_state.pop("signed_out", None)
         st.rerun()
+for provider in ui.oidc_providers():
+    label = t("Sign in with the organisation account") if provider == "default" else \
+        t("Sign in with the organisation account ({provider})", provider=provider)
+    if st.button(label, key=f"oidc-{provider}", width="stretch"):
+        ui.oidc_login(provider)
 if services.is_demo(ui.store()):
     st.caption(t("Demo accounts (demo data only): inspector, leader, county, gis, admin — password demo-2026."))

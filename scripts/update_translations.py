@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CATALOG = ROOT / "gridwatch" / "locale" / "zh_CN" / "LC_MESSAGES" / "gridwatch.po"
 #: functions whose first argument is a message: gettext-style calls and every error class
 KEYWORDS = ("t", "gettext", "N_", "ValidationError", "NotFound", "CRSError", "StorageError", "OutsideRegion",
-            "PermissionDenied", "InvalidTransition", "GridwatchError", "_unknown_crs", "FetchError")
+            "PermissionDenied", "InvalidTransition", "GridwatchError", "_unknown_crs", "FetchError", "Conflict")
 
 
 def extract(pot: Path) -> None:

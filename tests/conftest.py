@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from gridwatch.storage import Store, open_store
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SHARED_DATA = SHARED / "data"
+#: ``GRIDWATCH_TEST_BACKEND=postgres`` (``make test-pg``) runs the store and demo fixtures on PostgreSQL
+BACKEND = os.environ.get("GRIDWATCH_TEST_BACKEND", "duckdb").strip().lower() or "duckdb"
 
 
 def needs_shared() -> pytest.MarkDecorator:
@@ -20,11 +23,77 @@ def needs_shared() -> pytest.MarkDecorator:
     )
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """URL of a PostgreSQL role that may create databases: ``GRIDWATCH_TEST_PG`` or a private local cluster."""
+    import pgserver
+
+    url = pgserver.server_url()
+    if not url:
+        pytest.skip(pgserver.why_unavailable())
+    return url
+
+
 @pytest.fixture
-def store() -> Store:
-    """A fresh, migrated in-memory database."""
-    with open_store(":memory:") as s:
+def pg_url(pg_server) -> str:
+    """A fresh, empty PostgreSQL database (PostGIS available, nothing migrated), dropped after the test."""
+    import pgserver
+
+    url = pgserver.create_database()
+    yield url
+    pgserver.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def _pg_migrated(request) -> str:
+    """A migrated PostgreSQL database used as the template of every ``store`` (built once per session)."""
+    import pgserver
+
+    request.getfixturevalue("pg_server")
+    url = pgserver.create_database(prefix="gw_tpl_migrated")
+    open_store(url).close()
+    yield pgserver.database_name(url)
+    pgserver.drop_database(url)
+
+
+def copy_db(db: Path | str, tmp_path: Path, name: str = "copy.duckdb") -> str:
+    """A private copy of a test database (a DuckDB file, or a PostgreSQL database as a template); its path or URL."""
+    import shutil
+
+    from gridwatch.storage import is_postgres_url
+
+    if is_postgres_url(str(db)):
+        import pgserver
+
+        return pgserver.create_database(pgserver.database_name(str(db)))
+    path = tmp_path / name
+    shutil.copy(db, path)
+    return str(path)
+
+
+def drop_db(db: Path | str) -> None:
+    """Drop a PostgreSQL copy made by :func:`copy_db` (a DuckDB file goes with its tmp_path)."""
+    from gridwatch.storage import is_postgres_url
+
+    if is_postgres_url(str(db)):
+        import pgserver
+
+        pgserver.drop_database(str(db))
+
+
+@pytest.fixture
+def store(request) -> Store:
+    """A fresh, migrated database: in memory (DuckDB), or a new PostgreSQL database with GRIDWATCH_TEST_BACKEND."""
+    if BACKEND != "postgres":
+        with open_store(":memory:") as s:
+            yield s
+        return
+    import pgserver
+
+    url = pgserver.create_database(request.getfixturevalue("_pg_migrated"))
+    with open_store(url) as s:
         yield s
+    pgserver.drop_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +108,20 @@ def shipped_units():
 
 
 @pytest.fixture(scope="session")
-def demo_db(tmp_path_factory) -> Path:
-    """A DuckDB file initialised for 伊川县 with demo data (built once per session)."""
+def demo_db(tmp_path_factory, request) -> Path:
+    """A DuckDB file initialised for 伊川县 with demo data (built once per session); with
+    GRIDWATCH_TEST_BACKEND=postgres, the URL of such a PostgreSQL database (copy it with :func:`copy_db`)."""
     from gridwatch import services
 
+    if BACKEND == "postgres":
+        import pgserver
+
+        request.getfixturevalue("pg_server")
+        url = pgserver.create_database(prefix="gw_tpl_demo")
+        request.addfinalizer(lambda: pgserver.drop_database(url))
+        with open_store(url) as s:
+            services.init_region(s, region="410329", resolution=8, demo_data=True)
+        return url
     path = tmp_path_factory.mktemp("db") / "demo.duckdb"
     with open_store(str(path)) as s:
         services.init_region(s, region="410329", resolution=8, demo_data=True)
@@ -52,30 +131,35 @@ def demo_db(tmp_path_factory) -> Path:
 @pytest.fixture
 def demo_store(demo_db: Path, tmp_path: Path) -> Store:
     """A private copy of the demo database, so tests may change it."""
-    import shutil
-
-    path = tmp_path / "demo.duckdb"
-    shutil.copy(demo_db, path)
-    with open_store(str(path)) as s:
+    path = copy_db(demo_db, tmp_path, "demo.duckdb")
+    with open_store(path) as s:
         yield s
+    drop_db(path)
+
+
+@pytest.fixture
+def demo_copy(demo_db, tmp_path) -> str:
+    """A private copy of the demo database for commands and subprocesses: a DuckDB file's path or a PostgreSQL
+    URL, dropped afterwards."""
+    path = copy_db(demo_db, tmp_path, "demo-copy.duckdb")
+    yield path
+    drop_db(path)
 
 
 @pytest.fixture
 def app_db(demo_db, tmp_path, monkeypatch):
     """A private demo database that ``AppTest`` runs of the app use (through GRIDWATCH_DB)."""
-    import shutil
-
     import streamlit as st
 
     from gridwatch.config import REPO_ROOT
 
-    path = tmp_path / "app.duckdb"
-    shutil.copy(demo_db, path)
-    monkeypatch.setenv("GRIDWATCH_DB", str(path))
+    path = copy_db(demo_db, tmp_path, "app.duckdb")
+    monkeypatch.setenv("GRIDWATCH_DB", path)
     monkeypatch.chdir(REPO_ROOT)
     st.cache_resource.clear()
-    yield path
+    yield path if BACKEND == "postgres" else Path(path)
     st.cache_resource.clear()
+    drop_db(path)
 
 
 def signed_in(db: Path, username: str, script: str | Path, *, lang: str | None = None):

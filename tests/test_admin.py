@@ -54,7 +54,7 @@ def test_the_admin_sees_four_tabs_and_the_people_table(app_db):
     assert not at.exception, at.exception
     assert not at.error
     assert at.title[0].value == zh("People and roles")
-    assert [tab.label for tab in at.tabs] == [zh("People"), zh("Assign roles"), zh("Import CSV"), "全覆盖检查"]
+    assert [tab.label for tab in at.tabs] == [zh("People"), zh("Assign roles"), zh("Import CSV"), "全覆盖检查", "备份"]
     table = at.dataframe[0].value
     assert len(table) > 400
     keys = set(table[zh("Key")])
@@ -75,7 +75,7 @@ def test_the_screen_in_english(app_db):
     at = _screen(app_db, "admin", lang="en")
     assert not at.exception, at.exception
     assert at.title[0].value == "People and roles"
-    assert [tab.label for tab in at.tabs] == ["People", "Assign roles", "Import CSV", "Coverage report"]
+    assert [tab.label for tab in at.tabs] == ["People", "Assign roles", "Import CSV", "Coverage report", "Backup"]
     assert at.selectbox(key="assign_role").options[0] == "inspector"
 
 

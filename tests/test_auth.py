@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import doctest
 import json
-import shutil
 
 import h3
 import numpy as np
@@ -16,6 +15,8 @@ import gridwatch.auth
 from gridwatch import auth
 from gridwatch.errors import NotFound, PermissionDenied, ValidationError
 from gridwatch.storage import open_store
+
+from conftest import copy_db, drop_db
 
 T0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.timezone.utc)
 PASSWORD = "麦收防火-2026"
@@ -45,13 +46,13 @@ def plain():
 @pytest.fixture(scope="module")
 def demo(demo_db, tmp_path_factory):
     """A private copy of the demo database with accounts for an inspector, a township leader and the admin."""
-    path = tmp_path_factory.mktemp("auth") / "demo.duckdb"
-    shutil.copy(demo_db, path)
-    with open_store(str(path)) as store:
+    path = copy_db(demo_db, tmp_path_factory.mktemp("auth"), "demo.duckdb")
+    with open_store(path) as store:
         auth.add_account(store, "insp", PASSWORD, person_key="demo-d06-09-inspector")
         auth.add_account(store, "t.leader", PASSWORD, person_key="demo-d06-leader")
         auth.add_account(store, "t.admin", PASSWORD, person_key="demo-admin")
         yield store
+    drop_db(path)
 
 
 def _cells(store, where: str, params: list) -> np.ndarray:
@@ -339,3 +340,39 @@ def test_the_scope_condition_refuses_odd_column_names():
 def test_the_doctests_pass():
     result = doctest.testmod(gridwatch.auth, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 3 and result.failed == 0
+
+
+# -- organisation sign-in (OIDC through st.login) ------------------------------------------------------
+
+ISSUER = "https://sso.example.gov.cn/realms/henan"
+
+
+def test_an_organisation_identity_signs_in_only_once_linked(plain):
+    with pytest.raises(PermissionDenied, match="not linked"):
+        auth.login_external(plain, issuer=ISSUER, subject="u-123", email="wangwu@example.gov.cn", now=minutes(0))
+    denial = json.loads(plain.query("SELECT detail FROM access_denials ORDER BY id DESC LIMIT 1")[0]["detail"])
+    assert denial == {"reason": "unlinked_identity", "issuer": ISSUER, "subject": "u-123",
+                      "email": "wangwu@example.gov.cn"}
+    auth.link_identity(plain, "wang.wu", issuer=ISSUER, subject="u-123", email="wangwu@example.gov.cn",
+                       actor="t.admin", now=minutes(0))
+    auth.link_identity(plain, "wang.wu", issuer=ISSUER, subject="u-123", actor="t.admin")  # again: no change
+    session = auth.login_external(plain, issuer=ISSUER, subject="u-123", now=minutes(1))
+    assert session.username == "wang.wu"
+    assert auth.session_user(plain, session.token, now=minutes(2)).username == "wang.wu"
+    # the same subject from another provider is another identity
+    with pytest.raises(PermissionDenied):
+        auth.login_external(plain, issuer="https://other.example/", subject="u-123", now=minutes(3))
+
+
+def test_an_identity_links_to_one_account_and_a_deactivated_account_is_refused(plain):
+    auth.add_account(plain, "zhao.liu", PASSWORD, person_key="p-zhao")
+    auth.link_identity(plain, "zhao.liu", issuer=ISSUER, subject="u-9", actor="t.admin")
+    with pytest.raises(ValidationError, match="already linked"):
+        auth.link_identity(plain, "wang.wu", issuer=ISSUER, subject="u-9", actor="t.admin")
+    with pytest.raises(ValidationError, match="issuer and its subject"):
+        auth.link_identity(plain, "wang.wu", issuer=" ", subject="u-10", actor="t.admin")
+    with pytest.raises(NotFound):
+        auth.link_identity(plain, "nobody.here", issuer=ISSUER, subject="u-11", actor="t.admin")
+    auth.deactivate(plain, "zhao.liu")
+    with pytest.raises(PermissionDenied, match="deactivated"):
+        auth.login_external(plain, issuer=ISSUER, subject="u-9")

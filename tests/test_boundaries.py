@@ -30,7 +30,8 @@ FIELDS = dict(level="township", code_field="XZDM", name_field="XZMC", parent_fie
 
 def county_geom(store: Store) -> shapely.Geometry:
     """伊川县 as stored."""
-    return shapely.from_wkb(bytes(store.scalar("SELECT ST_AsWKB(geom) FROM units WHERE code = ?", [COUNTY])))
+    wkb = store.scalar(f"SELECT {store.geom_to_wkb_sql('geom')} FROM units WHERE code = ?", [COUNTY])
+    return shapely.from_wkb(bytes(wkb))
 
 
 def three_parts(county: shapely.Geometry) -> list[shapely.Geometry]:
@@ -216,7 +217,8 @@ def test_gcj02_input_is_shifted_back_by_about_half_a_kilometre(loaded, tmp_path)
     path = write_geojson(tmp_path / "gcj.geojson", three_parts(county))
 
     def centroids() -> np.ndarray:
-        rows = store.query("SELECT code, ST_AsWKB(geom) AS wkb FROM units WHERE level = 'township' ORDER BY code")
+        rows = store.query(f"SELECT code, {store.geom_to_wkb_sql('geom')} AS wkb FROM units WHERE level = 'township'"
+                           " ORDER BY code")
         return np.array([shapely.from_wkb(bytes(r["wkb"])).centroid.coords[0] for r in rows])
 
     as_wgs84 = services.load_boundaries(store, path, **FIELDS)
@@ -249,7 +251,8 @@ def test_slightly_invalid_ring_is_repaired_and_reported(loaded, tmp_path):
 
     assert result["repaired_units"] == [CODES[0]]
     assert result["repaired"] == 1
-    stored = shapely.from_wkb(bytes(store.scalar("SELECT ST_AsWKB(geom) FROM units WHERE code = ?", [CODES[0]])))
+    stored = shapely.from_wkb(bytes(store.scalar(f"SELECT {store.geom_to_wkb_sql('geom')} FROM units WHERE code = ?",
+                                                 [CODES[0]])))
     assert stored.is_valid
     assert stored.area == pytest.approx(west.area, rel=1e-4)
 

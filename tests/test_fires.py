@@ -180,9 +180,8 @@ def test_a_cell_burning_on_many_days_is_set_aside(demo_store):
 
 
 @needs_shared()
-def test_cli_fires_ingest_json_and_rejects_csv(demo_db, tmp_path, capsys):
-    db = tmp_path / "cli.duckdb"
-    shutil.copy(demo_db, db)
+def test_cli_fires_ingest_json_and_rejects_csv(demo_copy, tmp_path, capsys):
+    db = demo_copy
     bad = tmp_path / "bad.csv"
     text = FEB_2022.read_text(encoding="utf-8").splitlines()
     bad.write_text("\n".join(text[:3] + ["34.4,112.4,oops"] + [text[3].replace("2022-02-26", "2022-13-45")] + text[4:])
@@ -247,3 +246,100 @@ def test_days_are_fire_observed_or_not_observed(demo_store):
     assert ((days.status == "not_observed") <= ((days.passes == 0) & (days.detections == 0))).all()
     # consecutive calendar days, none missing
     assert (pd.to_datetime(days.day).diff().dropna() == pd.Timedelta(days=1)).all()
+
+
+# -- storage of detections (migration 0008) ---------------------------------------------------------------------
+
+_OLD_ROWS = [
+    # key, batch, source, satellite, instrument, lat, lng, time, confidence, class, brightness, t31, frp, scan,
+    # track, daynight, version, type, cell, in_region, county, township, village, zone, dispatch, reason, incident
+    (11, 1, "FIRMS", "Aqua", "MODIS", 34.42, 112.42, "2024-06-01 05:30:00", 85, "high", 320.5, 295.1, 12.5, 1.0,
+     1.0, "D", "6.1NRT", None, 1001, True, "410329", "41032901", "4103290101", False, "dispatched", "", 77),
+    (12, 1, "FIRMS", "NOAA-20", "VIIRS", 34.43, 112.43, "2024-06-01 05:31:00", None, "low", 330.0, 290.0, 3.5,
+     0.4, 0.4, "N", "2.0NRT", None, 1001, True, "410329", "41032901", "4103290101", True, "not_dispatched",
+     "low_confidence", None),
+    (13, 2, "DEMO（演示火点）", "Terra", "MODIS", 30.0, 112.4, "2024-06-02 02:50:00", 40, "nominal", 310.0,
+     None, None, None, None, None, None, 2, 2002, False, None, None, None, False, "outside_region", "", None),
+]
+
+
+def test_migration_0008_keeps_stored_detections_and_tasks_behind_the_same_columns():
+    from gridwatch.storage import list_migrations, split_sql
+
+    store = open_store(":memory:", migrate=False)
+    store.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                  " applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+    for number, name, sql in list_migrations():
+        if number < 8:
+            for statement in split_sql(sql):
+                store.execute(statement)
+            store.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [number, name])
+    store.execute("INSERT INTO cells VALUES (1001, 34.42, 112.42, '410300', '410329', '41032901', '4103290101')")
+    store.executemany(f"INSERT INTO fire_points VALUES ({', '.join(['?'] * 27)})", _OLD_ROWS)
+    store.execute("INSERT INTO tasks (kind, cell, source_kind, source_key, priority, state, created_at, due_at, title)"
+                  " VALUES ('fire_check', 1001, 'incident', '77', 3, 'open', '2024-06-01 06:00', '2024-06-01 08:00',"
+                  " 't')")
+    store.execute("INSERT INTO incidents VALUES (77, 1001, 'Aqua', '2024-06-01 05:30', 1, 12.5, FALSE, '41032901',"
+                  " '4103290101', '2024-06-01 06:00')")
+    before = store.query_df("SELECT * FROM fire_points ORDER BY key")
+    tasks_before = store.query_df("SELECT * FROM tasks")
+    incidents_before = store.query_df("SELECT * FROM incidents")
+    assert store.migrate()[0] == "0008_fire_ingest_speed"
+    after = store.query_df("SELECT * FROM fire_points ORDER BY key")
+    assert list(after.columns) == list(before.columns)
+    pd.testing.assert_frame_equal(after, before, check_dtype=False)
+    assert after.source.tolist() == ["FIRMS", "FIRMS", "DEMO（演示火点）"]
+    assert after.version.tolist()[:2] == ["6.1NRT", "2.0NRT"] and pd.isna(after.version[2])
+    pd.testing.assert_frame_equal(store.query_df("SELECT * FROM tasks"), tasks_before)
+    pd.testing.assert_frame_equal(store.query_df("SELECT * FROM incidents"), incidents_before)
+    # tasks keep drawing ids from their sequence
+    store.execute("INSERT INTO tasks (kind, cell, source_kind, source_key, priority, state, created_at, due_at)"
+                  " VALUES ('manual', 1001, 'x', '1', 2, 'open', '2024-06-01 06:00', '2024-06-01 08:00')")
+    assert store.query_df("SELECT id FROM tasks ORDER BY id").id.tolist() == [1, 2]
+
+
+def test_stored_detections_read_back_with_their_text_units_and_outcomes(demo_store, tmp_path):
+    grid = services.stored_grid(demo_store)
+    lat, lng = 34.42, 112.42
+    cell = int(h3.str_to_int(h3.latlng_to_cell(lat, lng, grid.resolution)))
+    owners = demo_store.query("SELECT county_code, township_code, village_code FROM cells WHERE cell = ?", [cell])[0]
+    text = ("latitude,longitude,bright_ti4,scan,track,acq_date,acq_time,satellite,instrument,confidence,version,"
+            "bright_ti5,frp,daynight\n"
+            f"{lat},{lng},330.1,0.39,0.36,2024-03-02,0540,N20,VIIRS,n,2.0NRT,290.2,4.75,D\n"
+            f"{lat},{lng + 0.0001},331.0,0.39,0.36,2024-03-02,0540,N20,VIIRS,l,2.0NRT,291.0,,N\n"
+            "30.1,112.4,310.0,0.4,0.4,2024-03-02,0540,N,VIIRS,h,2.0NRT,280.0,1.0,D\n")
+    path = tmp_path / "viirs.csv"
+    path.write_text(text, encoding="utf-8")
+    result = services.ingest_fire_file(demo_store, path)
+    assert (result["accepted"], result["outside_region"], result["not_dispatched"]) == (3, 1, {"low_confidence": 1})
+    assert list(result["stage_seconds"]) == ["read", "checksum", "known", "triage", "store", "dispatch", "commit"]
+    rows = demo_store.query(
+        "SELECT source, satellite, instrument, confidence, confidence_class, frp, daynight, version, fire_type, cell,"
+        " in_region, county_code, township_code, village_code, dispatch, reason, incident_key IS NOT NULL AS inc"
+        " FROM fire_points WHERE batch_id = ? ORDER BY latitude DESC, longitude", [result["batch"]])
+    assert rows[0] == {"source": "FIRMS", "satellite": "NOAA-20", "instrument": "VIIRS", "confidence": None,
+                       "confidence_class": "nominal", "frp": 4.75, "daynight": "D", "version": "2.0NRT",
+                       "fire_type": None, "cell": cell, "in_region": True, **owners, "dispatch": "dispatched",
+                       "reason": "", "inc": True}
+    assert (rows[1]["confidence_class"], rows[1]["frp"], rows[1]["daynight"], rows[1]["dispatch"],
+            rows[1]["reason"], rows[1]["inc"]) == ("low", None, "N", "not_dispatched", "low_confidence", False)
+    assert (rows[2]["satellite"], rows[2]["in_region"], rows[2]["county_code"], rows[2]["dispatch"]) == (
+        "S-NPP", False, None, "outside_region")
+    # the dispatched one opened one task, with its first event
+    task = demo_store.query("SELECT id, title, state FROM tasks WHERE kind = 'fire_check' ORDER BY id DESC LIMIT 1")[0]
+    assert task["title"] == "卫星火点核查 03-02 13:40 NOAA-20 ×1"
+    assert demo_store.query("SELECT to_state FROM task_events WHERE task_id = ?", [task["id"]]) == [
+        {"to_state": task["state"]}]
+
+
+def test_keys_stay_those_of_detections_stored_before():
+    # the duplicate key of stored rows: splitmix64 over (lat·1e5, lng·1e5, UTC minute, first 8 bytes of the name)
+    from gridwatch.fires import hash_columns
+
+    times = pd.Series(pd.to_datetime(["2024-06-01 05:30", "2024-06-01 05:30"], utc=True))
+    names = np.array(["NOAA-20", "Custom-Sat-9"], dtype=object)
+    got = fire_keys(np.array([34.42, 34.42]), np.array([112.42, 112.42]), times, names)
+    minute = 1717219800 // 60
+    expected = [hash_columns(np.array([3442000]), np.array([11242000]), np.array([minute]),
+                             np.array([int.from_bytes(n.encode()[:8], "little")]))[0] for n in names]
+    assert got.tolist() == expected

@@ -12,18 +12,20 @@ import abc
 import contextlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 
 from gridwatch.errors import StorageError
 
-__all__ = ["Store", "open_store", "list_migrations"]
+__all__ = ["Store", "open_store", "list_migrations", "is_postgres_url"]
 
 Params = Sequence[Any] | None
+T = TypeVar("T")
 
 
 def list_migrations() -> list[tuple[int, str, str]]:
@@ -62,6 +64,28 @@ class Store(abc.ABC):
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self._commit_hooks: list[Callable[["Store"], Any]] = []
+
+    def add_commit_hook(self, hook: Callable[["Store"], Any]) -> None:
+        """Run ``hook(store)`` after every outermost transaction of this store commits (once per hook).
+
+        The hook runs outside the committed transaction, on the same thread, and may open its own; a transaction
+        opened by a hook does not run the hooks again. The tamper-evident seal uses this
+        (:func:`gridwatch.audit.install`): it seals what was just committed, in a fresh transaction that sees
+        every commit before it.
+        """
+        if hook not in self._commit_hooks:
+            self._commit_hooks.append(hook)
+
+    def _after_commit(self) -> None:
+        if not self._commit_hooks or getattr(self._local, "in_hook", False):
+            return
+        self._local.in_hook = True
+        try:
+            for hook in self._commit_hooks:
+                hook(self)
+        finally:
+            self._local.in_hook = False
 
     # -- connection handling ---------------------------------------------------------
     @abc.abstractmethod
@@ -101,7 +125,11 @@ class Store(abc.ABC):
         cur = self._cursor()
         depth = self._local.depth
         if depth == 0:
-            self._begin(cur)
+            if getattr(self._local, "snapshot_next", False):  # opened by snapshot()
+                self._local.snapshot_next = False
+                self._begin_snapshot(cur)
+            else:
+                self._begin(cur)
             self._local.failed = None
         self._local.depth = depth + 1
         try:
@@ -121,6 +149,44 @@ class Store(abc.ABC):
                     detail=failed,
                 )
             self._commit(cur)
+            self._after_commit()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator["Store"]:
+        """Run the block in one read-only transaction in which every statement sees the same moment (what a
+        backup reads through); it must be the outermost transaction.
+
+        Examples
+        --------
+        >>> with open_store(":memory:") as store, store.snapshot():
+        ...     store.scalar("SELECT count(*) FROM roles")
+        7
+        """
+        if getattr(self._local, "depth", 0):
+            raise StorageError("A snapshot of the database cannot be taken inside a change; it must come first.")
+        self._local.snapshot_next = True
+        try:
+            with self.transaction():
+                yield self
+        finally:
+            self._local.snapshot_next = False
+
+    def _begin_snapshot(self, cur: Any) -> None:
+        """Begin the transaction of :meth:`snapshot` (a DuckDB transaction always reads one snapshot)."""
+        self._begin(cur)
+
+    def tables(self) -> list[str]:
+        """The names of the database's own tables (not views, not an extension's), sorted."""
+        return [r["table_name"] for r in self.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+            " AND table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name")]
+
+    def dump(self, folder: Any) -> str:
+        """Inside :meth:`snapshot`: write the whole database into the new, empty ``folder``; returns the backup's
+        format name. DuckDB: ``EXPORT DATABASE`` in Parquet (backends override)."""
+        path = str(folder).replace("'", "''")
+        self.execute(f"EXPORT DATABASE '{path}' (FORMAT PARQUET)")
+        return "gridwatch-duckdb-export-1"
 
     def _statement_failed(self, detail: str) -> None:
         """Remember, inside a transaction, that a statement failed, so the commit refuses."""
@@ -165,6 +231,38 @@ class Store(abc.ABC):
     def geom_to_wkb_sql(self, column: str) -> str:
         """The SQL expression reading a stored geometry as WKB."""
 
+    def retrying(self, work: Callable[[], T], *, attempts: int = 4, pause_s: float = 0.05) -> T:
+        """Run ``work()`` (which opens its own transaction) again when it loses a write conflict to another session.
+
+        After ``attempts`` tries the conflict is shown as a :class:`StorageError` in the user's language.
+        """
+        for attempt in range(attempts):
+            try:
+                return work()
+            except StorageError as exc:
+                if not self.is_write_conflict(exc) or attempt == attempts - 1:
+                    if self.is_write_conflict(exc):
+                        raise StorageError("Others were changing the same records at the same moment; your change "
+                                           "was not saved. Try again.") from exc
+                    raise
+                time.sleep(pause_s * (2 ** attempt))
+        raise AssertionError("unreachable")
+
+    def is_write_conflict(self, exc: StorageError) -> bool:
+        """Whether a failure is a write-write conflict between concurrent transactions (worth retrying)."""
+        return "conflict" in str(exc.params.get("detail", "")).lower()
+
+    def lock_for_seal(self) -> None:
+        """Inside a transaction: hold the database-wide lock that serialises sealing across processes.
+
+        DuckDB has one writing process, which :mod:`gridwatch.audit` serialises with a thread lock, so this does
+        nothing here; a shared backend (PostgreSQL: ``pg_advisory_xact_lock``) overrides it.
+        """
+
+    def sha256_hex_sql(self, expr: str) -> str:
+        """SQL for the lower-case hex SHA-256 of a text expression (DuckDB's ``sha256``; backends override)."""
+        return f"sha256({expr})"
+
     def scalar(self, sql: str, params: Params = None) -> Any:
         """The first column of the first row, or None."""
         rows = self.query(sql, params)
@@ -206,6 +304,11 @@ class Store(abc.ABC):
             self.execute("INSERT INTO meta (key, value) VALUES (?, ?)", [key, value])
 
 
+def is_postgres_url(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (``postgresql://`` or ``postgres://``) rather than DuckDB."""
+    return str(url).startswith(("postgresql://", "postgres://"))
+
+
 def open_store(url: str, *, migrate: bool = True) -> Store:
     """Open the store named by ``url``: ``:memory:``, a DuckDB file, or ``postgresql://…``.
 
@@ -216,14 +319,27 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
     migrate : bool
         Apply pending migrations (default).
     """
-    if url.startswith(("postgresql://", "postgres://")):
-        raise StorageError(
-            "The PostgreSQL backend is not available in this version; use a DuckDB file path for {url}.",
-            url=url.split("@")[-1],
-        )
-    from gridwatch.storage.duckdb import DuckDBStore
+    store: Store
+    if is_postgres_url(url):
+        from gridwatch.storage.postgres import PostgresStore
 
-    store = DuckDBStore(url)
+        store = PostgresStore(url)
+    else:
+        from gridwatch.storage.duckdb import DuckDBStore
+
+        store = DuckDBStore(url)
     if migrate:
-        store.migrate()
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        _seal_at_commit(store)
     return store
+
+
+def _seal_at_commit(store: Store) -> None:
+    """Every transaction seals the events it wrote (the tamper-evident chain, :mod:`gridwatch.audit`)."""
+    from gridwatch import audit
+
+    audit.install(store)

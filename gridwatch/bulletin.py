@@ -1,0 +1,280 @@
+"""Report writers: tables with Chinese headers, CSV, Excel, the printable HTML bulletin (通报), dossiers, maps.
+
+Everything here turns a computed :class:`~gridwatch.reports.Report` (or a
+dossier frame) into bytes or text; nothing reads the store. The same table
+frame feeds the page, the CSV and the Excel file, so a download always matches
+what the page shows.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from html import escape
+
+import numpy as np
+import pandas as pd
+
+from gridwatch.i18n import N_, gettext
+from gridwatch.maps import cells_svg
+from gridwatch.reports import METRICS, STATUSES, Report, column_labels
+
+__all__ = ["ranking_frame", "daily_frame", "to_csv", "to_xlsx", "report_xlsx", "bulletin_html", "dossier_frame",
+           "dossier_html", "choropleth_svg", "COLOURS"]
+
+#: sequential reds (ColorBrewer Reds, 5 classes) and the colour of zero
+COLOURS = ("#fee5d9", "#fcae91", "#fb6a4a", "#de2d26", "#a50f15")
+ZERO = "#eeeeee"
+_KIND = {c.name: c.kind for m in METRICS for c in m.columns}
+_PERCENT = ("confirmation_rate",)
+
+
+def ranking_frame(report: Report) -> pd.DataFrame:
+    """The ranking table as shown and downloaded: headers in the report's language, one row per unit.
+
+    Rates are percentages (one decimal), hours and densities two decimals, flags 是/yes or empty.
+    """
+    lang = report.language
+    labels = column_labels(lang)
+    rows = report.rows
+    out = pd.DataFrame(index=rows.index)
+    yes = gettext("yes", lang)
+    for name in report.table_columns():
+        values = rows[name]
+        kind = _KIND.get(name, "")
+        if name in _PERCENT:
+            values = (values.astype(float) * 100).round(1)
+        elif kind in ("hours", "density", "area") or name in ("score", "deduction_yuan"):
+            values = values.astype(float).round(2)
+        elif kind == "flag":
+            values = values.map(lambda v: yes if v else "")
+        elif name == "status":
+            values = values.map(lambda s: gettext(STATUSES[s], lang) if s else "")
+        elif kind == "text" or name in ("parent_name", "affected"):
+            values = values.fillna("").astype(str)
+        elif name == "rank_change":
+            values = values.astype("Int64")
+        header = labels[name] + (" (%)" if name in _PERCENT else "")
+        out[header] = values
+    return out.reset_index(drop=True)
+
+
+def daily_frame(report: Report) -> pd.DataFrame:
+    """Fire points and incidents per local day, with translated headers."""
+    lang = report.language
+    return pd.DataFrame({gettext("Day", lang): report.daily.day.astype(str),
+                         column_labels(lang)["fire_points"]: report.daily.fire_points,
+                         column_labels(lang)["incidents"]: report.daily.incidents})
+
+
+def to_csv(frame: pd.DataFrame) -> bytes:
+    """CSV in UTF-8 with a BOM, so spreadsheet programs keep the Chinese."""
+    return frame.to_csv(index=False).encode("utf-8-sig")
+
+
+def to_xlsx(sheets: Mapping[str, pd.DataFrame], *, percent_columns: Sequence[str] = ()) -> bytes:
+    """An Excel workbook with one sheet per frame: bold headers on row 1, frozen, columns sized to fit."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+
+    book = Workbook()
+    book.remove(book.active)
+    for title, frame in sheets.items():
+        sheet = book.create_sheet(title=str(title)[:31])
+        sheet.append([str(c) for c in frame.columns])
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+            cell.fill = PatternFill("solid", fgColor="EEEEEE")
+            cell.alignment = Alignment(wrap_text=True, vertical="center")
+        for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False):
+            sheet.append([_cell_value(v) for v in row])
+        sheet.freeze_panes = "A2"
+        for i, column in enumerate(frame.columns, start=1):
+            width = max([_width(str(column))] + [_width(str(v)) for v in frame[column].head(200)])
+            sheet.column_dimensions[sheet.cell(row=1, column=i).column_letter].width = min(max(width + 2, 6), 60)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def _cell_value(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if value is pd.NA:
+        return None
+    return value
+
+
+def _width(text: str) -> int:
+    """Display width: CJK characters count double."""
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+
+
+def _notes(report: Report) -> pd.DataFrame:
+    lang = report.language
+    rows = [
+        (gettext("Report type", lang), report.period.kind_label(lang)),
+        (gettext("Unit", lang), f"{report.scope_name} ({report.scope_code})"),
+        (gettext("Period", lang), report.period.label(lang)),
+        (gettext("First day", lang), report.period.start.isoformat()),
+        (gettext("Last day", lang), report.period.end.isoformat()),
+        (gettext("Time zone", lang), report.period.timezone),
+        (gettext("Ranked level", lang), gettext(report.level, lang)),
+        (gettext("Score rule", lang), report.rules.rule_text(lang)),
+        (gettext("Accountability rule", lang), report.rules.threshold_text(lang)),
+        (gettext("Rank change", lang), gettext("compared with {period}: positive means moved up", lang).format(
+            period=report.previous.label(lang))),
+        (gettext("Generated (UTC)", lang), report.generated_at.strftime("%Y-%m-%d %H:%M")),
+    ]
+    if report.demo:
+        rows.append((gettext("Data", lang), gettext("Generated demo data (演示), not real.", lang)))
+    return pd.DataFrame(rows, columns=[gettext("Item", lang), gettext("Value", lang)])
+
+
+def report_xlsx(report: Report) -> bytes:
+    """The report as Excel: the ranking, the notes (period, rule, thresholds) and fire points per day."""
+    lang = report.language
+    return to_xlsx({gettext("Ranking", lang): ranking_frame(report), gettext("About", lang): _notes(report),
+                    gettext("Fire points per day", lang): daily_frame(report)})
+
+
+_CSS = """
+body{font-family:"Noto Sans CJK SC","Source Han Sans SC","Microsoft YaHei","PingFang SC",sans-serif;margin:24px;
+color:#111;line-height:1.5}
+h1{font-size:22px;text-align:center;margin:0 0 4px}
+.sub{text-align:center;color:#444;margin:0 0 16px}
+h2{font-size:16px;border-left:4px solid #a50f15;padding-left:8px;margin:20px 0 8px}
+table{border-collapse:collapse;width:100%;font-size:12px}
+th,td{border:1px solid #999;padding:3px 5px;text-align:center}
+th{background:#eee}
+td.l{text-align:left}
+tr.hit td{background:#fde0dd}
+.rule{font-size:12px;color:#333}
+.demo{border:1px solid #c60;padding:6px;color:#c60}
+.map svg{max-width:520px}
+footer{margin-top:24px;font-size:11px;color:#666}
+@media print{body{margin:10mm}h2{break-after:avoid}tr{break-inside:avoid}.noprint{display:none}
+@page{size:A4 landscape;margin:10mm}}
+"""
+
+#: headings of the bulletin (marked here, as calls inside f-strings are not extracted)
+_HEADINGS = (N_("Summary"), N_("Ranking"), N_("Accountability"), N_("No unit reached a threshold."), N_("Map"),
+             N_("Generated (UTC)"))
+_BULLETIN_COLUMNS = ("rank", "rank_change", "unit_name", "fire_points", "incidents", "dispatched", "confirmed",
+                     "confirmation_rate", "fires_per_100km2", "arrival_median_h", "report_median_h",
+                     "tasks_overdue", "cells_not_visited", "first_fire", "status", "deduction_yuan")
+
+
+def bulletin_html(report: Report, *, map_svg: str = "") -> str:
+    """The printable bulletin (通报) of a report: self-contained HTML with print CSS, no scripts, no network."""
+    lang = report.language
+    frame = ranking_frame(report)
+    labels = column_labels(lang)
+    wanted = [c for c in _BULLETIN_COLUMNS if c in report.rows]
+    headers = [labels[c] + (" (%)" if c in _PERCENT else "") for c in wanted]
+    totals = report.totals()
+    title = gettext("{unit} satellite fire point bulletin ({period})", lang).format(
+        unit=report.scope_name, period=report.period.label(lang))
+    rate = totals.get("confirmation_rate")
+    summary = gettext("In {period}, {points} satellite fire points ({incidents} incidents) were detected in "
+                      "{unit}; {dispatched} fire checks were dispatched, {confirmed} fires confirmed "
+                      "(confirmation rate {rate}); {overdue} tasks were overdue.", lang).format(
+        period=report.period.label(lang), points=totals.get("fire_points", 0), incidents=totals.get("incidents", 0),
+        unit=report.scope_name, dispatched=totals.get("dispatched", 0), confirmed=totals.get("confirmed", 0),
+        rate="—" if rate is None else f"{rate:.0%}", overdue=totals.get("tasks_overdue", 0))
+    body = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>"]
+    for i, row in frame.iterrows():
+        hit = bool(report.rows.status.iloc[i])
+        cells = []
+        for column, header in zip(wanted, headers):
+            value = row[header]
+            text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+            cells.append(f'<td{" class=l" if column == "unit_name" else ""}>{escape(text)}</td>')
+        body.append(f'<tr{" class=hit" if hit else ""}>' + "".join(cells) + "</tr>")
+    hits = report.rows[report.rows.status != ""]
+    accountability = "".join(
+        f"<li><b>{escape(r.unit_name)}</b>：{escape(gettext(STATUSES[r.status], lang))}；"
+        f"{escape(labels['fire_points'])} {int(r.fire_points)}；{escape(labels['deduction_yuan'])} "
+        f"{r.deduction_yuan:,.0f}；{escape(labels['affected'])}：{escape(r.affected or '—')}</li>"
+        for r in hits.itertuples())
+    first = report.rows[report.rows.get("first_fire", pd.Series(False, index=report.rows.index)).eq(True)]
+    first_html = "".join(
+        f"<p>🔥 {escape(labels['first_fire'])}：<b>{escape(r.unit_name)}</b> "
+        f"{escape(str(r.first_fire_at))}</p>" for r in first.itertuples())
+    parts = [
+        "<!DOCTYPE html>", f'<html lang="{"zh-CN" if lang != "en" else "en"}"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="sub">{escape(report.period.kind_label(lang))} · {escape(report.period.start.isoformat())} — '
+        f"{escape(report.period.end.isoformat())}（{escape(report.period.timezone)}）</p>",
+    ]
+    if report.demo:
+        parts.append(f'<p class="demo">{escape(gettext("Generated demo data (演示), not real.", lang))}</p>')
+    heading = {key: escape(gettext(key, lang)) for key in _HEADINGS}
+    parts += [f"<h2>{heading['Summary']}</h2><p>{escape(summary)}</p>", first_html]
+    parts += [f"<h2>{heading['Ranking']}</h2>", f"<table>{''.join(body)}</table>",
+              f'<p class="rule">{escape(report.rules.rule_text(lang))}</p>']
+    parts += [f"<h2>{heading['Accountability']}</h2>",
+              f"<ul>{accountability}</ul>" if accountability else f"<p>{heading['No unit reached a threshold.']}</p>",
+              f'<p class="rule">{escape(report.rules.threshold_text(lang))}</p>']
+    if map_svg:
+        parts += [f"<h2>{heading['Map']}</h2>", f'<div class="map">{map_svg}</div>']
+    parts.append(f"<footer>gridwatch · {heading['Generated (UTC)']} "
+                 f"{report.generated_at:%Y-%m-%d %H:%M}</footer></body></html>")
+    return "\n".join(parts)
+
+
+_DOSSIER_LABELS = {"task_id": N_("Task"), "kind": N_("Kind"), "title": N_("Title"), "cell": N_("Cell"),
+                   "village": N_("Village"), "happened_at": N_("Time (local)"), "from_state": N_("From state"),
+                   "to_state": N_("To state"), "actor": N_("By"), "finding": N_("Finding"), "note": N_("Note"),
+                   "flags": N_("Flags"), "assignee": N_("Assignee")}
+
+
+def dossier_frame(events: pd.DataFrame, language: str = "zh_CN") -> pd.DataFrame:
+    """Task events (from :func:`gridwatch.reports.dossier_events`) with translated headers and values."""
+    out = pd.DataFrame({gettext(label, language): events[name] for name, label in _DOSSIER_LABELS.items()
+                        if name in events})
+    for name in ("kind", "from_state", "to_state", "finding"):
+        header = gettext(_DOSSIER_LABELS[name], language)
+        if header in out:
+            out[header] = out[header].map(lambda v: gettext(v, language) if isinstance(v, str) and v else "")
+    return out
+
+
+def dossier_html(title: str, frame: pd.DataFrame, *, note: str = "", chain: str = "") -> str:
+    """A dossier as printable HTML; ``chain`` (the tamper-evident chain head) is printed at its foot."""
+    head = "<tr>" + "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns) + "</tr>"
+    rows = "".join("<tr>" + "".join(f'<td class=l>{escape("" if pd.isna(v) else str(v))}</td>' for v in row) + "</tr>"
+                   for row in frame.astype(object).itertuples(index=False))
+    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+            f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><h1>{escape(title)}</h1>"
+            f'<p class="sub">{escape(note)}</p><table>{head}{rows}</table>'
+            + (f"<footer>{escape(chain)}</footer>" if chain else "") + "</body></html>")
+
+
+def choropleth_svg(cells: Sequence[str], values: Sequence[float], *, titles: Sequence[str] | None = None,
+                   width: int = 640) -> tuple[str, list[tuple[str, str]]]:
+    """Cells coloured by their unit's value in five equal classes of reds (zero grey), and the legend.
+
+    Returns the SVG and ``[(colour, range text), …]``.
+    """
+    v = np.asarray(values, dtype=float)
+    v = np.where(np.isnan(v), 0, v)
+    top = float(v.max()) if len(v) else 0.0
+    edges = np.linspace(0, top, len(COLOURS) + 1) if top > 0 else np.zeros(len(COLOURS) + 1)
+    classes = np.clip(np.searchsorted(edges[1:-1], v, side="left"), 0, len(COLOURS) - 1)
+    fills = np.where(v > 0, np.asarray(COLOURS, dtype=object)[classes], ZERO)
+    legend = [(ZERO, "0")]
+    if top > 0:
+        legend += [(COLOURS[i], f"{edges[i]:.3g}–{edges[i + 1]:.3g}") for i in range(len(COLOURS))]
+    return cells_svg(list(cells), list(fills), titles=titles, width=width), legend
+
+
+def legend_html(legend: list[tuple[str, str]], caption: str = "") -> str:
+    """A small inline legend for :func:`choropleth_svg`."""
+    items = "".join(f'<span style="display:inline-block;margin-right:10px"><span style="display:inline-block;'
+                    f'width:14px;height:14px;background:{c};border:1px solid #999;vertical-align:middle"></span> '
+                    f"{escape(t)}</span>" for c, t in legend)
+    return f'<div style="font-size:13px">{escape(caption)} {items}</div>'

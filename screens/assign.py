@@ -1,0 +1,146 @@
+"""Leaders: give work to inspectors — one task or many, every task of some cells, or a day's work split by cell."""
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from gridwatch import services, ui
+from gridwatch.maps import PALETTE, cells_svg
+
+t = ui.t
+store = ui.store()
+me = ui.require_user()
+INDENT = "\u3000"  # an ideographic space: villages visibly under their township in a picker
+# touch-sized tabs, pickers and date input (Streamlit 1.67 draws selects as react-aria combo boxes, which
+# ui.tablet_style's select rule does not reach)
+st.markdown('<style>div[data-testid="stTab"], div[data-testid="stSelectbox"] div[role="group"],'
+            ' div[data-testid="stMultiSelect"] div[role="group"], div[data-testid="stDateInput"] input'
+            " { min-height: 48px; }</style>", unsafe_allow_html=True)
+
+flash = st.session_state.pop("assign_flash", None)
+if flash:
+    st.success(flash)
+
+
+def _local(ts) -> str:
+    return pd.Timestamp(ts).tz_localize("UTC").tz_convert("Asia/Shanghai").strftime("%m-%d %H:%M")
+
+
+def _done(result: dict) -> None:
+    """Say what happened after the rerun."""
+    st.session_state["assign_flash"] = t("{n} tasks given to {name}; {same} were already theirs.",
+                                         n=result["reassigned"], name=result["name"], same=result["unchanged"])
+    st.rerun()
+
+
+with ui.show_errors():
+    st.title(t("Assign work"))
+    people = services.assign_people(store, me)
+    units = services.assign_units(store, me)
+    depth = {"city": 0, "county": 0, "township": 1, "village": 2}
+    unit_labels = {u.code: INDENT * depth.get(u.level, 0) + u.name for u in units.itertuples()}
+    person_labels = {p.person_key: f"{p.name} · {t(p.role)} · {p.unit_name}" for p in people.itertuples()}
+    keys = list(people.person_key)
+    choose = t("Choose…")
+
+    tab_tasks, tab_cells, tab_split = st.tabs([t("By task"), t("By cell"), t("Split a day")])
+
+    with tab_tasks:
+        unit = st.selectbox(t("Unit"), [""] + list(units.code), key="assign_unit",
+                            format_func=lambda c: unit_labels.get(c, c) if c else t("All units"))
+        tasks = services.assign_tasks(store, me, unit=unit or None)
+        st.caption(t("{n} tasks nobody has started yet", n=len(tasks)))
+        due = t("due")
+        task_labels = {int(r.id): f"{r.title or t(r.kind)} · {r.village or ''} · {r.assignee or '—'} · {due} "
+                                  f"{_local(r.due_at)}" for r in tasks.itertuples()}
+        st.dataframe(pd.DataFrame({
+            t("Task"): [r.title or t(r.kind) for r in tasks.itertuples()],
+            t("Village"): tasks.village,
+            t("State"): [t(s) for s in tasks.state],
+            t("Assignee"): tasks.assignee.fillna("—"),
+            t("Due"): [_local(d) for d in tasks.due_at],
+        }), hide_index=True, width="stretch", height=260)
+        chosen = st.multiselect(t("Tasks to give"), list(task_labels), format_func=task_labels.get, placeholder=choose,
+                                key="assign_task_ids")
+        to = st.selectbox(t("To"), [""] + keys, key="assign_to",
+                          format_func=lambda k: person_labels.get(k, k) if k else t("Choose a person"))
+        note = st.text_input(t("Note"), key="assign_note")
+        if st.button(t("Give the tasks"), key="assign_go", type="primary", width="stretch",
+                     disabled=not chosen or not to):
+            with ui.show_errors():
+                _done(services.assign_reassign(store, me, chosen, to, note=note))
+
+    with tab_cells:
+        every = tasks if not unit else services.assign_tasks(store, me)
+        per_cell = every.groupby("cell_id", sort=True).agg(n=("id", "size"), village=("village", "first"))
+        cell_labels = {c: t("{village} · {cell} · {n} tasks", village=r.village or "", cell=c, n=int(r.n))
+                       for c, r in per_cell.iterrows()}
+        villages = st.multiselect(t("Every cell of these units"), list(units.code), key="cells_units",
+                                  format_func=lambda c: unit_labels.get(c, c), placeholder=choose)
+        picked = st.multiselect(t("Cells with tasks"), list(cell_labels), format_func=cell_labels.get,
+                                key="cells_ids", placeholder=choose)
+        cells = set(picked)
+        for code in villages:
+            cells |= set(services.region_cells(store, unit_code=code).cell)
+        n_tasks = int(per_cell.n.reindex(sorted(cells)).fillna(0).sum())
+        st.caption(t("{cells} cells, {n} tasks nobody has started", cells=len(cells), n=n_tasks))
+        to_cells = st.selectbox(t("To"), [""] + keys, key="cells_to",
+                                format_func=lambda k: person_labels.get(k, k) if k else t("Choose a person"))
+        note_cells = st.text_input(t("Note"), key="cells_note")
+        if st.button(t("Give every task of these cells"), key="cells_go", type="primary", width="stretch",
+                     disabled=not cells or not to_cells):
+            with ui.show_errors():
+                _done(services.assign_cells(store, me, sorted(cells), to_cells, note=note_cells))
+
+    with tab_split:
+        today = pd.Timestamp.now(tz="Asia/Shanghai").date()
+        day = st.date_input(t("Day"), value=today, key="split_day")
+        split_unit = st.selectbox(t("Unit"), [""] + list(units.code), key="split_unit",
+                                  format_func=lambda c: unit_labels.get(c, c) if c else t("All units"))
+        available = st.multiselect(t("Available inspectors"), keys, format_func=person_labels.get, placeholder=choose,
+                                   key="split_people")
+        st.caption(t("The tasks due by the end of the day (overdue ones too) that nobody has started are divided "
+                     "by cell into groups of neighbouring cells, one per person, with about the same number of "
+                     "tasks each."))
+        inputs = (str(day), split_unit, tuple(available))
+        if st.button(t("Preview the split"), key="split_preview", width="stretch", disabled=not available):
+            with ui.show_errors():
+                st.session_state["split_plan"] = (inputs, services.assign_split_preview(
+                    store, me, day if isinstance(day, dt.date) else today, available, unit=split_unit or None))
+        saved = st.session_state.get("split_plan")
+        if saved and saved[0] == inputs:
+            plan = saved[1]
+            if plan.tasks.empty:
+                st.info(t("No tasks nobody has started are due by the end of this day."))
+            else:
+                st.subheader(t("Plan for {day}", day=str(plan.day)))
+                colour = t("Colour")
+                table = pd.DataFrame({
+                    t("Person"): plan.people.name,
+                    t("Cells"): plan.people.cells,
+                    t("Tasks"): plan.people.tasks,
+                    colour: [PALETTE[g % len(PALETTE)] for g in plan.people.group],
+                })
+                st.dataframe(table.style.map(lambda c: f"background-color: {c}; color: {c}", subset=[colour]),
+                             hide_index=True, width="stretch")
+                # the planned cells in their person's colour, on the rest of the unit (or the chosen one) in grey
+                planned = plan.tasks.drop_duplicates("cell_id").set_index("cell_id")
+                top = split_unit or next(c for c, p in zip(units.code, units.parent_code) if p not in set(units.code))
+                ground = services.region_cells(store, unit_code=top)
+                ids = list(dict.fromkeys([*ground.cell, *planned.index]))
+                group = planned.group.reindex(ids)
+                st.markdown(cells_svg(ids, [PALETTE[int(g) % len(PALETTE)] if g == g else "#e3e3e3" for g in group],
+                                      titles=[f"{c} · {n}" if n == n else c
+                                              for c, n in zip(ids, planned.name.reindex(ids))], width=560),
+                            unsafe_allow_html=True)
+                note_split = st.text_input(t("Note"), key="split_note")
+                if st.button(t("Apply the plan"), key="split_apply", type="primary", width="stretch"):
+                    with ui.show_errors():
+                        result = services.assign_split_apply(store, me, plan, note=note_split)
+                        st.session_state.pop("split_plan", None)
+                        st.session_state["assign_flash"] = t(
+                            "Plan applied: {n} tasks moved, {same} stayed with their person, {skipped} had been "
+                            "started meanwhile.", n=result["reassigned"], same=result["unchanged"],
+                            skipped=result["skipped"])
+                        st.rerun()

@@ -1,0 +1,132 @@
+"""Reports and rankings on the plans' cadence: tables, charts, the map of units, accountability, downloads."""
+
+import datetime as dt
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from gridwatch import services, ui
+
+t = ui.t
+store = ui.store()
+me = ui.require_user()
+lang = ui.language()
+KINDS = {"daily": t("Daily dispatch"), "weekly": t("Weekly summary"), "xun": t("Ten-day ranking"),
+         "monthly": t("Monthly assessment"), "season": t("Harvest season"), "custom": t("Custom range")}
+LEVELS = ("province", "city", "county", "township", "village", "cell")
+LEVEL_NAMES = {"county": t("county"), "township": t("township"), "village": t("village"), "cell": t("Grid cell")}
+MAP_COLUMNS = ("fire_points", "fires_per_100km2", "confirmed", "tasks_overdue", "score")
+
+with ui.show_errors():
+    st.title(t("Reports and rankings"))
+    units = services.report_units(store, me)
+    names = dict(zip(units.code, units.name))
+    pick = st.columns([2, 2, 3, 2])
+    kind = pick[0].selectbox(t("Report type"), list(KINDS), index=2, format_func=KINDS.get, key="rep_kind")
+    day = pick[1].date_input(t("Date"), value=services.report_latest_day(store), key="rep_date")
+    end = None
+    if kind == "custom":
+        end = pick[1].date_input(t("Last day"), value=day + dt.timedelta(days=6), key="rep_end")
+    unit = pick[2].selectbox(t("Unit"), list(units.code), format_func=lambda c: f"{names[c]}（{c}）", key="rep_unit")
+    unit_level = units.set_index("code").level[unit]
+    levels = [lv for lv in LEVEL_NAMES if LEVELS.index(lv) > LEVELS.index(unit_level)] or [unit_level]
+    level = pick[3].selectbox(t("Ranked level"), levels, format_func=lambda v: LEVEL_NAMES.get(v, v), key="rep_level")
+
+    report = services.report_build(store, kind=kind, date=day, end=end, level=level, unit=unit, user=me,
+                                   language=lang)
+    facts = report.to_json()
+    period_text = facts["period"]["label"]
+    st.subheader(f"{names[unit]} · {facts['report']} · {period_text}")
+    if facts["demo"]:
+        st.info(t("Generated demo data (演示), not real."))
+    totals = facts["totals"]
+    cols = st.columns(5)
+    cols[0].metric(t("Satellite fire points"), totals.get("fire_points", 0))
+    cols[1].metric(t("Fire incidents"), totals.get("incidents", 0))
+    cols[2].metric(t("Confirmed fires"), totals.get("confirmed", 0))
+    rate = totals.get("confirmation_rate")
+    cols[3].metric(t("Confirmation rate"), "—" if rate is None else f"{rate:.0%}")
+    cols[4].metric(t("Tasks overdue"), totals.get("tasks_overdue", 0))
+
+    tab_rank, tab_days, tab_times, tab_map, tab_duty, tab_files = st.tabs(
+        [t("Ranking"), t("Fire points per day"), t("Response times"), t("Map"), t("Accountability"),
+         t("Downloads and dossier")])
+    table = services.report_table(report)
+    with tab_rank:
+        st.dataframe(table, hide_index=True, height=min(38 + 35 * len(table), 560))
+        st.caption(facts["rule"])
+        st.caption(t("Rank change: compared with {period}; positive means moved up.",
+                     period=facts["previous_period"]["label"]))
+        unit_label, score_label = table.columns[3], table.columns[5]
+        chart = alt.Chart(table).mark_bar(color="#de2d26").encode(
+            x=alt.X(f"{score_label}:Q"), y=alt.Y(f"{unit_label}:N", sort="-x"),
+            tooltip=[unit_label, score_label])
+        st.altair_chart(chart, width="stretch")
+    with tab_days:
+        daily = services.report_daily(report)
+        st.bar_chart(daily.set_index(daily.columns[0])[[daily.columns[1]]], height=260)
+    with tab_times:
+        hist = services.report_response_histogram(store, report)
+        if hist.empty:
+            st.info(t("No fire check of this period has been started yet."))
+        else:
+            steps = {"arrival": t("to arrival"), "report": t("to report")}
+            hist = pd.DataFrame({t("Hours"): hist.hours, t("Fire checks"): hist.tasks,
+                                 t("Step"): hist.step.map(steps)})
+            chart = alt.Chart(hist).mark_bar(opacity=0.7).encode(
+                x=alt.X(f"{t('Hours')}:Q"), y=alt.Y(f"{t('Fire checks')}:Q", stack=None),
+                color=alt.Color(f"{t('Step')}:N"), tooltip=list(hist.columns))
+            st.altair_chart(chart, width="stretch")
+    with tab_map:
+        labels = {c: table.columns[list(report.table_columns()).index(c)] for c in MAP_COLUMNS
+                  if c in report.table_columns()}
+        column = st.selectbox(t("Colour by"), list(labels), format_func=labels.get, key="rep_map_column")
+        svg, legend = services.report_map(store, report, column)
+        st.markdown(svg, unsafe_allow_html=True)
+        st.markdown(services.report_legend_html(legend, labels[column]), unsafe_allow_html=True)
+    with tab_duty:
+        st.caption(facts["thresholds"]["text"])
+        hit = [r for r in facts["rows"] if r["status"]]
+        if not hit:
+            st.success(t("No unit reached a threshold."))
+        else:
+            duty = table[report.rows.status.ne("").to_numpy()]
+            st.dataframe(duty[[table.columns[3], t("Satellite fire points"), t("Accountability"),
+                               t("Deduction (yuan)"), t("People concerned")]], hide_index=True)
+    with tab_files:
+        stem = f"{unit}_{kind}_{report.period.start:%Y%m%d}"
+        row = st.columns(3)
+        row[0].download_button(t("Download CSV"), data=lambda: services.report_csv(report),
+                               file_name=f"{stem}.csv", mime="text/csv", key="dl_csv", width="stretch")
+        row[1].download_button(
+            t("Download Excel"), data=lambda: services.report_xlsx(report), file_name=f"{stem}.xlsx",
+            mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="dl_xlsx", width="stretch")
+        row[2].download_button(t("Download bulletin (HTML, printable)"),
+                               data=lambda: services.report_bulletin(store, report).encode("utf-8"),
+                               file_name=f"{stem}.html", mime="text/html", key="dl_html", width="stretch")
+        if kind in ("daily", "xun"):
+            with st.expander(t("Bulletin (通报)"), expanded=False):
+                st.html(services.report_bulletin(store, report, with_map=False))
+        st.subheader(t("Dossier of a unit"))
+        choices = list(report.rows.unit_code)
+        who = st.selectbox(t("Unit"), choices, key="rep_dossier_unit",
+                           format_func=lambda c: str(report.rows.set_index("unit_code").unit_name.get(c, c)))
+        patrols = st.checkbox(t("Include routine patrols"), key="rep_dossier_patrols")
+        if st.toggle(t("Show the dossier"), key="rep_dossier_show"):
+            dossier = services.report_dossier(store, unit=who, kind=kind, date=day, end=end, user=me, language=lang,
+                                              include_patrols=patrols)
+            st.caption(t("{n} events of the tasks with activity in the period.", n=len(dossier)))
+            st.dataframe(dossier, hide_index=True, height=300)
+
+            def dossier_file(ext: str) -> bytes:
+                """One dossier file, made when its button is clicked."""
+                return services.report_dossier_files(store, dossier, unit=who, language=lang, note=period_text)[ext]
+
+            row = st.columns(3)
+            for col, (ext, mime) in zip(row, (("csv", "text/csv"), ("xlsx", "application/vnd.openxmlformats-"
+                                                                              "officedocument.spreadsheetml.sheet"),
+                                              ("html", "text/html"))):
+                col.download_button(t("Dossier ({kind})", kind=ext.upper()), data=lambda ext=ext: dossier_file(ext),
+                                    file_name=f"{who}_dossier.{ext}", mime=mime, key=f"dl_dossier_{ext}",
+                                    width="stretch")

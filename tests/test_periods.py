@@ -1,0 +1,102 @@
+"""Report periods: 旬 boundaries (February in leap and common years), month ends, weeks, seasons, the UTC shift."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from gridwatch.errors import ValidationError
+from gridwatch.periods import custom, day, month, period_of, season, seasons_from_text, week, xun
+
+D = dt.date
+
+
+@pytest.mark.parametrize("date, start, end", [
+    (D(2024, 2, 1), D(2024, 2, 1), D(2024, 2, 10)),
+    (D(2024, 2, 10), D(2024, 2, 1), D(2024, 2, 10)),
+    (D(2024, 2, 11), D(2024, 2, 11), D(2024, 2, 20)),
+    (D(2024, 2, 20), D(2024, 2, 11), D(2024, 2, 20)),
+    (D(2024, 2, 21), D(2024, 2, 21), D(2024, 2, 29)),   # leap year: the last 旬 has 9 days
+    (D(2024, 2, 29), D(2024, 2, 21), D(2024, 2, 29)),
+    (D(2025, 2, 28), D(2025, 2, 21), D(2025, 2, 28)),   # common year: 8 days
+    (D(2026, 1, 31), D(2026, 1, 21), D(2026, 1, 31)),   # 11 days
+    (D(2026, 4, 30), D(2026, 4, 21), D(2026, 4, 30)),   # 10 days
+])
+def test_xun_boundaries(date, start, end):
+    p = xun(date)
+    assert (p.start, p.end) == (start, end)
+
+
+def test_xun_lengths_in_february():
+    assert xun(D(2024, 2, 25)).days == 9
+    assert xun(D(2025, 2, 25)).days == 8
+    assert xun(D(2100, 2, 25)).days == 8    # 2100 is not a leap year
+    assert xun(D(2000, 2, 25)).days == 9    # 2000 is
+
+
+def test_previous_xun_crosses_months_and_years():
+    assert xun(D(2024, 3, 5)).previous().start == D(2024, 2, 21)
+    assert xun(D(2024, 3, 5)).previous().end == D(2024, 2, 29)
+    assert xun(D(2026, 1, 3)).previous().start == D(2025, 12, 21)
+    assert xun(D(2026, 6, 15)).previous().start == D(2026, 6, 1)
+
+
+@pytest.mark.parametrize("date, end", [(D(2024, 2, 10), D(2024, 2, 29)), (D(2025, 2, 10), D(2025, 2, 28)),
+                                       (D(2026, 4, 30), D(2026, 4, 30)), (D(2026, 12, 31), D(2026, 12, 31))])
+def test_month_ends(date, end):
+    p = month(date)
+    assert p.start == date.replace(day=1) and p.end == end
+    assert month(D(2026, 3, 15)).previous().end == D(2026, 2, 28)
+    assert month(D(2026, 1, 15)).previous().start == D(2025, 12, 1)
+
+
+def test_weeks_start_on_monday():
+    p = week(D(2026, 6, 14))  # a Sunday
+    assert (p.start, p.end) == (D(2026, 6, 8), D(2026, 6, 14))
+    assert p.start.weekday() == 0
+    assert week(D(2026, 6, 15)).start == D(2026, 6, 15)
+    assert week(D(2026, 1, 1)).start == D(2025, 12, 29)   # a week across the new year
+    assert week(D(2026, 6, 14)).previous().start == D(2026, 6, 1)
+
+
+def test_the_utc_to_beijing_date_shift():
+    first, after = day(D(2026, 6, 11)).utc_bounds()
+    assert first == dt.datetime(2026, 6, 10, 16, 0)   # Beijing midnight is 16:00 UTC the day before
+    assert after == dt.datetime(2026, 6, 11, 16, 0)
+    first, after = xun(D(2026, 6, 11)).utc_bounds()
+    assert (first, after) == (dt.datetime(2026, 6, 10, 16), dt.datetime(2026, 6, 20, 16))
+    # another zone cuts its own days
+    assert day(D(2026, 6, 11), "UTC").utc_bounds()[0] == dt.datetime(2026, 6, 11)
+
+
+def test_harvest_seasons_from_the_dispatch_key_periods():
+    p = season(D(2026, 6, 1))
+    assert (p.start, p.end, p.season) == (D(2026, 5, 20), D(2026, 6, 30), "summer_harvest")
+    assert season(D(2026, 10, 1)).season == "autumn_harvest"
+    assert season(D(2026, 8, 1)).start == D(2026, 9, 15)          # between seasons: the next one
+    assert season(D(2026, 6, 1)).previous().start == D(2025, 5, 20)
+    winter = seasons_from_text("winter=12-01..02-28")
+    assert season(D(2026, 1, 10), winter).start == D(2025, 12, 1)  # a season across the new year
+    assert season(D(2026, 1, 10), winter).end == D(2026, 2, 28)
+
+
+def test_custom_ranges_and_the_cli_names():
+    p = period_of("custom", "2026-06-03", end="2026-06-09")
+    assert p.days == 7 and p.previous().start == D(2026, 5, 27) and p.previous().end == D(2026, 6, 2)
+    assert period_of("daily", "2026-06-03").kind == "day"
+    assert period_of("weekly", "2026-06-03").start == D(2026, 6, 1)
+    assert period_of("monthly", "2026-06-03").end == D(2026, 6, 30)
+    with pytest.raises(ValidationError):
+        period_of("daily", "2026-13-01")
+    with pytest.raises(ValidationError):
+        custom(D(2026, 6, 9), D(2026, 6, 3))
+    with pytest.raises(ValidationError):
+        period_of("fortnight", "2026-06-03")
+
+
+def test_labels_in_both_languages():
+    assert xun(D(2026, 6, 15)).label("zh_CN") == "2026年6月中旬"
+    assert xun(D(2026, 6, 15)).label("en") == "2026-06, middle ten days"
+    assert month(D(2026, 6, 15)).label("zh_CN") == "2026年6月"
+    assert day(D(2026, 6, 15)).label("zh_CN") == "2026-06-15"
