@@ -16,8 +16,9 @@ pixels, no per-pixel labels. Counting is integer per cell, so windowing cannot c
 the result.
 
 Areas come from the pixel footprint on the WGS84 ellipsoid at the cell's centre:
-for a projected CRS the pixel's area in the CRS times the projection's areal scale
-there (:meth:`pyproj.Proj.get_factors`); for a geographic CRS ``Δλ·Δφ·M·N·cos φ``
+for a projected CRS the pixel's area in the CRS times the Jacobian of the CRS's
+inverse there (central differences of one pixel; the reciprocal of the projection's
+areal scale) times ``M·N·cos φ``; for a geographic CRS ``Δλ·Δφ·M·N·cos φ``
 (meridian and prime-vertical radii of curvature). Over one cell (≈ 1 km) the
 footprint changes by far less than 0.01 %.
 
@@ -42,6 +43,7 @@ import datetime as dt
 import functools
 import math
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,18 +156,31 @@ def pixel_area_m2(crs: pyproj.CRS, transform: Affine, lng: np.ndarray, lat: np.n
     >>> round(float(pixel_area_m2(pyproj.CRS(32649), from_origin(0, 0, 10, 10), [111.0], [0.0])[0]), 2)
     100.08
     """
+    return _pixel_area(crs.is_geographic, crs.to_wkt(), transform, lng, lat)
+
+
+def _pixel_area(geographic: bool, wkt: str, transform: Affine, lng: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """:func:`pixel_area_m2` for a CRS given by its WKT: a worker thread touches no ``pyproj.CRS`` (one made on
+    another thread sets itself up again, ≈ 20 ms)."""
     lng = np.asarray(lng, dtype=np.float64)
     lat = np.asarray(lat, dtype=np.float64)
     det = abs(transform.a * transform.e - transform.b * transform.d)
-    if crs.is_geographic:
-        phi = np.radians(lat)
-        w2 = 1.0 - _E2 * np.sin(phi) ** 2
-        n = _A / np.sqrt(w2)
-        m = n * (1.0 - _E2) / w2
-        return det * math.radians(1.0) ** 2 * m * n * np.cos(phi)
-    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-    factors = pyproj.Proj(crs).get_factors(lng, lat, errcheck=False)
-    return det * unit * unit / np.asarray(factors.areal_scale, dtype=np.float64)
+    phi = np.radians(lat)
+    w2 = 1.0 - _E2 * np.sin(phi) ** 2
+    n = _A / np.sqrt(w2)
+    m = n * (1.0 - _E2) / w2
+    per_rad2 = m * n * np.cos(phi)  # m² of the ellipsoid per square radian of longitude × latitude there
+    if geographic:
+        return det * math.radians(1.0) ** 2 * per_rad2
+    # a projected CRS: the Jacobian of its inverse (central differences of one pixel) gives the radians² of one
+    # CRS unit², through the cached pipeline transformers (a pyproj.Proj would set itself up again on every thread)
+    to_wgs, from_wgs = _transformers(wkt)
+    x, y = (np.asarray(v, dtype=np.float64) for v in from_wgs.transform(lng, lat))
+    h = math.sqrt(det)
+    lam, phs = to_wgs.transform(np.concatenate([x + h, x - h, x, x]), np.concatenate([y, y, y + h, y - h]))
+    lam, phs = np.radians(np.asarray(lam)).reshape(4, -1), np.radians(np.asarray(phs)).reshape(4, -1)
+    jacobian = np.abs((lam[0] - lam[1]) * (phs[2] - phs[3]) - (lam[2] - lam[3]) * (phs[0] - phs[1])) / (4 * h * h)
+    return det * jacobian * per_rad2
 
 
 def _footprint_wgs84(to_wgs: pyproj.Transformer, transform: Affine, window: Window, steps: int = 8
@@ -260,34 +275,36 @@ def _span_starts(verts: np.ndarray, window: Window) -> tuple[np.ndarray, np.ndar
     total = int(n.sum())
     pick = np.repeat(np.arange(n.size), n)
     rows = np.arange(total) + np.repeat(r0 - (np.cumsum(n) - n), n)
-    ax, ay, bx, by = a[pick, 0], a[pick, 1], b[pick, 0], b[pick, 1]
-    left = ax + (rows + 0.5 - ay) * (bx - ax) / (by - ay)
+    # the edge's column at row r is x(r) = at_zero + r · slope (the edge's own two numbers, whatever the window)
+    slope = (b[:, 0] - a[:, 0]) / (b[:, 1] - a[:, 1])
+    at_zero = a[:, 0] + (0.5 - a[:, 1]) * slope
+    left = at_zero[pick] + rows * slope[pick]
     which = cell_of[pick]
     col = np.ceil(left - 0.5).astype(np.int64) - c_off
-    rows = rows - r_off
     inside = col < w
-    col, rows, which, left = np.maximum(col[inside], 0), rows[inside], which[inside], left[inside]
+    col, rows, which, left = np.maximum(col[inside], 0), rows[inside] - r_off, which[inside], left[inside]
     flat = rows * w + col
-    # Several runs may start on one pixel (runs clipped to the window's first column, or a hexagon's corner
-    # narrower than a pixel): the one starting furthest right covers it. Runs are ordered by pixel, then by where
-    # they start (``sub``, mapped monotonically into (0.25, 0.75)), and the last of each pixel is kept.
-    sub = 0.5 + np.arctan(left - c_off - col) / (2 * np.pi)
-    if h < 65_536 and w < 65_536:
-        # three stable radix passes on 16-bit keys (sub-pixel start, column, row) beat one comparison sort
-        order = np.argsort((sub * 65_535).astype(np.uint16), kind="stable")
-        order = order[np.argsort(col[order].astype(np.uint16), kind="stable")]
-        order = order[np.argsort(rows[order].astype(np.uint16), kind="stable")]
-    else:
-        order = np.argsort(flat + sub)
-    flat, which = flat[order], which[order]
+    # Runs ordered by the pixel they start on. Several runs may start on one pixel (runs clipped to the window's
+    # first column, or a hexagon's corner narrower than a pixel): the one starting furthest right covers it, so
+    # those few are ordered by where they start and the last of each pixel is kept.
+    order = np.argsort(flat.astype(np.uint32) if h * w < 2**32 else flat, kind="stable")
+    flat_sorted = flat[order]
+    same = flat_sorted[1:] == flat_sorted[:-1]
+    if same.any():
+        tied = np.zeros(flat.size, dtype=bool)
+        tied[1:] |= same
+        tied[:-1] |= same
+        at = np.flatnonzero(tied)
+        order[at] = order[at][np.lexsort((left[order[at]], flat_sorted[at]))]
+    which = which[order]
     last = np.ones(flat.size, dtype=bool)
-    last[:-1] = flat[1:] != flat[:-1]
-    return flat[last], which[last]
+    last[:-1] = ~same
+    return flat_sorted[last], which[last]
 
 
 _THREADS = 2
-#: up to this many cells, a worker finds the cells of its whole share of windows and their pixel outlines once,
-#: not per window
+#: up to this many cells, the raster's cells and their pixel outlines are found once, before counting, not per
+#: window
 _MAX_SHARE_CELLS = 2_000_000
 #: mean area of an H3 cell per resolution, km² (h3's published averages), to size the raster's cell set
 _MEAN_CELL_KM2 = {5: 252.9, 6: 36.13, 7: 5.161, 8: 0.7373, 9: 0.1053, 10: 0.01504, 11: 0.002149,
@@ -302,23 +319,26 @@ def _approx_cells(outline: shapely.Polygon, resolution: int) -> float:
     return area_km2 / _MEAN_CELL_KM2.get(int(resolution), 0.7373 / 7 ** (int(resolution) - 8))
 
 
-def _cells_of(outline: shapely.Polygon, resolution: int, from_wgs: pyproj.Transformer,
-              inverse: Affine) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every cell of an outline with its hexagon in whole-raster pixel coordinates and its pixel bounds."""
+@dataclass(frozen=True)
+class _CellSet:
+    """Cells found once for the whole raster: ids (sorted), hexagons in whole-raster pixel coordinates, their pixel
+    bounds (col0, row0, col1, row1) and the area of one pixel at each cell's centre (m²)."""
+
+    cells: np.ndarray
+    verts: np.ndarray
+    bounds: np.ndarray
+    pixel_m2: np.ndarray
+
+
+def _cells_of(outline: shapely.Polygon, resolution: int, from_wgs: pyproj.Transformer, inverse: Affine,
+              geographic: bool, wkt: str, transform: Affine) -> _CellSet:
+    """Every cell of an outline with its hexagon in whole-raster pixel coordinates, pixel bounds and pixel area."""
     cells = _candidate_cells(outline, resolution)
     verts = _cells_in_pixels(cells, from_wgs, inverse)
     bounds = np.column_stack([verts[:, :, 0].min(1), verts[:, :, 1].min(1), verts[:, :, 0].max(1),
                               verts[:, :, 1].max(1)])
-    return cells, verts, bounds
-
-
-def _bounding_window(windows: list[Window]) -> Window:
-    """The smallest window holding all of ``windows``."""
-    c0 = min(int(w.col_off) for w in windows)
-    r0 = min(int(w.row_off) for w in windows)
-    c1 = max(int(w.col_off + w.width) for w in windows)
-    r1 = max(int(w.row_off + w.height) for w in windows)
-    return Window(c0, r0, c1 - c0, r1 - r0)
+    lat, lng = cells_to_latlng(cells)
+    return _CellSet(cells, verts, bounds, _pixel_area(geographic, wkt, transform, lng, lat))
 
 
 def _in_dtype(values: Any, dtype: np.dtype) -> Any:
@@ -343,9 +363,24 @@ class _Masks:
     valid: np.ndarray | None
 
 
+class _Scratch:
+    """One worker's window buffers, reused from window to window: reading and testing into them spares allocating
+    (and faulting in) a few MB per window; a window's masks are used up before the next one is read."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+        size = shape[0] * shape[1]
+        array = self._arrays.get(name)
+        if array is None or array.size < size or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(size, dtype=dtype)
+        return array[:size].reshape(shape)
+
+
 @dataclass(frozen=True)
 class _Job:
-    """Counting bare and observed pixels per cell over a list of windows (one worker's share)."""
+    """Counting bare and observed pixels per cell, window by window (what every worker shares)."""
 
     path: Path
     band: int
@@ -357,26 +392,28 @@ class _Job:
     wkt: str
     #: the bare test is already false on nodata pixels (a land-cover nodata value that is not a bare class)
     bare_excludes_nodata: bool = False
-    #: find the cells of a worker's whole share of windows once, at its start (else per window): set when they are
-    #: not too many
-    cells_per_share: bool = False
 
-    def _masks(self, src: rasterio.io.DatasetReader, window: Window) -> _Masks | None:
+    def _masks(self, src: rasterio.io.DatasetReader, window: Window, scratch: _Scratch) -> _Masks | None:
         """Read one window and test its pixels; None when it holds no data."""
-        data = src.read(self.band, window=window)
+        shape = (int(window.height), int(window.width))
+        data = src.read(self.band, window=window, out=scratch.get("data", shape, np.dtype(src.dtypes[self.band - 1])))
         nodata, classes = self.nodata, self.classes
         if np.issubdtype(data.dtype, np.floating):
             valid = np.isfinite(data)
             if nodata is not None and not math.isnan(nodata):
                 valid &= data != nodata
         else:
-            valid = data != _in_dtype(nodata, data.dtype) if nodata is not None else None
+            # an integer nodata value outside the window's range of values marks no pixel: two quick reductions
+            # instead of a comparison and a count
+            value = _in_dtype(nodata, data.dtype) if nodata is not None else None
+            valid = data != value if isinstance(value, np.integer) and data.min() <= value <= data.max() else None
         if classes is not None:
             wanted = _in_dtype(classes, data.dtype)
-            bare = np.isin(data, wanted) if wanted.size != 1 else data == wanted[0]
+            bare = (np.isin(data, wanted) if wanted.size != 1
+                    else np.equal(data, wanted[0], out=scratch.get("bare", shape, np.dtype(bool))))
         else:
             with np.errstate(invalid="ignore"):
-                bare = data >= self.threshold
+                bare = np.greater_equal(data, self.threshold, out=scratch.get("bare", shape, np.dtype(bool)))
         if valid is not None:
             n_valid = np.count_nonzero(valid)
             if not n_valid:
@@ -388,23 +425,23 @@ class _Job:
         return _Masks(window, bare, valid)
 
     def _window_cells(self, window: Window, to_wgs: pyproj.Transformer, from_wgs: pyproj.Transformer,
-                      inverse: Affine, share: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      inverse: Affine, share: _CellSet | None) -> tuple[np.ndarray, np.ndarray]:
+        """The cells that may hold pixels of the window: their keys (cell ids, or with ``share`` their indices
+        into it) and their hexagons in pixel coordinates."""
         if share is None:
             cells = _candidate_cells(_footprint_wgs84(to_wgs, self.transform, window), self.resolution)
-            return cells, _cells_in_pixels(cells, from_wgs, inverse)
-        all_cells, verts, b = share
+            return cells.astype(np.int64), _cells_in_pixels(cells, from_wgs, inverse)
+        b = share.bounds
         c0, r0 = window.col_off, window.row_off
         pick = np.flatnonzero((b[:, 2] >= c0) & (b[:, 0] <= c0 + window.width)
                               & (b[:, 3] >= r0) & (b[:, 1] <= r0 + window.height))
-        return all_cells[pick], verts[pick]
+        return pick, share.verts[pick]
 
     def _count(self, masks: _Masks, to_wgs: pyproj.Transformer, from_wgs: pyproj.Transformer, inverse: Affine,
-               share: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-               found: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]) -> None:
-        """Sum one window's bare and observed pixels per cell into ``found``."""
+               share: _CellSet | None, found: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]) -> None:
+        """Sum one window's bare and observed pixels per cell into ``found`` (cell keys, observed, bare)."""
         window, bare, valid = masks.window, masks.bare, masks.valid
-        cells, verts = self._window_cells(window, to_wgs, from_wgs, inverse, share)
+        keys, verts = self._window_cells(window, to_wgs, from_wgs, inverse, share)
         flat, which = _span_starts(verts, window)
         if not flat.size or flat[0] != 0:
             raise ValidationError("The cells do not cover window {window} of {file}; is the raster's CRS "
@@ -415,27 +452,56 @@ class _Job:
             obs_run = np.diff(flat, append=bare.size)
         else:
             obs_run = np.add.reduceat(valid.view(np.uint8).ravel(), flat, dtype=acc)
-        observed = np.bincount(which, weights=obs_run, minlength=len(cells))
-        bare_count = np.bincount(which, weights=bare_run, minlength=len(cells))
+        observed = np.bincount(which, weights=obs_run, minlength=len(keys))
+        bare_count = np.bincount(which, weights=bare_run, minlength=len(keys))
         keep = observed > 0
-        found[0].append(cells[keep].astype(np.int64))
+        found[0].append(keys[keep])
         found[1].append(observed[keep])
         found[2].append(bare_count[keep])
 
-    def run(self, windows: list[Window]) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    def run(self, windows: Iterator[Window], share: _CellSet | None
+            ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Count the windows this worker takes from ``windows`` (shared by the workers: each takes the next one
+        when it is free, so none waits on a slower share), with its own dataset handle."""
         to_wgs, from_wgs = _transformers(self.wkt)
         inverse = ~self.transform
-        share = None
-        if self.cells_per_share and windows:
-            outline = _footprint_wgs84(to_wgs, self.transform, _bounding_window(windows), steps=64)
-            share = _cells_of(outline, self.resolution, from_wgs, inverse)
         found: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+        scratch = _Scratch()
         with rasterio.open(self.path) as src:
             for window in windows:
-                masks = self._masks(src, window)
+                masks = self._masks(src, window, scratch)
                 if masks is not None:
                     self._count(masks, to_wgs, from_wgs, inverse, share, found)
         return found
+
+
+class _Windows:
+    """The windows to count, handed out one at a time to whichever worker asks (thread-safe)."""
+
+    def __init__(self, windows: list[Window]) -> None:
+        self._windows = iter(windows)
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[Window]:
+        return self
+
+    def __next__(self) -> Window:
+        with self._lock:
+            return next(self._windows)
+
+
+def _bands(width: int, height: int, n: int) -> list[Window]:
+    """``n`` full-width bands of rows of about equal height covering the raster (fewer when it is short)."""
+    edges = sorted({round(height * i / n) for i in range(n + 1)})
+    return [Window(0, r0, width, r1 - r0) for r0, r1 in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _merge_cells(parts: list[_CellSet]) -> _CellSet:
+    """One set of cells (each once, sorted) from the bands' overlapping sets."""
+    cells = np.concatenate([p.cells for p in parts])
+    _, first = np.unique(cells, return_index=True)
+    return _CellSet(*(np.concatenate([getattr(p, f.name) for p in parts])[first]
+                      for f in dataclasses.fields(_CellSet)))
 
 
 def bare_cells_from_raster(
@@ -501,34 +567,48 @@ def bare_cells_from_raster(
         windows = list(raster_windows(src, window_size))
     excludes = bool(classes is not None and nodata is not None and not math.isnan(nodata)
                     and not np.isin(nodata, classes))
-    job = _Job(Path(path), band, resolution, classes, threshold, nodata, transform, raster_crs.to_wkt(),
+    wkt, geographic = raster_crs.to_wkt(), raster_crs.is_geographic
+    job = _Job(Path(path), band, resolution, classes, threshold, nodata, transform, wkt,
                bare_excludes_nodata=excludes)
-    # the cells of the whole raster, once, when there are not too many (else per window)
-    to_wgs, from_wgs = _transformers(raster_crs.to_wkt())
-    whole = Window(0, 0, width, height)
-    outline = _footprint_wgs84(to_wgs, transform, whole, steps=64)
-    # Two workers, each with its own dataset handle (GDAL reads, numpy, pyproj and h3ronpy release the GIL), each on
-    # a contiguous band of windows whose cells it finds once, at its start, in parallel with the other.
-    job = dataclasses.replace(job, cells_per_share=_approx_cells(outline, resolution) <= _MAX_SHARE_CELLS)
-    share = -(-len(windows) // _THREADS)
-    parts = [windows[i:i + share] for i in range(0, len(windows), share)]
-    if len(parts) == 1:
-        results = [job.run(parts[0])]
-    else:
-        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
-            results = list(pool.map(job.run, parts))
-    found_cells = [c for r in results for c in r[0]]
+    to_wgs, from_wgs = _transformers(wkt)
+    inverse = ~transform
+    outline = _footprint_wgs84(to_wgs, transform, Window(0, 0, width, height), steps=64)
+    # Two workers (GDAL reads, numpy, pyproj and h3ronpy release the GIL). When the raster's cells are not too many,
+    # they are found once, before counting: each worker takes one band of rows and the bands' sets are merged (else
+    # each window finds its own). Then each worker, with its own dataset handle, counts the next window not yet
+    # taken until none is left.
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        share = None
+        if _approx_cells(outline, resolution) <= _MAX_SHARE_CELLS:
+            parts = list(pool.map(
+                lambda band_window: _cells_of(_footprint_wgs84(to_wgs, transform, band_window, steps=64),
+                                              resolution, from_wgs, inverse, geographic, wkt, transform),
+                _bands(width, height, _THREADS)))
+            share = _merge_cells(parts)
+        queue = _Windows(windows)
+        workers = [pool.submit(job.run, queue, share) for _ in range(min(_THREADS, len(windows)))]
+        results = [w.result() for w in workers]
+    found_keys = [c for r in results for c in r[0]]
     found_obs = [c for r in results for c in r[1]]
     found_bare = [c for r in results for c in r[2]]
-    if not found_cells:
+    if not found_keys:
         return pd.DataFrame({c: pd.Series(dtype=np.int64 if c in ("cell", "observed_px", "bare_px") else np.float64)
                              for c in CELL_COLUMNS})
-    all_cells = np.concatenate(found_cells)
-    uniq, inverse_idx = np.unique(all_cells, return_inverse=True)
-    observed_px = np.bincount(inverse_idx, weights=np.concatenate(found_obs), minlength=uniq.size).astype(np.int64)
-    bare_px = np.bincount(inverse_idx, weights=np.concatenate(found_bare), minlength=uniq.size).astype(np.int64)
-    lat, lng = cells_to_latlng(uniq.astype(np.uint64))
-    area = pixel_area_m2(raster_crs, transform, lng, lat)
+    keys = np.concatenate(found_keys)
+    if share is not None:  # indices into the raster's cell set: sum by index, keep the cells with data
+        n = len(share.cells)
+        observed_px = np.bincount(keys, weights=np.concatenate(found_obs), minlength=n).astype(np.int64)
+        bare_px = np.bincount(keys, weights=np.concatenate(found_bare), minlength=n).astype(np.int64)
+        seen = observed_px > 0
+        uniq, observed_px, bare_px, area = share.cells[seen].astype(np.int64), observed_px[seen], bare_px[seen], \
+            share.pixel_m2[seen]
+    else:
+        uniq, inverse_idx = np.unique(keys, return_inverse=True)
+        observed_px = np.bincount(inverse_idx, weights=np.concatenate(found_obs), minlength=uniq.size).astype(
+            np.int64)
+        bare_px = np.bincount(inverse_idx, weights=np.concatenate(found_bare), minlength=uniq.size).astype(np.int64)
+        lat, lng = cells_to_latlng(uniq.astype(np.uint64))
+        area = _pixel_area(geographic, wkt, transform, lng, lat)
     return pd.DataFrame({"cell": uniq, "observed_px": observed_px, "bare_px": bare_px,
                          "observed_m2": observed_px * area, "bare_m2": bare_px * area,
                          "fraction": bare_px / observed_px})

@@ -89,6 +89,36 @@ def test_windows_smaller_than_the_raster_give_the_same_result(land_cover):
         pd.testing.assert_frame_equal(windowed, whole)
 
 
+def test_cells_found_window_by_window_when_the_raster_has_too_many(land_cover, monkeypatch):
+    """Above a size the raster's cells are not found once for the whole raster but for each window: same result."""
+    import layers.bare_land as bare_land
+
+    path, _, _ = land_cover
+    once = bare_cells_from_raster(path, resolution=8, bare_classes=[60], window_size=64)
+    monkeypatch.setattr(bare_land, "_MAX_SHARE_CELLS", 0)
+    per_window = bare_cells_from_raster(path, resolution=8, bare_classes=[60], window_size=64)
+    pd.testing.assert_frame_equal(per_window, once)
+
+
+def test_runs_clipped_to_a_window_edge_go_to_the_hexagon_holding_the_pixel(tmp_path):
+    """Two hexagons whose left edges meet a row 33.88 px left of a window, 0.018 px apart: both runs start on
+    the window's first pixel of that row, and it belongs to the one starting further right. (The pixel is row
+    9876, column 2048 of the 10,000² benchmark raster; here the raster starts so that it falls on row 300,
+    column 700, the first column of a 700-pixel window.)"""
+    rng = np.random.default_rng(11)
+    data = np.repeat(np.repeat(rng.choice(np.array([10, 60], dtype=np.uint8), size=(50, 50)), 20, axis=0), 20,
+                     axis=1)
+    transform = from_origin(480_000 + 10 * (2048 - 700), 3_850_000 - 10 * (9876 - 300), 10, 10)
+    path = write_tif(tmp_path / "edge.tif", data, crs="EPSG:4546", transform=transform, tiled=True)
+    ref = brute_force(data, transform, "EPSG:4546", bare=data == 60, valid=np.ones(data.shape, dtype=bool))
+    for window_size in (None, 700, 350):
+        cells = bare_cells_from_raster(path, resolution=8, bare_classes=[60], window_size=window_size)
+        merged = cells.merge(ref, on="cell", suffixes=("", "_ref"), how="outer")
+        assert len(merged) == len(cells) == len(ref) > 100
+        wrong = merged[(merged.observed_px != merged.observed_px_ref) | (merged.bare_px != merged.bare_px_ref)]
+        assert wrong.empty, (window_size, wrong.head().to_dict("records"))
+
+
 def test_geographic_raster_index_mode_and_float_nodata(tmp_path):
     # 0.0002° pixels in CGCS2000 geographic (EPSG:4490), a bare-soil index with NaN and -9999 as no data
     rng = np.random.default_rng(9)
