@@ -38,7 +38,7 @@ from gridwatch.errors import ValidationError
 from gridwatch.i18n import N_
 from gridwatch.overlap import cells_to_convex_xy, convex_overlap_areas
 from gridwatch.storage import Store
-from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy, Kind, Priority, State, naive_utc
+from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy, Kind, Priority, naive_utc
 from layers.bare_land import bare_cells_from_raster, raster_date
 from layers.base import LayerRead, empty_rejected
 
@@ -390,7 +390,7 @@ def _open_survey_tasks(store: Store, cells: list[int], *, day: dt.date, now: dt.
 
 def _withdraw_moot_surveys(store: Store, *, now: dt.datetime) -> int:
     """Withdraw active survey tasks whose patch the data no longer show as bare (covered or greened)."""
-    from gridwatch import workflow  # noqa: PLC0415
+    from gridwatch import layerstore  # noqa: PLC0415 - avoids a cycle through layerstore
 
     active = "', '".join(s.value for s in ACTIVE_STATES)
     moot = store.query_df(
@@ -398,10 +398,9 @@ def _withdraw_moot_surveys(store: Store, *, now: dt.datetime) -> int:
         " ON p.id = CAST(split_part(t.source_key, ':', 1) AS BIGINT)"
         f" WHERE t.kind = 'bare_land_survey' AND t.source_kind = ? AND t.state IN ('{active}')"
         " AND p.status <> 'bare' ORDER BY t.id", [_SURVEY_SOURCE])
-    for row in moot.itertuples(index=False):  # moot tasks are few; each is one event
-        workflow.transition(store, int(row.id), State.WITHDRAWN, actor=ACTOR, now=now,
-                            note=f"withdrawn: the patch is now {row.status} in the published bare-land data")
-    return int(len(moot))
+    return layerstore.withdraw_tasks(
+        store, moot.id.to_numpy(), now=now,
+        note=[f"withdrawn: the patch is now {status} in the published bare-land data" for status in moot.status])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -31,14 +31,13 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
-from gridwatch import workflow
 from gridwatch.config import Settings
 from gridwatch.dispatch import open_tasks
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.grid import latlng_to_cells
 from gridwatch.i18n import N_
 from gridwatch.storage import Store
-from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy, Kind, Priority, State, naive_utc
+from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy, Kind, Priority, naive_utc
 from layers.base import LayerRead
 from layers.heat_supply import (BOILER_STATUSES, RadiusIndex, boilers_from_frame, geodesic_circle,
                                 plants_from_frame, read_boilers, read_plants)
@@ -397,6 +396,8 @@ def _open_boiler_tasks(store: Store, *, policy: HeatPolicy, now: dt.datetime, ac
 
 def _withdraw_moot_tasks(store: Store, *, now: dt.datetime) -> int:
     """Withdraw active ``boiler_check`` tasks whose boiler is gone, outside the radii, or no longer to close."""
+    from gridwatch import layerstore  # noqa: PLC0415 - avoids a cycle through layerstore
+
     active = "', '".join(s.value for s in ACTIVE_STATES)
     moot = store.query_df(
         "SELECT t.id, b.boiler_id, b.active, b.listed, b.status FROM tasks t"
@@ -404,15 +405,15 @@ def _withdraw_moot_tasks(store: Store, *, now: dt.datetime) -> int:
         f" WHERE t.kind = 'boiler_check' AND t.source_kind = ? AND t.state IN ('{active}')"
         " AND (b.boiler_id IS NULL OR NOT b.active OR NOT b.listed OR b.status <> 'to_close')"
         " ORDER BY t.id", [_TASK_SOURCE])
-    for row in moot.itertuples(index=False):  # moot tasks are few; each is one event
+    notes = []
+    for row in moot.itertuples(index=False):
         if row.boiler_id is None or pd.isna(row.boiler_id) or not row.active:
-            note = "withdrawn: the boiler is no longer in the published inventory"
+            notes.append("withdrawn: the boiler is no longer in the published inventory")
         elif not row.listed:
-            note = "withdrawn: the boiler is no longer inside a heat-supply radius"
+            notes.append("withdrawn: the boiler is no longer inside a heat-supply radius")
         else:
-            note = f"withdrawn: the boiler's status is now {row.status}"
-        workflow.transition(store, int(row.id), State.WITHDRAWN, actor=ACTOR, note=note, now=now)
-    return int(len(moot))
+            notes.append(f"withdrawn: the boiler's status is now {row.status}")
+    return layerstore.withdraw_tasks(store, moot.id.to_numpy(), note=notes, now=now)
 
 
 # --------------------------------------------------------------------------------------------------

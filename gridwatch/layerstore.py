@@ -29,7 +29,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -416,11 +416,12 @@ def publications(store: Store, kind: str | None = None) -> pd.DataFrame:
     return store.query_df(f"SELECT * FROM layer_publications {where} ORDER BY id DESC", params)
 
 
-def withdraw_tasks(store: Store, task_ids: np.ndarray | list[int], *, note: str,
+def withdraw_tasks(store: Store, task_ids: np.ndarray | list[int], *, note: str | Sequence[str],
                    now: dt.datetime | None = None) -> int:
     """Withdraw active tasks a newly published version makes moot (an event by ``layer-publish``); returns how many.
 
-    Tasks already reported, verified, closed or withdrawn are left as they are.
+    ``note`` is one note for all, or one per task (in the order of ``task_ids``). Tasks already reported,
+    verified, closed or withdrawn are left as they are.
     """
     from gridwatch import workflow
     from gridwatch.tasks import ACTIVE_STATES, State
@@ -428,6 +429,7 @@ def withdraw_tasks(store: Store, task_ids: np.ndarray | list[int], *, note: str,
     ids = [int(i) for i in np.asarray(task_ids, dtype=np.int64)]
     if not ids:
         return 0
+    notes = dict(zip(ids, [note] * len(ids) if isinstance(note, str) else list(note), strict=True))
     states = [s.value for s in ACTIVE_STATES]
     withdrawn = 0
     for start in range(0, len(ids), 500):
@@ -435,8 +437,9 @@ def withdraw_tasks(store: Store, task_ids: np.ndarray | list[int], *, note: str,
         active = store.query(
             f"SELECT id FROM tasks WHERE id IN ({', '.join('?' * len(chunk))})"
             f" AND state IN ({', '.join('?' * len(states))}) ORDER BY id", [*chunk, *states])
-        for row in active:
-            workflow.transition(store, int(row["id"]), State.WITHDRAWN, actor=PUBLISH_ACTOR, note=note, now=now)
+        for row in active:  # moot tasks are few; each is one event
+            workflow.transition(store, int(row["id"]), State.WITHDRAWN, actor=PUBLISH_ACTOR,
+                                note=notes[int(row["id"])], now=now)
         withdrawn += len(active)
     return withdrawn
 
