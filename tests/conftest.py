@@ -107,25 +107,45 @@ def shipped_units():
     return Units.from_records(records)
 
 
-@pytest.fixture(scope="session")
-def demo_db(tmp_path_factory, request) -> Path:
-    """A DuckDB file initialised for 伊川县 with demo data (built once per session); with
-    GRIDWATCH_TEST_BACKEND=postgres, the URL of such a PostgreSQL database (copy it with :func:`copy_db`)."""
+def _template_db(tmp_path_factory, request, name: str, **init) -> Path | str:
+    """A database initialised once per session with ``services.init_region(**init)``: a DuckDB file, or with
+    GRIDWATCH_TEST_BACKEND=postgres the URL of a PostgreSQL database (copy either with :func:`copy_db`)."""
     from gridwatch import services
 
     if BACKEND == "postgres":
         import pgserver
 
         request.getfixturevalue("pg_server")
-        url = pgserver.create_database(prefix="gw_tpl_demo")
+        url = pgserver.create_database(prefix=f"gw_tpl_{name}")
         request.addfinalizer(lambda: pgserver.drop_database(url))
         with open_store(url) as s:
-            services.init_region(s, region="410329", resolution=8, demo_data=True)
+            services.init_region(s, **init)
         return url
-    path = tmp_path_factory.mktemp("db") / "demo.duckdb"
+    path = tmp_path_factory.mktemp("db") / f"{name}.duckdb"
     with open_store(str(path)) as s:
-        services.init_region(s, region="410329", resolution=8, demo_data=True)
+        services.init_region(s, **init)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory, request) -> Path:
+    """伊川县 at resolution 8 with demo data (built once per session); see :func:`_template_db`."""
+    return _template_db(tmp_path_factory, request, "demo", region="410329", resolution=8, demo_data=True)
+
+
+@pytest.fixture(scope="session")
+def county_db(tmp_path_factory, request) -> Path:
+    """伊川县 at resolution 8 without demo people, so tasks stay open and unassigned (built once per session)."""
+    return _template_db(tmp_path_factory, request, "county", region="410329", resolution=8, demo_data=False)
+
+
+@pytest.fixture
+def county(county_db, tmp_path) -> Store:
+    """A private copy of :func:`county_db`, so tests may change it."""
+    path = copy_db(county_db, tmp_path, "county.duckdb")
+    with open_store(path) as s:
+        yield s
+    drop_db(path)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +16,9 @@ import shapely
 from h3ronpy import cells_area_m2
 from rasterio.transform import from_origin
 
-from gridwatch import bare, layerstore, services, workflow
+from gridwatch import bare, layerstore, workflow
 from gridwatch.errors import CRSError, ValidationError
 from gridwatch.grid import latlng_to_cells
-from gridwatch.storage import open_store
 from layers.bare_land import bare_cells_from_raster, pixel_area_m2, raster_date
 
 NOW = dt.datetime(2026, 4, 1, 2, 0)
@@ -175,22 +173,6 @@ def test_bare_change_between_frames():
 
 
 # -- publishing in a store ----------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def county_db(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bare") / "yichuan.duckdb"
-    with open_store(str(path)) as s:
-        services.init_region(s, region="410329", resolution=8, demo_data=False)
-    return path
-
-
-@pytest.fixture
-def county(county_db, tmp_path):
-    path = tmp_path / "c.duckdb"
-    shutil.copy(county_db, path)
-    with open_store(str(path)) as s:
-        yield s
-
 
 def _two_dates(tmp_path: Path) -> tuple[Path, Path, np.ndarray, np.ndarray, object]:
     """Two land-cover rasters over the same ground in 伊川县: block A bare on both dates, block B only on

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +13,8 @@ import pyproj
 import pytest
 import shapely
 
-from conftest import REPO, SHARED_DATA, needs_shared
-from gridwatch import heat, layerstore, services, workflow
+from conftest import REPO, SHARED_DATA, copy_db, drop_db, needs_shared
+from gridwatch import heat, layerstore, workflow
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.storage import open_store
 from layers.heat_supply import (RadiusIndex, formula_margin_m, geodesic_circle, is_coal, local_distance_m,
@@ -181,23 +179,6 @@ def test_boiler_reader_statuses_crs_and_rejects():
 
 # -- publishing in a store -------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def county_db(tmp_path_factory) -> Path:
-    """伊川县 at resolution 8 without demo people (tasks stay open, unassigned)."""
-    path = tmp_path_factory.mktemp("heat") / "yichuan.duckdb"
-    with open_store(str(path)) as s:
-        services.init_region(s, region="410329", resolution=8, demo_data=False)
-    return path
-
-
-@pytest.fixture
-def county(county_db, tmp_path):
-    path = tmp_path / "c.duckdb"
-    shutil.copy(county_db, path)
-    with open_store(str(path)) as s:
-        yield s
-
-
 def _boilers_csv() -> bytes:
     """Hand-placed boilers at known bearings and distances from Yichuan Longquan Kim Hyung (1070746)."""
     plant = (112.50113, 34.414573)
@@ -337,8 +318,7 @@ def test_plants_reaching_a_region_and_demo_inventory():
 
 @needs_shared()
 def test_cli_heat_supply_boilers_json(county_db, tmp_path):
-    db = tmp_path / "cli.duckdb"
-    shutil.copy(county_db, db)
+    db = copy_db(county_db, tmp_path, "cli.duckdb")
     with open_store(str(db)) as s:
         layerstore.load(s, "chp_plants", PLANTS_CSV, actor="gis", publish_now=True, chp="1070746", now=NOW)
         layerstore.load(s, "boilers", _boilers_csv(), name="b.csv", actor="gis", publish_now=True, now=NOW)
@@ -354,3 +334,4 @@ def test_cli_heat_supply_boilers_json(county_db, tmp_path):
     first = min(rows, key=lambda r: r["distance_m"])
     _, _, d = GEOD.inv(112.50113, 34.414573, first["lng"], first["lat"])
     assert first["plant_id"] == "1070746" and first["distance_m"] == pytest.approx(d, abs=1e-3)
+    drop_db(db)
