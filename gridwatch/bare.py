@@ -326,12 +326,7 @@ def _update_patches(store: Store, new: pd.DataFrame, change: dict, *, policy: Ba
         store.execute("DELETE FROM bare_now")
     newly = np.asarray(change["newly_bare"], dtype=np.int64)
     reopened = open_patches[open_patches.cell.isin(newly) & (open_patches.status == "covered")]
-    if len(reopened):
-        ids = reopened.id.to_numpy(dtype=np.int64)
-        store.execute(f"UPDATE bare_patches SET status = 'bare', status_changed_at = ?, status_changed_by = ?"
-                      f" WHERE id IN ({', '.join(map(str, ids))})", [now, actor])
-        _patch_history(store, ids, reopened.status.to_numpy(), "bare", now=now, actor=actor,
-                       note=f"bare again in the data of {day.isoformat()}")
+    _move_patches(store, reopened, "bare", now=now, actor=actor, note=f"bare again in the data of {day.isoformat()}")
     fresh = newly[~np.isin(newly, open_patches.cell.to_numpy(dtype=np.int64))] if by_cell is not None else newly
     if fresh.size:
         area = bare.set_index("cell").bare_m2.reindex(fresh).to_numpy(dtype=np.float64)
@@ -349,13 +344,20 @@ def _update_patches(store: Store, new: pd.DataFrame, change: dict, *, policy: Ba
                        note=f"registered from the data of {day.isoformat()}")
     gone = np.asarray(change["no_longer_bare"], dtype=np.int64)
     covered = open_patches[open_patches.cell.isin(gone) & (open_patches.status == "bare")]
-    if len(covered):
-        ids = covered.id.to_numpy(dtype=np.int64)
-        store.execute(f"UPDATE bare_patches SET status = 'covered', status_changed_at = ?, status_changed_by = ?"
-                      f" WHERE id IN ({', '.join(map(str, ids))})", [now, actor])
-        _patch_history(store, ids, covered.status.to_numpy(), "covered", now=now, actor=actor,
-                       note=f"no longer bare in the data of {day.isoformat()}")
+    _move_patches(store, covered, "covered", now=now, actor=actor,
+                  note=f"no longer bare in the data of {day.isoformat()}")
     return int(fresh.size)
+
+
+def _move_patches(store: Store, patches: pd.DataFrame, status: str, *, now: dt.datetime, actor: str,
+                  note: str) -> None:
+    """Give ``patches`` (rows of ``bare_patches`` with ``id`` and ``status``) a new status, with their history."""
+    if not len(patches):
+        return
+    ids = patches.id.to_numpy(dtype=np.int64)
+    store.execute(f"UPDATE bare_patches SET status = ?, status_changed_at = ?, status_changed_by = ?"
+                  f" WHERE id IN ({', '.join(map(str, ids))})", [status, now, actor])
+    _patch_history(store, ids, patches.status.to_numpy(), status, now=now, actor=actor, note=note)
 
 
 def _existing_keys(store: Store, source_kind: str, keys: list[str]) -> set[str]:
@@ -422,10 +424,8 @@ def patch_status_update(store: Store, patch_id: int, status: str, *, actor: str,
             raise NotFound("There is no bare-land patch {id}.", id=patch_id)
         before = rows[0]["status"]
         if before != status:
-            store.execute("UPDATE bare_patches SET status = ?, status_changed_at = ?, status_changed_by = ?"
-                          " WHERE id = ?", [status, now, actor, int(patch_id)])
-            _patch_history(store, np.array([int(patch_id)]), np.array([before], dtype=object), status, now=now,
-                           actor=actor, note=note)
+            _move_patches(store, pd.DataFrame({"id": [int(patch_id)], "status": [before]}), status, now=now,
+                          actor=actor, note=note)
     return {"patch_id": int(patch_id), "from_status": before, "to_status": status, "changed": before != status}
 
 
