@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import threading
 from typing import Any
 
 import numpy as np
@@ -141,27 +140,15 @@ def seal(store: Store, *, now: dt.datetime | None = None) -> int:
     return added
 
 
-_locks: dict[int, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock(store: Store) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(id(store), threading.Lock())
-
-
 def seal_committed(store: Store) -> int:
     """Seal what has been committed and not sealed yet, one sealer at a time.
 
-    Sessions of one process are serialised by a lock, and each seal runs in a fresh transaction that sees every
-    commit before it, so links never fork; a backend shared by several processes also takes a database lock
-    (:meth:`Store.lock_for_seal`). Rows committed by a process that dies before sealing are sealed by the next
-    commit anywhere, and are reported as unsealed by :func:`verify` until then.
+    Sealers are serialised (:meth:`Store.exclusive`) and each seal runs in a fresh transaction that sees every
+    commit before it, so links never fork. Rows committed by a process that dies before sealing are sealed by the
+    next commit anywhere, and are reported as unsealed by :func:`verify` until then.
     """
-    with _lock(store):
-        with store.transaction():
-            store.lock_for_seal()
-            return seal(store)
+    with store.exclusive("seal"):
+        return seal(store)
 
 
 def install(store: Store) -> None:

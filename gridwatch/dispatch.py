@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gridwatch.fires import hash_columns, satellite_codes
+from gridwatch.fires import hash_columns, satellite_codes, utc_datetimes
 from gridwatch.storage import Store
 from gridwatch.tasks import DispatchPolicy, Kind, State, naive_utc
 
@@ -105,19 +106,26 @@ def plan_fire_dispatch(incidents: pd.DataFrame, *, policy: DispatchPolicy,
 
 def dispatch_fire_incidents(store: Store, incidents: pd.DataFrame, *, policy: DispatchPolicy,
                             now: dt.datetime | None = None, actor: str = "dispatch",
-                            plan: FirePlan | None = None) -> dict[str, int]:
-    """Store new incidents and open one ``fire_check`` task per incident (call inside a transaction).
+                            plan: FirePlan | Future[FirePlan] | None = None) -> dict[str, int]:
+    """Store new incidents and open one ``fire_check`` task per incident.
 
-    Incidents already stored (same cell and overpass) get their counts updated
-    and no second task. ``plan`` is :func:`plan_fire_dispatch` of the same incidents, when the caller made it
-    already. Returns ``{"incidents": new, "tasks_created": n, "coverage_gaps": g}``.
+    Call inside ``store.exclusive("fires.ingest")`` (:meth:`Store.exclusive`): incidents already stored (same
+    cell and overpass) are found by an anti-join, get their counts updated and no second task. ``plan`` is
+    :func:`plan_fire_dispatch` of the same incidents when the caller made it already, or a future of it being
+    made on another thread (awaited once the stored incidents are known). Returns ``{"incidents": new,
+    "tasks_created": n, "coverage_gaps": g}``.
     """
     if incidents.empty:
         return {"incidents": 0, "tasks_created": 0, "coverage_gaps": 0}
-    plan = plan or plan_fire_dispatch(incidents, policy=policy, now=now)
-    now, rows = plan.now, plan.rows
     with store.transaction():
-        known = _stored_incidents(store, rows.column("key"))
+        known = _stored_incidents(store, incidents)
+        fresh = np.flatnonzero(~known)
+        # who the new tasks go to is looked up while the plan may still be in the making
+        who = assignees_for_cells(store, incidents.cell.to_numpy(dtype=np.int64)[fresh])
+        if isinstance(plan, Future):
+            plan = plan.result()
+        plan = plan or plan_fire_dispatch(incidents, policy=policy, now=now)
+        rows = plan.rows
         if known.any():
             store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_incidents AS SELECT * FROM fire_incidents LIMIT 0")
             store.execute("DELETE FROM incoming_incidents")
@@ -130,8 +138,7 @@ def dispatch_fire_incidents(store: Store, incidents: pd.DataFrame, *, policy: Di
             )
             store.execute("DELETE FROM incoming_incidents")
         store.insert_arrow("fire_incidents", rows.filter(pa.array(~known)) if known.any() else rows)
-        fresh = np.flatnonzero(~known)
-        created, gaps = _open_fire_tasks(store, incidents, fresh, plan, actor=actor)
+        created, gaps = _open_fire_tasks(store, incidents, fresh, plan, actor=actor, who=who)
     return {"incidents": int(len(fresh)), "tasks_created": created, "coverage_gaps": gaps}
 
 
@@ -151,8 +158,17 @@ def _incident_rows(incidents: pd.DataFrame, now: dt.datetime) -> pa.Table:
     })
 
 
-def _stored_incidents(store: Store, keys: pa.Array) -> np.ndarray:
-    """Whether each incident key is stored already (one bulk insert of the keys, one join)."""
+def _stored_incidents(store: Store, incidents: pd.DataFrame) -> np.ndarray:
+    """Whether each incident is stored already (one bulk insert of the keys, one join).
+
+    An incident's key holds the minute of its pass, so only stored incidents of the same minutes can match: when
+    none lies in the batch's span of minutes (a fetch of new passes), nothing is looked up.
+    """
+    minutes = utc_datetimes(incidents.acq_time).astype("datetime64[m]")
+    span = [m.astype("datetime64[us]").item() for m in (minutes.min(), minutes.max() + np.timedelta64(1, "m"))]
+    if not store.scalar("SELECT count(*) FROM fire_incidents WHERE acq_time >= ? AND acq_time < ?", span):
+        return np.zeros(len(incidents), dtype=bool)
+    keys = pa.array(incidents.key.to_numpy(dtype=np.int64))
     store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_incident_keys (key BIGINT)")
     store.execute("DELETE FROM incoming_incident_keys")
     store.insert_arrow("incoming_incident_keys", pa.table({"key": keys}))
@@ -170,15 +186,17 @@ def _strings(values: np.ndarray | pa.Array) -> pa.Array:
 
 def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str, source_keys: np.ndarray,
                priority: np.ndarray, due: np.ndarray, titles: np.ndarray, now: dt.datetime, actor: str,
-               detail: dict) -> int:
+               detail: dict, who: pd.DataFrame | None = None) -> int:
     """Open tasks in bulk, each for its cell's responsible person, with its first event; returns the coverage gaps.
 
     Call inside a transaction. A task whose cell has nobody on the chain stays ``open`` with no assignee.
-    ``source_keys`` and ``titles`` may be numpy arrays of text or Arrow string arrays.
+    ``source_keys`` and ``titles`` may be numpy arrays of text or Arrow string arrays. ``who`` is
+    :func:`assignees_for_cells` of ``cells`` (or of more cells), when the caller looked it up in the same
+    transaction.
     """
     cells = np.asarray(cells, dtype=np.int64)
     n = len(cells)
-    who = assignees_for_cells(store, cells)
+    who = assignees_for_cells(store, cells) if who is None else who
     at = pa.array(pd.Index(who.cell.to_numpy(dtype=np.int64)).get_indexer(cells))  # each task's row of ``who``
     has_person = who.person_id.notna().to_numpy()
     state = pa.array([State.OPEN.value, State.ASSIGNED.value]).take(pa.array(has_person.astype(np.int8)).take(at))
@@ -224,8 +242,11 @@ def _fire_titles(incidents: pd.DataFrame, timezone: str) -> pa.Array:
 
 
 def _open_fire_tasks(store: Store, incidents: pd.DataFrame, fresh: np.ndarray, plan: FirePlan, *,
-                     actor: str) -> tuple[int, int]:
-    """One ``fire_check`` per incident at positions ``fresh`` (those not stored before); tasks and gaps."""
+                     actor: str, who: pd.DataFrame | None = None) -> tuple[int, int]:
+    """One ``fire_check`` per incident at positions ``fresh`` (those not stored before); tasks and gaps.
+
+    ``who`` is :func:`assignees_for_cells` of their cells, when the caller looked it up already.
+    """
     if not len(fresh):
         return 0, 0
     every = len(fresh) == len(incidents)
@@ -237,5 +258,5 @@ def _open_fire_tasks(store: Store, incidents: pd.DataFrame, fresh: np.ndarray, p
                       priority=plan.priority if every else plan.priority[fresh],
                       due=plan.due if every else plan.due[fresh],
                       titles=plan.titles if every else plan.titles.take(take), now=plan.now, actor=actor,
-                      detail={"by": "dispatch", "rule": "fire_check per incident"})
+                      detail={"by": "dispatch", "rule": "fire_check per incident"}, who=who)
     return int(len(fresh)), gaps

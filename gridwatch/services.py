@@ -496,9 +496,11 @@ def ingest_fire_file(store: Store, path: str | Path, *, actor: str = SYSTEM, pol
     The stages, each timed in ``stage_seconds``: ``read`` (``read_firms``: parse and check the CSV),
     ``checksum`` (the rest of the file's SHA-256, computed in a thread during the read), ``known`` (duplicate
     keys and the anti-join against stored keys), ``triage`` (cells, outcomes, incidents;
-    :func:`gridwatch.fires.triage`), ``store`` (one bulk insert of the new detections, the rejects, the
-    observation ledger), ``dispatch`` (incidents, and their tasks with first events) and ``commit``; everything
-    from ``known`` on is one transaction.
+    :func:`gridwatch.fires.triage`), ``dispatch`` (incidents, and their tasks with first events, while threads lay
+    out the detections' rows), ``store`` (one bulk insert of the new detections, the rejects, the observation
+    ledger) and ``commit``; everything
+    from ``known`` on is one transaction, which no other ingest runs beside (:meth:`Store.exclusive`): stored
+    detections and incidents are found by anti-joins, so two ingests of one file must not interleave.
 
     Returns ``{"file", "batch", "read", "accepted", "rejected", "duplicates", "outside_region",
     "not_dispatched", "incidents", "tasks_created", "coverage_gaps", "passes", "stage_seconds"}``: ``accepted``
@@ -516,7 +518,8 @@ def ingest_fire_file(store: Store, path: str | Path, *, actor: str = SYSTEM, pol
         with clock("checksum"):
             sha256 = checksum.result()
     grid = stored_grid(store)
-    with store.transaction():
+    # one ingest at a time: duplicates of stored detections and incidents are found by anti-joins, not indexes
+    with store.exclusive("fires.ingest"):
         batch = int(store.scalar(
             "INSERT INTO ingest_batches (kind, source, sha256, actor) VALUES ('fire_points', ?, ?, ?) RETURNING id",
             [path.name, sha256, actor]))
@@ -527,22 +530,24 @@ def ingest_fire_file(store: Store, path: str | Path, *, actor: str = SYSTEM, pol
             latest = pd.Timestamp(frame.acq_time.max()) if len(frame) else pd.Timestamp.now(tz="UTC")
             tri = triage(frame, grid, policy=policy, known_keys=known,
                          burn_days=_burn_days(store, policy, latest), keys=keys, zone_test=_zone_test(store))
-        # the tasks' priorities, due times and titles are worked out meanwhile (the insert releases the GIL)
-        planner = ThreadPoolExecutor(max_workers=1)
-        plan = planner.submit(plan_fire_dispatch, tri.incidents, policy=policy, now=now)
-        planner.shutdown(wait=False)
-        with clock("store"):
-            if len(tri.points):
-                rows, variants = _fire_rows(frame, tri, batch=batch, source_label=source_label)
-                store.insert_arrow("fire_variants", variants)
-                store.insert_arrow("fire_detections", rows)
-            if len(result.rejected):
-                store.insert_arrow("ingest_rejects", pa.Table.from_pandas(
-                    result.rejected[["line", "reason", "message", "raw"]].assign(batch_id=batch),
-                    preserve_index=False))
-            passes = _record_passes(store, tri, batch)
-        with clock("dispatch"):
-            dispatched = dispatch_fire_incidents(store, tri.incidents, policy=policy, plan=plan.result())
+        # While the incidents, tasks and events are written (DuckDB releases the GIL), two threads work out the
+        # tasks' priorities, due times and titles, and lay out the new detections' rows.
+        with ThreadPoolExecutor(max_workers=2) as helpers:
+            plan = helpers.submit(plan_fire_dispatch, tri.incidents, policy=policy, now=now)
+            laid_out = (helpers.submit(_fire_rows, frame, tri, batch=batch, source_label=source_label)
+                        if len(tri.points) else None)
+            with clock("dispatch"):
+                dispatched = dispatch_fire_incidents(store, tri.incidents, policy=policy, plan=plan)
+            with clock("store"):
+                if laid_out is not None:
+                    rows, variants = laid_out.result()
+                    store.insert_arrow("fire_variants", variants)
+                    store.insert_arrow("fire_detections", rows)
+                if len(result.rejected):
+                    store.insert_arrow("ingest_rejects", pa.Table.from_pandas(
+                        result.rejected[["line", "reason", "message", "raw"]].assign(batch_id=batch),
+                        preserve_index=False))
+                passes = _record_passes(store, tri, batch)
         summary = {
             "file": path.name,
             "batch": batch,

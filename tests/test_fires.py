@@ -312,7 +312,7 @@ def test_stored_detections_read_back_with_their_text_units_and_outcomes(demo_sto
     path.write_text(text, encoding="utf-8")
     result = services.ingest_fire_file(demo_store, path)
     assert (result["accepted"], result["outside_region"], result["not_dispatched"]) == (3, 1, {"low_confidence": 1})
-    assert list(result["stage_seconds"]) == ["read", "checksum", "known", "triage", "store", "dispatch", "commit"]
+    assert list(result["stage_seconds"]) == ["read", "checksum", "known", "triage", "dispatch", "store", "commit"]
     rows = demo_store.query(
         "SELECT source, satellite, instrument, confidence, confidence_class, frp, daynight, version, fire_type, cell,"
         " in_region, county_code, township_code, village_code, dispatch, reason, incident_key IS NOT NULL AS inc"
@@ -343,3 +343,33 @@ def test_keys_stay_those_of_detections_stored_before():
     expected = [hash_columns(np.array([3442000]), np.array([11242000]), np.array([minute]),
                              np.array([int.from_bytes(n.encode()[:8], "little")]))[0] for n in names]
     assert got.tolist() == expected
+
+
+@needs_shared()
+def test_two_ingests_of_one_file_at_once_store_it_once(demo_store):
+    """Stored detections and incidents are found by anti-joins, not unique indexes: ingests must take turns."""
+    import threading
+
+    before = {t: demo_store.scalar(f"SELECT count(*) FROM {t}") for t in ("fire_detections", "fire_incidents", "tasks")}
+    results, failures = [], []
+    start = threading.Barrier(2)
+
+    def ingest():
+        start.wait()
+        try:
+            results.append(services.ingest_fire_file(demo_store, FEB_2022))
+        except Exception as exc:  # pragma: no cover - shown by the assertion below
+            failures.append(exc)
+
+    workers = [threading.Thread(target=ingest) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not failures
+    assert sorted(r["accepted"] for r in results) == [0, 122]
+    assert sorted(r["duplicates"] for r in results) == [0, 122]
+    assert sum(r["tasks_created"] for r in results) == 2
+    after = {t: demo_store.scalar(f"SELECT count(*) FROM {t}") for t in before}
+    assert after == {"fire_detections": before["fire_detections"] + 122,
+                     "fire_incidents": before["fire_incidents"] + 2, "tasks": before["tasks"] + 2}

@@ -48,10 +48,33 @@ def list_migrations() -> list[tuple[int, str, str]]:
     return found
 
 
-def split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (no semicolons inside strings here)."""
-    without_comments = re.sub(r"--[^\n]*", "", script)
-    return [s.strip() for s in without_comments.split(";") if s.strip()]
+def split_sql(script: str, backend: str | None = None) -> list[str]:
+    r"""Split a migration script into statements (no semicolons inside strings here).
+
+    A statement whose first line is ``--@duckdb`` or ``--@postgres`` belongs to that backend only: it is left
+    out for another ``backend`` (and kept when ``backend`` is None). Other comments are removed.
+
+    Examples
+    --------
+    >>> split_sql("CREATE TABLE a (x INT); -- note\n--@postgres\nCREATE INDEX a_x ON a (x);", "duckdb")
+    ['CREATE TABLE a (x INT)']
+    """
+    statements = []
+    for text in re.sub(r"--(?!@)[^\n]*", "", script).split(";"):
+        text = text.strip()
+        only = re.match(r"--@(duckdb|postgres)\s*\n", text)
+        if only:
+            text = text[only.end():].strip()
+            if backend is not None and only[1] != backend:
+                continue
+        if text:
+            statements.append(text)
+    return statements
+
+
+#: the thread locks of :meth:`Store.exclusive`, by database and name
+_named_locks: dict[tuple[str, str], threading.Lock] = {}
+_named_locks_guard = threading.Lock()
 
 
 class Store(abc.ABC):
@@ -252,10 +275,28 @@ class Store(abc.ABC):
         """Whether a failure is a write-write conflict between concurrent transactions (worth retrying)."""
         return "conflict" in str(exc.params.get("detail", "")).lower()
 
-    def lock_for_seal(self) -> None:
-        """Inside a transaction: hold the database-wide lock that serialises sealing across processes.
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator["Store"]:
+        """One transaction that no other session doing ``name`` runs beside, in this process or any other.
 
-        DuckDB has one writing process, which :mod:`gridwatch.audit` serialises with a thread lock, so this does
+        Sessions of this process wait on a thread lock; a backend several processes share also holds a
+        database-wide lock for the transaction (:meth:`_lock_database`). Work whose idempotence is a check
+        before a write (an anti-join, no unique index) runs in here, so two of them never both pass the check.
+        """
+        with _named_locks_guard:
+            lock = _named_locks.setdefault((self._lock_scope(), name), threading.Lock())
+        with lock, self.transaction():
+            self._lock_database(name)
+            yield self
+
+    def _lock_scope(self) -> str:
+        """What this process's locks are shared across: the database (stores opened on one file share them)."""
+        return f"store:{id(self)}"
+
+    def _lock_database(self, name: str) -> None:
+        """Inside a transaction: hold the database-wide lock ``name`` until it ends.
+
+        DuckDB has one writing process, which :meth:`exclusive` serialises with its thread lock, so this does
         nothing here; a shared backend (PostgreSQL: ``pg_advisory_xact_lock``) overrides it.
         """
 
@@ -282,7 +323,7 @@ class Store(abc.ABC):
             if number in done:
                 continue
             with self.transaction():
-                for statement in split_sql(sql):
+                for statement in split_sql(sql, self.backend):
                     self.execute(self.translate_ddl(statement))
                 self.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [number, name])
             applied.append(name)

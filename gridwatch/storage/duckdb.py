@@ -93,6 +93,10 @@ class DuckDBStore(Store):
             self._cursors.clear()
         self._con.close()
 
+    def _lock_scope(self) -> str:
+        """The database file (every store of this process opened on it), or this store when in memory."""
+        return super()._lock_scope() if self.path == ":memory:" else f"duckdb:{Path(self.path).resolve()}"
+
     def _begin(self, cur: Any) -> None:
         cur.execute("BEGIN TRANSACTION")
 

@@ -381,9 +381,9 @@ class PostgresStore(Store):
     def sha256_hex_sql(self, expr: str) -> str:  # noqa: D102
         return f"encode(sha256(convert_to({expr}, 'UTF8')), 'hex')"
 
-    def lock_for_seal(self) -> None:
-        """Serialise sealing across every process on this database (released when the transaction ends)."""
-        self.execute("SELECT pg_advisory_xact_lock(hashtext('gridwatch.seal'))")
+    def _lock_database(self, name: str) -> None:
+        """Serialise ``name`` across every process on this database (released when the transaction ends)."""
+        self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [f"gridwatch.{name}"])
 
     def tables(self) -> list[str]:
         """The tables of the current schema, without those an extension owns (PostGIS' ``spatial_ref_sys``)."""
