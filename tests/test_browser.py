@@ -34,13 +34,17 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(demo_db, tmp_path_factory):
-    db = copy_db(demo_db, tmp_path_factory.mktemp("browser"), "app.duckdb")
+    folder = tmp_path_factory.mktemp("browser")
+    db = copy_db(demo_db, folder, "app.duckdb")
     port = _free_port()
     env = {**os.environ, "GRIDWATCH_DB": str(db)}
+    # the server's output goes to a file: a pipe nobody reads would stop the server once its buffer fills
+    log_path = folder / "streamlit.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
@@ -53,10 +57,12 @@ def app_url(demo_db, tmp_path_factory):
             time.sleep(0.3)
     else:
         proc.kill()
-        pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+        log.close()
+        pytest.fail("streamlit did not start: " + log_path.read_text(errors="replace")[-2000:])
     yield url
     proc.terminate()
     proc.wait(timeout=20)
+    log.close()
     drop_db(db)
 
 
@@ -104,6 +110,17 @@ def _go(page, name, shows) -> None:
     raise AssertionError(f"{name} did not open at {page.url}; the page shows: {page.inner_text('body')[:800]!r}")
 
 
+def _sees(page, target, timeout: int = 60000) -> None:
+    """Wait until ``target`` (a text, or a locator) shows; failing, say what the page shows instead."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        (page.get_by_text(target) if isinstance(target, str) else target).first.wait_for(timeout=timeout)
+    except PlaywrightTimeout:
+        raise AssertionError(f"{target!r} did not show at {page.url}; the page shows: "
+                             f"{page.inner_text('body')[:800]!r}") from None
+
+
 def _map_cells(page, min_cells: int = 1) -> dict[str, str]:
     """Cell id → status label as drawn by the Leaflet map (in streamlit-folium's frame), once it has drawn."""
     from playwright.sync_api import Error as PlaywrightError
@@ -147,11 +164,12 @@ def test_overview_renders_on_a_tablet(app_url, browser, viewport):
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:",
                                                                                    "blob:")) else None)
     _sign_in(page, app_url, "county")
-    _go(page, "概览", "网格概览：伊川县")
-    page.get_by_text("全覆盖检查").wait_for()
-    page.locator("svg polygon").first.wait_for()
+    # the screen's last section, so a tap that a late rerun of the previous screen undoes is made again
+    _go(page, "概览", "全覆盖检查")
+    _sees(page, "网格概览：伊川县")
+    _sees(page, page.locator("svg polygon"))
     assert page.locator("svg polygon").count() > 1800
-    page.get_by_text("未分配单位的人员").wait_for()
+    _sees(page, "未分配单位的人员")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"overview-{width}x{height}.png"), full_page=True)
     assert not outside, f"the page asked the network for {outside[:3]}"
