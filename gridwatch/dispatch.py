@@ -47,7 +47,7 @@ def assignees_for_cells(store: Store, cells: np.ndarray) -> pd.DataFrame:
         return base.assign(person_id=pd.array([], dtype="Int64"), role=[], unit=[], gap=[])
     if not store.scalar("SELECT count(*) FROM assignments WHERE role IN ('inspector', 'grid_member', 'grid_leader',"
                         " 'unit_head')"):
-        return base.assign(person_id=pd.array([pd.NA] * len(base), dtype="Int64"), role=None, unit=None, gap=True)
+        return _nobody(base)
     # one equi-join per way of reaching a cell (an OR of them would make the join a nested loop)
     reach = " UNION ALL ".join(
         f"SELECT c.cell, a.person_id, a.role, COALESCE(a.unit_code, '') AS unit, {depth} AS depth"
@@ -61,7 +61,7 @@ def assignees_for_cells(store: Store, cells: np.ndarray) -> pd.DataFrame:
         found = store.query_df(reach)
         store.execute("DELETE FROM wanted_cells")
     if found.empty:
-        return base.assign(person_id=pd.array([pd.NA] * len(base), dtype="Int64"), role=None, unit=None, gap=True)
+        return _nobody(base)
     found["is_inspector"] = found.role.ne("inspector")
     found["rank"] = found.role.map(_ROLE_RANK)
     best = (found.sort_values(["cell", "is_inspector", "depth", "rank", "person_id"])
@@ -70,6 +70,13 @@ def assignees_for_cells(store: Store, cells: np.ndarray) -> pd.DataFrame:
     out["person_id"] = out.person_id.astype("Int64")
     out["gap"] = out.role.ne("inspector").to_numpy()
     return out
+
+
+def _nobody(base: pd.DataFrame) -> pd.DataFrame:
+    """``base`` (a ``cell`` column) with nobody to take its tasks: missing person, role and unit; a gap each."""
+    n = len(base)
+    return base.assign(person_id=pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)),
+                       role=None, unit=None, gap=True)
 
 
 @dataclass(frozen=True)
@@ -201,8 +208,9 @@ def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str,
     has_person = who.person_id.notna().to_numpy()
     state = pa.array([State.OPEN.value, State.ASSIGNED.value]).take(pa.array(has_person.astype(np.int8)).take(at))
     with store.transaction():
-        last = int(store.scalar("SELECT COALESCE(max(id), 0) FROM tasks"))
+        ids = pa.array(store.next_ids("tasks_id_seq", n))
         store.insert_arrow("tasks", pa.table({
+            "id": ids,
             "kind": pa.repeat(kind.value, n),
             "cell": pa.array(cells),
             "source_kind": pa.repeat(source_kind, n),
@@ -217,13 +225,14 @@ def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str,
             "due_at": pa.array(np.asarray(due).astype("datetime64[us]")),
             "title": _strings(titles),
         }))
-        # the tasks just opened: above the previous highest id, of this kind and time, without events yet
-        store.execute(
-            "INSERT INTO task_events (task_id, happened_at, actor, from_state, to_state, detail)"
-            " SELECT t.id, t.created_at, ?, NULL, t.state, ? FROM tasks t"
-            " WHERE t.id > ? AND t.kind = ? AND t.created_at = ?"
-            " AND t.id NOT IN (SELECT e.task_id FROM task_events e WHERE e.task_id > ?)",
-            [actor, json.dumps(detail, ensure_ascii=False), last, kind.value, now, last])
+        store.insert_arrow("task_events", pa.table({
+            "task_id": ids,
+            "happened_at": pa.repeat(pa.scalar(now, type=pa.timestamp("us")), n),
+            "actor": pa.repeat(actor, n),
+            "from_state": pa.nulls(n, pa.string()),
+            "to_state": state,
+            "detail": pa.repeat(json.dumps(detail, ensure_ascii=False), n),
+        }))
     return int(who.gap.to_numpy(dtype=bool)[np.asarray(at)].sum())
 
 

@@ -28,8 +28,8 @@ from gridwatch.grid import Grid
 from gridwatch.tasks import DispatchPolicy
 from layers.fire_points import CONFIDENCE_CLASSES, SATELLITE_NAMES
 
-__all__ = ["REASONS", "OUTCOMES", "StageClock", "TriageResult", "fire_keys", "incident_keys", "triage",
-           "observed_passes", "hash_columns", "satellite_codes", "text_codes", "utc_datetimes"]
+__all__ = ["REASONS", "OUTCOMES", "StageClock", "TriageResult", "FireColumns", "fire_columns", "fire_keys",
+           "incident_keys", "triage", "observed_passes", "hash_columns", "satellite_codes", "text_codes", "utc_datetimes"]
 
 #: why a detection inside the region is not dispatched
 REASONS = ("static_source", "persistent_heat", "low_confidence")
@@ -150,6 +150,29 @@ def _minutes(utc: np.ndarray) -> np.ndarray:
     return utc.astype("datetime64[m]").astype(np.int64)
 
 
+@dataclass(frozen=True)
+class FireColumns:
+    """What the duplicate keys and triage both need of every row read, worked out once (:func:`fire_columns`)."""
+
+    satellite: np.ndarray  # code in SATELLITE_NAMES (int8, -1 for another name)
+    stable: np.ndarray  # the satellite's hash input (:func:`_stable_code`)
+    utc: np.ndarray  # naive UTC datetime64[ns]
+    minutes: np.ndarray  # whole minutes since the epoch
+    keys: np.ndarray  # :func:`fire_keys`
+
+
+def fire_columns(frame: pd.DataFrame, keys: np.ndarray | None = None) -> FireColumns:
+    """Satellite codes, UTC times and duplicate keys (unless given) of a FIRMS frame (:func:`read_firms`)."""
+    sat = satellite_codes(frame.satellite)
+    stable = _satellite_hash_inputs(frame.satellite, sat)
+    utc = utc_datetimes(frame.acq_time)
+    minutes = _minutes(utc)
+    if keys is None:
+        keys = _fire_keys(frame.latitude.to_numpy(dtype=np.float64), frame.longitude.to_numpy(dtype=np.float64),
+                          minutes, stable)
+    return FireColumns(sat, stable, utc, minutes, keys)
+
+
 def fire_keys(lat: np.ndarray, lng: np.ndarray, acq_time: pd.Series, satellite: np.ndarray) -> np.ndarray:
     """The duplicate key of detections: latitude and longitude to 1e-5°, minute of acquisition, satellite."""
     return _fire_keys(np.asarray(lat), np.asarray(lng), _minutes(utc_datetimes(acq_time)),
@@ -228,6 +251,7 @@ def triage(
     burn_days: Callable[[np.ndarray], pd.DataFrame] | None = None,
     zone_test: ZoneTest | None = None,
     keys: np.ndarray | None = None,
+    columns: FireColumns | None = None,
 ) -> TriageResult:
     """Decide jurisdiction, duplicates, filters and incidents for detections read from a file.
 
@@ -253,14 +277,13 @@ def triage(
         (``cells`` as uint64 H3 indexes of the new detections).
     keys : ndarray of int64, optional
         The rows' :func:`fire_keys`, when the caller has them already.
+    columns : FireColumns, optional
+        :func:`fire_columns` of ``frame``, when the caller has them already (its keys are then used).
     """
-    sat = satellite_codes(frame.satellite)
-    stable = _satellite_hash_inputs(frame.satellite, sat)
-    utc = utc_datetimes(frame.acq_time)
-    minutes = _minutes(utc)
+    if columns is None:
+        columns = fire_columns(frame, keys)
+    sat, stable, utc, minutes, keys = columns.satellite, columns.stable, columns.utc, columns.minutes, columns.keys
     lat_all, lng_all = frame.latitude.to_numpy(dtype=np.float64), frame.longitude.to_numpy(dtype=np.float64)
-    if keys is None:
-        keys = _fire_keys(lat_all, lng_all, minutes, stable)
     rows = _new_rows(keys, known_keys)
     every = len(rows) == len(frame)
 

@@ -24,7 +24,7 @@ from gridwatch import assignment, auth, boundaries, demo, notify, org, workflow
 from gridwatch.config import Settings
 from gridwatch.dispatch import dispatch_fire_incidents, plan_fire_dispatch
 from gridwatch.firms import FirmsClient, region_bbox
-from gridwatch.fires import (OUTCOMES, REASONS, StageClock, TriageResult, fire_keys, observed_passes, text_codes,
+from gridwatch.fires import (OUTCOMES, REASONS, StageClock, TriageResult, fire_columns, observed_passes, text_codes,
                              triage)
 from gridwatch.crs import wgs84_to_gcj02
 from gridwatch.photos import inspect_photo, photo_preview, store_photo
@@ -467,9 +467,9 @@ def _fire_rows(frame: pd.DataFrame, tri: TriageResult, *, batch: int,
     return table, variant_table
 
 
-def _record_passes(store: Store, tri: TriageResult, batch: int) -> int:
-    """Add the passes the new detections show to the observation ledger; returns how many the file showed."""
-    passes = observed_passes(tri.points, _region_bounds(store))
+def _record_passes(store: Store, passes: pd.DataFrame, batch: int) -> int:
+    """Add the passes the new detections show (:func:`observed_passes`) to the observation ledger; returns how many
+    the file showed."""
     if len(passes):
         store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_passes AS SELECT * FROM observations LIMIT 0")
         store.execute("DELETE FROM incoming_passes")
@@ -524,18 +524,20 @@ def ingest_fire_file(store: Store, path: str | Path, *, actor: str = SYSTEM, pol
             "INSERT INTO ingest_batches (kind, source, sha256, actor) VALUES ('fire_points', ?, ?, ?) RETURNING id",
             [path.name, sha256, actor]))
         with clock("known"):
-            keys = fire_keys(frame.latitude.to_numpy(), frame.longitude.to_numpy(), frame.acq_time, frame.satellite)
-            known = _known_fire_keys(store, keys)
+            columns = fire_columns(frame)
+            known = _known_fire_keys(store, columns.keys)
         with clock("triage"):
             latest = pd.Timestamp(frame.acq_time.max()) if len(frame) else pd.Timestamp.now(tz="UTC")
             tri = triage(frame, grid, policy=policy, known_keys=known,
-                         burn_days=_burn_days(store, policy, latest), keys=keys, zone_test=_zone_test(store))
+                         burn_days=_burn_days(store, policy, latest), columns=columns, zone_test=_zone_test(store))
         # While the incidents, tasks and events are written (DuckDB releases the GIL), two threads work out the
-        # tasks' priorities, due times and titles, and lay out the new detections' rows.
+        # tasks' priorities, due times and titles, lay out the new detections' rows and find the passes seen.
+        bounds = _region_bounds(store)
         with ThreadPoolExecutor(max_workers=2) as helpers:
             plan = helpers.submit(plan_fire_dispatch, tri.incidents, policy=policy, now=now)
             laid_out = (helpers.submit(_fire_rows, frame, tri, batch=batch, source_label=source_label)
                         if len(tri.points) else None)
+            passes_seen = helpers.submit(observed_passes, tri.points, bounds)
             with clock("dispatch"):
                 dispatched = dispatch_fire_incidents(store, tri.incidents, policy=policy, plan=plan)
             with clock("store"):
@@ -547,7 +549,7 @@ def ingest_fire_file(store: Store, path: str | Path, *, actor: str = SYSTEM, pol
                     store.insert_arrow("ingest_rejects", pa.Table.from_pandas(
                         result.rejected[["line", "reason", "message", "raw"]].assign(batch_id=batch),
                         preserve_index=False))
-                passes = _record_passes(store, tri, batch)
+                passes = _record_passes(store, passes_seen.result(), batch)
         summary = {
             "file": path.name,
             "batch": batch,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -288,6 +289,19 @@ class Store(abc.ABC):
         with lock, self.transaction():
             self._lock_database(name)
             yield self
+
+    def next_ids(self, sequence: str, n: int) -> np.ndarray:
+        """``n`` new values of ``sequence``, in increasing order (int64): ids for rows inserted in bulk."""
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", sequence):
+            raise StorageError("Bad sequence name {sequence}", sequence=sequence)
+        if n <= 0:
+            return np.zeros(0, dtype=np.int64)
+        ids = self.query_arrow(f"SELECT nextval('{sequence}') AS id FROM {self._series_sql()}", [int(n)])
+        return np.sort(ids.column("id").to_numpy().astype(np.int64, copy=False))
+
+    def _series_sql(self) -> str:
+        """A table expression of as many rows as its one parameter says (DuckDB's ``range``)."""
+        return "range(?)"
 
     def _lock_scope(self) -> str:
         """What this process's locks are shared across: the database (stores opened on one file share them)."""

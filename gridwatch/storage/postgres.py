@@ -381,6 +381,10 @@ class PostgresStore(Store):
     def sha256_hex_sql(self, expr: str) -> str:  # noqa: D102
         return f"encode(sha256(convert_to({expr}, 'UTF8')), 'hex')"
 
+    def _series_sql(self) -> str:
+        """As many rows as the parameter says (``generate_series``)."""
+        return "generate_series(1, ?)"
+
     def _lock_database(self, name: str) -> None:
         """Serialise ``name`` across every process on this database (released when the transaction ends)."""
         self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [f"gridwatch.{name}"])
