@@ -84,30 +84,26 @@ class FirePlan:
     """What opening fire checks needs that the store does not decide, for every incident of a batch.
 
     Made by :func:`plan_fire_dispatch` without touching the store, so an ingest can make it on another thread
-    while its detections are being inserted.
+    while the store is busy.
     """
 
     now: dt.datetime
-    rows: pa.Table  # ``fire_incidents`` rows
     priority: np.ndarray
     due: np.ndarray
     titles: pa.Array
 
 
-
-
 def plan_fire_dispatch(incidents: pd.DataFrame, *, policy: DispatchPolicy,
                        now: dt.datetime | None = None) -> FirePlan:
-    """Incident rows, task priorities, due times and titles for ``incidents`` (pure: no store)."""
+    """Task priorities, due times and titles for ``incidents`` (pure: no store)."""
     now = naive_utc(now)
-    rows = _incident_rows(incidents, now)
     if incidents.empty:
-        return FirePlan(now, rows, np.zeros(0, dtype=np.int32), np.zeros(0, dtype="datetime64[us]"),
+        return FirePlan(now, np.zeros(0, dtype=np.int32), np.zeros(0, dtype="datetime64[us]"),
                         pa.array([], type=pa.string()))
     key_period = policy.in_key_period(incidents.acq_time)  # aware, or naive UTC
     zone = incidents.in_no_burn_zone.to_numpy(dtype=bool)
     due = pd.Timestamp(now) + pd.to_timedelta(policy.fire_sla_hours(key_period), unit="h")
-    return FirePlan(now, rows, np.asarray(policy.fire_priority(key_period, zone), dtype=np.int32),
+    return FirePlan(now, np.asarray(policy.fire_priority(key_period, zone), dtype=np.int32),
                     due.to_numpy().astype("datetime64[us]"), _fire_titles(incidents, policy.timezone))
 
 
@@ -119,20 +115,16 @@ def dispatch_fire_incidents(store: Store, incidents: pd.DataFrame, *, policy: Di
     Call inside ``store.exclusive("fires.ingest")`` (:meth:`Store.exclusive`): incidents already stored (same
     cell and overpass) are found by an anti-join, get their counts updated and no second task. ``plan`` is
     :func:`plan_fire_dispatch` of the same incidents when the caller made it already, or a future of it being
-    made on another thread (awaited once the stored incidents are known). Returns ``{"incidents": new,
-    "tasks_created": n, "coverage_gaps": g}``.
+    made on another thread with the same ``now`` (awaited only when the tasks are opened: the incidents are
+    stored meanwhile). Returns ``{"incidents": new, "tasks_created": n, "coverage_gaps": g}``.
     """
     if incidents.empty:
         return {"incidents": 0, "tasks_created": 0, "coverage_gaps": 0}
+    now = plan.now if isinstance(plan, FirePlan) else naive_utc(now)
+    rows = _incident_rows(incidents, now)
     with store.transaction():
         known = _stored_incidents(store, incidents)
         fresh = np.flatnonzero(~known)
-        # who the new tasks go to is looked up while the plan may still be in the making
-        who = assignees_for_cells(store, incidents.cell.to_numpy(dtype=np.int64)[fresh])
-        if isinstance(plan, Future):
-            plan = plan.result()
-        plan = plan or plan_fire_dispatch(incidents, policy=policy, now=now)
-        rows = plan.rows
         if known.any():
             store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_incidents AS SELECT * FROM fire_incidents LIMIT 0")
             store.execute("DELETE FROM incoming_incidents")
@@ -145,6 +137,11 @@ def dispatch_fire_incidents(store: Store, incidents: pd.DataFrame, *, policy: Di
             )
             store.execute("DELETE FROM incoming_incidents")
         store.insert_arrow("fire_incidents", rows.filter(pa.array(~known)) if known.any() else rows)
+        # who the new tasks go to is looked up while the plan may still be in the making
+        who = assignees_for_cells(store, incidents.cell.to_numpy(dtype=np.int64)[fresh])
+        if isinstance(plan, Future):
+            plan = plan.result()
+        plan = plan or plan_fire_dispatch(incidents, policy=policy, now=now)
         created, gaps = _open_fire_tasks(store, incidents, fresh, plan, actor=actor, who=who)
     return {"incidents": int(len(fresh)), "tasks_created": created, "coverage_gaps": gaps}
 

@@ -28,7 +28,7 @@ from gridwatch.fires import (OUTCOMES, REASONS, StageClock, TriageResult, fire_c
                              triage)
 from gridwatch.crs import wgs84_to_gcj02
 from gridwatch.photos import inspect_photo, photo_preview, store_photo
-from gridwatch.tasks import ACTIVE_STATES, FINDINGS, DispatchPolicy
+from gridwatch.tasks import ACTIVE_STATES, FINDINGS, DispatchPolicy, naive_utc
 from layers.fire_points import CONFIDENCE_CLASSES, read_firms
 from gridwatch.errors import InvalidTransition, NotFound, OutsideRegion, ValidationError
 from gridwatch.maps import STATUSES
@@ -533,13 +533,14 @@ def ingest_fire_file(store: Store, path: str | Path, *, actor: str = SYSTEM, pol
         # While the incidents, tasks and events are written (DuckDB releases the GIL), two threads work out the
         # tasks' priorities, due times and titles, lay out the new detections' rows and find the passes seen.
         bounds = _region_bounds(store)
+        now = naive_utc(now)  # the same moment for the plan made meanwhile and the rows stored
         with ThreadPoolExecutor(max_workers=2) as helpers:
             plan = helpers.submit(plan_fire_dispatch, tri.incidents, policy=policy, now=now)
             laid_out = (helpers.submit(_fire_rows, frame, tri, batch=batch, source_label=source_label)
                         if len(tri.points) else None)
             passes_seen = helpers.submit(observed_passes, tri.points, bounds)
             with clock("dispatch"):
-                dispatched = dispatch_fire_incidents(store, tri.incidents, policy=policy, plan=plan)
+                dispatched = dispatch_fire_incidents(store, tri.incidents, policy=policy, now=now, plan=plan)
             with clock("store"):
                 if laid_out is not None:
                     rows, variants = laid_out.result()
