@@ -468,8 +468,10 @@ def _fire_rows(frame: pd.DataFrame, tri: TriageResult, *, batch: int,
 
 
 def _record_passes(store: Store, passes: pd.DataFrame, batch: int) -> int:
-    """Add the passes the new detections show (:func:`observed_passes`) to the observation ledger; returns how many
-    the file showed."""
+    """Add the passes the new detections show (:func:`observed_passes`) to the observation ledger.
+
+    Returns how many passes the file showed.
+    """
     if len(passes):
         store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_passes AS SELECT * FROM observations LIMIT 0")
         store.execute("DELETE FROM incoming_passes")
