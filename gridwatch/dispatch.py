@@ -6,8 +6,9 @@ coverage gap: its task goes to the next person up the chain (grid member,
 grid leader, unit head, nearest unit first) and is flagged, or stays open
 with nobody when the chain is empty.
 
-Tasks are opened in bulk: one Arrow insert for the tasks, one ``INSERT …
-SELECT`` for their first events, whatever their number.
+Tasks are opened in bulk, whatever their number: their ids are drawn from
+their sequence at once (:meth:`Store.next_ids`), then one Arrow insert for
+the tasks and one for their first events.
 """
 
 from __future__ import annotations
