@@ -23,9 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gridwatch.fires import hash_columns, satellite_codes, utc_datetimes
+from gridwatch.fires import hash_columns, satellite_codes_of, utc_datetimes
 from gridwatch.storage import Store
 from gridwatch.tasks import DispatchPolicy, Kind, State, naive_utc
+from layers.fire_points import SATELLITE_NAMES
 
 __all__ = ["FirePlan", "assignees_for_cells", "dispatch_fire_incidents", "open_tasks", "plan_fire_dispatch"]
 
@@ -153,7 +154,7 @@ def _incident_rows(incidents: pd.DataFrame, now: dt.datetime) -> pa.Table:
     return pa.table({
         "key": pa.array(incidents.key.to_numpy(dtype=np.int64)),
         "cell": pa.array(incidents.cell.to_numpy(dtype=np.int64)),
-        "satellite": pa.array(satellite_codes(incidents.satellite.to_numpy(dtype=object)).astype(np.int16)),
+        "satellite": pa.array(satellite_codes_of(incidents.satellite).astype(np.int16)),
         "acq_time": pa.array(pd.DatetimeIndex(pd.to_datetime(incidents.acq_time, utc=True)).tz_convert(None)
                              .to_numpy().astype("datetime64[us]")),
         "points": pa.array(incidents.points.to_numpy(dtype=np.int32)),
@@ -237,7 +238,10 @@ def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str,
 def _fire_titles(incidents: pd.DataFrame, timezone: str) -> pa.Array:
     """"卫星火点核查 06-10 10:50 Terra ×2" per incident, formatted once per distinct pass and count."""
     utc = pd.DatetimeIndex(pd.to_datetime(incidents.acq_time, utc=True))
-    satellite, names = pd.factorize(incidents.satellite.to_numpy(dtype=object))
+    satellite = satellite_codes_of(incidents.satellite).astype(np.int64)
+    names = np.asarray(SATELLITE_NAMES, dtype=object)
+    if (satellite < 0).any():  # a name gridwatch does not know: number the names as they come
+        satellite, names = pd.factorize(incidents.satellite.to_numpy(dtype=object))
     points = incidents.points.to_numpy(dtype=np.int64)
     codes, uniq = pd.factorize(hash_columns(utc.asi8, satellite, points))
     first = np.empty(len(uniq), dtype=np.int64)

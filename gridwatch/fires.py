@@ -29,7 +29,8 @@ from gridwatch.tasks import DispatchPolicy
 from layers.fire_points import CONFIDENCE_CLASSES, SATELLITE_NAMES
 
 __all__ = ["REASONS", "OUTCOMES", "StageClock", "TriageResult", "FireColumns", "fire_columns", "fire_keys",
-           "incident_keys", "triage", "observed_passes", "hash_columns", "satellite_codes", "text_codes", "utc_datetimes"]
+           "incident_keys", "triage", "observed_passes", "hash_columns", "satellite_codes", "satellite_codes_of",
+           "satellite_names", "text_codes", "utc_datetimes"]
 
 #: why a detection inside the region is not dispatched
 REASONS = ("static_source", "persistent_heat", "low_confidence")
@@ -139,6 +140,18 @@ def _satellite_hash_inputs(satellite: pd.Series | np.ndarray, codes: np.ndarray 
     return np.array([_stable_code(n) for n in names], dtype=np.int64)[found]
 
 
+def satellite_names(codes: np.ndarray) -> pd.Categorical:
+    """Satellite names of codes in :data:`SATELLITE_NAMES`, as a categorical over them (no string per row)."""
+    return pd.Categorical.from_codes(np.asarray(codes, dtype=np.int8), categories=list(SATELLITE_NAMES))
+
+
+def satellite_codes_of(names: pd.Series) -> np.ndarray:
+    """:func:`satellite_codes` of a column, read off its categories when it is :func:`satellite_names`."""
+    if isinstance(names.dtype, pd.CategoricalDtype) and list(names.cat.categories) == list(SATELLITE_NAMES):
+        return names.cat.codes.to_numpy().astype(np.int8, copy=False)
+    return satellite_codes(names.to_numpy(dtype=object))
+
+
 def utc_datetimes(times: pd.Series | np.ndarray) -> np.ndarray:
     """Naive UTC ``datetime64[ns]`` of timestamps (aware ones converted, naive ones taken as UTC)."""
     index = pd.DatetimeIndex(pd.to_datetime(times, utc=True)).tz_convert(None)
@@ -212,7 +225,7 @@ class TriageResult:
 
     ``incidents`` holds one row per incident among the dispatched detections:
     ``key, cell, satellite, acq_time, points, max_frp, in_no_burn_zone`` (its
-    units are its cell's).
+    units are its cell's; ``satellite`` is :func:`satellite_names`, a categorical).
     """
 
     points: pd.DataFrame
@@ -379,7 +392,7 @@ def _incidents(cell: np.ndarray, sat: np.ndarray, minutes: np.ndarray, stable: n
     incidents = pd.DataFrame({
         "key": np.asarray(uniq, dtype=np.int64),
         "cell": cell[first],
-        "satellite": np.asarray(SATELLITE_NAMES, dtype=object)[sat[first]] if k else np.zeros(0, dtype=object),
+        "satellite": satellite_names(sat[first]),
         "acq_time": pd.DatetimeIndex(utc[first]).tz_localize("UTC"),
         "points": np.bincount(codes, minlength=k).astype(np.int64),
         "max_frp": max_frp,
