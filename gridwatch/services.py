@@ -389,9 +389,14 @@ def _known_fire_keys(store: Store, keys: np.ndarray) -> np.ndarray:
 
 
 def _burn_days(store: Store, policy: DispatchPolicy, latest: pd.Timestamp):
-    """``lookup(cells) -> DataFrame(cell, day)``: stored local days with detections in these cells, in the window."""
+    """``lookup(cells) -> DataFrame(cell, day)``: stored local days with detections in these cells, in the window.
+
+    Nothing is looked up cell by cell while no stored detection lies in the window (a first ingest, a new season).
+    """
     def lookup(cells: np.ndarray) -> pd.DataFrame:
         since = (latest - pd.Timedelta(days=policy.persistent_window_days)).tz_localize(None)
+        if not store.scalar("SELECT count(*) FROM fire_detections WHERE acq_time >= ?", [since.to_pydatetime()]):
+            return pd.DataFrame({"cell": np.zeros(0, dtype=np.int64), "day": np.zeros(0, dtype="datetime64[D]")})
         store.execute("CREATE TEMP TABLE IF NOT EXISTS hot_cells (cell BIGINT)")
         store.execute("DELETE FROM hot_cells")
         store.insert_arrow("hot_cells", pa.table({"cell": pa.array(np.asarray(cells, dtype=np.int64))}))
