@@ -96,6 +96,7 @@ def _go(page, name, shows) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for _ in range(3):
+        _idle(page)
         link = page.get_by_role("link", name=name)
         link.wait_for(state="attached", timeout=60000)
         if not link.is_visible() or link.bounding_box()["x"] < 0:
@@ -108,6 +109,27 @@ def _go(page, name, shows) -> None:
         except PlaywrightTimeout:
             continue
     raise AssertionError(f"{name} did not open at {page.url}; the page shows: {page.inner_text('body')[:800]!r}")
+
+
+def _choose(page, select, option: str, *, shows: str) -> None:
+    """Choose ``option`` in the select box ``select`` and wait until the page shows ``shows``.
+
+    A list opened while the app is still redrawing can close under the finger and the choice is lost, as a person
+    would see; like them, choose again. A choice that never takes fails with what the page shows.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(3):
+        _idle(page)
+        select.click(timeout=30000)
+        try:
+            page.get_by_role("option", name=option).click(timeout=10000)
+            page.get_by_text(shows).first.wait_for(timeout=30000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"choosing {option!r} never showed {shows!r}; the page shows: "
+                         f"{page.inner_text('body')[:800]!r}")
 
 
 def _sees(page, target, timeout: int = 60000) -> None:
@@ -179,11 +201,9 @@ def test_overview_renders_on_a_tablet(app_url, browser, viewport):
 def test_language_switch_to_english(app_url, browser):
     page = browser.new_page(viewport={"width": 1024, "height": 768})
     _sign_in(page, app_url, "county")
-    _go(page, "概览", "网格概览：伊川县")
-    page.locator("[data-testid='stSelectbox']").first.click()
-    page.get_by_role("option", name="English").click()
-    page.get_by_text("Grid overview: 伊川县").wait_for(timeout=30000)
-    page.get_by_text("Coverage report").wait_for(timeout=30000)
+    _go(page, "概览", "全覆盖检查")  # the whole screen drawn before the picker is touched
+    _choose(page, page.locator("[data-testid='stSelectbox']").first, "English", shows="Grid overview: 伊川县")
+    _sees(page, "Coverage report")
     assert page.get_by_text("Coverage report").is_visible()
     page.close()
 
