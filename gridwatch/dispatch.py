@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gridwatch.fires import hash_columns, satellite_codes_of, utc_datetimes
+from gridwatch.fires import hash_columns, satellite_codes_of
 from gridwatch.storage import Store
 from gridwatch.tasks import DispatchPolicy, Kind, State, naive_utc
 from layers.fire_points import SATELLITE_NAMES
@@ -125,7 +125,7 @@ def dispatch_fire_incidents(store: Store, incidents: pd.DataFrame, *, policy: Di
     now = plan.now if isinstance(plan, FirePlan) else naive_utc(now)
     rows = _incident_rows(incidents, now)
     with store.transaction():
-        known = _stored_incidents(store, incidents)
+        known = _stored_incidents(store, rows)
         fresh = np.flatnonzero(~known)
         if known.any():
             store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_incidents AS SELECT * FROM fire_incidents LIMIT 0")
@@ -164,17 +164,18 @@ def _incident_rows(incidents: pd.DataFrame, now: dt.datetime) -> pa.Table:
     })
 
 
-def _stored_incidents(store: Store, incidents: pd.DataFrame) -> np.ndarray:
-    """Whether each incident is stored already (one bulk insert of the keys, one join).
+def _stored_incidents(store: Store, rows: pa.Table) -> np.ndarray:
+    """Whether each incident (:func:`_incident_rows`) is stored already (one bulk insert of the keys, one join).
 
     An incident's key holds the minute of its pass, so only stored incidents of the same minutes can match: when
     none lies in the batch's span of minutes (a fetch of new passes), nothing is looked up.
     """
-    minutes = utc_datetimes(incidents.acq_time).astype("datetime64[m]")
-    span = [m.astype("datetime64[us]").item() for m in (minutes.min(), minutes.max() + np.timedelta64(1, "m"))]
-    if not store.scalar("SELECT count(*) FROM fire_incidents WHERE acq_time >= ? AND acq_time < ?", span):
-        return np.zeros(len(incidents), dtype=bool)
-    keys = pa.array(incidents.key.to_numpy(dtype=np.int64))
+    span = pc.min_max(rows.column("acq_time"))
+    first = span["min"].as_py().replace(second=0, microsecond=0)
+    last = span["max"].as_py().replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    if not store.scalar("SELECT count(*) FROM fire_incidents WHERE acq_time >= ? AND acq_time < ?", [first, last]):
+        return np.zeros(rows.num_rows, dtype=bool)
+    keys = rows.column("key")
     store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_incident_keys (key BIGINT)")
     store.execute("DELETE FROM incoming_incident_keys")
     store.insert_arrow("incoming_incident_keys", pa.table({"key": keys}))

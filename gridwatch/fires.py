@@ -174,15 +174,14 @@ class FireColumns:
     keys: np.ndarray  # :func:`fire_keys`
 
 
-def fire_columns(frame: pd.DataFrame, keys: np.ndarray | None = None) -> FireColumns:
-    """Satellite codes, UTC times and duplicate keys (unless given) of a FIRMS frame (:func:`read_firms`)."""
+def fire_columns(frame: pd.DataFrame) -> FireColumns:
+    """Satellite codes, UTC times and duplicate keys of a FIRMS frame (:func:`layers.fire_points.read_firms`)."""
     sat = satellite_codes(frame.satellite)
     stable = _satellite_hash_inputs(frame.satellite, sat)
     utc = utc_datetimes(frame.acq_time)
     minutes = _minutes(utc)
-    if keys is None:
-        keys = _fire_keys(frame.latitude.to_numpy(dtype=np.float64), frame.longitude.to_numpy(dtype=np.float64),
-                          minutes, stable)
+    keys = _fire_keys(frame.latitude.to_numpy(dtype=np.float64), frame.longitude.to_numpy(dtype=np.float64),
+                      minutes, stable)
     return FireColumns(sat, stable, utc, minutes, keys)
 
 
@@ -263,7 +262,6 @@ def triage(
     known_keys: np.ndarray,
     burn_days: Callable[[np.ndarray], pd.DataFrame] | None = None,
     zone_test: ZoneTest | None = None,
-    keys: np.ndarray | None = None,
     columns: FireColumns | None = None,
 ) -> TriageResult:
     """Decide jurisdiction, duplicates, filters and incidents for detections read from a file.
@@ -288,13 +286,11 @@ def triage(
     zone_test : callable, optional
         ``zone_test(lat, lng, cells) -> bool array``: inside a no-burn zone
         (``cells`` as uint64 H3 indexes of the new detections).
-    keys : ndarray of int64, optional
-        The rows' :func:`fire_keys`, when the caller has them already.
     columns : FireColumns, optional
-        :func:`fire_columns` of ``frame``, when the caller has them already (its keys are then used).
+        :func:`fire_columns` of ``frame``, when the caller has them already (for the duplicate keys).
     """
     if columns is None:
-        columns = fire_columns(frame, keys)
+        columns = fire_columns(frame)
     sat, stable, utc, minutes, keys = columns.satellite, columns.stable, columns.utc, columns.minutes, columns.keys
     lat_all, lng_all = frame.latitude.to_numpy(dtype=np.float64), frame.longitude.to_numpy(dtype=np.float64)
     rows = _new_rows(keys, known_keys)

@@ -505,9 +505,9 @@ def ingest_fire_file(store: Store, path: str | Path, *, actor: str = SYSTEM, pol
     keys and the anti-join against stored keys), ``triage`` (cells, outcomes, incidents;
     :func:`gridwatch.fires.triage`), ``dispatch`` (incidents, and their tasks with first events, while threads lay
     out the detections' rows), ``store`` (one bulk insert of the new detections, the rejects, the observation
-    ledger) and ``commit``; everything
-    from ``known`` on is one transaction, which no other ingest runs beside (:meth:`Store.exclusive`): stored
-    detections and incidents are found by anti-joins, so two ingests of one file must not interleave.
+    ledger) and ``commit``. Everything from ``known`` on is one transaction, which no other ingest runs beside
+    (:meth:`Store.exclusive`): stored detections and incidents are found by anti-joins, so two ingests of one
+    file must not interleave.
 
     Returns ``{"file", "batch", "read", "accepted", "rejected", "duplicates", "outside_region",
     "not_dispatched", "incidents", "tasks_created", "coverage_gaps", "passes", "stage_seconds"}``: ``accepted``
