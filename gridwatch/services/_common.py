@@ -1,0 +1,106 @@
+"""What the service modules share: the system actor, the region's settings and units, audit entries, upload checks."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from gridwatch.config import Settings
+from gridwatch.errors import NotFound, ValidationError
+from gridwatch.grid import OWNER_LEVELS, Grid, Units
+from gridwatch.storage import Store
+
+SYSTEM = "system"
+
+
+_grid_cache: dict[int, tuple[str, Grid]] = {}
+
+
+_grid_lock = threading.Lock()
+
+
+def check_upload_size(source: str | Path | bytes, *, name: str | None = None) -> None:
+    """Refuse a file larger than ``max_upload_mb`` before anything reads it."""
+    limit = float(Settings.load().max_upload_mb)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        size, label = len(source), name or "upload"
+    else:
+        path = Path(source)
+        size, label = (path.stat().st_size if path.is_file() else 0), name or path.name
+    if size > limit * (1 << 20):
+        raise ValidationError("{file} is {size:.0f} MB, more than the {limit:g} MB a file may have; split it or ask an "
+                              "administrator to raise max_upload_mb.", file=label, size=size / (1 << 20), limit=limit)
+
+
+def audit(store: Store, *, actor: str, action: str, subject: str = "", detail: dict | None = None) -> None:
+    """Append an entry to the audit log."""
+    store.execute(
+        "INSERT INTO audit_log (actor, action, subject, detail) VALUES (?, ?, ?, ?)",
+        [actor, action, subject, json.dumps(detail or {}, ensure_ascii=False, default=str)],
+    )
+
+
+def _settings(store: Store) -> tuple[str, int]:
+    region = store.get_meta("region")
+    if region is None:
+        raise NotFound("The database has no region yet; run `python -m gridwatch init --region CODE` first.")
+    return region, int(store.get_meta("resolution", "8") or 8)
+
+
+def _units(store: Store, *, with_geoms: bool = True) -> Units:
+    geom = f", {store.geom_to_wkb_sql('geom')} AS wkb" if with_geoms else ""
+    rows = store.query(f"SELECT code, name, level, parent_code{geom} FROM units ORDER BY code")
+    for r in rows:
+        wkb = r.pop("wkb", None)
+        r["geom"] = shapely.from_wkb(bytes(wkb)) if wkb is not None else None
+    return Units.from_records(rows)
+
+
+def _region_bounds(store: Store) -> tuple[float, float, float, float]:
+    region, _ = _settings(store)
+    wkb = store.scalar(f"SELECT {store.geom_to_wkb_sql('geom')} FROM units WHERE code = ?", [region])
+    return tuple(shapely.from_wkb(bytes(wkb)).bounds)  # type: ignore[return-value]
+
+
+def _upload_path(source: str | Path | bytes, name: str | None, workdir: Path) -> Path:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        path = workdir / Path(name or "upload").name
+        path.write_bytes(bytes(source))
+        return path
+    return Path(source)
+
+
+def _region_geometry(store: Store) -> shapely.Geometry | None:
+    region = store.get_meta("region")
+    if region is None:
+        return None
+    wkb = store.scalar(f"SELECT {store.geom_to_wkb_sql('geom')} FROM units WHERE code = ?", [region])
+    return shapely.from_wkb(bytes(wkb)) if wkb is not None else None
+
+
+def stored_grid(store: Store) -> Grid:
+    """The stored grid as a :class:`Grid` (cached per store until the next rebuild)."""
+    region, resolution = _settings(store)
+    built = store.get_meta("grid_built_at", "")
+    with _grid_lock:
+        cached = _grid_cache.get(id(store))
+        if cached and cached[0] == built:
+            return cached[1]
+    units = _units(store, with_geoms=False)
+    table = store.query_df(
+        "SELECT cell, city_code, county_code, township_code, village_code FROM cells ORDER BY cell")
+    owner = {}
+    for level in OWNER_LEVELS:
+        codes = table[f"{level}_code"].fillna("").to_numpy(dtype=object)
+        if (codes != "").any():
+            pos = np.minimum(np.searchsorted(units.codes, codes), len(units) - 1)
+            owner[level] = np.where(units.codes[pos] == codes, pos, -1)
+    grid = Grid(region_code=region, resolution=resolution, units=units,
+                cells=table.cell.to_numpy(dtype=np.int64).view(np.uint64), owner=owner)
+    with _grid_lock:
+        _grid_cache[id(store)] = (built, grid)
+    return grid

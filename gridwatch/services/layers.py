@@ -1,0 +1,158 @@
+"""Versioned spatial layers: load, preview, publish, restore; no-burn zones and coal checks."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import shapely
+from h3ronpy import cells_to_string
+
+from gridwatch import auth
+from gridwatch.config import Settings
+from gridwatch.services._common import SYSTEM, _region_geometry, _upload_path, check_upload_size
+from gridwatch.storage import Store
+
+
+def _layer_actor(store: Store, user_or_actor: auth.User | str | None, action: str) -> str:
+    """The actor's name, after checking an account's role grants (a plain string is a trusted caller: CLI, jobs)."""
+    if isinstance(user_or_actor, auth.User):
+        auth.require(store, user_or_actor, action)
+        return user_or_actor.username
+    return user_or_actor or SYSTEM
+
+
+def layer_kinds() -> list[dict[str, str]]:
+    """The layer kinds that can be loaded: ``kind``, ``geometry`` and English ``label`` (translate with ui.t)."""
+    from gridwatch import layerstore
+    return [{"kind": k.kind, "geometry": k.geometry, "label": k.label or k.kind}
+            for k in sorted(layerstore.kinds().values(), key=lambda k: k.kind)]
+
+
+def layer_load(store: Store, user_or_actor: auth.User | str, kind: str, path_or_bytes: str | Path | bytes,
+               name: str | None = None, crs: str | None = None, publish: bool = False,
+               **options: Any) -> dict[str, Any]:
+    """Store an uploaded layer file as a new version of ``kind`` (and publish it when asked).
+
+    Returns ``kind, version, rows, rejected, repaired, crs, cells_affected, warnings, published, differences``
+    (``differences`` is what publishing did, or would do when not published). A file without a CRS raises
+    :class:`CRSError` listing candidates; see :func:`layer_crs_candidates`.
+    """
+    check_upload_size(path_or_bytes, name=name)
+    from gridwatch import layerstore
+    actor = _layer_actor(store, user_or_actor, "layer.publish" if publish else "layer.load")
+    layerstore.get_kind(kind)
+    options = {k: v for k, v in options.items() if v is not None}
+    return layerstore.load(store, kind, path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes),
+                           actor=actor, name=name, crs=crs or None, publish_now=publish, **options)
+
+
+def layer_list(store: Store, user_or_actor: auth.User | str | None = None, kind: str | None = None) -> pd.DataFrame:
+    """Every stored layer version, newest first within a kind (``published`` marks the one in force)."""
+    from gridwatch import layerstore
+    _layer_actor(store, user_or_actor, "layer.load")
+    return layerstore.versions(store, kind)
+
+
+def layer_versions(store: Store, kind: str, user_or_actor: auth.User | str | None = None) -> pd.DataFrame:
+    """The versions of one kind, newest first."""
+    from gridwatch import layerstore
+    layerstore.get_kind(kind)
+    return layer_list(store, user_or_actor, kind)
+
+
+def layer_preview(store: Store, kind: str, version: int, *, user_or_actor: auth.User | str | None = None,
+                  tolerance_m: float = 20.0, limit: int = 5000, differences: bool = True) -> dict[str, Any]:
+    """A version for a map preview before publishing: simplified features as a GeoJSON FeatureCollection.
+
+    Returns
+    -------
+    dict
+        ``kind, version, info`` (who, when, file, CRS, counts, warnings, rejects), ``geojson`` (WGS84, geometries
+        simplified to ``tolerance_m``, at most ``limit`` features; per-cell kinds give hexagons), ``bounds``
+        ``[min lng, min lat, max lng, max lat]``, ``shown`` and ``rows``, and ``differences`` (what publishing
+        would change: a trial publication rolled back; None when published already or not asked).
+    """
+    from gridwatch import layerstore
+    from gridwatch.grid import cells_to_polygons
+    _layer_actor(store, user_or_actor, "layer.load")
+    info = layerstore.version_info(store, kind, version)
+    frame = layerstore.frame_of(store, kind, version)
+    rows = len(frame)
+    frame = frame.iloc[:limit]
+    if "geometry" in frame.columns:
+        geoms = frame.geometry.to_numpy(dtype=object)
+    else:
+        geoms = cells_to_polygons(frame.cell.to_numpy(dtype=np.int64).view(np.uint64))
+    simplified = shapely.simplify(geoms, tolerance_m / 111_000.0, preserve_topology=True) if len(geoms) else geoms
+    props = frame.drop(columns=[c for c in ("geometry",) if c in frame.columns])
+    props = props.astype(object).where(props.notna(), None)
+    if "cell" in props.columns:
+        props["cell"] = cells_to_string(pa.array(frame.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
+    features = [{"type": "Feature", "geometry": json.loads(g), "properties": p}
+                for g, p in zip(shapely.to_geojson(simplified), props.to_dict("records"))]
+    bounds = [float(v) for v in shapely.total_bounds(geoms)] if len(geoms) else None
+    diff = None
+    if differences and not info["published"]:
+        diff = layerstore.preview_differences(store, kind, version)
+    return {"kind": kind, "version": int(version), "info": info, "rows": rows, "shown": len(features),
+            "bounds": bounds, "geojson": {"type": "FeatureCollection", "features": features},
+            "differences": diff}
+
+
+def layer_publish(store: Store, user_or_actor: auth.User | str, kind: str, version: int) -> dict[str, Any]:
+    """Publish a stored version: cell flags and tasks follow it; returns the differences."""
+    from gridwatch import layerstore
+    actor = _layer_actor(store, user_or_actor, "layer.publish")
+    return layerstore.publish(store, kind, int(version), actor=actor)
+
+
+def layer_restore(store: Store, user_or_actor: auth.User | str, kind: str, version: int) -> dict[str, Any]:
+    """Publish an earlier version again (roll back); returns the differences."""
+    from gridwatch import layerstore
+    actor = _layer_actor(store, user_or_actor, "layer.publish")
+    return layerstore.restore(store, kind, int(version), actor=actor)
+
+
+def layer_crs_candidates(store: Store, path_or_bytes: str | Path | bytes, *, name: str | None = None,
+                         layer: str | None = None, x_field: str | None = None,
+                         y_field: str | None = None) -> list[dict[str, Any]]:
+    """For a file that declares no CRS: the CRSs its coordinates fit, those placing it in the region first.
+
+    Each: ``crs`` (pass it back as ``crs``), ``name``, ``bounds`` (WGS84 after reprojection), ``inside`` (share of
+    features in the region) and ``in_region``.
+    """
+    from gridwatch.layerfiles import crs_candidates
+    with tempfile.TemporaryDirectory(prefix="gridwatch-upload-") as tmp:
+        path = _upload_path(path_or_bytes, name, Path(tmp))
+        return crs_candidates(path, layer=layer, region=_region_geometry(store), x_field=x_field, y_field=y_field)
+
+
+def layer_file_layers(path_or_bytes: str | Path | bytes, *, name: str | None = None) -> list[str]:
+    """The layers of a multi-layer file (GeoPackage tables, KML folders), for a layer picker."""
+    from gridwatch.ingest import list_layers
+    with tempfile.TemporaryDirectory(prefix="gridwatch-upload-") as tmp:
+        return list_layers(_upload_path(path_or_bytes, name, Path(tmp)))
+
+
+def zone_cells(store: Store, *, zone_type: str | None = None) -> pd.DataFrame:
+    """Cells of the published no-burn zones: ``cell_id`` (H3 hex), ``cell``, ``zone_type``, ``border``, ``default``
+    (the whole region is the straw-burning ban zone while no straw zone is published)."""
+    from gridwatch import zones
+    df = zones.zone_cells_table(store, zone_type=zone_type)
+    df.insert(0, "cell_id", cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist())
+    return df
+
+
+def generate_coal_checks(store: Store, *, actor: str = SYSTEM, cadence_days: int | None = None) -> dict[str, int]:
+    """Open the recurring coal checks (回头看) of high-polluting-fuel zone cells due now (``coal_check_cadence_days``,
+    monthly by default); idempotent."""
+    from gridwatch import zones
+    if cadence_days is None:
+        cadence_days = Settings.load().coal_check_cadence_days
+    return zones.generate_coal_checks(store, cadence_days=cadence_days, actor=actor)

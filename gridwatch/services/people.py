@@ -1,0 +1,262 @@
+"""Administration of people and their roles, within the administrator's units."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import h3
+import pandas as pd
+
+from gridwatch import auth, org
+from gridwatch.errors import NotFound, ValidationError
+from gridwatch.services._common import audit, check_upload_size
+from gridwatch.storage import Store
+
+#: the grant that lets a person manage people and roles (held by ``admin``)
+MANAGE_PEOPLE = "people.manage"
+
+
+def _managed_roots(user: auth.User) -> list[str]:
+    """The units on which the user holds a role granting ``people.manage``."""
+    return sorted({unit for role, unit, _ in user.roles
+                   if unit is not None and MANAGE_PEOPLE in user.role_grants.get(role, ())})
+
+
+def _managed_units(store: Store, user: auth.User) -> pd.DataFrame:
+    """Every unit the user manages people on (their admin units and all below), each once."""
+    frames = [org.region_units(store, code) for code in _managed_roots(user)]
+    if not frames:
+        return pd.DataFrame(columns=["code", "name", "level", "parent_code", "is_demo", "area_km2"])
+    return pd.concat(frames).drop_duplicates("code").sort_values("code").reset_index(drop=True)
+
+
+def _require_person(store: Store, user: auth.User, person_id: int) -> None:
+    """Refuse unless the user may manage every unit and cell the person holds a role on."""
+    for held in store.query("SELECT unit_code, cell FROM assignments WHERE person_id = ? ORDER BY id", [person_id]):
+        auth.require(store, user, MANAGE_PEOPLE, unit=held["unit_code"],
+                     cell=None if held["cell"] is None else int(held["cell"]))
+
+
+def _person_id(store: Store, person_key: str) -> int:
+    found = store.scalar("SELECT id FROM people WHERE person_key = ?", [person_key.strip()])
+    if found is None:
+        raise NotFound("No person with key {key}.", key=person_key)
+    return int(found)
+
+
+def admin_roles() -> list[str]:
+    """The roles a person may be given, most local first (labels: ``ui.t(role)``)."""
+    return list(org.ROLES)
+
+
+def admin_csv_columns() -> list[str]:
+    """The columns of a people CSV, in order."""
+    return list(org.PEOPLE_COLUMNS)
+
+
+def admin_units(store: Store, user: auth.User) -> pd.DataFrame:
+    """The units the user manages people on, for pickers: a tree in order, each unit right under its parent.
+
+    Columns ``code, name, level, parent_code, parent_name, depth`` (0 for the units the admin role is
+    held on, 1 for their townships, 2 for villages, ...).
+    """
+    auth.require(store, user, MANAGE_PEOPLE)
+    units = _managed_units(store, user)
+    names = {r["code"]: r["name"] for r in store.query("SELECT code, name FROM units")}
+    codes = set(units.code)
+    children: dict[str, list[str]] = {}
+    for code, parent in zip(units.code, units.parent_code):
+        if parent in codes:
+            children.setdefault(parent, []).append(code)
+    order: list[tuple[str, int]] = []
+    stack = [(code, 0) for code in sorted(codes - {c for kids in children.values() for c in kids}, reverse=True)]
+    while stack:
+        code, depth = stack.pop()
+        order.append((code, depth))
+        stack += [(kid, depth + 1) for kid in sorted(children.get(code, []), reverse=True)]
+    rank = pd.DataFrame(order, columns=["code", "depth"])
+    out = rank.merge(units[["code", "name", "level", "parent_code"]], on="code", how="left")
+    out["parent_name"] = out.parent_code.map(names)
+    return out[["code", "name", "level", "parent_code", "parent_name", "depth"]].reset_index(drop=True)
+
+
+def admin_people(store: Store, user: auth.User, *, unit_code: str | None = None) -> pd.DataFrame:
+    """People with their roles and units in the admin's region (one row per role held there).
+
+    Parameters
+    ----------
+    unit_code : str, optional
+        Only the roles held on this unit, the units below it and the cells they own.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``assignment_id`` (nullable), ``person_key, name, phone, role, unit_code, unit_name, unit_level,
+        parent_name, cell`` (H3 hex id or ""). A role held on one cell names the village (or lowest unit)
+        owning the cell. Without ``unit_code``, people holding no role anywhere are listed too, with an
+        empty role, so they can be given one; roles held outside the region are left out.
+    """
+    auth.require(store, user, MANAGE_PEOPLE, unit=unit_code)
+    condition, params = auth.scope_cells_sql(user, MANAGE_PEOPLE, column="a.cell")
+    df = store.query_df(
+        "SELECT a.id AS assignment_id, p.person_key, p.name, p.phone, a.role, a.unit_code AS held_unit,"
+        " COALESCE(a.unit_code, c.village_code, c.township_code, c.county_code) AS unit_code,"
+        " u.name AS unit_name, u.level AS unit_level, pu.name AS parent_name, a.cell,"
+        f" (a.cell IS NOT NULL AND {condition}) AS cell_in_scope"
+        " FROM people p LEFT JOIN assignments a ON a.person_id = p.id"
+        " LEFT JOIN cells c ON c.cell = a.cell"
+        " LEFT JOIN units u ON u.code = COALESCE(a.unit_code, c.village_code, c.township_code, c.county_code)"
+        " LEFT JOIN units pu ON pu.code = u.parent_code"
+        " ORDER BY p.person_key, a.role, unit_code, a.cell",
+        params,
+    )
+    managed = set(_managed_units(store, user).code)
+    keep = df.held_unit.isin(managed) | df.cell_in_scope.eq(True)
+    if unit_code:
+        keep &= df.unit_code.isin(set(org.region_units(store, unit_code).code))
+    else:
+        keep |= df.assignment_id.isna()
+    df = df[keep.to_numpy()].drop(columns=["held_unit", "cell_in_scope"]).reset_index(drop=True)
+    df["assignment_id"] = df.assignment_id.astype("Int64")
+    df["cell"] = [h3.int_to_str(int(c)) if pd.notna(c) else "" for c in df.cell]
+    text = ["role", "unit_code", "unit_name", "unit_level", "parent_name", "phone"]
+    df[text] = df[text].astype(object).where(df[text].notna(), "")
+    return df
+
+
+def admin_add_person(store: Store, user: auth.User, *, person_key: str, name: str,
+                     phone: str = "") -> dict[str, Any]:
+    """Add a person (no role yet), or change the name and phone of one whose roles the admin manages."""
+    auth.require(store, user, MANAGE_PEOPLE)
+    key, name, phone = person_key.strip(), name.strip(), (phone or "").strip()
+    existing = store.scalar("SELECT id FROM people WHERE person_key = ?", [key])
+    if existing is not None:
+        _require_person(store, user, int(existing))
+    with store.transaction():
+        before = store.query("SELECT name, phone FROM people WHERE person_key = ?", [key])
+        pid = org.add_person(store, person_key=key, name=name, phone=phone)
+        audit(store, actor=user.username, action="people.update" if before else "people.add", subject=key,
+              detail={"name": name, "phone": phone, **({"before": before[0]} if before else {})})
+    return {"person_id": pid, "person_key": key, "name": name, "phone": phone, "added": not before}
+
+
+def admin_assign(store: Store, user: auth.User, *, person_key: str, role: str, unit_code: str | None = None,
+                 cell: str | int | None = None) -> dict[str, Any]:
+    """Give a person a role on a unit (or one cell, as H3 hex id or integer) in the admin's region.
+
+    Returns ``assignment_id, person_key, role, unit_code, cell`` and ``added`` (False when the person
+    already held that role there; nothing is written then).
+    """
+    if (unit_code is None) == (cell is None):
+        raise ValidationError("A role is held on exactly one unit or one cell.")
+    if role not in org.ROLES:
+        raise ValidationError("Unknown role {role!r}; roles are {roles}.", role=role, roles=", ".join(org.ROLES))
+    cell_int = org.parse_cell(cell) if cell is not None else None
+    if cell_int is not None and store.scalar("SELECT 1 FROM cells WHERE cell = ?", [cell_int]) is None:
+        raise NotFound("Cell {cell} is not part of the grid.", cell=h3.int_to_str(cell_int))
+    auth.require(store, user, MANAGE_PEOPLE, unit=unit_code, cell=cell_int)
+    pid = _person_id(store, person_key)
+    with store.transaction():
+        added = org.assign_role(store, pid, role, unit_code=unit_code, cell=cell_int)
+        assignment = int(store.scalar(
+            "SELECT id FROM assignments WHERE person_id = ? AND role = ? AND unit_code IS NOT DISTINCT FROM ?"
+            " AND cell IS NOT DISTINCT FROM ?", [pid, role, unit_code, cell_int]))
+        result = {"assignment_id": assignment, "person_key": person_key.strip(), "role": role,
+                  "unit_code": unit_code, "cell": h3.int_to_str(cell_int) if cell_int is not None else None,
+                  "added": bool(added)}
+        if added:
+            audit(store, actor=user.username, action="people.assign", subject=person_key.strip(), detail=result)
+    return result
+
+
+def admin_unassign(store: Store, user: auth.User, assignment_id: int) -> dict[str, Any]:
+    """Take a role away (one assignment); the audit entry keeps what was removed.
+
+    An administrator cannot take away their own role that lets them manage people (another must).
+    """
+    rows = store.query(
+        "SELECT a.id, a.person_id, p.person_key, p.name, a.role, a.unit_code, a.cell, a.created_at"
+        " FROM assignments a JOIN people p ON p.id = a.person_id WHERE a.id = ?", [int(assignment_id)])
+    if not rows:
+        raise NotFound("No role assignment with id {id}.", id=assignment_id)
+    held = rows[0]
+    cell = None if held["cell"] is None else int(held["cell"])
+    auth.require(store, user, MANAGE_PEOPLE, unit=held["unit_code"], cell=cell)
+    if held["person_id"] == user.person_id and MANAGE_PEOPLE in user.role_grants.get(held["role"], ()):
+        raise ValidationError("You cannot take away your own {role} role; another administrator must.",
+                              role=held["role"])
+    removed = {"assignment_id": int(held["id"]), "person_key": held["person_key"], "name": held["name"],
+               "role": held["role"], "unit_code": held["unit_code"],
+               "cell": h3.int_to_str(cell) if cell is not None else None, "held_since": held["created_at"]}
+    with store.transaction():
+        store.execute("DELETE FROM assignments WHERE id = ?", [int(held["id"])])
+        audit(store, actor=user.username, action="people.unassign", subject=held["person_key"], detail=removed)
+    return removed
+
+
+def admin_csv_template(store: Store, user: auth.User) -> bytes:
+    """A people CSV to fill in, with example rows on units of the admin's region.
+
+    UTF-8 with a BOM, so spreadsheet programs keep the Chinese.
+    """
+    units = admin_units(store, user)
+    village = units[units.level == "village"].code.head(1).tolist()
+    township = units[units.level == "township"].code.head(1).tolist()
+    top = units.code.head(1).tolist()
+    lines = [",".join(org.PEOPLE_COLUMNS)]
+    if village or township or top:
+        place = (village or township or top)[0]
+        lines += [f"p-0001,张三,13800000000,inspector,{place},",
+                  f"p-0001,张三,13800000000,grid_member,{place},",
+                  f"p-0002,李四,13900000000,grid_leader,{(township or top)[0]},",
+                  "p-0003,王五,,,,"]
+    return ("\n".join(lines) + "\n").encode("utf-8-sig")
+
+
+def admin_import_people(store: Store, user: auth.User, name: str, data: bytes) -> dict[str, Any]:
+    """Import people and roles from an uploaded CSV into the admin's region, all or nothing.
+
+    Every role must lie in the region and every person already known must be one whose roles the admin
+    manages; a refusal or an error names the line. Returns ``file, people, assignments, unchanged``.
+    """
+    check_upload_size(data, name=name)
+    from gridwatch.errors import PermissionDenied
+
+    auth.require(store, user, MANAGE_PEOPLE)
+    file = Path(str(name or "")).name or "people.csv"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / file
+        path.write_bytes(bytes(data))
+        rows = org.read_people_csv(path)
+        units = {r["code"] for r in store.query("SELECT code FROM units")}
+        checked: set[tuple[str, Any]] = set()
+        for row in rows:
+            try:
+                if row.get("unit_code") in units and ("unit", row["unit_code"]) not in checked:
+                    auth.require(store, user, MANAGE_PEOPLE, unit=row["unit_code"])
+                    checked.add(("unit", row["unit_code"]))
+                if row.get("cell"):
+                    try:
+                        cell = org.parse_cell(row["cell"])
+                    except ValidationError:
+                        cell = None  # the import names the line
+                    if (cell is not None and ("cell", cell) not in checked
+                            and store.scalar("SELECT 1 FROM cells WHERE cell = ?", [cell]) is not None):
+                        auth.require(store, user, MANAGE_PEOPLE, cell=cell)
+                        checked.add(("cell", cell))
+                if ("person", row["person_key"]) not in checked:
+                    pid = store.scalar("SELECT id FROM people WHERE person_key = ?", [row["person_key"]])
+                    if pid is not None:
+                        _require_person(store, user, int(pid))
+                    checked.add(("person", row["person_key"]))
+            except PermissionDenied as exc:
+                raise PermissionDenied("{file}, line {line}: {reason}", file=file, line=row["_line"],
+                                            reason=str(exc)) from exc
+        with store.transaction():
+            result = org.import_people_csv(store, path).to_dict()
+            audit(store, actor=user.username, action="people.import", subject=file,
+                  detail={**result, "rows": len(rows), "sha256": hashlib.sha256(bytes(data)).hexdigest()})
+    return {"file": file, **result}

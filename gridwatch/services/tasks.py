@@ -1,0 +1,207 @@
+"""Task work: lists, reports from the field, review by a second person, drafts, photos and patrols."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.parse
+from typing import Any
+
+import h3
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from h3ronpy import cells_to_string
+
+from gridwatch import auth, workflow
+from gridwatch.crs import wgs84_to_gcj02
+from gridwatch.errors import InvalidTransition, NotFound
+from gridwatch.photos import inspect_photo, photo_preview, store_photo
+from gridwatch.services._common import SYSTEM, audit
+from gridwatch.storage import Store
+from gridwatch.tasks import ACTIVE_STATES, FINDINGS
+
+
+def tasks_table(store: Store, *, assignee: str | None = None, state: str | None = None, unit: str | None = None,
+                kind: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """Tasks as JSON-ready rows (cell as H3 hex id, times in UTC ISO)."""
+    df = workflow.list_tasks(store, assignee=assignee, state=state, unit=unit, kind=kind, limit=limit)
+    df["cell"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
+    for col in ("created_at", "due_at"):
+        df[col] = pd.to_datetime(df[col]).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
+def task_show(store: Store, task_id: int) -> dict[str, Any]:
+    """One task with its full event history."""
+    return workflow.task_detail(store, task_id)
+
+
+def generate_patrols(store: Store, *, actor: str = SYSTEM) -> dict[str, int]:
+    """Open the routine patrols due now (weekly per cell)."""
+    with store.transaction():
+        result = workflow.generate_patrols(store, actor=actor)
+        audit(store, actor=actor, action="patrols.generate", detail=result)
+    return result
+
+
+def escalate(store: Store, *, actor: str = "escalation") -> dict[str, int]:
+    """Escalate overdue tasks up the chain."""
+    with store.transaction():
+        result = workflow.escalate_overdue(store, actor=actor)
+        audit(store, actor=actor, action="tasks.escalate", detail=result)
+    return result
+
+
+def my_tasks(store: Store, user: auth.User, *, include_done: bool = False) -> pd.DataFrame:
+    """The user's own tasks: overdue first, then by due time."""
+    key = store.scalar("SELECT person_key FROM people WHERE id = ?", [user.person_id])
+    df = workflow.list_tasks(store, assignee=key, limit=5000)
+    if not include_done:
+        df = df[df.state.isin([s.value for s in ACTIVE_STATES])]
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    df = df.assign(overdue=pd.to_datetime(df.due_at) < now)
+    df = df.sort_values(["overdue", "due_at", "priority"], ascending=[False, True, False])
+    df["cell_id"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
+    return df.reset_index(drop=True)
+
+
+#: the states a worker may move their task to (the rest belong to verifiers, leaders and the system)
+WORKER_STEPS = ("in_progress", "reported")
+
+
+def work_on(store: Store, user: auth.User, task_id: int, to_state: str, *, finding: str | None = None,
+            note: str = "", fix: workflow.Fix | None = None, photos: list[tuple[str, bytes]] = (),
+            seen_event_id: int | None = None, idempotency_key: str | None = None) -> dict:
+    """A worker's step on a task in their scope: start it, or report a finding with photos and position.
+
+    ``seen_event_id`` and ``idempotency_key`` come from the form (see :func:`gridwatch.workflow.transition`): a
+    task changed meanwhile raises :class:`gridwatch.errors.Conflict` and keeps the input; a repeat is recorded once.
+    """
+    if to_state not in WORKER_STEPS:
+        raise InvalidTransition("A worker starts a task or reports on it; {state} is set by leaders and by the "
+                                "system.", state=to_state)
+    task = store.query("SELECT cell, assignee_id FROM tasks WHERE id = ?", [int(task_id)])  # the scope check's
+    if not task:  # two facts, not the whole history
+        raise NotFound("There is no task {id}.", id=task_id)
+    task = task[0]
+    cell = int(task["cell"])
+    if task["assignee_id"] == user.person_id:
+        # a task a leader gave to this person (in the leader's scope) is theirs to work, on any cell
+        auth.require(store, user, "task.work")
+    else:
+        auth.require(store, user, "task.work", cell=cell)
+    checked = [(name, inspect_photo(data, name=name)) for name, data in photos]
+
+    # photos first, in their own transaction (content-addressed, stored once): input that loses a race to another
+    # person's change is kept for the leader with its photos
+    with store.transaction():
+        refs = [store_photo(store, photo, task_id=task_id, uploaded_by=user.username) for _, photo in checked]
+
+    def work() -> dict:
+        with store.transaction():
+            detail = workflow.transition(store, task_id, to_state, actor=user.username,
+                                         actor_person_id=user.person_id, finding=finding, note=note, fix=fix,
+                                         photos=refs, seen_event_id=seen_event_id, idempotency_key=idempotency_key)
+            if to_state == "reported":
+                store.execute("DELETE FROM report_drafts WHERE task_id = ? AND author = ?", [task_id, user.username])
+        return detail
+
+    return store.retrying(work)
+
+
+def review_queue(store: Store, user: auth.User) -> pd.DataFrame:
+    """Reports waiting for this user's verification (in their scope, not reported by them)."""
+    cells = auth.user_cells(store, user, "task.verify")
+    df = workflow.list_tasks(store, state="reported", cells=cells, limit=2000)
+    df["cell_id"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
+    return df
+
+
+def verify(store: Store, user: auth.User, task_id: int, *, accept: bool, note: str = "",
+           seen_event_id: int | None = None, idempotency_key: str | None = None) -> dict:
+    """Verify (and close) or reject a report, as someone other than the reporter (version-checked like
+    :func:`work_on`)."""
+    task = workflow.task_detail(store, task_id)
+    auth.require(store, user, "task.verify", cell=int(h3.str_to_int(task["cell"])))
+
+    def work() -> dict:
+        with store.transaction():
+            if accept:
+                detail = workflow.transition(store, task_id, "verified", actor=user.username,
+                                             actor_person_id=user.person_id, note=note, seen_event_id=seen_event_id,
+                                             idempotency_key=idempotency_key)
+                if not detail.get("replayed"):
+                    workflow.transition(store, task_id, "closed", actor=user.username,
+                                        actor_person_id=user.person_id)
+                    _apply_verified_finding(store, task["kind"])
+            else:
+                detail = workflow.transition(store, task_id, "rejected", actor=user.username,
+                                             actor_person_id=user.person_id, note=note, seen_event_id=seen_event_id,
+                                             idempotency_key=idempotency_key)
+        return detail
+
+    return store.retrying(work)
+
+
+def _apply_verified_finding(store: Store, kind: str) -> None:
+    """A verified boiler check or bare-land survey moves the boiler's or the patch's status at once."""
+    if kind == "boiler_check":
+        from gridwatch import heat
+
+        heat.apply_boiler_findings(store)
+    elif kind == "bare_land_survey":
+        from gridwatch import bare
+
+        bare.apply_bare_findings(store)
+
+
+def task_conflicts(store: Store, user: auth.User) -> pd.DataFrame:
+    """Input that arrived after someone else had changed the task, on a leader's cells, newest first."""
+    auth.require(store, user, "task.verify")
+    cells = np.asarray(auth.user_cells(store, user, "cell.view"), dtype=np.int64)
+    frame = store.query_df(
+        "SELECT k.id, k.task_id, k.happened_at, k.actor, k.wanted_state, k.detail, e.actor AS first_actor,"
+        " e.happened_at AS first_at, e.to_state AS first_state, t.cell, t.title, t.kind FROM task_conflicts k"
+        " JOIN tasks t ON t.id = k.task_id JOIN task_events e ON e.id = k.current_event_id ORDER BY k.id DESC")
+    return frame[frame.cell.isin(cells)].reset_index(drop=True)
+
+
+def save_draft(store: Store, user: auth.User, task_id: int, draft: dict) -> None:
+    """Keep a report in progress on the server, so a lost connection or a locked screen loses nothing."""
+    with store.transaction():
+        store.execute("DELETE FROM report_drafts WHERE task_id = ? AND author = ?", [task_id, user.username])
+        store.execute("INSERT INTO report_drafts (task_id, author, saved_at, draft) VALUES (?, ?, ?, ?)",
+                      [task_id, user.username, dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                       json.dumps(draft, ensure_ascii=False)])
+
+
+def load_draft(store: Store, user: auth.User, task_id: int) -> dict:
+    """The user's saved draft of a report, or {}."""
+    value = store.scalar("SELECT draft FROM report_drafts WHERE task_id = ? AND author = ?", [task_id, user.username])
+    return json.loads(value) if value else {}
+
+
+def navigation_links(lat: float, lng: float, *, label: str = "") -> dict[str, str]:
+    """Links that open navigation to a spot: a ``geo:`` URI (Android, WGS84) and AMap (GCJ-02, as it expects)."""
+    g_lng, g_lat = wgs84_to_gcj02(lng, lat)
+    name = urllib.parse.quote(label or "gridwatch")
+    return {
+        "geo": f"geo:{lat:.6f},{lng:.6f}?q={lat:.6f},{lng:.6f}({name})",
+        "amap": f"https://uri.amap.com/marker?position={g_lng:.6f},{g_lat:.6f}&name={name}&coordinate=gaode",
+    }
+
+
+def cell_neighbourhood(cell_id: str, *, k: int = 2) -> list[str]:
+    """A cell and its rings up to ``k`` (hex ids), for a small map of the spot."""
+    return list(h3.grid_disk(cell_id, k))
+
+
+def task_photo(store: Store, sha256: str) -> bytes | None:
+    """The upright preview of a report photo."""
+    return photo_preview(store, sha256)
+
+
+def findings(kind: str) -> list[str]:
+    """What a report on a task of ``kind`` may find."""
+    return list(FINDINGS[kind])
