@@ -38,7 +38,8 @@ from gridwatch.errors import ValidationError
 from gridwatch.i18n import N_
 from gridwatch.overlap import cells_to_convex_xy, convex_overlap_areas
 from gridwatch.storage import Store
-from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy, Kind, Priority, naive_utc
+from gridwatch.policy import DispatchPolicy
+from gridwatch.tasks import ACTIVE_STATES, Kind, Priority, naive_utc
 from layers.bare_land import bare_cells_from_raster, raster_date
 from layers.base import LayerRead, empty_rejected
 

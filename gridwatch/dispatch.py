@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 
 from gridwatch.fires import hash_columns, satellite_codes_of
 from gridwatch.storage import Store
-from gridwatch.tasks import DispatchPolicy, Kind, State, naive_utc
+from gridwatch.policy import DispatchPolicy
+from gridwatch.tasks import Kind, State, naive_utc
 from layers.fire_points import SATELLITE_NAMES
 
 __all__ = ["FirePlan", "assignees_for_cells", "dispatch_fire_incidents", "open_tasks", "plan_fire_dispatch"]

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gridwatch.grid import Grid
-from gridwatch.tasks import DispatchPolicy
+from gridwatch.policy import DispatchPolicy
 from layers.fire_points import CONFIDENCE_CLASSES, SATELLITE_NAMES
 
 __all__ = ["REASONS", "OUTCOMES", "StageClock", "TriageResult", "FireColumns", "fire_columns", "fire_keys",

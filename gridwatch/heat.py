@@ -37,7 +37,8 @@ from gridwatch.errors import NotFound, ValidationError
 from gridwatch.grid import latlng_to_cells
 from gridwatch.i18n import N_
 from gridwatch.storage import Store
-from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy, Kind, Priority, naive_utc
+from gridwatch.policy import DispatchPolicy
+from gridwatch.tasks import ACTIVE_STATES, Kind, Priority, naive_utc
 from layers.base import LayerRead
 from layers.heat_supply import (BOILER_STATUSES, RadiusIndex, boilers_from_frame, geodesic_circle,
                                 plants_from_frame, read_boilers, read_plants)

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from gridwatch.errors import ValidationError
 from gridwatch.i18n import N_, gettext
-from gridwatch.tasks import DispatchPolicy, Period as KeyPeriod
+from gridwatch.policy import DispatchPolicy, Period as KeyPeriod
 
 __all__ = ["KINDS", "ReportPeriod", "period_of", "day", "week", "xun", "month", "season", "custom", "parse_date",
            "seasons_from_text"]
@@ -185,8 +185,8 @@ def season(date: dt.date, seasons: tuple[KeyPeriod, ...] | None = None,
 
     Parameters
     ----------
-    seasons : tuple of tasks.Period, optional
-        The key periods (default: :class:`~gridwatch.tasks.DispatchPolicy`'s summer and autumn harvests).
+    seasons : tuple of policy.Period, optional
+        The key periods (default: :class:`~gridwatch.policy.DispatchPolicy`'s summer and autumn harvests).
     """
     seasons = seasons or DispatchPolicy().key_periods
     candidates = []

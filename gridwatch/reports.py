@@ -55,7 +55,7 @@ from gridwatch.errors import NotFound, ValidationError
 from gridwatch.i18n import N_, gettext
 from gridwatch.periods import ReportPeriod, seasons_from_text
 from gridwatch.storage import Store
-from gridwatch.tasks import DispatchPolicy, Period as KeyPeriod
+from gridwatch.policy import DispatchPolicy, Period as KeyPeriod
 
 __all__ = ["Column", "Metric", "METRICS", "REPORT_LEVELS", "ReportRules", "Context", "Report", "build_report",
            "compute_metrics", "response_times", "daily_series", "column_labels", "STATUSES", "CONFIRMED",

@@ -1,4 +1,4 @@
-"""Patrol tasks: kinds, states and the transition table, priorities, SLAs and key periods (pure).
+"""Patrol tasks: kinds, states and the transition table, priorities and findings (pure).
 
 Examples
 --------
@@ -12,16 +12,13 @@ gridwatch.errors.InvalidTransition: A task cannot go from open to closed; allowe
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-import numpy as np
-import pandas as pd
 
 from gridwatch.errors import InvalidTransition, ValidationError
 
-__all__ = ["Kind", "State", "TRANSITIONS", "check_transition", "Period", "DispatchPolicy", "Priority", "FINDINGS",
-           "ACTIVE_STATES", "check_finding", "derive_state", "naive_utc"]
+__all__ = ["Kind", "State", "TRANSITIONS", "check_transition", "Priority", "FINDINGS", "ACTIVE_STATES",
+           "check_finding", "derive_state", "naive_utc"]
 
 
 def naive_utc(now: dt.datetime | None = None) -> dt.datetime:
@@ -96,94 +93,6 @@ class Priority:
     NO_BURN_ZONE = 4
     ZONE_IN_KEY_PERIOD = 5
 
-
-@dataclass(frozen=True)
-class Period:
-    """A recurring yearly period given by month and day, e.g. the summer harvest 05-20 to 06-30."""
-
-    name: str
-    start: tuple[int, int]
-    end: tuple[int, int]
-
-    @classmethod
-    def parse(cls, name: str, text: str) -> "Period":
-        """From ``"MM-DD..MM-DD"``."""
-        try:
-            a, b = text.split("..")
-            start = tuple(int(x) for x in a.split("-"))
-            end = tuple(int(x) for x in b.split("-"))
-            dt.date(2024, *start), dt.date(2024, *end)
-        except (ValueError, TypeError) as exc:
-            raise ValidationError("Key period {name} = {text!r} is not of the form MM-DD..MM-DD.",
-                                  name=name, text=text) from exc
-        return cls(name, start, end)  # type: ignore[arg-type]
-
-    def contains(self, dates: np.ndarray) -> np.ndarray:
-        """Whether each local date (datetime64[D]) falls in the period (periods may wrap the new year)."""
-        d = pd.DatetimeIndex(np.asarray(dates, dtype="datetime64[ns]"))
-        md = d.month.to_numpy() * 100 + d.day.to_numpy()
-        lo, hi = self.start[0] * 100 + self.start[1], self.end[0] * 100 + self.end[1]
-        return (md >= lo) & (md <= hi) if lo <= hi else (md >= lo) | (md <= hi)
-
-
-@dataclass(frozen=True)
-class DispatchPolicy:
-    """The configurable rules of fire dispatch.
-
-    Attributes
-    ----------
-    key_periods : tuple of Period
-        Summer (三夏) and autumn (三秋) harvests by default, when straw burning peaks.
-    sla_key_hours, sla_hours : float
-        Time to reach the spot in and outside key periods.
-    dispatch_low_confidence : bool
-        Low-confidence detections are kept but not dispatched unless this is set.
-    persistent_days : int
-        A cell with detections on this many separate days within ``persistent_window_days``
-        is a likely static heat source (industry) and is not dispatched.
-    timezone : str
-        Zone of local dates.
-    """
-
-    key_periods: tuple[Period, ...] = (
-        Period("summer_harvest", (5, 20), (6, 30)),
-        Period("autumn_harvest", (9, 15), (11, 15)),
-    )
-    sla_key_hours: float = 2.0
-    sla_hours: float = 24.0
-    dispatch_low_confidence: bool = False
-    persistent_days: int = 4
-    persistent_window_days: int = 60
-    timezone: str = "Asia/Shanghai"
-    sla_by_kind: dict[str, float] = field(default_factory=lambda: {
-        Kind.BARE_LAND_SURVEY: 72.0, Kind.BOILER_CHECK: 168.0, Kind.COAL_CHECK: 72.0,
-        Kind.ROUTINE_PATROL: 168.0, Kind.MANUAL: 72.0,
-    })
-
-    def local_dates(self, utc: pd.Series | np.ndarray) -> np.ndarray:
-        """Local calendar dates (datetime64[D]) of UTC timestamps."""
-        idx = pd.DatetimeIndex(pd.to_datetime(utc, utc=True)).tz_convert(self.timezone).tz_localize(None)
-        return idx.to_numpy().astype("datetime64[D]")
-
-    def in_key_period(self, utc: pd.Series | np.ndarray) -> np.ndarray:
-        """Whether each detection time falls in a key period (by local date)."""
-        dates = self.local_dates(utc)
-        out = np.zeros(len(dates), dtype=bool)
-        for period in self.key_periods:
-            out |= period.contains(dates)
-        return out
-
-    def fire_priority(self, key_period: np.ndarray, in_zone: np.ndarray) -> np.ndarray:
-        """Priority of fire checks: zones and key periods raise it."""
-        return np.select(
-            [in_zone & key_period, in_zone, key_period],
-            [Priority.ZONE_IN_KEY_PERIOD, Priority.NO_BURN_ZONE, Priority.KEY_PERIOD],
-            Priority.NORMAL,
-        ).astype(np.int32)
-
-    def fire_sla_hours(self, key_period: np.ndarray) -> np.ndarray:
-        """Hours to reach the spot."""
-        return np.where(key_period, self.sla_key_hours, self.sla_hours)
 
 
 #: what a report may say, per task kind

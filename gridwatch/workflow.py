@@ -23,7 +23,8 @@ from gridwatch.crs import geodesic_distance_m
 from gridwatch.dispatch import open_tasks
 from gridwatch.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gridwatch.storage import Store
-from gridwatch.tasks import (ACTIVE_STATES, DispatchPolicy, Kind, Priority, State, check_finding, check_transition,
+from gridwatch.policy import DispatchPolicy
+from gridwatch.tasks import (ACTIVE_STATES, Kind, Priority, State, check_finding, check_transition,
                              naive_utc)
 
 __all__ = ["Fix", "transition", "task_detail", "list_tasks", "escalate_overdue", "generate_patrols",

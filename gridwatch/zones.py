@@ -36,7 +36,8 @@ from gridwatch.grid import latlng_to_cells
 from gridwatch.i18n import N_
 from gridwatch.layerfiles import read_layer_file
 from gridwatch.storage import Store
-from gridwatch.tasks import ACTIVE_STATES, DispatchPolicy, Kind, Priority, naive_utc
+from gridwatch.policy import DispatchPolicy
+from gridwatch.tasks import ACTIVE_STATES, Kind, Priority, naive_utc
 from layers.base import LayerRead, rejected_frame
 from layers.no_burn_zones import (ZONE_TYPES, ZoneIndex, coal_points_from_features, zone_cells,
                                   zones_from_features)

@@ -16,7 +16,7 @@ from gridwatch import services
 from gridwatch.cli import main
 from gridwatch.fires import fire_keys, triage
 from gridwatch.storage import open_store
-from gridwatch.tasks import DispatchPolicy
+from gridwatch.policy import DispatchPolicy
 
 from conftest import SHARED_DATA, needs_shared
 

@@ -33,7 +33,8 @@ from gridwatch.firms import FirmsClient, region_bbox
 from gridwatch.layerstore import sha256_of
 from gridwatch.services._common import SYSTEM, _region_bounds, audit, check_upload_size, stored_grid
 from gridwatch.storage import Store
-from gridwatch.tasks import DispatchPolicy, naive_utc
+from gridwatch.policy import DispatchPolicy
+from gridwatch.tasks import naive_utc
 from layers.fire_points import CONFIDENCE_CLASSES, read_firms
 
 
