@@ -1,20 +1,96 @@
-"""What the service modules share: the system actor, the region's settings and units, audit entries, upload checks."""
+"""What the service modules share: actors and scope checks, the policy, the region's settings and units, audit entries.
+
+Every public service takes the store and an :data:`Actor` as its first two arguments: a signed-in
+:class:`~gridwatch.auth.User`, whose grants and scope are checked by :func:`require`, or a :class:`SystemActor`
+(the command line, a scheduled job, the demo builder), which may do everything and is recorded under its own name
+(``system:cli``). There is no call without an actor, and so no call that skips the check.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import shapely
 
+from gridwatch import auth
 from gridwatch.config import Settings
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.grid import OWNER_LEVELS, Grid, Units
+from gridwatch.policy import Policy
 from gridwatch.storage import Store
 
-SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """A job or the command line: may do everything, and is recorded as ``system:<name>``.
+
+    Examples
+    --------
+    >>> CLI.username
+    'system:cli'
+    """
+
+    name: str
+
+    @property
+    def username(self) -> str:
+        """The name under which its work is recorded."""
+        return f"system:{self.name}"
+
+
+#: who acts: a signed-in user (checked) or a system actor (recorded as such)
+Actor = auth.User | SystemActor
+
+#: the command line
+CLI = SystemActor("cli")
+#: scheduled jobs of the running app (FIRMS fetch, escalation, notifications)
+SCHEDULER = SystemActor("scheduler")
+#: the demo database's builder
+DEMO = SystemActor("demo")
+#: work the system does on its own behalf inside another service (kept for callers of the old name)
+SYSTEM = SystemActor("system")
+
+
+def actor_name(actor: Actor) -> str:
+    """The name recorded for an actor (a user name, or ``system:<name>``)."""
+    if isinstance(actor, (auth.User, SystemActor)):
+        return actor.username
+    raise TypeError(f"a service needs an actor (a signed-in user or a system actor), not {actor!r}")
+
+
+def require(store: Store, actor: Actor, action: str, *, cell: int | None = None, unit: str | None = None) -> None:
+    """Refuse (and record the refusal) unless the actor may do ``action`` here; system actors may do everything."""
+    if isinstance(actor, SystemActor):
+        return
+    if not isinstance(actor, auth.User):
+        raise TypeError(f"a service needs an actor (a signed-in user or a system actor), not {actor!r}")
+    auth.require(store, actor, action, cell=cell, unit=unit)
+
+
+def user_of(actor: Actor) -> auth.User | None:
+    """The signed-in user behind an actor, or None for a system actor (which sees everything)."""
+    if isinstance(actor, SystemActor):
+        return None
+    if not isinstance(actor, auth.User):
+        raise TypeError(f"a service needs an actor (a signed-in user or a system actor), not {actor!r}")
+    return actor
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded_policy() -> Policy:
+    return Policy.load()
+
+
+def policy(store: Store) -> Policy:
+    """The policy in force for this store: the one the edge attached when it opened it, else the settings' one."""
+    attached = getattr(store, "policy", None)
+    return attached if isinstance(attached, Policy) else _loaded_policy()
 
 
 _grid_cache: dict[int, tuple[str, Grid]] = {}
