@@ -41,7 +41,7 @@ def _workdir() -> Path:
 
 def fill_10k(store) -> None:
     """Build the demo county in an empty ``store`` and add manual tasks on random cells up to :data:`TASKS`."""
-    services.init_region(store, region="410329", resolution=8, demo_data=True)
+    services.init_region(store, services.CLI, region="410329", resolution=8, demo_data=True)
     have = int(store.scalar("SELECT count(*) FROM tasks"))
     rng = np.random.default_rng(SEED)
     cells = store.query_df("SELECT cell FROM cells ORDER BY cell").cell.to_numpy(dtype=np.int64)

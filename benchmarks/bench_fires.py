@@ -14,7 +14,7 @@ import pandas as pd
 
 from benchmarks import Measurement, Result, Target, benchmark
 from benchmarks.common import measure
-from gridwatch import services
+from gridwatch import regionstore, services
 from gridwatch.storage import open_store
 
 N_ROWS = 1_000_000
@@ -61,7 +61,7 @@ def province_db() -> Path:
     """A province database at resolution 8 (built once)."""
     path = _workdir() / "henan.duckdb"
     with open_store(str(path)) as store:
-        services.init_region(store, region="410000", resolution=8)
+        services.init_region(store, services.CLI, region="410000", resolution=8)
     return path
 
 
@@ -74,16 +74,16 @@ def _ingest_once(path: Path, *, again: bool = False) -> tuple[float, float, dict
     db = _workdir() / "run.duckdb"
     shutil.copy(province_db(), db)
     with open_store(str(db)) as store:
-        services.stored_grid(store)  # the running app holds the grid already
+        regionstore.grid(store)  # the running app holds the grid already
         c0 = time.process_time()
         t0 = time.perf_counter()
-        summary = services.ingest_fire_file(store, path)
+        summary = services.ingest_fire_file(store, services.CLI, path)
         first = time.perf_counter() - t0
         cpu = time.process_time() - c0
         second, stages_again = 0.0, {}
         if again:
             t0 = time.perf_counter()
-            repeat = services.ingest_fire_file(store, path)
+            repeat = services.ingest_fire_file(store, services.CLI, path)
             second = time.perf_counter() - t0
             assert repeat["accepted"] == 0 and repeat["tasks_created"] == 0, repeat
             stages_again = repeat["stage_seconds"]

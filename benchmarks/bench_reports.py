@@ -38,7 +38,7 @@ def demo_db() -> Path:
     """The demo county (14 townships, 132 villages, ≈1,900 cells, demo people, fires and tasks)."""
     path = _workdir() / "demo.duckdb"
     with open_store(str(path)) as store:
-        services.init_region(store, region=YICHUAN, resolution=8, demo_data=True)
+        services.init_region(store, services.CLI, region=YICHUAN, resolution=8, demo_data=True)
     return path
 
 
@@ -140,15 +140,14 @@ def _page_calls(store, user, *, date: str) -> dict:
     """What one run of the report page computes for a county head on its default tab set (the dossier waits for
     its toggle; downloads are made when clicked)."""
     units = services.report_units(store, user)
-    services.report_latest_day(store)
-    report = services.report_build(store, kind="xun", date=date, level="township", unit=str(units.code.iloc[0]),
-                                   user=user)
+    services.report_latest_day(store, services.CLI)
+    report = services.report_build(store, user, kind="xun", date=date, level="township", unit=str(units.code.iloc[0]))
     report.to_json()
     table = services.report_table(report)
     services.report_daily(report)
-    services.report_response_histogram(store, report)
-    svg, _ = services.report_map(store, report, "fire_points")
-    services.report_bulletin(store, report, with_map=False)
+    services.report_response_histogram(store, services.CLI, report)
+    svg, _ = services.report_map(store, services.CLI, report, "fire_points")
+    services.report_bulletin(store, services.CLI, report, with_map=False)
     return {"rows": len(table), "svg_bytes": len(svg)}
 
 
@@ -194,14 +193,14 @@ def reports_page_county() -> Result:
             timings[name] = (m, m.value)
     ours = timings["1m_points"][0]
     with open_store(str(demo_db())) as store:
-        base = measure("fire_page_services_demo", lambda: (services.fire_summary(store), services.fire_days(store),
-                                                           services.fire_tasks(store)), repeats=5)
+        base = measure("fire_page_services_demo", lambda: (services.fire_summary(store, services.CLI), services.fire_days(store, services.CLI),
+                                                           services.fire_tasks(store, services.CLI)), repeats=5)
     with open_store(str(big_db())) as store:
         user = auth.load_user(store, "county")
         dossier = measure("dossier_one_township_1m", lambda: services.report_dossier(
-            store, unit="410329-D01", kind="xun", date=XUN_DAY.isoformat(), user=user), repeats=3)
+            store, user, unit="410329-D01", kind="xun", date=XUN_DAY.isoformat()), repeats=3)
         excel = measure("excel_download_1m", lambda: services.report_xlsx(services.report_build(
-            store, kind="xun", date=XUN_DAY.isoformat(), unit=YICHUAN, user=user)), repeats=3)
+            store, user, kind="xun", date=XUN_DAY.isoformat(), unit=YICHUAN)), repeats=3)
     apptest = _apptest_seconds(demo_db())
     details = {name: {"seconds": round(m.seconds, 4), **value} for name, (m, value) in timings.items()}
     details["apptest_page_run_demo_seconds"] = apptest

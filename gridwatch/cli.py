@@ -14,8 +14,8 @@ import getpass
 import json
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,6 +25,7 @@ from gridwatch.config import Settings
 from gridwatch.errors import GridwatchError, ValidationError
 from gridwatch.grid import LEVELS
 from gridwatch.i18n import gettext, translate_error, translate_text
+from gridwatch.services import CLI
 from gridwatch.storage import Store, open_store
 
 __all__ = ["main", "build_parser", "AUDIT_BROKEN"]
@@ -58,20 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      metavar="GRID_COMMAND")
     p = grid.add_parser("stats", help="region, resolution, cells and units per level")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.grid_stats(store))
+    p.set_defaults(run=lambda store, a: services.grid_stats(store, CLI))
     p = grid.add_parser("rebuild", help="rebuild the grid from the stored boundaries and report what moved")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.rebuild_grid(store, actor="cli"))
+    p.set_defaults(run=lambda store, a: services.rebuild_grid(store, CLI))
 
     p = sub.add_parser("responsible", help="who is responsible for a point (cell, owners, people)")
     p.add_argument("--lat", type=float, required=True, help="latitude, WGS84 degrees")
     p.add_argument("--lng", type=float, required=True, help="longitude, WGS84 degrees")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.responsible_at(store, lat=a.lat, lng=a.lng))
+    p.set_defaults(run=lambda store, a: services.responsible_at(store, CLI, lat=a.lat, lng=a.lng))
 
     p = sub.add_parser("coverage", help="coverage gaps: units without a grid leader, cells without an inspector")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.coverage(store))
+    p.set_defaults(run=lambda store, a: services.coverage(store, CLI))
 
     b = sub.add_parser("boundaries", help="administrative boundaries").add_subparsers(
         dest="boundaries_command", required=True, metavar="BOUNDARIES_COMMAND")
@@ -87,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace every stored unit of this level under the same parents (their roles are removed)")
     _common(p)
     p.set_defaults(run=lambda store, a: services.load_boundaries(
-        store, a.file, level=a.level, code_field=a.code_field, name_field=a.name_field,
-        parent_field=a.parent_field, crs=a.crs, layer=a.layer, replace=a.replace, actor="cli"))
+        store, CLI, a.file, level=a.level, code_field=a.code_field, name_field=a.name_field,
+        parent_field=a.parent_field, crs=a.crs, layer=a.layer, replace=a.replace))
 
     fires = sub.add_parser("fires", help="satellite fire points (NASA FIRMS)").add_subparsers(
         dest="fires_command", required=True, metavar="FIRES_COMMAND")
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = fires.add_parser("fetch", help="fetch the region's recent detections from the FIRMS area API and ingest them")
     p.add_argument("--days", type=int, default=None, help="how many days back (default: firms_days setting, 1)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.fetch_fires(store, Settings.load(), days=a.days))
+    p.set_defaults(run=lambda store, a: services.fetch_fires(store, CLI, Settings.load(), days=a.days))
 
     tk = sub.add_parser("tasks", help="patrol tasks").add_subparsers(dest="tasks_command", required=True,
                                                                       metavar="TASKS_COMMAND")
@@ -112,38 +113,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", help="task kind, e.g. fire_check, routine_patrol")
     p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.tasks_table(store, assignee=a.assignee, state=a.state,
+    p.set_defaults(run=lambda store, a: services.tasks_table(store, CLI, assignee=a.assignee, state=a.state,
                                                              unit=a.unit, kind=a.kind, limit=a.limit))
     p = tk.add_parser("show", help="one task with its full event history")
     p.add_argument("id", type=int, help="task id")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.task_show(store, a.id))
+    p.set_defaults(run=lambda store, a: services.task_show(store, CLI, a.id))
     p = tk.add_parser("escalate", help="move overdue tasks up the responsibility chain")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.escalate(store, actor="cli"))
+    p.set_defaults(run=lambda store, a: services.escalate(store, CLI))
 
     pa_ = sub.add_parser("patrols", help="routine patrols").add_subparsers(dest="patrols_command", required=True,
                                                                           metavar="PATROLS_COMMAND")
     p = pa_.add_parser("generate", help="open the routine patrol tasks due now (weekly per cell)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.generate_patrols(store, actor="cli"))
+    p.set_defaults(run=lambda store, a: services.generate_patrols(store, CLI))
 
     nt = sub.add_parser("notify", help="messages to people about their tasks").add_subparsers(
         dest="notify_command", required=True, metavar="NOTIFY_COMMAND")
     p = nt.add_parser("run", help="collect new, due-soon and escalated tasks and send them through the webhook")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.notify_run(store, Settings.load()))
+    p.set_defaults(run=lambda store, a: services.notify_run(store, CLI, Settings.load()))
 
     p = sub.add_parser("backup", help="write a consistent backup of the database into a new folder")
     p.add_argument("path", help="the new backup folder")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.backup(store, a.path, actor="cli"))
+    p.set_defaults(run=lambda store, a: services.backup(store, CLI, a.path))
     p = sub.add_parser("restore", help="restore a backup folder into a new database file, or a new "
                                           "PostgreSQL database named by a URL (checked before use)")
     p.add_argument("path", help="the backup folder")
     p.add_argument("--replace", action="store_true", help="replace the database file if it exists")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.restore(a.path, a.db or Settings.load().db, replace=a.replace),
+    p.set_defaults(run=lambda store, a: services.restore(CLI, a.path, a.db or Settings.load().db, replace=a.replace),
                    needs_store=False)
 
     au = sub.add_parser("audit", help="the tamper-evident record").add_subparsers(
@@ -151,10 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = au.add_parser("verify", help="recompute the hash chain over task events and the audit log; exit status 6 "
                                      "names the first broken link")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.audit_verify(store))
+    p.set_defaults(run=lambda store, a: services.audit_verify(store, CLI))
     p = au.add_parser("head", help="the chain's head (print it on exported reports)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.audit_head(store))
+    p.set_defaults(run=lambda store, a: services.audit_head(store, CLI))
 
     us = sub.add_parser("users", help="sign-in accounts").add_subparsers(dest="users_command", required=True,
                                                                         metavar="USERS_COMMAND")
@@ -172,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", required=True, help="the identity's subject (its sub claim)")
     p.add_argument("--email", default="", help="the identity's e-mail, for the record")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.link_identity(store, a.name, issuer=a.issuer, subject=a.subject,
-                                                               email=a.email, actor="cli"))
+    p.set_defaults(run=lambda store, a: services.link_identity(store, CLI, a.name, issuer=a.issuer, subject=a.subject,
+                                                               email=a.email))
 
     pp = sub.add_parser("people", help="people and their roles").add_subparsers(
         dest="people_command", required=True, metavar="PEOPLE_COMMAND")
@@ -181,10 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(person_key,name,phone,role,unit_code,cell)")
     p.add_argument("file", help="the CSV file (UTF-8)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.import_people(store, a.file, actor="cli"))
+    p.set_defaults(run=lambda store, a: services.import_people(store, CLI, a.file))
     p = pp.add_parser("list", help="list people with their roles")
     _common(p)
-    p.set_defaults(run=lambda store, a: _records(services.people_table(store)))
+    p.set_defaults(run=lambda store, a: _records(services.people_table(store, CLI)))
     _layers_commands(sub)
     _heat_and_bare_commands(sub)
     _report_commands(sub)
@@ -212,43 +213,43 @@ def _heat_and_bare_commands(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="every boiler inside a radius, not only coal ones")
     _common(p)
     p.set_defaults(run=lambda store, a: (lambda rows: {"count": len(rows), "boilers": rows})(
-        _records(services.boilers_in_radius(store, "cli", today=_date(a.today), listed_only=not a.all))))
+        _records(services.boilers_in_radius(store, CLI, today=_date(a.today), listed_only=not a.all))))
     p = hs.add_parser("plants", help="the published plants with their CHP flag and radius")
     _common(p)
-    p.set_defaults(run=lambda store, a: _records(services.heat_plants(store)))
+    p.set_defaults(run=lambda store, a: _records(services.heat_plants(store, CLI)))
     p = hs.add_parser("mark-chp", help="mark published plants as CHP (by id or exact name); radii follow")
     p.add_argument("plants", nargs="+", metavar="PLANT", help="plant id or exact name")
     p.add_argument("--unmark", action="store_true", help="mark the plants as not CHP instead")
     p.add_argument("--note", default="", help="why (kept with the mark)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.heat_mark_chp(store, "cli", a.plants, chp=not a.unmark,
+    p.set_defaults(run=lambda store, a: services.heat_mark_chp(store, CLI, a.plants, chp=not a.unmark,
                                                                note=a.note))
     p = hs.add_parser("status", help="record a boiler's new status: to_close, closed, integrated or exempt")
     p.add_argument("boiler", help="boiler id")
     p.add_argument("status", choices=("to_close", "closed", "integrated", "exempt"))
     p.add_argument("--note", default="", help="why")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.heat_boiler_status(store, "cli", a.boiler, a.status, note=a.note))
+    p.set_defaults(run=lambda store, a: services.heat_boiler_status(store, CLI, a.boiler, a.status, note=a.note))
 
     bl = sub.add_parser("bare-land", help="bare land per cell, patches, change between uploads").add_subparsers(
         dest="bare_command", required=True, metavar="BARE_COMMAND")
     p = bl.add_parser("summary", help="bare area and fraction of the published version per cell or unit")
     p.add_argument("--level", default="township", choices=("cell", "village", "township", "county"))
     _common(p)
-    p.set_defaults(run=lambda store, a: _records(services.bare_land_summary(store, "cli", level=a.level)))
+    p.set_defaults(run=lambda store, a: _records(services.bare_land_summary(store, CLI, level=a.level)))
     p = bl.add_parser("patches", help="registered bare-land patches (建档)")
     p.add_argument("--status", choices=("bare", "covered", "greened"))
     _common(p)
-    p.set_defaults(run=lambda store, a: _records(services.bare_land_patches(store, "cli", status=a.status)))
+    p.set_defaults(run=lambda store, a: _records(services.bare_land_patches(store, CLI, status=a.status)))
     p = bl.add_parser("change", help="the change between two stored bare-land versions")
     p.add_argument("version_a", type=int)
     p.add_argument("version_b", type=int)
     _common(p)
-    p.set_defaults(run=lambda store, a: services.bare_land_change(store, a.version_a, a.version_b))
+    p.set_defaults(run=lambda store, a: services.bare_land_change(store, CLI, a.version_a, a.version_b))
     p = bl.add_parser("escalate", help="escalate patches bare for longer than bare_land_months to greening")
     p.add_argument("--today", help="YYYY-MM-DD (default today)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.bare_land_escalate(store, today=_date(a.today), actor="cli"))
+    p.set_defaults(run=lambda store, a: services.bare_land_escalate(store, CLI, today=_date(a.today)))
 
 
 # -- layers ---------------------------------------------------------------------------------------------------------
@@ -280,17 +281,17 @@ def _layers_commands(sub: Any) -> None:
     p = ly.add_parser("list", help="every stored version, the published one marked")
     p.add_argument("--kind", help="only this layer kind")
     _common(p)
-    p.set_defaults(run=lambda store, a: _records(services.layer_list(store, "cli", a.kind)))
+    p.set_defaults(run=lambda store, a: _records(services.layer_list(store, CLI, a.kind)))
     p = ly.add_parser("publish", help="publish a stored version (cell flags and tasks follow it)")
     p.add_argument("kind", metavar="KIND", help="layer kind: " + ", ".join(kinds))
     p.add_argument("version", type=int, help="version number")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.layer_publish(store, "cli", a.kind, a.version))
+    p.set_defaults(run=lambda store, a: services.layer_publish(store, CLI, a.kind, a.version))
     p = ly.add_parser("restore", help="publish an earlier version again (roll back)")
     p.add_argument("kind", metavar="KIND", help="layer kind: " + ", ".join(kinds))
     p.add_argument("version", type=int, help="version number")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.layer_restore(store, "cli", a.kind, a.version))
+    p.set_defaults(run=lambda store, a: services.layer_restore(store, CLI, a.kind, a.version))
     p = ly.add_parser("candidates", help="for a file without a CRS: the CRSs that fit it, with a preview")
     p.add_argument("file", help="the layer file")
     p.add_argument("--layer", help="layer of a multi-layer file")
@@ -298,7 +299,7 @@ def _layers_commands(sub: Any) -> None:
     p.add_argument("--y-field", help="CSV: column of y / latitude")
     _common(p)
     p.set_defaults(run=lambda store, a: services.layer_crs_candidates(
-        store, a.file, layer=a.layer, x_field=a.x_field, y_field=a.y_field))
+        store, CLI, a.file, layer=a.layer, x_field=a.x_field, y_field=a.y_field))
 
     zn = sub.add_parser("zones", help="no-burn zones").add_subparsers(dest="zones_command", required=True,
                                                                      metavar="ZONES_COMMAND")
@@ -306,7 +307,7 @@ def _layers_commands(sub: Any) -> None:
                                           "due now (monthly by default)")
     p.add_argument("--cadence-days", type=int, help="days between checks (default: coal_check_cadence_days, 30)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.generate_coal_checks(store, actor="cli",
+    p.set_defaults(run=lambda store, a: services.generate_coal_checks(store, CLI,
                                                                       cadence_days=a.cadence_days))
 
 
@@ -323,7 +324,7 @@ def _layers_load(store: Store, args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ValidationError("Option {option!r} is not of the form NAME=VALUE.", option=item)
         options[key.strip().replace("-", "_")] = value
-    result = services.layer_load(store, "cli", args.kind, args.file, crs=args.crs, publish=args.publish, **options)
+    result = services.layer_load(store, CLI, args.kind, args.file, crs=args.crs, publish=args.publish, **options)
     keys = ("version", "rows", "rejected", "repaired", "crs", "cells_affected")
     return {**{k: result[k] for k in keys}, **{k: v for k, v in result.items() if k not in keys}}
 
@@ -334,9 +335,9 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _fires_ingest(store: Store, args: argparse.Namespace) -> dict[str, Any]:
-    result = services.ingest_fires(store, args.files, actor="cli")
+    result = services.ingest_fires(store, CLI, args.files)
     if args.rejects_csv:
-        frames = [services.fire_rejects(store, f["batch"]).assign(file=f["file"]) for f in result["files"]]
+        frames = [services.fire_rejects(store, CLI, f["batch"]).assign(file=f["file"]) for f in result["files"]]
         pd.concat(frames, ignore_index=True)[["file", "line", "reason", "message", "raw"]].to_csv(
             args.rejects_csv, index=False, encoding="utf-8-sig")
         result["rejects_csv"] = args.rejects_csv
@@ -350,14 +351,13 @@ def _users_add(store: Store, args: argparse.Namespace) -> dict[str, Any]:
             raise ValidationError("The two passwords differ; nothing was changed.")
     else:
         password = sys.stdin.readline().rstrip("\n")
-    return services.add_user(store, args.name, password, role=args.role, unit=args.unit, name=args.full_name,
-                             actor="cli")
+    return services.add_user(store, CLI, args.name, password, role=args.role, unit=args.unit, name=args.full_name)
 
 
 def _init(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.load(resolution=args.resolution)
-    return services.init_region(store, region=args.region, resolution=settings.resolution,
-                                demo_data=args.demo, actor="cli")
+    return services.init_region(store, CLI, region=args.region, resolution=settings.resolution,
+                                demo_data=args.demo)
 
 
 def _human(result: Any, lang: str) -> str:
@@ -441,7 +441,7 @@ def _report_commands(sub: Any) -> None:
     p = rs.add_parser("cropland", help="load cropland areas per unit from a CSV (unit_code,cropland_km2)")
     p.add_argument("file", help="the CSV file")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.report_load_cropland(store, a.file, actor="cli"))
+    p.set_defaults(run=lambda store, a: services.report_load_cropland(store, CLI, a.file))
     p = rs.add_parser("dossier", help="every event of a unit's tasks, for a period or all time")
     p.add_argument("--unit", required=True, help="unit code, or an H3 cell id")
     p.add_argument("--period", choices=("daily", "weekly", "xun", "monthly", "season"), help="period kind")
@@ -456,7 +456,7 @@ def _report_commands(sub: Any) -> None:
 
 def _report(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.load(db=args.db, language=args.lang)
-    report = services.report_build(store, kind=args.period_kind, date=args.date, end=args.end, level=args.level,
+    report = services.report_build(store, CLI, kind=args.period_kind, date=args.date, end=args.end, level=args.level,
                                    unit=args.unit, settings=settings, language=settings.language)
     result = report.to_json()
     files = {}
@@ -467,7 +467,7 @@ def _report(store: Store, args: argparse.Namespace) -> dict[str, Any]:
         Path(args.csv).write_bytes(services.report_csv(report))
         files["csv"] = args.csv
     if args.html:
-        Path(args.html).write_text(services.report_bulletin(store, report), encoding="utf-8")
+        Path(args.html).write_text(services.report_bulletin(store, CLI, report), encoding="utf-8")
         files["html"] = args.html
     if files:
         result["files"] = files
@@ -483,9 +483,9 @@ def _report(store: Store, args: argparse.Namespace) -> dict[str, Any]:
 
 def _dossier(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.load(db=args.db, language=args.lang)
-    frame = services.report_dossier(store, unit=args.unit, kind=args.period, date=args.date,
+    frame = services.report_dossier(store, CLI, unit=args.unit, kind=args.period, date=args.date,
                                     language=settings.language, include_patrols=args.patrols, settings=settings)
-    files = services.report_dossier_files(store, frame, unit=args.unit, language=settings.language)
+    files = services.report_dossier_files(store, CLI, frame, unit=args.unit, language=settings.language)
     written = {}
     for kind in ("xlsx", "csv", "html"):
         target = getattr(args, kind)

@@ -19,7 +19,6 @@ datetime.date(2026, 7, 1)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
@@ -213,7 +212,8 @@ class Policy:
             series = series.dt.tz_localize("UTC")
         return series.dt.tz_convert(self.timezone)
 
-    def local_text(self, utc: pd.Series | np.ndarray | list, fmt: str = "%m-%d %H:%M", *, missing: str = "") -> pd.Series:
+    def local_text(self, utc: pd.Series | np.ndarray | list, fmt: str = "%m-%d %H:%M", *,
+                   missing: str = "") -> pd.Series:
         """Stored (naive UTC) times written as Beijing times for a screen or an export."""
         return self.local_times(utc).dt.strftime(fmt).fillna(missing)
 

@@ -46,7 +46,7 @@ def fire_fetcher() -> FetchScheduler | None:
     if not config.firms_map_key:
         return None
     the_store = store()
-    scheduler = FetchScheduler(lambda: services.fetch_fires(the_store, config),
+    scheduler = FetchScheduler(lambda: services.fetch_fires(the_store, services.SCHEDULER, config),
                                interval_s=config.firms_interval_minutes * 60, name="firms-fetch")
     return scheduler.start()
 
@@ -58,8 +58,8 @@ def notifier() -> FetchScheduler:
     the_store = store()
 
     def run() -> None:
-        services.escalate(the_store)
-        services.notify_run(the_store, config)
+        services.escalate(the_store, services.SCHEDULER)
+        services.notify_run(the_store, services.SCHEDULER, config)
 
     return FetchScheduler(run, interval_s=config.notify_interval_minutes * 60, name="notify").start()
 
@@ -248,6 +248,8 @@ def require_user() -> "auth.User":
     """The signed-in user; a screen reached without one shows nothing but a notice."""
     current = user()
     if current is None:
+        with show_errors():
+            services.require_region_set(store())  # a database without a region says what to do first
         st.warning(t("Sign in first."))
         st.stop()
     return current

@@ -82,7 +82,7 @@ with ui.show_errors():
                                 key="cells_ids", placeholder=choose)
         cells = set(picked)
         for code in villages:
-            cells |= set(services.region_cells(store, unit_code=code).cell)
+            cells |= set(services.region_cells(store, me, unit_code=code).cell)
         n_tasks = int(per_cell.n.reindex(sorted(cells)).fillna(0).sum())
         st.caption(t("{cells} cells, {n} tasks nobody has started", cells=len(cells), n=n_tasks))
         to_cells = st.selectbox(t("To"), [""] + keys, key="cells_to",
@@ -127,7 +127,7 @@ with ui.show_errors():
                 # the planned cells in their person's colour, on the rest of the unit (or the chosen one) in grey
                 planned = plan.tasks.drop_duplicates("cell_id").set_index("cell_id")
                 top = split_unit or next(c for c, p in zip(units.code, units.parent_code) if p not in set(units.code))
-                ground = services.region_cells(store, unit_code=top)
+                ground = services.region_cells(store, me, unit_code=top)
                 ids = list(dict.fromkeys([*ground.cell, *planned.index]))
                 group = planned.group.reindex(ids)
                 st.markdown(cells_svg(ids, [PALETTE[int(g) % len(PALETTE)] if g == g else "#e3e3e3" for g in group],

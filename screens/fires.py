@@ -8,9 +8,10 @@ from gridwatch.maps import cells_svg
 
 t = ui.t
 store = ui.store()
+me = ui.require_user()
 
 with ui.show_errors():
-    summary = services.fire_summary(store)
+    summary = services.fire_summary(store, me)
     st.title(t("Satellite fire points"))
     if summary["demo"]:
         st.info(t("The fire points here are generated demo detections (演示火点) in the FIRMS format, not real "
@@ -24,7 +25,7 @@ with ui.show_errors():
         kept = "；".join(f"{t(reason)} {n}" for reason, n in summary["not_dispatched"].items())
         st.caption(t("Kept but not dispatched: {reasons}", reasons=kept))
 
-    days = services.fire_days(store)
+    days = services.fire_days(store, me)
     left, right = st.columns([3, 2])
     with left:
         st.subheader(t("Detections per day"))
@@ -40,15 +41,15 @@ with ui.show_errors():
             st.caption(t("No fire points yet: load a FIRMS file with `python -m gridwatch fires ingest`."))
     with right:
         st.subheader(t("Cells with fires"))
-        cells = services.region_cells(store)
-        hot = services.fire_cells(store).set_index("cell").detections
+        cells = services.region_cells(store, me)
+        hot = services.fire_cells(store, me).set_index("cell").detections
         fills = ["#d62728" if c in hot.index else "#e3e3e3" for c in cells.cell]
         titles = [f"{c} · {tn or ''} · {vn or ''} · {int(hot.get(c, 0))}" for c, tn, vn in
                   zip(cells.cell, cells.township_name, cells.village_name)]
         st.markdown(cells_svg(list(cells.cell), fills, titles=titles, width=520), unsafe_allow_html=True)
 
     st.subheader(t("Fire-check tasks"))
-    tasks = services.fire_tasks(store)
+    tasks = services.fire_tasks(store, me)
     if len(tasks):
         view = pd.DataFrame({
             t("Task"): tasks.title,

@@ -78,7 +78,7 @@ def kind_options(kind: str, file_name: str) -> dict:
 def heat_supply_section() -> None:
     """The published heat-supply radii and the boilers inside them, on a map and as a list."""
     st.subheader(t("Heat-supply radii and the boilers inside them"))
-    radii = services.heat_radii(store)
+    radii = services.heat_radii(store, me)
     boilers = services.boilers_in_radius(store, me)
     if not radii:
         st.info(t("No plant is marked as combined heat and power with the capacity that gives a radius yet."))
@@ -185,7 +185,7 @@ with st.container(border=True):
                 st.rerun()
 
 with ui.show_errors():
-    versions = services.layer_versions(store, kind, me)
+    versions = services.layer_versions(store, me, kind)
     if versions.empty:
         st.info(t("No version of this layer has been loaded yet."))
         st.stop()
@@ -202,7 +202,7 @@ with ui.show_errors():
     if st.session_state.get(f"layer-version-{kind}") not in numbers:
         st.session_state[f"layer-version-{kind}"] = default if default in numbers else numbers[0]
     version = st.selectbox(t("Version to preview"), numbers, key=f"layer-version-{kind}")
-    preview = services.layer_preview(store, kind, version, user_or_actor=me)
+    preview = services.layer_preview(store, me, kind, version)
     info = preview["info"]
     for warning in info.get("warnings", []):
         st.caption("⚠ " + ui.t_filled(warning))

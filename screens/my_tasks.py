@@ -68,7 +68,7 @@ def task_map(tasks: pd.DataFrame) -> None:
 
 
 def task_page(task_id: int) -> None:
-    task = services.task_show(store, task_id)
+    task = services.task_show(store, me, task_id)
     if st.button("← " + t("All my tasks"), key="back"):
         st.session_state.pop("task", None)
         st.rerun()

@@ -8,9 +8,10 @@ from gridwatch.maps import PALETTE, cells_svg
 
 t = ui.t
 store = ui.store()
+me = ui.require_user()
 
 with ui.show_errors():
-    stats = services.grid_stats(store)
+    stats = services.grid_stats(store, me)
     st.title(t("Grid overview: {name}", name=stats["region_name"]))
     demo = services.is_demo(store)
     if demo:
@@ -23,8 +24,8 @@ with ui.show_errors():
     cols[3].metric(t("H3 resolution"), stats["resolution"],
                    help=t("Mean cell area {area} km²", area=stats["cell_area_km2"]))
 
-    report = services.coverage(store)
-    cells = services.region_cells(store)
+    report = services.coverage(store, me)
+    cells = services.region_cells(store, me)
     gap_cells = set(report["cells_without_inspector"]["cells"])
     townships = sorted(cells.township_code.dropna().unique())
     colour = {code: PALETTE[i % len(PALETTE)] for i, code in enumerate(townships)}

@@ -112,7 +112,7 @@ with ui.show_errors():
                 st.rerun()
 
     with tab_coverage:
-        report = services.coverage(store)
+        report = services.coverage(store, me)
         gaps = report["cells_without_inspector"]
         cols = st.columns(3)
         cols[0].metric(t("Units without a grid leader"), len(report["units_without_grid_leader"]))
@@ -146,7 +146,7 @@ with ui.show_errors():
         st.caption(t("A consistent copy of the whole database, taken through the running app while people work, "
                      "with a manifest of row counts, file checksums and the record's tamper-evident head. Restore "
                      "it with `python -m gridwatch restore FOLDER --db NEW_FILE`."))
-        st.metric(t("Tamper-evident record"), t("intact") if services.audit_verify(store)["ok"] else t("BROKEN"))
+        st.metric(t("Tamper-evident record"), t("intact") if services.audit_verify(store, me)["ok"] else t("BROKEN"))
         if st.button(t("Back up now"), type="primary", key="backup-now", width="stretch"):
             made = services.admin_backup(store, me)
             st.success(t("Backed up {tables} tables into {path}.", tables=len(made["tables"]), path=made["path"]))

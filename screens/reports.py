@@ -24,7 +24,7 @@ with ui.show_errors():
     names = dict(zip(units.code, units.name))
     pick = st.columns([2, 2, 3, 2])
     kind = pick[0].selectbox(t("Report type"), list(KINDS), index=2, format_func=KINDS.get, key="rep_kind")
-    day = pick[1].date_input(t("Date"), value=services.report_latest_day(store), key="rep_date")
+    day = pick[1].date_input(t("Date"), value=services.report_latest_day(store, me), key="rep_date")
     end = None
     if kind == "custom":
         end = pick[1].date_input(t("Last day"), value=day + dt.timedelta(days=6), key="rep_end")
@@ -33,7 +33,7 @@ with ui.show_errors():
     levels = [lv for lv in LEVEL_NAMES if LEVELS.index(lv) > LEVELS.index(unit_level)] or [unit_level]
     level = pick[3].selectbox(t("Ranked level"), levels, format_func=lambda v: LEVEL_NAMES.get(v, v), key="rep_level")
 
-    report = services.report_build(store, kind=kind, date=day, end=end, level=level, unit=unit, user=me,
+    report = services.report_build(store, me, kind=kind, date=day, end=end, level=level, unit=unit,
                                    language=lang)
     facts = report.to_json()
     period_text = facts["period"]["label"]
@@ -67,7 +67,7 @@ with ui.show_errors():
         daily = services.report_daily(report)
         st.bar_chart(daily.set_index(daily.columns[0])[[daily.columns[1]]], height=260)
     with tab_times:
-        hist = services.report_response_histogram(store, report)
+        hist = services.report_response_histogram(store, me, report)
         if hist.empty:
             st.info(t("No fire check of this period has been started yet."))
         else:
@@ -82,7 +82,7 @@ with ui.show_errors():
         labels = {c: table.columns[list(report.table_columns()).index(c)] for c in MAP_COLUMNS
                   if c in report.table_columns()}
         column = st.selectbox(t("Colour by"), list(labels), format_func=labels.get, key="rep_map_column")
-        svg, legend = services.report_map(store, report, column)
+        svg, legend = services.report_map(store, me, report, column)
         st.markdown(svg, unsafe_allow_html=True)
         st.markdown(services.report_legend_html(legend, labels[column]), unsafe_allow_html=True)
     with tab_duty:
@@ -103,25 +103,25 @@ with ui.show_errors():
             t("Download Excel"), data=lambda: services.report_xlsx(report), file_name=f"{stem}.xlsx",
             mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="dl_xlsx", width="stretch")
         row[2].download_button(t("Download bulletin (HTML, printable)"),
-                               data=lambda: services.report_bulletin(store, report).encode("utf-8"),
+                               data=lambda: services.report_bulletin(store, me, report).encode("utf-8"),
                                file_name=f"{stem}.html", mime="text/html", key="dl_html", width="stretch")
         if kind in ("daily", "xun"):
             with st.expander(t("Bulletin (通报)"), expanded=False):
-                st.html(services.report_bulletin(store, report, with_map=False))
+                st.html(services.report_bulletin(store, me, report, with_map=False))
         st.subheader(t("Dossier of a unit"))
         choices = list(report.rows.unit_code)
         who = st.selectbox(t("Unit"), choices, key="rep_dossier_unit",
                            format_func=lambda c: str(report.rows.set_index("unit_code").unit_name.get(c, c)))
         patrols = st.checkbox(t("Include routine patrols"), key="rep_dossier_patrols")
         if st.toggle(t("Show the dossier"), key="rep_dossier_show"):
-            dossier = services.report_dossier(store, unit=who, kind=kind, date=day, end=end, user=me, language=lang,
+            dossier = services.report_dossier(store, me, unit=who, kind=kind, date=day, end=end, language=lang,
                                               include_patrols=patrols)
             st.caption(t("{n} events of the tasks with activity in the period.", n=len(dossier)))
             st.dataframe(dossier, hide_index=True, height=300)
 
             def dossier_file(ext: str) -> bytes:
                 """One dossier file, made when its button is clicked."""
-                return services.report_dossier_files(store, dossier, unit=who, language=lang, note=period_text)[ext]
+                return services.report_dossier_files(store, me, dossier, unit=who, language=lang, note=period_text)[ext]
 
             row = st.columns(3)
             for col, (ext, mime) in zip(row, (("csv", "text/csv"), ("xlsx", "application/vnd.openxmlformats-"

@@ -40,7 +40,7 @@ with ui.show_errors():
         if queue.empty:
             st.success(t("No reports are waiting."))
         for row in queue.itertuples():
-            task = services.task_show(store, int(row.id))
+            task = services.task_show(store, me, int(row.id))
             report = next(e for e in reversed(task["events"]) if e["to_state"] == "reported")["detail"]
             with st.container(border=True):
                 st.markdown(f"**{task['title'] or t(task['kind'])}** · {task['place'].get('village', '')}")
@@ -58,7 +58,7 @@ with ui.show_errors():
                     where = t("Position {lat}, {lng}", lat=f"{fix['lat']:.5f}", lng=f"{fix['lng']:.5f}")
                     st.caption(where + (f" ± {accuracy:.0f} m" if accuracy else ""))
                 for photo in report.get("photos", []):
-                    preview = services.task_photo(store, photo["sha256"])
+                    preview = services.task_photo(store, me, photo["sha256"])
                     if preview:
                         st.image(preview, caption=photo["name"], width="stretch")
                 note = st.text_input(t("Note (needed to send back)"), key=f"note-{row.id}")

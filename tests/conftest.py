@@ -108,7 +108,7 @@ def shipped_units():
 
 
 def _template_db(tmp_path_factory, request, name: str, **init) -> Path | str:
-    """A database initialised once per session with ``services.init_region(**init)``: a DuckDB file, or with
+    """A database initialised once per session with ``services.init_region(store, services.CLI, **init)``: a DuckDB file, or with
     GRIDWATCH_TEST_BACKEND=postgres the URL of a PostgreSQL database (copy either with :func:`copy_db`)."""
     from gridwatch import services
 
@@ -119,11 +119,11 @@ def _template_db(tmp_path_factory, request, name: str, **init) -> Path | str:
         url = pgserver.create_database(prefix=f"gw_tpl_{name}")
         request.addfinalizer(lambda: pgserver.drop_database(url))
         with open_store(url) as s:
-            services.init_region(s, **init)
+            services.init_region(s, services.CLI, **init)
         return url
     path = tmp_path_factory.mktemp("db") / f"{name}.duckdb"
     with open_store(str(path)) as s:
-        services.init_region(s, **init)
+        services.init_region(s, services.CLI, **init)
     return path
 
 

@@ -36,8 +36,8 @@ def _counts(db) -> dict[str, int]:
 
 def _gap_villages(store) -> dict[str, list[str]]:
     """Villages with cells no inspector covers: code -> the village's cells."""
-    gaps = set(services.coverage(store)["cells_without_inspector"]["cells"])
-    cells = services.region_cells(store)
+    gaps = set(services.coverage(store, services.CLI)["cells_without_inspector"]["cells"])
+    cells = services.region_cells(store, services.CLI)
     cells = cells[cells.cell.isin(gaps)]
     return {code: list(group.cell) for code, group in cells.groupby("village_code")}
 
@@ -81,7 +81,7 @@ def test_the_screen_in_english(app_db):
 
 def test_assigning_an_inspector_to_a_gap_village_closes_its_gap(app_db):
     with open_store(str(app_db)) as store:
-        gaps_before = services.coverage(store)["cells_without_inspector"]["count"]
+        gaps_before = services.coverage(store, services.CLI)["cells_without_inspector"]["count"]
         village, village_cells = sorted(_gap_villages(store).items())[0]
     at = _screen(app_db, "admin")
     assert _metric(at, zh("Cells without an inspector")) == gaps_before
@@ -95,7 +95,7 @@ def test_assigning_an_inspector_to_a_gap_village_closes_its_gap(app_db):
     assert at.success and "巡查员" in at.success[0].value
 
     with open_store(str(app_db)) as store:
-        report = services.coverage(store)
+        report = services.coverage(store, services.CLI)
         entry = store.query("SELECT actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT 1")[0]
     assert report["cells_without_inspector"]["count"] == gaps_before - len(village_cells)
     assert not set(village_cells) & set(report["cells_without_inspector"]["cells"])
@@ -225,7 +225,7 @@ def test_the_other_countys_admin_manages_only_theirs(two_counties):
     assert set(people.person_key) == {"xa-admin", "xa-inspector", "demo-unassigned"}  # and the unassigned
     with pytest.raises(PermissionDenied, match="410329-D01-01"):
         services.admin_assign(store, xa, person_key="xa-inspector", role="inspector", unit_code="410329-D01-01")
-    cell = services.region_cells(store, unit_code="410329-D01-01").cell[0]
+    cell = services.region_cells(store, services.CLI, unit_code="410329-D01-01").cell[0]
     with pytest.raises(PermissionDenied, match=cell):
         services.admin_assign(store, xa, person_key="xa-inspector", role="inspector", cell=cell)
     csv = "person_key,name,role,unit_code\nxa-2,新安二,inspector,410323\nxa-3,伊川三,inspector,410329-D01-01\n"
@@ -256,14 +256,14 @@ def test_an_extra_admin_assignment_widens_the_region(two_counties):
 def test_assign_on_a_cell_unassign_and_their_audit(demo_store):
     store = demo_store
     admin = auth.load_user(store, "admin")
-    cell = services.region_cells(store, unit_code="410329-D05-04").cell[0]
+    cell = services.region_cells(store, services.CLI, unit_code="410329-D05-04").cell[0]
     done = services.admin_assign(store, admin, person_key="demo-unassigned", role="inspector", cell=cell)
     assert done["added"] and done["cell"] == cell
     again = services.admin_assign(store, admin, person_key="demo-unassigned", role="inspector", cell=cell)
     assert not again["added"] and again["assignment_id"] == done["assignment_id"]
     row = services.admin_people(store, admin, unit_code="410329-D05-04").query("person_key == 'demo-unassigned'")
     assert list(row.cell) == [cell] and list(row.unit_code) == ["410329-D05-04"]
-    assert cell not in services.coverage(store)["cells_without_inspector"]["cells"]
+    assert cell not in services.coverage(store, services.CLI)["cells_without_inspector"]["cells"]
     audits = store.query("SELECT action FROM audit_log WHERE actor = 'admin' ORDER BY id")
     assert [a["action"] for a in audits] == ["people.assign"]  # the second call changed nothing
 

@@ -133,6 +133,65 @@ def test_pages_import_only_the_ui_facing_modules(path):
     assert imports <= UI_ALLOWED, f"{_rel(path)} imports {sorted(imports - UI_ALLOWED)}"
 
 
+# -- (c2) rooms small enough to hold in one's head; every service names its actor ----------------
+
+#: no module of the package may grow past this many lines; a service module past ``SERVICE_LINES``
+MAX_LINES = 1000
+SERVICE_LINES = 600
+SERVICE_FILES = sorted(p for p in (PACKAGE / "services").glob("*.py") if p.name != "__init__.py")
+#: the services that make an actor (signing in) or that the sign-in page shows before there is one
+BEFORE_SIGN_IN = {"sign_in", "sign_in_external", "sign_out", "current_user", "is_demo", "require_region_set"}
+
+
+@pytest.mark.parametrize("path", PACKAGE_FILES, ids=_rel)
+def test_no_module_is_a_whole_house(path):
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    limit = SERVICE_LINES if path.parent.name == "services" else MAX_LINES
+    assert lines <= limit, f"{_rel(path)} has {lines} lines (at most {limit}): split it by domain"
+
+
+def test_services_is_a_package_of_domain_modules():
+    assert not (PACKAGE / "services.py").exists()
+    assert len(SERVICE_FILES) >= 8
+
+
+def _service_functions(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            params = node.args.posonlyargs + node.args.args
+            if params and params[0].arg == "store":
+                yield node, params
+
+
+@pytest.mark.parametrize("path", SERVICE_FILES, ids=_rel)
+def test_every_service_requires_an_actor(path):
+    """A service reading or changing the store takes the acting user (or a system actor) second, with no default,
+    so no call can skip the scope check by leaving it out."""
+    wrong = []
+    for node, params in _service_functions(path):
+        if node.name in BEFORE_SIGN_IN:
+            continue
+        second = params[1] if len(params) > 1 else None
+        defaults_from = len(params) - len(node.args.defaults)
+        annotation = ast.unparse(second.annotation) if second is not None and second.annotation else ""
+        if (second is None or second.arg not in ("actor", "user") or params.index(second) >= defaults_from
+                or annotation not in ("Actor", "auth.User")):
+            wrong.append(node.name)
+    assert not wrong, f"{_rel(path)}: services without a required actor second: {wrong}"
+
+
+def test_no_service_trusts_a_plain_string_as_its_actor():
+    from gridwatch import services
+    from gridwatch.storage import open_store
+
+    with open_store(":memory:") as store:
+        for call in (lambda: services.grid_stats(store, None), lambda: services.grid_stats(store, "cli"),
+                     lambda: services.fire_summary(store, "admin")):
+            with pytest.raises(TypeError, match="actor"):
+                call()
+
+
 # -- (d) module docstrings ---------------------------------------------------------------------
 
 

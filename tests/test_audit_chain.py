@@ -84,8 +84,8 @@ def test_cli_audit_verify_exits_non_zero_when_broken(demo_copy, capsys):
 
 
 def test_an_exported_dossier_carries_the_chain_head(demo_store):
-    frame = services.report_dossier(demo_store, unit="410329-D01")
-    files = services.report_dossier_files(demo_store, frame, unit="410329-D01")
+    frame = services.report_dossier(demo_store, services.CLI, unit="410329-D01")
+    files = services.report_dossier_files(demo_store, services.CLI, frame, unit="410329-D01")
     head = audit.head(demo_store)
     assert head["hash"] in files["html"].decode("utf-8") and f"第 {head['seq']} 环" in files["html"].decode("utf-8")
 

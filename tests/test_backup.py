@@ -69,11 +69,11 @@ def _restore_compares_everything(store, folder, target: str) -> None:
     inspector = services.current_user(store, services.sign_in(store, "inspector", "demo-2026").token)
     task = services.my_tasks(store, inspector).iloc[0]
     services.work_on(store, inspector, int(task.id), "in_progress")
-    made = services.backup(store, folder, actor="test")
+    made = services.backup(store, services.CLI, folder)
     assert (folder / backup.MANIFEST).is_file()
     assert made["tables"]["cells"] == 1926 and "spatial_ref_sys" not in made["tables"]
     before = _all_rows(store)
-    restored = services.restore(folder, target)
+    restored = services.restore(services.CLI, folder, target)
     assert restored["tables"] == {k: v for k, v in made["tables"].items()}
     assert restored["chain_head"] == made["chain_head"]
     with open_store(target) as again:
@@ -100,7 +100,7 @@ def pg_demo(request, pg_server, tmp_path):
     else:
         url = request.getfixturevalue("pg_url")
         with open_store(url) as store:
-            services.init_region(store, region="410329", resolution=8, demo_data=True)
+            services.init_region(store, services.CLI, region="410329", resolution=8, demo_data=True)
     with open_store(url) as store:
         yield store
     drop_db(url)
@@ -117,7 +117,7 @@ def test_a_postgres_backup_is_pg_dump_and_its_restore_gives_back_every_row(pg_de
 
 
 def test_a_damaged_or_incomplete_backup_is_refused_and_nothing_is_written(demo_store, tmp_path, new_target):
-    services.backup(demo_store, tmp_path / "b")
+    services.backup(demo_store, services.CLI, tmp_path / "b")
     broken = tmp_path / "broken"
     shutil.copytree(tmp_path / "b", broken)
     damaged = "gridwatch.dump" if demo_store.backend == "postgres" else "tasks.parquet"
@@ -136,9 +136,9 @@ def test_a_damaged_or_incomplete_backup_is_refused_and_nothing_is_written(demo_s
 
 
 def test_backups_and_restores_never_overwrite_by_accident(demo_store, tmp_path, new_target):
-    services.backup(demo_store, tmp_path / "b")
+    services.backup(demo_store, services.CLI, tmp_path / "b")
     with pytest.raises(ValidationError, match="not empty"):
-        services.backup(demo_store, tmp_path / "b")
+        services.backup(demo_store, services.CLI, tmp_path / "b")
     there = new_target("db")
     if is_postgres_url(there):
         import pgserver
@@ -153,7 +153,7 @@ def test_backups_and_restores_never_overwrite_by_accident(demo_store, tmp_path, 
 def test_restore_refuses_a_database_the_app_holds(demo_copy, tmp_path):
     live = demo_copy
     with open_store(live) as store:
-        services.backup(store, tmp_path / "b")
+        services.backup(store, services.CLI, tmp_path / "b")
         holder = open_store(live)  # DuckDB: another connection in this process is not a lock; another process is
         holder.close()
     import subprocess

@@ -43,7 +43,7 @@ def _admin(store):
 
 
 def _load_zone(store, path: Path, **options):
-    return lambda: services.layer_load(store, "test", "no_burn_zones", path, name=path.name, **options)
+    return lambda: services.layer_load(store, services.CLI, "no_burn_zones", path, name=path.name, **options)
 
 
 # -- satellite fire files ----------------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def test_a_fire_file_in_utf16_is_read_or_refused_never_garbled(demo_store, tmp_p
     path = make.firms_utf16(tmp_path)
     before = _counts(demo_store)
     try:
-        result = services.ingest_fire_file(demo_store, path)
+        result = services.ingest_fire_file(demo_store, services.CLI, path)
     except GridwatchError as exc:
         assert CJK.search(translate_error(exc, "zh_CN"))
         assert _counts(demo_store) == before
@@ -64,7 +64,7 @@ def test_a_fire_file_of_gbk_text_rejects_its_rows_with_reasons(demo_store, tmp_p
     path = make.firms_gbk_garbage(tmp_path)
     before = _counts(demo_store)
     try:
-        result = services.ingest_fire_file(demo_store, path)
+        result = services.ingest_fire_file(demo_store, services.CLI, path)
     except GridwatchError as exc:
         assert CJK.search(translate_error(exc, "zh_CN")) and _counts(demo_store) == before
     else:
@@ -73,11 +73,11 @@ def test_a_fire_file_of_gbk_text_rejects_its_rows_with_reasons(demo_store, tmp_p
 
 
 def test_a_fire_file_missing_columns_is_refused(demo_store, tmp_path):
-    _refused(demo_store, lambda: services.ingest_fire_file(demo_store, make.firms_missing_columns(tmp_path)))
+    _refused(demo_store, lambda: services.ingest_fire_file(demo_store, services.CLI, make.firms_missing_columns(tmp_path)))
 
 
 def test_a_zip_named_csv_is_refused(demo_store, tmp_path):
-    _refused(demo_store, lambda: services.ingest_fire_file(demo_store, make.firms_is_really_a_zip(tmp_path)))
+    _refused(demo_store, lambda: services.ingest_fire_file(demo_store, services.CLI, make.firms_is_really_a_zip(tmp_path)))
 
 
 # -- people --------------------------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def test_an_xml_bomb_is_refused(demo_store, tmp_path):
 
 def test_a_geotiff_claiming_ten_billion_pixels_is_refused(demo_store, tmp_path):
     path = make.geotiff_huge_header(tmp_path)
-    _refused(demo_store, lambda: services.layer_load(demo_store, "test", "bare_land", path, name=path.name,
+    _refused(demo_store, lambda: services.layer_load(demo_store, services.CLI, "bare_land", path, name=path.name,
                                                      date="2026-06-01", threshold=0.2))
 
 
@@ -180,4 +180,4 @@ def test_an_oversized_upload_is_refused_before_it_is_read(demo_store, tmp_path, 
     error = _refused(demo_store, _load_zone(demo_store, make.oversized(tmp_path, 6)), mentions=("5 MB",))
     assert "MB" in str(error)
     with pytest.raises(GridwatchError):
-        services.ingest_fire_file(demo_store, make.oversized(tmp_path, 6))
+        services.ingest_fire_file(demo_store, services.CLI, make.oversized(tmp_path, 6))

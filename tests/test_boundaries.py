@@ -95,9 +95,9 @@ def county_db(tmp_path_factory) -> tuple[Path, shapely.Geometry]:
     folder = tmp_path_factory.mktemp("boundaries")
     path = folder / "county.duckdb"
     with open_store(str(path)) as s:
-        services.init_region(s, region=COUNTY, resolution=8)
+        services.init_region(s, services.CLI, region=COUNTY, resolution=8)
         county = county_geom(s)
-        services.load_boundaries(s, write_geojson(folder / "three.geojson", three_parts(county)), **FIELDS)
+        services.load_boundaries(s, services.CLI, write_geojson(folder / "three.geojson", three_parts(county)), **FIELDS)
     return path, county
 
 
@@ -123,7 +123,7 @@ def refused(store: Store, path: Path, exc_type: type[GridwatchError], **kwargs) 
     """Load ``path``, expect ``exc_type`` naming the file, and check nothing changed."""
     before = snapshot(store)
     with pytest.raises(exc_type) as info:
-        services.load_boundaries(store, path, **{**FIELDS, **kwargs})
+        services.load_boundaries(store, services.CLI, path, **{**FIELDS, **kwargs})
     assert type(info.value) is exc_type, f"{type(info.value).__name__}: {info.value}"
     assert path.name in str(info.value)
     assert snapshot(store) == before
@@ -135,12 +135,12 @@ def refused(store: Store, path: Path, exc_type: type[GridwatchError], **kwargs) 
 
 
 def test_geojson_townships_split_the_grid(store, tmp_path):
-    services.init_region(store, region=COUNTY, resolution=8)
+    services.init_region(store, services.CLI, region=COUNTY, resolution=8)
     cells = store.scalar("SELECT count(*) FROM cells")
     assert store.scalar("SELECT count(*) FROM cells WHERE township_code IS NOT NULL") == 0
     path = write_geojson(tmp_path / "townships.geojson", three_parts(county_geom(store)))
 
-    result = services.load_boundaries(store, path, **FIELDS)
+    result = services.load_boundaries(store, services.CLI, path, **FIELDS)
 
     assert result["file"] == "townships.geojson"
     assert result["crs"] == "EPSG:4326"
@@ -156,7 +156,7 @@ def test_geojson_townships_split_the_grid(store, tmp_path):
     assert sum(per_township.values()) == cells
     assert min(per_township.values()) > cells / 10
     assert store.scalar("SELECT count(*) FROM cells WHERE county_code <> ? OR county_code IS NULL", [COUNTY]) == 0
-    stats = services.grid_stats(store)
+    stats = services.grid_stats(store, services.CLI)
     assert stats["units"]["township"] == 3
     assert stats["cells"] == cells
     stored = store.query("SELECT code, name, parent_code, source FROM units WHERE level = 'township' ORDER BY code")
@@ -174,7 +174,7 @@ def test_zipped_shapefile_in_gauss_kruger_lands_where_the_geojson_did(loaded, tm
     geojson_cells = store.query_df("SELECT cell, township_code FROM cells ORDER BY cell")
     archive = zip_shapefile(frame(three_parts(county)).to_crs(4546), tmp_path / "shp", "xiangzhen")
 
-    result = services.load_boundaries(store, archive, **FIELDS)
+    result = services.load_boundaries(store, services.CLI, archive, **FIELDS)
 
     assert result["crs"] == "EPSG:4546"
     assert (result["units"], result["replaced"]) == (3, 3)
@@ -193,7 +193,7 @@ def test_zipped_shapefile_in_gauss_kruger_lands_where_the_geojson_did(loaded, tm
 def test_shapefile_without_prj_loads_when_the_crs_is_given(loaded, tmp_path):
     store, county = loaded
     archive = zip_shapefile(frame(three_parts(county)).to_crs(4546), tmp_path / "shp", "noprj", drop=(".prj",))
-    result = services.load_boundaries(store, archive, crs="EPSG:4546", **FIELDS)
+    result = services.load_boundaries(store, services.CLI, archive, crs="EPSG:4546", **FIELDS)
     assert result["crs"] == "EPSG:4546"
     assert result["replaced"] == 3
 
@@ -208,7 +208,7 @@ def test_geopackage_with_two_layers_needs_a_layer(loaded, tmp_path):
     err = refused(store, path, ValidationError)
     assert "xiangzhen" in str(err) and "other" in str(err)
 
-    result = services.load_boundaries(store, path, layer="xiangzhen", **FIELDS)
+    result = services.load_boundaries(store, services.CLI, path, layer="xiangzhen", **FIELDS)
     assert result["units"] == 3
 
 
@@ -221,9 +221,9 @@ def test_gcj02_input_is_shifted_back_by_about_half_a_kilometre(loaded, tmp_path)
                            " ORDER BY code")
         return np.array([shapely.from_wkb(bytes(r["wkb"])).centroid.coords[0] for r in rows])
 
-    as_wgs84 = services.load_boundaries(store, path, **FIELDS)
+    as_wgs84 = services.load_boundaries(store, services.CLI, path, **FIELDS)
     plain = centroids()
-    as_gcj = services.load_boundaries(store, path, crs="gcj02", **FIELDS)
+    as_gcj = services.load_boundaries(store, services.CLI, path, crs="gcj02", **FIELDS)
     shifted = centroids()
 
     assert as_wgs84["crs"] == "EPSG:4326" and as_gcj["crs"] == "GCJ-02"
@@ -247,7 +247,7 @@ def test_slightly_invalid_ring_is_repaired_and_reported(loaded, tmp_path):
     assert not bad.is_valid
     path = write_geojson(tmp_path / "touching.geojson", [bad, *parts[1:]])
 
-    result = services.load_boundaries(store, path, **FIELDS)
+    result = services.load_boundaries(store, services.CLI, path, **FIELDS)
 
     assert result["repaired_units"] == [CODES[0]]
     assert result["repaired"] == 1
@@ -321,7 +321,7 @@ def test_replace_swaps_the_units_of_a_parent(loaded, tmp_path):
     halves = [shapely.clip_by_rect(county, x0, y0, (x0 + x1) / 2, y1), shapely.clip_by_rect(county, (x0 + x1) / 2, y0, x1, y1)]
     path = write_geojson(tmp_path / "two.geojson", halves, codes=["410329201", "410329202"], names=["东乡", "西乡"],
                          parents=[COUNTY, COUNTY])
-    result = services.load_boundaries(store, path, level="township", code_field="XZDM", name_field="XZMC",
+    result = services.load_boundaries(store, services.CLI, path, level="township", code_field="XZDM", name_field="XZMC",
                                       parent_field="FJDM", replace=True)
     assert result["removed_units"] == 3 and result["units"] == 2
     townships = {r["code"] for r in store.query("SELECT code FROM units WHERE level = 'township'")}

@@ -216,7 +216,8 @@ def test_init_then_boundaries_load(tmp_path):
     assert result["grid"]["moved"] == {"township": created["cells"]}
     assert run_json("grid", "stats", "--db", db)["units"]["township"] == 2
     with open_store(db) as store:
-        assert store.scalar("SELECT actor FROM audit_log WHERE action = 'boundaries.load'") == "cli"
+        # the command line is a system actor, under a name no account can take
+        assert store.scalar("SELECT actor FROM audit_log WHERE action = 'boundaries.load'") == "system:cli"
 
 
 def test_boundaries_load_of_a_missing_field_exits_2(tmp_path, db, capsys):

@@ -12,13 +12,13 @@ def test_a_fire_inside_a_published_zone_is_flagged_and_urgent(demo_store, tmp_pa
     zone.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"name": "甲",'
                     ' "zone_type": "high_polluting_fuel"}, "geometry": {"type": "Polygon", "coordinates": ['
                     + str(SQUARE) + "]}}]}", encoding="utf-8")
-    services.layer_load(demo_store, "test", "no_burn_zones", zone, name="zone.geojson", publish=True)
+    services.layer_load(demo_store, services.CLI, "no_burn_zones", zone, name="zone.geojson", publish=True)
     fires = tmp_path / "fires.csv"
     fires.write_text("\n".join([FIRMS_HEADER,
                                 "34.4250,112.4300,320.5,1.0,1.0,2026-11-02,0530,A,80,6.1NRT,295.1,12.3,D",  # inside
                                 "34.3000,112.3000,320.5,1.0,1.0,2026-11-02,0530,A,80,6.1NRT,295.1,12.3,D"]) + "\n",
                      encoding="utf-8")
-    result = services.ingest_fire_file(demo_store, fires)
+    result = services.ingest_fire_file(demo_store, services.CLI, fires)
     assert result["accepted"] == 2 and result["tasks_created"] == 2
     flags = demo_store.query_df("SELECT latitude, in_no_burn_zone FROM fire_points WHERE acq_time >= '2026-11-02'"
                                 " ORDER BY latitude")

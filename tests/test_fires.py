@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from gridwatch import services
+from gridwatch import regionstore, services
 from gridwatch.cli import main
 from gridwatch.fires import fire_keys, triage
 from gridwatch.storage import open_store
@@ -30,7 +30,7 @@ def province_db(tmp_path_factory):
     """Henan at resolution 7 with no people (every task is a coverage gap)."""
     path = tmp_path_factory.mktemp("prov") / "henan.duckdb"
     with open_store(str(path)) as s:
-        services.init_region(s, region="410000", resolution=7)
+        services.init_region(s, services.CLI, region="410000", resolution=7)
     return path
 
 
@@ -49,7 +49,7 @@ def _province_geom(store):
 @needs_shared()
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
 def test_every_shared_file_ingests_with_counts_matching_an_independent_check(province, path):
-    result = services.ingest_fires(province, [path])
+    result = services.ingest_fires(province, services.CLI, [path])
     frame = pd.read_csv(path)
     assert result["read"] == len(frame)
     assert result["rejected"] == 0
@@ -75,13 +75,13 @@ def test_every_shared_file_ingests_with_counts_matching_an_independent_check(pro
 
 @needs_shared()
 def test_reingest_and_overlapping_files_create_nothing_new(province):
-    first = services.ingest_fires(province, [FIRES / "modis_c61_nrt_global24h_2025-04-22_23_henan_bbox.csv"])
+    first = services.ingest_fires(province, services.CLI, [FIRES / "modis_c61_nrt_global24h_2025-04-22_23_henan_bbox.csv"])
     tasks = province.scalar("SELECT count(*) FROM tasks")
-    again = services.ingest_fires(province, [FIRES / "modis_c61_nrt_global24h_2025-04-22_23_henan_bbox.csv"])
+    again = services.ingest_fires(province, services.CLI, [FIRES / "modis_c61_nrt_global24h_2025-04-22_23_henan_bbox.csv"])
     assert again["accepted"] == 0 and again["duplicates"] == first["read"] and again["tasks_created"] == 0
     assert province.scalar("SELECT count(*) FROM tasks") == tasks
     # The next day's file repeats the 2025-04-23 detections: those merge.
-    overlap = services.ingest_fires(province, [FIRES / "modis_c61_nrt_global24h_2025-04-23_24_henan_bbox.csv"])
+    overlap = services.ingest_fires(province, services.CLI, [FIRES / "modis_c61_nrt_global24h_2025-04-23_24_henan_bbox.csv"])
     a = pd.read_csv(FIRES / "modis_c61_nrt_global24h_2025-04-22_23_henan_bbox.csv")
     b = pd.read_csv(FIRES / "modis_c61_nrt_global24h_2025-04-23_24_henan_bbox.csv")
     key = ["latitude", "longitude", "acq_date", "acq_time", "satellite"]
@@ -93,7 +93,7 @@ def test_reingest_and_overlapping_files_create_nothing_new(province):
 @needs_shared()
 def test_demo_county_february_2022_file_dispatches_two_fire_checks(demo_store):
     before = demo_store.scalar("SELECT count(*) FROM tasks")
-    result = services.ingest_fires(demo_store, [FEB_2022])
+    result = services.ingest_fires(demo_store, services.CLI, [FEB_2022])
     assert result["read"] == 122
     assert result["outside_region"] == 120
     assert result["incidents"] == 2 and result["tasks_created"] == 2
@@ -102,7 +102,7 @@ def test_demo_county_february_2022_file_dispatches_two_fire_checks(demo_store):
         " WHERE t.kind = 'fire_check' ORDER BY t.id DESC LIMIT 2")
     assert demo_store.scalar("SELECT count(*) FROM tasks") == before + 2
     for task in new.itertuples():
-        chain = services.responsible_at(demo_store, **_cell_centre(task.cell))["chain"]
+        chain = services.responsible_at(demo_store, services.CLI, **_cell_centre(task.cell))["chain"]
         inspectors = [c["person_key"] for c in chain if c["role"] == "inspector"]
         if inspectors:
             assert task.person_key == inspectors[0] and task.assigned_role == "inspector"
@@ -146,7 +146,7 @@ def _frame(rows):
 
 
 def test_triage_reasons_incidents_and_duplicates(demo_store):
-    grid = services.stored_grid(demo_store)
+    grid = regionstore.grid(demo_store)
     lat, lng = 34.42, 112.42
     frame = _frame([
         {"latitude": lat, "longitude": lng},                            # dispatched
@@ -171,7 +171,7 @@ def test_triage_reasons_incidents_and_duplicates(demo_store):
 
 
 def test_a_cell_burning_on_many_days_is_set_aside(demo_store):
-    grid = services.stored_grid(demo_store)
+    grid = regionstore.grid(demo_store)
     days = pd.date_range("2024-03-01 05:30", periods=5, freq="D", tz="UTC")
     frame = _frame([{"latitude": 34.3, "longitude": 112.3, "acq_time": d} for d in days])
     result = triage(frame, grid, policy=DispatchPolicy(persistent_days=4), known_keys=np.zeros(0, np.int64))
@@ -214,20 +214,20 @@ def test_fetch_ingests_and_logs_every_outcome(demo_store):
         runs = {}
         for behaviour in ("good", "empty", "limited", "badkey"):
             client = FirmsClient(f"{behaviour}-{secret}", base_url=standin.base_url, retries=0, backoff_s=0)
-            runs[behaviour] = services.fetch_fires(demo_store, settings, days=2, client=client)
+            runs[behaviour] = services.fetch_fires(demo_store, services.CLI, settings, days=2, client=client)
     assert runs["good"]["fetches"][0]["status"] == "ok" and runs["good"]["read"] == 20
     assert runs["empty"]["fetches"][0]["status"] == "empty" and runs["empty"]["read"] == 0
     assert runs["limited"]["fetches"][0]["status"] == "rate_limited"
     assert runs["badkey"]["fetches"][0]["status"] == "bad_key"
-    log = services.fetch_log(demo_store)
+    log = services.fetch_log(demo_store, services.CLI)
     assert list(log.status[::-1]) == ["ok", "empty", "rate_limited", "bad_key"]
     assert not log.message.str.contains(secret).any()
     assert demo_store.scalar("SELECT count(*) FROM fetch_log WHERE url LIKE ?", [f"%{secret}%"]) == 0
     # a service that cannot be reached is logged as such, not raised
-    down = services.fetch_fires(demo_store, settings, days=2, client=FirmsClient(
+    down = services.fetch_fires(demo_store, services.CLI, settings, days=2, client=FirmsClient(
         f"good-{secret}", base_url="http://127.0.0.1:9", retries=0, backoff_s=0, timeout_s=0.5))
     assert down["fetches"][0]["status"] in ("error", "timeout")
-    assert services.fetch_log(demo_store).status.iloc[0] == down["fetches"][0]["status"]
+    assert services.fetch_log(demo_store, services.CLI).status.iloc[0] == down["fetches"][0]["status"]
 
 
 def test_fetch_without_a_map_key_says_how_to_set_one(demo_store):
@@ -235,11 +235,11 @@ def test_fetch_without_a_map_key_says_how_to_set_one(demo_store):
     from gridwatch.errors import ValidationError
 
     with pytest.raises(ValidationError, match="GRIDWATCH_FIRMS_MAP_KEY"):
-        services.fetch_fires(demo_store, Settings.load(env={}, config_path=None))
+        services.fetch_fires(demo_store, services.CLI, Settings.load(env={}, config_path=None))
 
 
 def test_days_are_fire_observed_or_not_observed(demo_store):
-    days = services.fire_days(demo_store)
+    days = services.fire_days(demo_store, services.CLI)
     assert set(days.status) <= {"fire", "observed", "not_observed"}
     assert (days.status == "fire").sum() > 10
     assert ((days.status == "fire") == (days.dispatched > 0)).all()
@@ -299,7 +299,7 @@ def test_migration_0008_keeps_stored_detections_and_tasks_behind_the_same_column
 
 
 def test_stored_detections_read_back_with_their_text_units_and_outcomes(demo_store, tmp_path):
-    grid = services.stored_grid(demo_store)
+    grid = regionstore.grid(demo_store)
     lat, lng = 34.42, 112.42
     cell = int(h3.str_to_int(h3.latlng_to_cell(lat, lng, grid.resolution)))
     owners = demo_store.query("SELECT county_code, township_code, village_code FROM cells WHERE cell = ?", [cell])[0]
@@ -310,7 +310,7 @@ def test_stored_detections_read_back_with_their_text_units_and_outcomes(demo_sto
             "30.1,112.4,310.0,0.4,0.4,2024-03-02,0540,N,VIIRS,h,2.0NRT,280.0,1.0,D\n")
     path = tmp_path / "viirs.csv"
     path.write_text(text, encoding="utf-8")
-    result = services.ingest_fire_file(demo_store, path)
+    result = services.ingest_fire_file(demo_store, services.CLI, path)
     assert (result["accepted"], result["outside_region"], result["not_dispatched"]) == (3, 1, {"low_confidence": 1})
     assert list(result["stage_seconds"]) == ["read", "checksum", "known", "triage", "dispatch", "store", "commit"]
     rows = demo_store.query(
@@ -357,7 +357,7 @@ def test_two_ingests_of_one_file_at_once_store_it_once(demo_store):
     def ingest():
         start.wait()
         try:
-            results.append(services.ingest_fire_file(demo_store, FEB_2022))
+            results.append(services.ingest_fire_file(demo_store, services.CLI, FEB_2022))
         except Exception as exc:  # pragma: no cover - shown by the assertion below
             failures.append(exc)
 

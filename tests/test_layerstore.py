@@ -107,7 +107,7 @@ def test_a_failing_file_stores_no_version(demo_store, tmp_path):
 # -- services: roles and the screen's data ------------------------------------------------------------------------
 
 def account(store, name, role):
-    services.add_user(store, name, "correct horse battery", role=role, unit="410329")
+    services.add_user(store, services.CLI, name, "correct horse battery", role=role, unit="410329")
     return auth.load_user(store, name)
 
 
@@ -126,13 +126,13 @@ def test_gis_staff_load_and_publish_other_roles_are_refused(demo_store, zone_fil
         services.layer_restore(demo_store, inspector, "no_burn_zones", 1)
     with pytest.raises(PermissionDenied):
         services.layer_list(demo_store, inspector)
-    assert services.layer_versions(demo_store, "no_burn_zones", gis).version.tolist() == [1]
+    assert services.layer_versions(demo_store, gis, "no_burn_zones").version.tolist() == [1]
 
 
 def test_preview_gives_simplified_geojson_bounds_and_what_publishing_would_do(demo_store, zone_files):
     first, _ = zone_files
-    services.layer_load(demo_store, "cli", "no_burn_zones", first)
-    preview = services.layer_preview(demo_store, "no_burn_zones", 1)
+    services.layer_load(demo_store, services.CLI, "no_burn_zones", first)
+    preview = services.layer_preview(demo_store, services.CLI, "no_burn_zones", 1)
     lat, lng = centre(demo_store)
     assert preview["rows"] == preview["shown"] == 2
     assert preview["bounds"] == pytest.approx([lng - 0.03, lat - 0.03, lng + 0.03, lat + 0.03])
@@ -149,11 +149,11 @@ def test_crs_candidates_service_uses_the_region(demo_store, tmp_path):
     projected = gpd.GeoSeries([shapely.Point(lng, lat)], crs=4326).to_crs(4546).iloc[0]
     path = tmp_path / "pts.csv"
     path.write_text(f"name,x,y\n甲,{projected.x:.3f},{projected.y:.3f}\n", encoding="utf-8")
-    items = services.layer_crs_candidates(demo_store, path.read_bytes(), name="pts.csv")
+    items = services.layer_crs_candidates(demo_store, services.CLI, path.read_bytes(), name="pts.csv")
     assert [i["crs"] for i in items[:2]] == ["EPSG:4546", "EPSG:4508"]
     assert items[0]["in_region"] and not items[2]["in_region"]
     assert items[0]["bounds"][:2] == pytest.approx([lng, lat], abs=1e-6)
-    loaded = services.layer_load(demo_store, "cli", "coal_sale_points", path, crs=items[0]["crs"])
+    loaded = services.layer_load(demo_store, services.CLI, "coal_sale_points", path, crs=items[0]["crs"])
     assert (loaded["rows"], loaded["crs"]) == (1, "EPSG:4546")
 
 
@@ -165,8 +165,8 @@ def test_layer_picker_lists_geopackage_layers(tmp_path, demo_store):
                          crs=4326).to_file(path, layer=layer, driver="GPKG")
     assert services.layer_file_layers(path.read_bytes(), name="two.gpkg") == ["zones_a", "zones_b"]
     with pytest.raises(ValidationError, match="zones_a, zones_b"):
-        services.layer_load(demo_store, "cli", "no_burn_zones", path)
-    assert services.layer_load(demo_store, "cli", "no_burn_zones", path, layer="zones_b")["rows"] == 1
+        services.layer_load(demo_store, services.CLI, "no_burn_zones", path)
+    assert services.layer_load(demo_store, services.CLI, "no_burn_zones", path, layer="zones_b")["rows"] == 1
 
 
 # -- the command line -----------------------------------------------------------------------------------------------

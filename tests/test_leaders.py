@@ -55,7 +55,7 @@ def test_coverage_gaps_inside_the_scope(demo_store):
     leader = _user(demo_store, "leader")
     gaps = services.scope_coverage(demo_store, leader)
     assert gaps["cells_checked"] == len(_township_cells(demo_store, "410329-D01"))
-    whole = services.coverage(demo_store)
+    whole = services.coverage(demo_store, services.CLI)
     inside = [u for u in whole["units_without_grid_leader"] if u["code"].startswith("410329-D01")]
     assert gaps["units_without_grid_leader"] == inside
     # an inspector gap: take the inspector off one village

@@ -96,14 +96,14 @@ def test_a_cell_outside_the_grid_is_not_found(demo_store):
 
 def test_responsible_at_a_point_outside_the_county(demo_store):
     with pytest.raises(OutsideRegion) as info:
-        services.responsible_at(demo_store, lat=34.75, lng=113.62)
+        services.responsible_at(demo_store, services.CLI, lat=34.75, lng=113.62)
     assert info.value.exit_code == 3
     assert "34.75" in str(info.value) and "113.62" in str(info.value) and COUNTY in str(info.value)
     assert translate_error(info.value, "en") == str(info.value)
 
 
 def test_responsible_at_a_point_inside(demo_store):
-    result = services.responsible_at(demo_store, lat=34.42, lng=112.42)
+    result = services.responsible_at(demo_store, services.CLI, lat=34.42, lng=112.42)
     assert result["cell"] == h3.latlng_to_cell(34.42, 112.42, 8)
     assert result["owners"]["county"]["code"] == COUNTY
     assert result["chain"]
@@ -114,7 +114,7 @@ def test_responsible_at_a_point_inside(demo_store):
 
 def test_coverage_lists_exactly_the_planned_gaps(demo_store, planned):
     assert len(planned["no_leader"]) == 2 and len(planned["no_inspector"]) == 3
-    report = services.coverage(demo_store)
+    report = services.coverage(demo_store, services.CLI)
 
     assert report["region"] == COUNTY
     assert {u["code"] for u in report["units_without_grid_leader"]} == planned["no_leader"]
@@ -137,12 +137,12 @@ def test_coverage_lists_exactly_the_planned_gaps(demo_store, planned):
 
 
 def test_assigning_an_inspector_to_a_gap_cell_closes_exactly_that_gap(demo_store):
-    before = services.coverage(demo_store)["cells_without_inspector"]
+    before = services.coverage(demo_store, services.CLI)["cells_without_inspector"]
     target = before["cells"][len(before["cells"]) // 2]
     pid = org.add_person(demo_store, person_key="new-inspector", name="新巡查员")
     assert org.assign_role(demo_store, pid, "inspector", cell=org.parse_cell(target)) is True
 
-    after = services.coverage(demo_store)
+    after = services.coverage(demo_store, services.CLI)
     assert after["cells_without_inspector"]["count"] == before["count"] - 1
     assert set(before["cells"]) - set(after["cells_without_inspector"]["cells"]) == {target}
     assert set(after["cells_without_inspector"]["cells"]) < set(before["cells"])
@@ -185,20 +185,20 @@ def test_people_csv_imports_and_reimport_is_idempotent(demo_store, tmp_path):
     ))
     people_before = demo_store.scalar("SELECT count(*) FROM people")
 
-    first = services.import_people(demo_store, path)
+    first = services.import_people(demo_store, services.CLI, path)
     assert first == {"people": 3, "assignments": 3, "unchanged": 0}
     stored = {r["person_key"]: r["name"] for r in demo_store.query(
         "SELECT person_key, name FROM people WHERE person_key IN ('zhang-san', 'li-si', 'wang-wu')")}
     assert stored == {"zhang-san": "张三", "li-si": "李四", "wang-wu": "王五"}
-    table = services.people_table(demo_store)
+    table = services.people_table(demo_store, services.CLI)
     zhang = table[table.person_key == "zhang-san"]
     assert set(zip(zhang.role, zhang.unit_code)) == {("grid_leader", COUNTY), ("supervisor", village)}
     li = table[table.person_key == "li-si"].iloc[0]
     assert (li.role, int(li.cell)) == ("inspector", cell)
-    assert "wang-wu" in {p["person_key"] for p in services.coverage(demo_store)["people_without_unit"]}
+    assert "wang-wu" in {p["person_key"] for p in services.coverage(demo_store, services.CLI)["people_without_unit"]}
 
     state = _people_state(demo_store)[:2]
-    second = services.import_people(demo_store, path)
+    second = services.import_people(demo_store, services.CLI, path)
     assert second == {"people": 0, "assignments": 0, "unchanged": 3}
     assert _people_state(demo_store)[:2] == state
     assert demo_store.scalar("SELECT count(*) FROM people") == people_before + 3
@@ -238,7 +238,7 @@ def test_bad_people_csv_is_refused_and_nothing_is_stored(demo_store, tmp_path, n
     path = _csv(tmp_path, name, body, header=header)
     state = _people_state(demo_store)
     with pytest.raises(ValidationError) as info:
-        services.import_people(demo_store, path)
+        services.import_people(demo_store, services.CLI, path)
     for needle in needles:
         assert needle in str(info.value)
     assert translate_error(info.value, "en") == str(info.value)

@@ -38,7 +38,7 @@ def test_without_a_session_only_the_sign_in_page_shows(app_db):
 
 
 def test_overview_shows_the_demo_county_and_its_coverage_in_chinese(app_db):
-    at = AppTest.from_file(str(REPO_ROOT / "screens" / "overview.py"), default_timeout=60).run()
+    at = signed_in(app_db, "county", REPO_ROOT / "screens" / "overview.py").run()
     assert not at.exception, at.exception
     text = _texts(at)
     assert "网格概览：伊川县" in text
@@ -53,9 +53,7 @@ def test_overview_shows_the_demo_county_and_its_coverage_in_chinese(app_db):
 
 
 def test_overview_in_english(app_db):
-    at = AppTest.from_file(str(REPO_ROOT / "screens" / "overview.py"), default_timeout=60)
-    at.session_state["lang"] = "en"
-    at.run()
+    at = signed_in(app_db, "county", REPO_ROOT / "screens" / "overview.py", lang="en").run()
     assert not at.exception, at.exception
     text = _texts(at)
     assert "Grid overview: 伊川县" in text
@@ -73,7 +71,7 @@ def test_overview_without_a_region_says_what_to_do(tmp_path, monkeypatch):
 
 
 def test_fire_page_shows_demo_detections_tasks_and_days(app_db):
-    at = AppTest.from_file(str(REPO_ROOT / "screens" / "fires.py"), default_timeout=60).run()
+    at = signed_in(app_db, "county", REPO_ROOT / "screens" / "fires.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "卫星火点"
     assert any("演示火点" in e.value for e in at.info)
@@ -102,7 +100,7 @@ def test_inspector_reports_and_leader_verifies(app_db):
     with open_store(str(app_db)) as store:
         import h3
 
-        cell = services.task_show(store, task_id)["cell"]
+        cell = services.task_show(store, services.CLI, task_id)["cell"]
         lat, lng = h3.cell_to_latlng(cell)
         assert services.load_draft(store, services.current_user(store, at.session_state["token"]), task_id)[
             "note"] == "已扑灭，现场无明火"
@@ -111,7 +109,7 @@ def test_inspector_reports_and_leader_verifies(app_db):
     at.button(key=key.replace("finding", "send")).click().run()
     assert not at.exception, at.exception
     with open_store(str(app_db)) as store:
-        shown = services.task_show(store, task_id)
+        shown = services.task_show(store, services.CLI, task_id)
         assert shown["state"] == "reported"
         assert shown["events"][-1]["detail"]["outside_cell_m"] == 0
 
@@ -123,4 +121,4 @@ def test_inspector_reports_and_leader_verifies(app_db):
     assert leader.title[0].value == "网格状态与核实"
     leader.button(key=f"ok-{task_id}").click().run()
     with open_store(str(app_db)) as store:
-        assert services.task_show(store, task_id)["state"] == "closed"
+        assert services.task_show(store, services.CLI, task_id)["state"] == "closed"

@@ -44,8 +44,7 @@ def test_county_head_sees_the_ten_day_ranking_and_the_excel_matches_it(app_db):
 
     # downloaded as Excel, the same ranking opens with Chinese headers and the page's values
     with open_store(str(app_db)) as store:
-        report = services.report_build(store, kind="xun", date="2026-06-19", level="township", unit="410329",
-                                       user=services.current_user(store, at.session_state["token"]))
+        report = services.report_build(store, services.current_user(store, at.session_state["token"]), kind="xun", date="2026-06-19", level="township", unit="410329")
         book = pd.read_excel(io.BytesIO(services.report_xlsx(report)), sheet_name="排名")
     assert list(book.columns) == list(table.columns)
     for column in ("名次", "单位代码", "单位", "卫星火点", "火情事件", "查实火情", "得分", "逾期任务"):

@@ -65,7 +65,7 @@ def dataset(demo_store, tmp_path):
              _line(c5[1], c5[2], times[6]), _line(c6[1], c6[2], times[7], confidence=10)]
     path = tmp_path / "june_2025.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    summary = services.ingest_fire_file(s, path, now=T(2025, 6, 10, 17, 5))
+    summary = services.ingest_fire_file(s, services.CLI, path, now=T(2025, 6, 10, 17, 5))
     assert summary["accepted"] == 7 and summary["incidents"] == 5
     task = {k: _task_of(s, c[0], times[k]) for k, c in ((1, c1), (2, c2), (4, c3), (5, c4), (6, c5))}
     due = {1: T(2025, 6, 10, 19), 2: T(2025, 6, 12, 12), 4: T(2025, 6, 15, 7, 35), 5: T(2025, 6, 20, 18, 30),
@@ -203,7 +203,7 @@ def test_daily_series_follows_beijing_dates(dataset):
 def test_response_times_and_dossier(dataset):
     s = dataset["store"]
     r = build_report(s, xun(dt.date(2025, 6, 15)), level="township", unit="410329", now=NOW)
-    times = services.report_response_times(s, r).sort_values("arrival_h")
+    times = services.report_response_times(s, services.CLI, r).sort_values("arrival_h")
     assert list(times.arrival_h.dropna()) == [1.0, 4.0] and list(times.report_h.dropna()) == [3.0, 6.0]
     assert len(times) == 3
     events = reports.dossier_events(s, unit="410329-D01", period=xun(dt.date(2025, 6, 15)))
@@ -217,7 +217,7 @@ def test_response_times_and_dossier(dataset):
     assert reports.dossier_events(s, unit="410329-D01", period=xun(dt.date(2025, 6, 25))).empty
     d02 = reports.dossier_events(s, unit="410329-D02", period=xun(dt.date(2025, 6, 15)))
     assert list(d02[d02.task_id == dataset["task"][4]].to_state) == ["assigned", "escalated"]
-    frame = services.report_dossier(s, unit="410329-D01", kind="xun", date="2025-06-15")
+    frame = services.report_dossier(s, services.CLI, unit="410329-D01", kind="xun", date="2025-06-15")
     assert "时间（当地）" in frame.columns and "确认在烧" in set(frame["核查结果"])
 
 
@@ -225,13 +225,13 @@ def test_scope_is_enforced_for_signed_in_users(dataset):
     s = dataset["store"]
     leader = auth.load_user(s, "leader")        # grid leader of 演示乡镇01
     assert list(services.report_units(s, leader).code[:2]) == ["410329-D01", "410329-D01-01"]
-    r = services.report_build(s, kind="xun", date="2025-06-15", level="village", user=leader, now=NOW)
+    r = services.report_build(s, leader, kind="xun", date="2025-06-15", level="village", now=NOW)
     assert r.scope_code == "410329-D01" and len(r.rows) == 7
     from gridwatch.errors import PermissionDenied
     with pytest.raises(PermissionDenied):
-        services.report_build(s, kind="xun", date="2025-06-15", unit="410329", user=leader, now=NOW)
+        services.report_build(s, leader, kind="xun", date="2025-06-15", unit="410329", now=NOW)
     with pytest.raises(PermissionDenied):
-        services.report_build(s, kind="xun", date="2025-06-15", user=auth.load_user(s, "inspector"), now=NOW)
+        services.report_build(s, auth.load_user(s, "inspector"), kind="xun", date="2025-06-15", now=NOW)
 
 
 def test_weights_and_thresholds_are_checked():
@@ -252,14 +252,14 @@ def test_cropland_csv_is_loaded_and_used(dataset, tmp_path):
     s = dataset["store"]
     path = tmp_path / "cropland.csv"
     path.write_text("unit_code,cropland_km2\n410329-D01,30\n410329-D02,12.5\n", encoding="utf-8")
-    assert services.report_load_cropland(s, path)["units"] == 2
-    r = services.report_build(s, kind="xun", date="2025-06-15", unit="410329", now=NOW)
+    assert services.report_load_cropland(s, services.CLI, path)["units"] == 2
+    r = services.report_build(s, services.CLI, kind="xun", date="2025-06-15", unit="410329", now=NOW)
     assert _row(r, "410329-D02").fires_per_100km2_cropland == pytest.approx(8.0)
     bad = tmp_path / "bad.csv"
     bad.write_text("unit_code,cropland_km2\n999999,3\n", encoding="utf-8")
     from gridwatch.errors import NotFound
     with pytest.raises(NotFound):
-        services.report_load_cropland(s, bad)
+        services.report_load_cropland(s, services.CLI, bad)
 
 
 def test_excel_and_csv_have_chinese_headers_and_the_page_values(dataset):
@@ -276,7 +276,7 @@ def test_excel_and_csv_have_chinese_headers_and_the_page_values(dataset):
     assert "说明" in book and "每日火点" in book
     csv = pd.read_csv(io.BytesIO(services.report_csv(r)), encoding="utf-8-sig")
     assert csv["得分"].tolist() == table["得分"].tolist()
-    html = services.report_bulletin(dataset["store"], r)
+    html = services.report_bulletin(dataset["store"], services.CLI, r)
     assert html.startswith("<!DOCTYPE html>") and "@media print" in html and "<svg" in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "演示乡镇01" in html and "卫星火点通报" in html

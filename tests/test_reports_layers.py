@@ -25,7 +25,7 @@ def test_boilers_and_bare_land_per_township(demo_store):
                            [pid, cell, now.date(), now.date(), m2, status, now])
     demo_store.execute("INSERT INTO bare_patch_history (patch_id, from_status, to_status, changed_at, changed_by)"
                        " VALUES (902, 'covered', 'greened', ?, 't')", [dt.datetime(2026, 11, 15, 2)])
-    report = services.report_build(demo_store, kind="xun", date="2026-11-15", level="township")
+    report = services.report_build(demo_store, services.CLI, kind="xun", date="2026-11-15", level="township")
     table = services.report_table(report)
     by_name = table.set_index("单位")
     assert by_name.loc["演示乡镇02", "供热半径内待关停锅炉"] == 1
@@ -34,6 +34,6 @@ def test_boilers_and_bare_land_per_township(demo_store):
     assert by_name.loc["演示乡镇03", "本期完成绿化裸地（平方公里）"] == 2.0
     assert by_name.loc["演示乡镇02", "未绿化裸地（平方公里）"] == 0.0
     # the previous 旬 (11-01..11-10) greened nothing
-    before = services.report_table(services.report_build(demo_store, kind="xun", date="2026-11-05",
+    before = services.report_table(services.report_build(demo_store, services.CLI, kind="xun", date="2026-11-05",
                                                          level="township")).set_index("单位")
     assert before.loc["演示乡镇03", "本期完成绿化裸地（平方公里）"] == 0.0

@@ -39,7 +39,7 @@ def test_a_report_with_gps_in_the_cell_is_verified_by_someone_else(demo_store):
     leader = _person(demo_store, "demo-county-leader")
     workflow.transition(demo_store, task["id"], "verified", actor="leader", actor_person_id=leader)
     workflow.transition(demo_store, task["id"], "closed", actor="leader", actor_person_id=leader)
-    shown = services.task_show(demo_store, task["id"])
+    shown = services.task_show(demo_store, services.CLI, task["id"])
     assert shown["state"] == "closed"
     assert [e["to_state"] for e in shown["events"]] == ["assigned", "in_progress", "reported", "verified", "closed"]
     assert derive_state(shown["events"]) is State.CLOSED
@@ -73,7 +73,7 @@ def test_findings_transitions_and_rejections_are_checked(demo_store):
     workflow.transition(demo_store, task["id"], "rejected", actor="leader", actor_person_id=-1,
                         note="照片看不清，请补拍")
     workflow.transition(demo_store, task["id"], "in_progress", actor="x")
-    events = services.task_show(demo_store, task["id"])["events"]
+    events = services.task_show(demo_store, services.CLI, task["id"])["events"]
     assert [e["to_state"] for e in events][-2:] == ["rejected", "in_progress"]
     assert events[-2]["detail"]["note"] == "照片看不清，请补拍"
     # nothing was written by the refused attempts
@@ -85,14 +85,14 @@ def test_overdue_tasks_climb_the_chain_and_keep_the_first_assignee_on_record(dem
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
     first = workflow.escalate_overdue(demo_store, now=later)
     assert first["escalated"] >= 1
-    shown = services.task_show(demo_store, task["id"])
+    shown = services.task_show(demo_store, services.CLI, task["id"])
     assert shown["state"] == "escalated"
     step = shown["events"][-1]["detail"]
     assert step["from_assignee"] == task["assignee_id"] and step["from_role"] == "inspector"
     assert step["to_role"] == "grid_leader"
     # a grid leader holds it now; next time it goes one step further up
     workflow.escalate_overdue(demo_store, now=later + dt.timedelta(days=10))
-    again = services.task_show(demo_store, task["id"])["events"][-1]["detail"]
+    again = services.task_show(demo_store, services.CLI, task["id"])["events"][-1]["detail"]
     assert again["from_role"] == "grid_leader" and again["from_assignee"] == step["to_assignee"]
     assert (again["to_role"], again["to_unit"]) != (step["to_role"], step["to_unit"])
 

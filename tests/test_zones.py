@@ -140,13 +140,13 @@ def test_zone_index_with_overlapping_zones_and_a_hole():
 
 def test_the_whole_region_is_the_straw_zone_until_straw_zones_are_published(tmp_path, demo_store):
     region_cells = demo_store.scalar("SELECT count(*) FROM cells")
-    default = services.zone_cells(demo_store, zone_type="straw_burning")
+    default = services.zone_cells(demo_store, services.CLI, zone_type="straw_burning")
     assert len(default) == region_cells and default["default"].all() and not default.border.any()
     fuel, straw = boxes(demo_store)
     load(demo_store, "no_burn_zones", zone_file(tmp_path, "f.geojson", [fuel], ["高污染燃料禁燃区"]), publish_now=True)
-    assert len(services.zone_cells(demo_store, zone_type="straw_burning")) == region_cells
+    assert len(services.zone_cells(demo_store, services.CLI, zone_type="straw_burning")) == region_cells
     load(demo_store, "no_burn_zones", zone_file(tmp_path, "s.geojson", [straw], ["秸秆禁烧区"]), publish_now=True)
-    table = services.zone_cells(demo_store)
+    table = services.zone_cells(demo_store, services.CLI)
     assert set(table.zone_type) == {"straw_burning"} and not table["default"].any()
     assert len(table) == len(flags(demo_store, "straw_burning"))
     assert table.cell_id.str.len().eq(15).all()
@@ -206,7 +206,7 @@ def test_loose_coal_points_in_a_fuel_zone_get_checks_that_follow_the_published_z
     straw_only = load(demo_store, "no_burn_zones", zone_file(tmp_path, "s.geojson", [straw], ["秸秆禁烧区"]),
                       publish_now=True)["differences"]
     assert (straw_only["tasks_opened"], straw_only["tasks_closed"]) == (0, 1)
-    shown = services.task_show(demo_store, int(task.id))
+    shown = services.task_show(demo_store, services.CLI, int(task.id))
     assert shown["state"] == "withdrawn"
     last = shown["events"][-1]
     assert last["actor"] == "layer-publish" and "no longer" in last["detail"]["note"]
@@ -251,7 +251,7 @@ def test_recurring_coal_checks_cover_every_fuel_zone_cell_once_per_cadence(tmp_p
 
 @needs_shared()
 def test_zhengzhou_fuel_zone_from_gcj02_lands_on_the_true_districts(store):
-    services.init_region(store, region="410100", resolution=7)
+    services.init_region(store, services.CLI, region="410100", resolution=7)
     path = SHARED_DATA / "zones" / "zhengzhou_jinranqu_five_districts_DERIVED_gcj02.geojson"
     result = layerstore.load(store, "no_burn_zones", path, actor="gis", crs="gcj02", publish_now=True)
     assert (result["rows"], result["rejected"], result["crs"]) == (1, 0, "gcj02")

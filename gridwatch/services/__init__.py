@@ -7,10 +7,89 @@ plain data. Callers import this package; the modules behind it are free to move.
 from __future__ import annotations
 
 from gridwatch.services._common import (
+    CLI,
+    DEMO,
+    SCHEDULER,
     SYSTEM,
+    Actor,
+    SystemActor,
+    actor_name,
     audit,
     check_upload_size,
-    stored_grid,
+)
+from gridwatch.services.assign import (
+    assign_cells,
+    assign_people,
+    assign_reassign,
+    assign_split_apply,
+    assign_split_preview,
+    assign_tasks,
+    assign_units,
+)
+from gridwatch.services.bare import (
+    bare_land_change,
+    bare_land_escalate,
+    bare_land_patches,
+    bare_land_summary,
+)
+from gridwatch.services.fires import (
+    Fix,
+    fetch_fires,
+    fetch_log,
+    fire_cells,
+    fire_days,
+    fire_rejects,
+    fire_summary,
+    fire_tasks,
+    ingest_fire_file,
+    ingest_fires,
+)
+from gridwatch.services.heat import (
+    boilers_in_radius,
+    demo_heat_supply,
+    heat_boiler_history,
+    heat_boiler_status,
+    heat_mark_chp,
+    heat_plants,
+    heat_radii,
+)
+from gridwatch.services.layers import (
+    generate_coal_checks,
+    layer_crs_candidates,
+    layer_file_layers,
+    layer_kinds,
+    layer_list,
+    layer_load,
+    layer_preview,
+    layer_publish,
+    layer_restore,
+    layer_versions,
+    zone_cells,
+)
+from gridwatch.services.leaders import (
+    cell_status,
+    cells_not_visited,
+    leader_board,
+    leader_villages,
+    people_behind,
+    scope_bounds,
+    scope_coverage,
+)
+from gridwatch.services.notices import (
+    notifications,
+    notify_run,
+)
+from gridwatch.services.people import (
+    MANAGE_PEOPLE,
+    admin_add_person,
+    admin_assign,
+    admin_csv_columns,
+    admin_csv_template,
+    admin_import_people,
+    admin_people,
+    admin_roles,
+    admin_unassign,
+    admin_units,
 )
 from gridwatch.services.records import (
     admin_backup,
@@ -30,106 +109,9 @@ from gridwatch.services.region import (
     rebuild_grid,
     region_cells,
     region_levels,
+    require_region_set,
     responsible_at,
     responsible_batch,
-)
-from gridwatch.services.users import (
-    DEMO_ACCOUNTS,
-    DEMO_PASSWORD,
-    add_user,
-    current_user,
-    link_identity,
-    sign_in,
-    sign_in_external,
-    sign_out,
-)
-from gridwatch.services.people import (
-    MANAGE_PEOPLE,
-    admin_add_person,
-    admin_assign,
-    admin_csv_columns,
-    admin_csv_template,
-    admin_import_people,
-    admin_people,
-    admin_roles,
-    admin_unassign,
-    admin_units,
-)
-from gridwatch.services.tasks import (
-    WORKER_STEPS,
-    cell_neighbourhood,
-    escalate,
-    findings,
-    generate_patrols,
-    load_draft,
-    my_tasks,
-    navigation_links,
-    review_queue,
-    save_draft,
-    task_conflicts,
-    task_photo,
-    task_show,
-    tasks_table,
-    verify,
-    work_on,
-)
-from gridwatch.services.assign import (
-    assign_cells,
-    assign_people,
-    assign_reassign,
-    assign_split_apply,
-    assign_split_preview,
-    assign_tasks,
-    assign_units,
-)
-from gridwatch.services.leaders import (
-    cell_status,
-    cells_not_visited,
-    leader_board,
-    leader_villages,
-    people_behind,
-    scope_bounds,
-    scope_coverage,
-)
-from gridwatch.services.fires import (
-    Fix,
-    fetch_fires,
-    fetch_log,
-    fire_cells,
-    fire_days,
-    fire_rejects,
-    fire_summary,
-    fire_tasks,
-    ingest_fire_file,
-    ingest_fires,
-)
-from gridwatch.services.layers import (
-    generate_coal_checks,
-    layer_crs_candidates,
-    layer_file_layers,
-    layer_kinds,
-    layer_list,
-    layer_load,
-    layer_preview,
-    layer_publish,
-    layer_restore,
-    layer_versions,
-    zone_cells,
-)
-from gridwatch.services.heat import (
-    boilers_in_radius,
-    demo_heat_supply,
-    heat_boiler_history,
-    heat_boiler_status,
-    heat_mark_chp,
-    heat_plants,
-    heat_radii,
-)
-from gridwatch.services.bare import (
-    bare_land_change,
-    bare_land_escalate,
-    bare_land_patches,
-    bare_land_summary,
 )
 from gridwatch.services.reports import (
     CROPLAND_META,
@@ -152,20 +134,50 @@ from gridwatch.services.reports import (
     report_units,
     report_xlsx,
 )
-from gridwatch.services.notices import (
-    notifications,
-    notify_run,
+from gridwatch.services.tasks import (
+    WORKER_STEPS,
+    cell_neighbourhood,
+    escalate,
+    findings,
+    generate_patrols,
+    load_draft,
+    my_tasks,
+    navigation_links,
+    review_queue,
+    save_draft,
+    task_conflicts,
+    task_photo,
+    task_show,
+    tasks_table,
+    verify,
+    work_on,
+)
+from gridwatch.services.users import (
+    DEMO_ACCOUNTS,
+    DEMO_PASSWORD,
+    add_user,
+    current_user,
+    link_identity,
+    sign_in,
+    sign_in_external,
+    sign_out,
 )
 
 __all__ = [
+    "Actor",
+    "CLI",
     "CROPLAND_META",
+    "DEMO",
     "DEMO_ACCOUNTS",
     "DEMO_PASSWORD",
     "Fix",
     "MANAGE_PEOPLE",
     "REPORT_VIEW",
+    "SCHEDULER",
     "SYSTEM",
+    "SystemActor",
     "WORKER_STEPS",
+    "actor_name",
     "add_user",
     "admin_add_person",
     "admin_assign",
@@ -245,6 +257,7 @@ __all__ = [
     "rebuild_grid",
     "region_cells",
     "region_levels",
+    "require_region_set",
     "report_build",
     "report_bulletin",
     "report_cropland",
@@ -272,7 +285,6 @@ __all__ = [
     "sign_in",
     "sign_in_external",
     "sign_out",
-    "stored_grid",
     "task_conflicts",
     "task_photo",
     "task_show",

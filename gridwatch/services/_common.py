@@ -8,22 +8,15 @@ Every public service takes the store and an :data:`Actor` as its first two argum
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import shapely
-
 from gridwatch import auth
 from gridwatch.config import Settings
-from gridwatch.errors import NotFound, ValidationError
-from gridwatch.grid import OWNER_LEVELS, Grid, Units
+from gridwatch.errors import ValidationError
 from gridwatch.policy import Policy
 from gridwatch.storage import Store
-
 
 
 @dataclass(frozen=True)
@@ -56,6 +49,9 @@ DEMO = SystemActor("demo")
 #: work the system does on its own behalf inside another service (kept for callers of the old name)
 SYSTEM = SystemActor("system")
 
+#: the action that lets an administrator manage people, roles, backups and the record
+MANAGE_PEOPLE = "people.manage"
+
 
 def actor_name(actor: Actor) -> str:
     """The name recorded for an actor (a user name, or ``system:<name>``)."""
@@ -73,6 +69,32 @@ def require(store: Store, actor: Actor, action: str, *, cell: int | None = None,
     auth.require(store, actor, action, cell=cell, unit=unit)
 
 
+def require_region(store: Store, actor: Actor, action: str) -> None:
+    """Refuse unless the actor may do ``action`` over the whole region (a role on the region's unit or above)."""
+    if isinstance(actor, SystemActor):
+        return
+    region = store.get_meta("region")
+    require(store, actor, action, unit=region) if region else require(store, actor, action)
+
+
+def require_system(actor: Actor, what: str) -> None:
+    """Refuse unless a system actor (the command line, a job) does ``what`` (an action id such as ``fires.ingest``):
+    work that concerns the whole region and that no signed-in user starts."""
+    if not isinstance(actor, SystemActor):
+        from gridwatch.errors import PermissionDenied
+
+        raise PermissionDenied("Only the command line or the system's own jobs may do {action}.", action=what)
+
+
+def scope_sql(actor: Actor, column: str = "cell", action: str = "cell.view") -> tuple[str, list]:
+    """A SQL condition keeping the rows whose cell the actor may see (everything for a system actor)."""
+    if isinstance(actor, SystemActor):
+        return "1 = 1", []
+    if not isinstance(actor, auth.User):
+        raise TypeError(f"a service needs an actor (a signed-in user or a system actor), not {actor!r}")
+    return auth.scope_cells_sql(actor, action, column=column)
+
+
 def user_of(actor: Actor) -> auth.User | None:
     """The signed-in user behind an actor, or None for a system actor (which sees everything)."""
     if isinstance(actor, SystemActor):
@@ -82,21 +104,13 @@ def user_of(actor: Actor) -> auth.User | None:
     return actor
 
 
-@functools.lru_cache(maxsize=1)
-def _loaded_policy() -> Policy:
-    return Policy.load()
-
-
 def policy(store: Store) -> Policy:
-    """The policy in force for this store: the one the edge attached when it opened it, else the settings' one."""
+    """The policy in force for this store: the one the edge attached when it opened it (``store.policy``), else the
+    one of the settings as they are now (``gridwatch.toml`` and ``GRIDWATCH_*``)."""
     attached = getattr(store, "policy", None)
-    return attached if isinstance(attached, Policy) else _loaded_policy()
+    return attached if isinstance(attached, Policy) else Policy.load()
 
 
-_grid_cache: dict[int, tuple[str, Grid]] = {}
-
-
-_grid_lock = threading.Lock()
 
 
 def check_upload_size(source: str | Path | bytes, *, name: str | None = None) -> None:
@@ -120,26 +134,7 @@ def audit(store: Store, *, actor: str, action: str, subject: str = "", detail: d
     )
 
 
-def _settings(store: Store) -> tuple[str, int]:
-    region = store.get_meta("region")
-    if region is None:
-        raise NotFound("The database has no region yet; run `python -m gridwatch init --region CODE` first.")
-    return region, int(store.get_meta("resolution", "8") or 8)
 
-
-def _units(store: Store, *, with_geoms: bool = True) -> Units:
-    geom = f", {store.geom_to_wkb_sql('geom')} AS wkb" if with_geoms else ""
-    rows = store.query(f"SELECT code, name, level, parent_code{geom} FROM units ORDER BY code")
-    for r in rows:
-        wkb = r.pop("wkb", None)
-        r["geom"] = shapely.from_wkb(bytes(wkb)) if wkb is not None else None
-    return Units.from_records(rows)
-
-
-def _region_bounds(store: Store) -> tuple[float, float, float, float]:
-    region, _ = _settings(store)
-    wkb = store.scalar(f"SELECT {store.geom_to_wkb_sql('geom')} FROM units WHERE code = ?", [region])
-    return tuple(shapely.from_wkb(bytes(wkb)).bounds)  # type: ignore[return-value]
 
 
 def _upload_path(source: str | Path | bytes, name: str | None, workdir: Path) -> Path:
@@ -149,34 +144,3 @@ def _upload_path(source: str | Path | bytes, name: str | None, workdir: Path) ->
         return path
     return Path(source)
 
-
-def _region_geometry(store: Store) -> shapely.Geometry | None:
-    region = store.get_meta("region")
-    if region is None:
-        return None
-    wkb = store.scalar(f"SELECT {store.geom_to_wkb_sql('geom')} FROM units WHERE code = ?", [region])
-    return shapely.from_wkb(bytes(wkb)) if wkb is not None else None
-
-
-def stored_grid(store: Store) -> Grid:
-    """The stored grid as a :class:`Grid` (cached per store until the next rebuild)."""
-    region, resolution = _settings(store)
-    built = store.get_meta("grid_built_at", "")
-    with _grid_lock:
-        cached = _grid_cache.get(id(store))
-        if cached and cached[0] == built:
-            return cached[1]
-    units = _units(store, with_geoms=False)
-    table = store.query_df(
-        "SELECT cell, city_code, county_code, township_code, village_code FROM cells ORDER BY cell")
-    owner = {}
-    for level in OWNER_LEVELS:
-        codes = table[f"{level}_code"].fillna("").to_numpy(dtype=object)
-        if (codes != "").any():
-            pos = np.minimum(np.searchsorted(units.codes, codes), len(units) - 1)
-            owner[level] = np.where(units.codes[pos] == codes, pos, -1)
-    grid = Grid(region_code=region, resolution=resolution, units=units,
-                cells=table.cell.to_numpy(dtype=np.int64).view(np.uint64), owner=owner)
-    with _grid_lock:
-        _grid_cache[id(store)] = (built, grid)
-    return grid

@@ -10,20 +10,18 @@ import pandas as pd
 import pyarrow as pa
 from h3ronpy import cells_to_string
 
-from gridwatch import auth
 from gridwatch.errors import ValidationError
-from gridwatch.services._common import SYSTEM
+from gridwatch.services._common import Actor, actor_name, policy, require_region, require_system
 from gridwatch.services.heat import _heat_scope, _with_cell_ids
 from gridwatch.storage import Store
 
 
-def bare_land_summary(store: Store, user_or_actor: auth.User | str | None = None, *,
-                      level: str = "cell") -> pd.DataFrame:
+def bare_land_summary(store: Store, actor: Actor, *, level: str = "cell") -> pd.DataFrame:
     """Bare land of the published version per cell, or summed per ``village``, ``township`` or ``county``:
     observed and bare area (m²), bare fraction, bare cells and open patches."""
     from gridwatch import bare
     frame = bare.bare_cells_table(store)
-    cells = _heat_scope(store, user_or_actor)
+    cells = _heat_scope(store, actor)
     if cells is not None:
         frame = frame[frame.cell.isin(cells)]
     if level == "cell":
@@ -44,10 +42,11 @@ def bare_land_summary(store: Store, user_or_actor: auth.User | str | None = None
         .sort_values("bare_m2", ascending=False, ignore_index=True)
 
 
-def bare_land_change(store: Store, version_a: int, version_b: int) -> dict[str, Any]:
+def bare_land_change(store: Store, actor: Actor, version_a: int, version_b: int) -> dict[str, Any]:
     """The change between two stored bare-land versions (cells observed in both): newly bare and no longer bare
-    cells (H3 ids), and bare area before, after and the change (m²)."""
+    cells (H3 ids), and bare area before, after and the change (m²); for layer staff of the region."""
     from gridwatch import bare, layerstore
+    require_region(store, actor, "layer.load")
     policy = bare.BarePolicy.from_settings()
     change = bare.bare_change(layerstore.frame_of(store, "bare_land", version_a),
                               layerstore.frame_of(store, "bare_land", version_b), min_m2=policy.min_m2)
@@ -56,21 +55,21 @@ def bare_land_change(store: Store, version_a: int, version_b: int) -> dict[str, 
     return {"from_version": int(version_a), "to_version": int(version_b), **change}
 
 
-def bare_land_patches(store: Store, user_or_actor: auth.User | str | None = None, *,
-                      status: str | None = None) -> pd.DataFrame:
+def bare_land_patches(store: Store, actor: Actor, *, status: str | None = None) -> pd.DataFrame:
     """Registered bare-land patches (建档): cell, first and last seen, area, status, escalation."""
     from gridwatch import bare
     frame = bare.patches_table(store, status=status)
-    cells = _heat_scope(store, user_or_actor)
+    cells = _heat_scope(store, actor)
     if cells is not None:
         frame = frame[frame.cell.isin(cells)].reset_index(drop=True)
     return _with_cell_ids(frame)
 
 
-def bare_land_escalate(store: Store, *, today: dt.date | None = None, actor: str = SYSTEM) -> dict[str, Any]:
+def bare_land_escalate(store: Store, actor: Actor, *, today: dt.date | None = None) -> dict[str, Any]:
     """Apply verified survey findings, then escalate patches bare for longer than ``bare_land_months`` to
-    greening (a high-priority survey task each, once)."""
+    greening (a high-priority survey task each, once); a job or the command line, on Beijing's today by default."""
     from gridwatch import bare
+    require_system(actor, "bare_land.escalate")
     applied = bare.apply_bare_findings(store)
-    result = bare.escalate_bare_land(store, today or dt.date.today(), actor=actor)
+    result = bare.escalate_bare_land(store, today or policy(store).today(), actor=actor_name(actor))
     return {"findings_applied": len(applied), **result}

@@ -12,15 +12,16 @@ import shapely
 from h3ronpy import cells_to_string
 
 from gridwatch import auth
-from gridwatch.services._common import SYSTEM, audit
+from gridwatch.services._common import Actor, actor_name, audit, require, require_system, user_of
 from gridwatch.services.layers import _layer_actor
 from gridwatch.storage import Store
 
 
-def _heat_scope(store: Store, user_or_actor: auth.User | str | None) -> np.ndarray | None:
-    if isinstance(user_or_actor, auth.User):
-        return auth.user_cells(store, user_or_actor, "cell.view")
-    return None
+def _heat_scope(store: Store, actor: Actor) -> np.ndarray | None:
+    """The cells a user may see (None for a system actor, who sees all), after checking they may see cells."""
+    require(store, actor, "cell.view")
+    user = user_of(actor)
+    return None if user is None else auth.user_cells(store, user, "cell.view")
 
 
 def _with_cell_ids(frame: pd.DataFrame) -> pd.DataFrame:
@@ -29,28 +30,34 @@ def _with_cell_ids(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(cell_id=ids)
 
 
-def boilers_in_radius(store: Store, user_or_actor: auth.User | str | None = None, *,
+def boilers_in_radius(store: Store, actor: Actor, *,
                       today: dt.date | None = None, listed_only: bool = True) -> pd.DataFrame:
     """Every coal boiler and small coal CHP unit inside a heat-supply radius, with the nearest qualifying plant,
     the geodesic distance, the small flag and the status in force (``overdue`` after the deadline), nearest first;
     ``listed_only=False`` gives every boiler inside a radius (``listed`` marks the coal ones)."""
     from gridwatch import heat
     frame = heat.boilers_in_radius(store, today=today, listed_only=listed_only)
-    cells = _heat_scope(store, user_or_actor)
+    cells = _heat_scope(store, actor)
     if cells is not None:
         frame = frame[frame.cell.isin(cells)].reset_index(drop=True)
     return _with_cell_ids(frame)
 
 
-def heat_plants(store: Store) -> pd.DataFrame:
-    """The published power plants with their CHP flag (file or staff mark), qualification and radius."""
+def heat_plants(store: Store, actor: Actor) -> pd.DataFrame:
+    """The published power plants with their CHP flag (file or staff mark), qualification and radius.
+
+    Plants serve the whole region and beyond (a 30 km radius crosses county lines), so anyone who sees cells may
+    see them.
+    """
     from gridwatch import heat
+    require(store, actor, "cell.view")
     return heat.plants_table(store)
 
 
-def heat_radii(store: Store, *, vertices: int = 128) -> list[dict[str, Any]]:
+def heat_radii(store: Store, actor: Actor, *, vertices: int = 128) -> list[dict[str, Any]]:
     """Each qualifying plant's geodesic radius for maps: plant id, name, capacity, radius, ``ring`` [[lng, lat], …]."""
     from gridwatch import heat
+    require(store, actor, "cell.view")
     out = []
     for item in heat.radius_polygons(store, vertices=vertices):  # a few dozen plants at most
         ring = shapely.get_coordinates(item.pop("polygon").exterior).round(6).tolist()
@@ -58,31 +65,32 @@ def heat_radii(store: Store, *, vertices: int = 128) -> list[dict[str, Any]]:
     return out
 
 
-def heat_mark_chp(store: Store, user_or_actor: auth.User | str, plants: list[str], *, chp: bool = True,
+def heat_mark_chp(store: Store, actor: Actor, plants: list[str], *, chp: bool = True,
                   note: str = "") -> dict[str, Any]:
     """Mark published plants as CHP (or not) by id or exact name; radii, boiler list and tasks follow."""
     from gridwatch import heat
-    actor = _layer_actor(store, user_or_actor, "layer.publish")
-    return heat.mark_chp(store, plants, chp=chp, actor=actor, note=note)
+    return heat.mark_chp(store, plants, chp=chp, actor=_layer_actor(store, actor, "layer.publish"), note=note)
 
 
-def heat_boiler_status(store: Store, user_or_actor: auth.User | str, boiler_id: str, status: str, *,
+def heat_boiler_status(store: Store, actor: Actor, boiler_id: str, status: str, *,
                        note: str = "") -> dict[str, Any]:
     """Record a boiler's new status (to_close, closed, integrated, exempt) with who and when."""
     from gridwatch import heat
-    actor = _layer_actor(store, user_or_actor, "layer.publish")
-    result = heat.boiler_status_update(store, boiler_id, status, actor=actor, note=note)
-    audit(store, actor=actor, action="heat.boiler_status", subject=str(boiler_id), detail=result)
+    name = _layer_actor(store, actor, "layer.publish")
+    result = heat.boiler_status_update(store, boiler_id, status, actor=name, note=note)
+    audit(store, actor=name, action="heat.boiler_status", subject=str(boiler_id), detail=result)
     return result
 
 
-def heat_boiler_history(store: Store, boiler_id: str) -> pd.DataFrame:
-    """Every status change of a boiler (who, when, from where: upload, manual, task)."""
+def heat_boiler_history(store: Store, actor: Actor, boiler_id: str) -> pd.DataFrame:
+    """Every status change of a boiler (who, when, from where: upload, manual, task), for layer staff."""
+    _layer_actor(store, actor, "layer.load")
     return store.query_df("SELECT * FROM boiler_status_history WHERE boiler_id = ? ORDER BY id", [str(boiler_id)])
 
 
-def demo_heat_supply(store: Store, region: str, *, actor: str = SYSTEM) -> dict[str, Any]:
+def demo_heat_supply(store: Store, actor: Actor, region: str) -> dict[str, Any]:
     """Demo content: the shipped real plants of Henan (≥ 300 MW coal plants reaching the region marked CHP) and a
     generated boiler inventory labelled （演示）, loaded and published as layer versions."""
     from gridwatch import heat
-    return heat.add_demo_heat(store, region=region, actor=actor)
+    require_system(actor, "heat.demo")
+    return heat.add_demo_heat(store, region=region, actor=actor_name(actor))

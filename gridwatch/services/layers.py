@@ -13,18 +13,25 @@ import pyarrow as pa
 import shapely
 from h3ronpy import cells_to_string
 
-from gridwatch import auth
-from gridwatch.config import Settings
-from gridwatch.services._common import SYSTEM, _region_geometry, _upload_path, check_upload_size
+from gridwatch import auth, regionstore
+from gridwatch.services._common import (
+    Actor,
+    _upload_path,
+    actor_name,
+    check_upload_size,
+    policy,
+    require,
+    require_region,
+    require_system,
+    user_of,
+)
 from gridwatch.storage import Store
 
 
-def _layer_actor(store: Store, user_or_actor: auth.User | str | None, action: str) -> str:
-    """The actor's name, after checking an account's role grants (a plain string is a trusted caller: CLI, jobs)."""
-    if isinstance(user_or_actor, auth.User):
-        auth.require(store, user_or_actor, action)
-        return user_or_actor.username
-    return user_or_actor or SYSTEM
+def _layer_actor(store: Store, actor: Actor, action: str) -> str:
+    """The actor's name, after checking that they may do ``action`` over the whole region (layers cover it all)."""
+    require_region(store, actor, action)
+    return actor_name(actor)
 
 
 def layer_kinds() -> list[dict[str, str]]:
@@ -34,7 +41,7 @@ def layer_kinds() -> list[dict[str, str]]:
             for k in sorted(layerstore.kinds().values(), key=lambda k: k.kind)]
 
 
-def layer_load(store: Store, user_or_actor: auth.User | str, kind: str, path_or_bytes: str | Path | bytes,
+def layer_load(store: Store, actor: Actor, kind: str, path_or_bytes: str | Path | bytes,
                name: str | None = None, crs: str | None = None, publish: bool = False,
                **options: Any) -> dict[str, Any]:
     """Store an uploaded layer file as a new version of ``kind`` (and publish it when asked).
@@ -45,29 +52,29 @@ def layer_load(store: Store, user_or_actor: auth.User | str, kind: str, path_or_
     """
     check_upload_size(path_or_bytes, name=name)
     from gridwatch import layerstore
-    actor = _layer_actor(store, user_or_actor, "layer.publish" if publish else "layer.load")
+    name_of_actor = _layer_actor(store, actor, "layer.publish" if publish else "layer.load")
     layerstore.get_kind(kind)
     options = {k: v for k, v in options.items() if v is not None}
     return layerstore.load(store, kind, path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes),
-                           actor=actor, name=name, crs=crs or None, publish_now=publish, **options)
+                           actor=name_of_actor, name=name, crs=crs or None, publish_now=publish, **options)
 
 
-def layer_list(store: Store, user_or_actor: auth.User | str | None = None, kind: str | None = None) -> pd.DataFrame:
+def layer_list(store: Store, actor: Actor, kind: str | None = None) -> pd.DataFrame:
     """Every stored layer version, newest first within a kind (``published`` marks the one in force)."""
     from gridwatch import layerstore
-    _layer_actor(store, user_or_actor, "layer.load")
+    _layer_actor(store, actor, "layer.load")
     return layerstore.versions(store, kind)
 
 
-def layer_versions(store: Store, kind: str, user_or_actor: auth.User | str | None = None) -> pd.DataFrame:
+def layer_versions(store: Store, actor: Actor, kind: str) -> pd.DataFrame:
     """The versions of one kind, newest first."""
     from gridwatch import layerstore
     layerstore.get_kind(kind)
-    return layer_list(store, user_or_actor, kind)
+    return layer_list(store, actor, kind)
 
 
-def layer_preview(store: Store, kind: str, version: int, *, user_or_actor: auth.User | str | None = None,
-                  tolerance_m: float = 20.0, limit: int = 5000, differences: bool = True) -> dict[str, Any]:
+def layer_preview(store: Store, actor: Actor, kind: str, version: int, *, tolerance_m: float = 20.0,
+                  limit: int = 5000, differences: bool = True) -> dict[str, Any]:
     """A version for a map preview before publishing: simplified features as a GeoJSON FeatureCollection.
 
     Returns
@@ -80,7 +87,7 @@ def layer_preview(store: Store, kind: str, version: int, *, user_or_actor: auth.
     """
     from gridwatch import layerstore
     from gridwatch.grid import cells_to_polygons
-    _layer_actor(store, user_or_actor, "layer.load")
+    _layer_actor(store, actor, "layer.load")
     info = layerstore.version_info(store, kind, version)
     frame = layerstore.frame_of(store, kind, version)
     rows = len(frame)
@@ -105,21 +112,19 @@ def layer_preview(store: Store, kind: str, version: int, *, user_or_actor: auth.
             "differences": diff}
 
 
-def layer_publish(store: Store, user_or_actor: auth.User | str, kind: str, version: int) -> dict[str, Any]:
+def layer_publish(store: Store, actor: Actor, kind: str, version: int) -> dict[str, Any]:
     """Publish a stored version: cell flags and tasks follow it; returns the differences."""
     from gridwatch import layerstore
-    actor = _layer_actor(store, user_or_actor, "layer.publish")
-    return layerstore.publish(store, kind, int(version), actor=actor)
+    return layerstore.publish(store, kind, int(version), actor=_layer_actor(store, actor, "layer.publish"))
 
 
-def layer_restore(store: Store, user_or_actor: auth.User | str, kind: str, version: int) -> dict[str, Any]:
+def layer_restore(store: Store, actor: Actor, kind: str, version: int) -> dict[str, Any]:
     """Publish an earlier version again (roll back); returns the differences."""
     from gridwatch import layerstore
-    actor = _layer_actor(store, user_or_actor, "layer.publish")
-    return layerstore.restore(store, kind, int(version), actor=actor)
+    return layerstore.restore(store, kind, int(version), actor=_layer_actor(store, actor, "layer.publish"))
 
 
-def layer_crs_candidates(store: Store, path_or_bytes: str | Path | bytes, *, name: str | None = None,
+def layer_crs_candidates(store: Store, actor: Actor, path_or_bytes: str | Path | bytes, *, name: str | None = None,
                          layer: str | None = None, x_field: str | None = None,
                          y_field: str | None = None) -> list[dict[str, Any]]:
     """For a file that declares no CRS: the CRSs its coordinates fit, those placing it in the region first.
@@ -128,9 +133,10 @@ def layer_crs_candidates(store: Store, path_or_bytes: str | Path | bytes, *, nam
     features in the region) and ``in_region``.
     """
     from gridwatch.layerfiles import crs_candidates
+    _layer_actor(store, actor, "layer.load")
     with tempfile.TemporaryDirectory(prefix="gridwatch-upload-") as tmp:
         path = _upload_path(path_or_bytes, name, Path(tmp))
-        return crs_candidates(path, layer=layer, region=_region_geometry(store), x_field=x_field, y_field=y_field)
+        return crs_candidates(path, layer=layer, region=regionstore.geometry(store), x_field=x_field, y_field=y_field)
 
 
 def layer_file_layers(path_or_bytes: str | Path | bytes, *, name: str | None = None) -> list[str]:
@@ -140,19 +146,25 @@ def layer_file_layers(path_or_bytes: str | Path | bytes, *, name: str | None = N
         return list_layers(_upload_path(path_or_bytes, name, Path(tmp)))
 
 
-def zone_cells(store: Store, *, zone_type: str | None = None) -> pd.DataFrame:
-    """Cells of the published no-burn zones: ``cell_id`` (H3 hex), ``cell``, ``zone_type``, ``border``, ``default``
-    (the whole region is the straw-burning ban zone while no straw zone is published)."""
+def zone_cells(store: Store, actor: Actor, *, zone_type: str | None = None) -> pd.DataFrame:
+    """Cells of the published no-burn zones that the actor may see: ``cell_id`` (H3 hex), ``cell``, ``zone_type``,
+    ``border``, ``default`` (the whole region is the straw-burning ban zone while no straw zone is published)."""
     from gridwatch import zones
+    require(store, actor, "cell.view")
     df = zones.zone_cells_table(store, zone_type=zone_type)
+    user = user_of(actor)
+    if user is not None:
+        df = df[df.cell.isin(np.asarray(auth.user_cells(store, user, "cell.view"), dtype=np.int64))]
+        df = df.reset_index(drop=True)
     df.insert(0, "cell_id", cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist())
     return df
 
 
-def generate_coal_checks(store: Store, *, actor: str = SYSTEM, cadence_days: int | None = None) -> dict[str, int]:
+def generate_coal_checks(store: Store, actor: Actor, *, cadence_days: int | None = None) -> dict[str, int]:
     """Open the recurring coal checks (回头看) of high-polluting-fuel zone cells due now (``coal_check_cadence_days``,
-    monthly by default); idempotent."""
+    monthly by default); idempotent. A job or the command line opens them."""
     from gridwatch import zones
+    require_system(actor, "coal_checks.generate")
     if cadence_days is None:
-        cadence_days = Settings.load().coal_check_cadence_days
-    return zones.generate_coal_checks(store, cadence_days=cadence_days, actor=actor)
+        cadence_days = policy(store).settings.coal_check_cadence_days
+    return zones.generate_coal_checks(store, cadence_days=cadence_days, actor=actor_name(actor))

@@ -10,11 +10,9 @@ import pandas as pd
 import pyarrow as pa
 from h3ronpy import cells_to_string
 
-from gridwatch import auth, workflow
+from gridwatch import auth, org, regionstore, workflow
 from gridwatch.maps import STATUSES
 from gridwatch.overlap import cells_to_convex_xy
-from gridwatch.services._common import _region_bounds
-from gridwatch.services.region import coverage
 from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES
 
@@ -53,7 +51,7 @@ def scope_bounds(store: Store, user: auth.User) -> tuple[float, float, float, fl
     """South, west, north, east (WGS84) of the cells the user may view, for fitting a map."""
     cells = np.asarray(auth.user_cells(store, user, "cell.view"), dtype=np.int64)
     if len(cells) == 0:
-        west, south, east, north = _region_bounds(store)
+        west, south, east, north = regionstore.bounds(store)
         return south, west, north, east
     xy = cells_to_convex_xy(cells.view(np.uint64))
     return (float(xy[..., 1].min()), float(xy[..., 0].min()), float(xy[..., 1].max()), float(xy[..., 0].max()))
@@ -116,7 +114,7 @@ def scope_coverage(store: Store, user: auth.User) -> dict[str, Any]:
     inspector (count, by village, the first ids). Refused without ``cell.view``."""
     auth.require(store, user, "cell.view")
     scope = _scope_cells_frame(store, user)
-    report = coverage(store)
+    report = org.coverage_report(store, regionstore.region_and_resolution(store)[0])
     codes = set(scope.township_code.dropna()) | set(scope.village_code.dropna())
     no_leader = [u for u in report["units_without_grid_leader"] if u["code"] in codes]
     insp = store.query_df("SELECT unit_code, cell FROM assignments WHERE role = 'inspector'")

@@ -12,11 +12,8 @@ import pandas as pd
 
 from gridwatch import auth, org
 from gridwatch.errors import NotFound, ValidationError
-from gridwatch.services._common import audit, check_upload_size
+from gridwatch.services._common import MANAGE_PEOPLE, audit, check_upload_size, require_region
 from gridwatch.storage import Store
-
-#: the grant that lets a person manage people and roles (held by ``admin``)
-MANAGE_PEOPLE = "people.manage"
 
 
 def _managed_roots(user: auth.User) -> list[str]:
@@ -34,8 +31,14 @@ def _managed_units(store: Store, user: auth.User) -> pd.DataFrame:
 
 
 def _require_person(store: Store, user: auth.User, person_id: int) -> None:
-    """Refuse unless the user may manage every unit and cell the person holds a role on."""
-    for held in store.query("SELECT unit_code, cell FROM assignments WHERE person_id = ? ORDER BY id", [person_id]):
+    """Refuse unless the user may manage every unit and cell the person holds a role on.
+
+    A person who holds no role belongs to nobody's units: only an administrator of the whole region may change them.
+    """
+    held_roles = store.query("SELECT unit_code, cell FROM assignments WHERE person_id = ? ORDER BY id", [person_id])
+    if not held_roles:
+        require_region(store, user, MANAGE_PEOPLE)
+    for held in held_roles:
         auth.require(store, user, MANAGE_PEOPLE, unit=held["unit_code"],
                      cell=None if held["cell"] is None else int(held["cell"]))
 

@@ -6,47 +6,53 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from gridwatch import auth
-from gridwatch.config import Settings
-from gridwatch.services._common import SYSTEM, audit
+from gridwatch.services._common import Actor, actor_name, audit, policy, require, require_region, require_system
 from gridwatch.storage import Store
 
 
-def backup(store: Store, path: str | Path, *, actor: str = SYSTEM) -> dict[str, Any]:
-    """A consistent backup of the database into a new folder, through this store's connection."""
+def backup(store: Store, actor: Actor, path: str | Path) -> dict[str, Any]:
+    """A consistent backup of the database into a new folder, through this store's connection.
+
+    Only an administrator of the whole region (or the command line) may take one: a backup holds every record.
+    """
     from gridwatch import backup as backups
 
-    manifest = backups.backup(store, path, actor=actor)
-    audit(store, actor=actor, action="backup", subject=str(path), detail={"tables": len(manifest["tables"])})
+    require_region(store, actor, "people.manage")
+    manifest = backups.backup(store, path, actor=actor_name(actor))
+    audit(store, actor=actor_name(actor), action="backup", subject=str(path),
+          detail={"tables": len(manifest["tables"])})
     return {"path": str(path), "schema_version": manifest["schema_version"], "tables": manifest["tables"],
             "chain_head": manifest["chain_head"]}
 
 
-def admin_backup(store: Store, user: auth.User, *, folder: str | Path | None = None) -> dict[str, Any]:
+def admin_backup(store: Store, actor: Actor, *, folder: str | Path | None = None) -> dict[str, Any]:
     """An administrator's backup from the app: a new time-stamped folder under ``backup_dir``."""
-    auth.require(store, user, "people.manage")
-    base = Path(folder or Settings.load().backup_dir)
+    require_region(store, actor, "people.manage")
+    base = Path(folder or policy(store).settings.backup_dir)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return backup(store, base / f"gridwatch-{stamp}", actor=user.username)
+    return backup(store, actor, base / f"gridwatch-{stamp}")
 
 
-def restore(path: str | Path, target: str | Path, *, replace: bool = False) -> dict[str, Any]:
+def restore(actor: Actor, path: str | Path, target: str | Path, *, replace: bool = False) -> dict[str, Any]:
     """Restore a backup folder into a database file or a PostgreSQL database (a URL), checked before it takes the
-    target's place."""
+    target's place; only the command line restores (it opens no running database)."""
     from gridwatch import backup as backups
 
+    require_system(actor, "backup.restore")
     return backups.restore(path, target, replace=replace)
 
 
-def audit_verify(store: Store) -> dict[str, Any]:
+def audit_verify(store: Store, actor: Actor) -> dict[str, Any]:
     """Recompute the tamper-evident chain over task events and the audit log (see :mod:`gridwatch.audit`)."""
     from gridwatch import audit as chain
 
+    require_region(store, actor, "people.manage")
     return chain.verify(store)
 
 
-def audit_head(store: Store) -> dict[str, Any]:
-    """The chain's head, to print on exported reports."""
+def audit_head(store: Store, actor: Actor) -> dict[str, Any]:
+    """The chain's head, to print on exported reports (anyone who may see a report may see it)."""
     from gridwatch import audit as chain
 
+    require(store, actor, "report.view")
     return chain.head(store)

@@ -13,19 +13,20 @@ import pyarrow as pa
 import shapely
 from h3ronpy import cells_area_km2, cells_to_string
 
-from gridwatch import boundaries, demo, org, workflow
+from gridwatch import auth, boundaries, demo, org, regionstore, workflow
 from gridwatch.errors import NotFound, OutsideRegion, ValidationError
-from gridwatch.grid import LEVELS, OWNER_LEVELS, Grid, build_grid, cells_to_latlng, compare_grids
+from gridwatch.grid import LEVELS, OWNER_LEVELS, Grid, build_grid, compare_grids
 from gridwatch.layerstore import sha256_of
 from gridwatch.services._common import (
-    SYSTEM,
-    _grid_cache,
-    _grid_lock,
-    _settings,
-    _units,
+    MANAGE_PEOPLE,
+    Actor,
+    actor_name,
     audit,
     check_upload_size,
-    stored_grid,
+    require,
+    require_region,
+    require_system,
+    user_of,
 )
 from gridwatch.services.fires import ingest_fire_file
 from gridwatch.services.heat import demo_heat_supply
@@ -33,9 +34,11 @@ from gridwatch.services.users import _add_demo_accounts
 from gridwatch.storage import Store
 
 
-def init_region(store: Store, *, region: str, resolution: int = 8, demo_data: bool = False,
-                actor: str = SYSTEM) -> dict[str, Any]:
-    """Set up a database for a region: shipped boundaries, optional demo data, the grid."""
+def init_region(store: Store, actor: Actor, *, region: str, resolution: int = 8,
+                demo_data: bool = False) -> dict[str, Any]:
+    """Set up a database for a region: shipped boundaries, optional demo data, the grid (the command line only)."""
+    require_system(actor, "region.init")
+    name = actor_name(actor)
     with store.transaction():
         if store.scalar("SELECT count(*) FROM units") == 0:
             batch = boundaries.load_shipped()
@@ -47,17 +50,17 @@ def init_region(store: Store, *, region: str, resolution: int = 8, demo_data: bo
         store.set_meta("region", region)
         store.set_meta("resolution", str(int(resolution)))
         demo_summary = _add_demo(store, region) if demo_data else None
-        change = rebuild_grid(store, actor=actor, _audit=False)
+        change = _rebuild_grid(store, name, audit_it=False)
         if demo_data and not store.scalar("SELECT count(*) FROM fire_points"):
-            demo_summary["fires"] = _add_demo_fires(store, region, actor=actor)["accepted"]
+            demo_summary["fires"] = _add_demo_fires(store, actor, region)["accepted"]
         if demo_data:
-            demo_summary["heat"] = demo_heat_supply(store, region, actor=actor)
+            demo_summary["heat"] = demo_heat_supply(store, actor, region)
             demo_summary["accounts"] = _add_demo_accounts(store)
-            demo_summary["patrols"] = workflow.generate_patrols(store, actor=actor)["created"]
-        audit(store, actor=actor, action="init", subject=region,
+            demo_summary["patrols"] = workflow.generate_patrols(store, actor=name)["created"]
+        audit(store, actor=name, action="init", subject=region,
               detail={"resolution": resolution, "demo": demo_data, "grid": change})
     return {"region": region, "resolution": int(resolution), "demo": demo_summary, "grid": change,
-            **grid_stats(store)}
+            **grid_stats(store, actor)}
 
 
 def _add_demo(store: Store, region: str) -> dict[str, int]:
@@ -83,55 +86,49 @@ def _add_demo(store: Store, region: str) -> dict[str, int]:
     return counts
 
 
-def _add_demo_fires(store: Store, region: str, *, actor: str) -> dict[str, Any]:
+def _add_demo_fires(store: Store, actor: Actor, region: str) -> dict[str, Any]:
     county = shapely.from_wkb(bytes(store.scalar(
         f"SELECT {store.geom_to_wkb_sql('geom')} FROM units WHERE code = ?", [region])))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "demo_firms_modis_2026_summer_harvest.csv"
         path.write_text(demo.demo_fires_csv(county), encoding="utf-8")
-        return ingest_fire_file(store, path, actor=actor, source_label=demo.DEMO_FIRE_SOURCE)
+        return ingest_fire_file(store, actor, path, source_label=demo.DEMO_FIRE_SOURCE)
 
 
-def _store_grid(store: Store, grid: Grid) -> None:
-    lat, lng = cells_to_latlng(grid.cells)
-    columns: dict[str, Any] = {"cell": pa.array(grid.cells.view(np.int64)), "lat": lat, "lng": lng}
-    for level in OWNER_LEVELS:
-        codes = grid.owner_codes(level) if level in grid.owner else np.full(len(grid.cells), "", dtype=object)
-        columns[f"{level}_code"] = pa.array(np.where(codes == "", None, codes), type=pa.string())
-    store.execute("DELETE FROM cells")
-    store.insert_arrow("cells", pa.table(columns))
 
-
-def rebuild_grid(store: Store, *, actor: str = SYSTEM, _audit: bool = True) -> dict[str, Any]:
+def rebuild_grid(store: Store, actor: Actor) -> dict[str, Any]:
     """Build the region's grid from the stored boundaries, store it, and report what moved."""
-    region, resolution = _settings(store)
-    grid = build_grid(_units(store), region, resolution)
-    old = store.query_df(
-        "SELECT cell, city_code, county_code, township_code, village_code FROM cells ORDER BY cell")
+    require_region(store, actor, "boundary.load")
+    return _rebuild_grid(store, actor_name(actor))
+
+
+def _rebuild_grid(store: Store, actor: str, *, audit_it: bool = True) -> dict[str, Any]:
+    region, resolution = regionstore.region_and_resolution(store)
+    grid = build_grid(regionstore.units(store), region, resolution)
+    old = regionstore.stored_owners(store)
     change = compare_grids(
         old.cell.to_numpy(dtype=np.int64).view(np.uint64),
         {lvl: old[f"{lvl}_code"].to_numpy(dtype=object) for lvl in OWNER_LEVELS},
         grid,
     ).to_dict()
     with store.transaction():
-        _store_grid(store, grid)
-        store.set_meta("grid_built_at", pd.Timestamp.now(tz="UTC").isoformat())
-        if _audit:
+        regionstore.save_grid(store, grid)
+        if audit_it:
             audit(store, actor=actor, action="grid.rebuild", subject=region, detail=change)
-    with _grid_lock:
-        _grid_cache.pop(id(store), None)
+    regionstore.forget_grid(store)
     return change
 
 
 
-def grid_stats(store: Store) -> dict[str, Any]:
-    """Region, resolution, number of cells and of owning units per level."""
-    region, resolution = _settings(store)
+def grid_stats(store: Store, actor: Actor) -> dict[str, Any]:
+    """Region, resolution, number of cells and of owning units per level (anyone who sees cells may see these)."""
+    require(store, actor, "cell.view")
+    region, resolution = regionstore.region_and_resolution(store)
     counts = store.query(
         "SELECT count(*) AS cells, count(DISTINCT city_code) AS city, count(DISTINCT county_code) AS county,"
         " count(DISTINCT township_code) AS township, count(DISTINCT village_code) AS village FROM cells"
     )[0]
-    name = store.scalar("SELECT name FROM units WHERE code = ?", [region])
+    name = regionstore.unit_name(store, region)
     step = max(1, int(counts["cells"]) // 2000)  # about 2,000 cells spread evenly over the index order
     sample = store.query_df("SELECT cell FROM (SELECT cell, row_number() OVER (ORDER BY cell) AS i FROM cells) s"
                             " WHERE i % ? = 0", [step])
@@ -147,7 +144,7 @@ def grid_stats(store: Store) -> dict[str, Any]:
     }
 
 
-def responsible_at(store: Store, *, lat: float, lng: float) -> dict[str, Any]:
+def responsible_at(store: Store, actor: Actor, *, lat: float, lng: float) -> dict[str, Any]:
     """Who is responsible for a point: its cell, owners and the chain of people.
 
     Raises
@@ -155,15 +152,16 @@ def responsible_at(store: Store, *, lat: float, lng: float) -> dict[str, Any]:
     OutsideRegion
         The point lies outside the region's grid.
     """
-    grid = stored_grid(store)
+    grid = regionstore.grid(store)
     cells, pos = grid.locate(np.array([lat]), np.array([lng]))
     if pos[0] < 0:
-        region_name = store.scalar("SELECT name FROM units WHERE code = ?", [grid.region_code])
+        region_name = regionstore.unit_name(store, grid.region_code)
         raise OutsideRegion(
             "The point (lat {lat}, lng {lng}) lies outside the region {region} ({name}); "
             "check the coordinates (latitude first) or the region.",
             lat=lat, lng=lng, region=grid.region_code, name=region_name,
         )
+    require(store, actor, "cell.view", cell=int(cells[0]))
     result = org.responsible_chain(store, int(cells[0]))
     return {"lat": lat, "lng": lng, **result}
 
@@ -177,19 +175,33 @@ def responsible_batch(grid: Grid, lat: np.ndarray, lng: np.ndarray) -> dict[str,
     return out
 
 
-def coverage(store: Store) -> dict[str, Any]:
-    """The coverage report of the configured region."""
-    region, _ = _settings(store)
-    return org.coverage_report(store, region)
+def coverage(store: Store, actor: Actor) -> dict[str, Any]:
+    """The coverage report: of the whole region for its administrators and the command line, of the actor's own
+    cells for everyone else (no unit or person outside their scope is named; ``people_without_unit`` stays empty).
+    """
+    from gridwatch.services.leaders import scope_coverage
+
+    region, _ = regionstore.region_and_resolution(store)
+    user = user_of(actor)
+    if user is None or auth.can_act_on_unit(store, user, MANAGE_PEOPLE, region):
+        return org.coverage_report(store, region)
+    scoped = scope_coverage(store, user)
+    gaps = scoped["cells_without_inspector"]
+    return {"region": region, "scope": "own_cells", "units_checked": None, "cells_checked": scoped["cells_checked"],
+            "units_without_grid_leader": scoped["units_without_grid_leader"],
+            "cells_without_inspector": {"count": gaps["count"], "by_township": [], "by_village": gaps["by_village"],
+                                        "cells": gaps["cells"]},
+            "people_without_unit": []}
 
 
-def load_boundaries(store: Store, path: str | Path, *, level: str, code_field: str, name_field: str,
+def load_boundaries(store: Store, actor: Actor, path: str | Path, *, level: str, code_field: str, name_field: str,
                     parent_field: str | None = None, crs: str | None = None, layer: str | None = None,
-                    replace: bool = False, actor: str = SYSTEM) -> dict[str, Any]:
+                    replace: bool = False) -> dict[str, Any]:
     """Load township or village (or any level's) boundaries, then rebuild the grid; all or nothing.
 
     With ``replace`` the file replaces every stored unit of its level under the same parents.
     """
+    require_region(store, actor, "boundary.load")
     check_upload_size(path)
     path = Path(path)
     batch = boundaries.read_boundary_file(path, level=level, code_field=code_field, name_field=name_field,
@@ -197,49 +209,58 @@ def load_boundaries(store: Store, path: str | Path, *, level: str, code_field: s
     with store.transaction():
         batch = boundaries.prepare_units(store, batch, replace=replace)
         counts = boundaries.store_units(store, batch)
-        change = rebuild_grid(store, actor=actor, _audit=False) if store.get_meta("region") else None
-        audit(store, actor=actor, action="boundaries.load", subject=path.name,
+        change = _rebuild_grid(store, actor_name(actor), audit_it=False) if store.get_meta("region") else None
+        audit(store, actor=actor_name(actor), action="boundaries.load", subject=path.name,
               detail={"level": level, "crs": batch.crs, "sha256": sha256_of(path), **counts,
                       "removed": batch.removes, "grid": change})
     return {"file": path.name, "level": level, "crs": batch.crs, **counts, "repaired_units": batch.repaired,
             "grid": change}
 
 
-def import_people(store: Store, path: str | Path, *, actor: str = SYSTEM) -> dict[str, int]:
-    """Import people and roles from a CSV (all or nothing)."""
+def import_people(store: Store, actor: Actor, path: str | Path) -> dict[str, int]:
+    """Import people and roles for the whole region from a CSV (all or nothing)."""
+    require_region(store, actor, "people.manage")
     with store.transaction():
         result = org.import_people_csv(store, path).to_dict()
-        audit(store, actor=actor, action="people.import", subject=Path(path).name, detail=result)
+        audit(store, actor=actor_name(actor), action="people.import", subject=Path(path).name, detail=result)
     return result
 
 
-def people_table(store: Store) -> pd.DataFrame:
-    """People with their roles."""
+def people_table(store: Store, actor: Actor) -> pd.DataFrame:
+    """People of the whole region with their roles (for its administrators and the command line)."""
+    require_region(store, actor, "people.manage")
     return org.list_people(store)
 
 
-def region_cells(store: Store, *, unit_code: str | None = None) -> pd.DataFrame:
-    """Cells of the region (or of one unit in it) with owners: ``cell`` as H3 hex id."""
-    where, params = "", []
+def region_cells(store: Store, actor: Actor, *, unit_code: str | None = None) -> pd.DataFrame:
+    """Cells of the region (or of one unit in it) that the actor may see, with owners: ``cell`` as H3 hex id."""
     if unit_code:
-        level = store.scalar("SELECT level FROM units WHERE code = ?", [unit_code])
-        if level not in OWNER_LEVELS:
-            raise NotFound("No administrative unit with code {code}.", code=unit_code)
-        where, params = f" WHERE {level}_code = ?", [unit_code]
-    df = store.query_df(
-        "SELECT c.cell, c.lat, c.lng, c.township_code, t.name AS township_name, c.village_code,"
-        " v.name AS village_name FROM cells c LEFT JOIN units t ON t.code = c.township_code"
-        f" LEFT JOIN units v ON v.code = c.village_code{where} ORDER BY c.cell",
-        params,
-    )
+        require(store, actor, "cell.view", unit=unit_code)
+    else:
+        require(store, actor, "cell.view")
+    df = regionstore.cells(store, unit_code=unit_code)
+    user = user_of(actor)
+    if user is not None and not unit_code:
+        df = df[df.cell.isin(np.asarray(auth.user_cells(store, user, "cell.view"), dtype=np.int64))]
+        df = df.reset_index(drop=True)
     df["cell"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
     return df
 
 
+def require_region_set(store: Store) -> None:
+    """Refuse with what to do when the database has no region yet (shown before anyone can sign in).
+
+    Raises
+    ------
+    NotFound
+        The database has no region: run ``python -m gridwatch init --region CODE`` first.
+    """
+    regionstore.region_and_resolution(store)
+
+
 def is_demo(store: Store) -> bool:
-    """Whether the region carries generated demo units or people."""
-    return bool(store.scalar("SELECT (SELECT count(*) FROM units WHERE is_demo)"
-                             " + (SELECT count(*) FROM people WHERE is_demo) > 0"))
+    """Whether the region carries generated demo units or people (shown before anyone signs in)."""
+    return regionstore.is_demo(store)
 
 
 def region_levels() -> tuple[str, ...]:

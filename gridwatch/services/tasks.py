@@ -15,41 +15,66 @@ from h3ronpy import cells_to_string
 
 from gridwatch import auth, workflow
 from gridwatch.crs import wgs84_to_gcj02
-from gridwatch.errors import InvalidTransition, NotFound
+from gridwatch.errors import InvalidTransition, NotFound, ValidationError
 from gridwatch.photos import inspect_photo, photo_preview, store_photo
-from gridwatch.services._common import SYSTEM, audit
+from gridwatch.services._common import Actor, actor_name, audit, require, require_system, user_of
 from gridwatch.storage import Store
-from gridwatch.tasks import ACTIVE_STATES, FINDINGS
+from gridwatch.tasks import ACTIVE_STATES, FINDINGS, State
 
 
-def tasks_table(store: Store, *, assignee: str | None = None, state: str | None = None, unit: str | None = None,
-                kind: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-    """Tasks as JSON-ready rows (cell as H3 hex id, times in UTC ISO)."""
-    df = workflow.list_tasks(store, assignee=assignee, state=state, unit=unit, kind=kind, limit=limit)
+def tasks_table(store: Store, actor: Actor, *, assignee: str | None = None, state: str | None = None,
+                unit: str | None = None, kind: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """Tasks on the cells the actor may see, as JSON-ready rows (cell as H3 hex id, times in UTC ISO)."""
+    if state is not None and state not in {s.value for s in State}:
+        raise ValidationError("Unknown task state {state}; use one of {known}.", state=state,
+                              known=", ".join(s.value for s in State))
+    if unit:
+        require(store, actor, "cell.view", unit=unit)
+    user = user_of(actor)
+    cells = None if user is None else auth.user_cells(store, user, "cell.view")
+    df = workflow.list_tasks(store, assignee=assignee, state=state, unit=unit, kind=kind, cells=cells, limit=limit)
     df["cell"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
     for col in ("created_at", "due_at"):
         df[col] = pd.to_datetime(df[col]).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
-def task_show(store: Store, task_id: int) -> dict[str, Any]:
-    """One task with its full event history."""
+def _require_task(store: Store, actor: Actor, task_id: int, action: str) -> int:
+    """Refuse unless the actor may do ``action`` on the task: on its cell, or as its assignee (for ``task.work``)."""
+    found = store.query("SELECT cell, assignee_id FROM tasks WHERE id = ?", [int(task_id)])
+    if not found:
+        raise NotFound("There is no task {id}.", id=task_id)
+    cell, assignee = int(found[0]["cell"]), found[0]["assignee_id"]
+    user = user_of(actor)
+    if user is not None and action in ("task.work", "cell.view") and assignee == user.person_id:
+        # a task a leader gave to this person (in the leader's scope) is theirs to see and work, on any cell
+        require(store, actor, "task.work")
+    else:
+        require(store, actor, action, cell=cell)
+    return cell
+
+
+def task_show(store: Store, actor: Actor, task_id: int) -> dict[str, Any]:
+    """One task with its full event history, for someone who may see its cell (or works on it)."""
+    _require_task(store, actor, task_id, "cell.view")
     return workflow.task_detail(store, task_id)
 
 
-def generate_patrols(store: Store, *, actor: str = SYSTEM) -> dict[str, int]:
-    """Open the routine patrols due now (weekly per cell)."""
+def generate_patrols(store: Store, actor: Actor) -> dict[str, int]:
+    """Open the routine patrols due now (weekly per cell) over the whole region (a job or the command line)."""
+    require_system(actor, "patrols.generate")
     with store.transaction():
-        result = workflow.generate_patrols(store, actor=actor)
-        audit(store, actor=actor, action="patrols.generate", detail=result)
+        result = workflow.generate_patrols(store, actor=actor_name(actor))
+        audit(store, actor=actor_name(actor), action="patrols.generate", detail=result)
     return result
 
 
-def escalate(store: Store, *, actor: str = "escalation") -> dict[str, int]:
-    """Escalate overdue tasks up the chain."""
+def escalate(store: Store, actor: Actor) -> dict[str, int]:
+    """Escalate overdue tasks up the chain (a job or the command line)."""
+    require_system(actor, "tasks.escalate")
     with store.transaction():
-        result = workflow.escalate_overdue(store, actor=actor)
-        audit(store, actor=actor, action="tasks.escalate", detail=result)
+        result = workflow.escalate_overdue(store, actor=actor_name(actor))
+        audit(store, actor=actor_name(actor), action="tasks.escalate", detail=result)
     return result
 
 
@@ -66,6 +91,9 @@ def my_tasks(store: Store, user: auth.User, *, include_done: bool = False) -> pd
     return df.reset_index(drop=True)
 
 
+#: the largest draft kept for a report in progress (JSON text)
+MAX_DRAFT_BYTES = 64 * 1024
+
 #: the states a worker may move their task to (the rest belong to verifiers, leaders and the system)
 WORKER_STEPS = ("in_progress", "reported")
 
@@ -81,16 +109,7 @@ def work_on(store: Store, user: auth.User, task_id: int, to_state: str, *, findi
     if to_state not in WORKER_STEPS:
         raise InvalidTransition("A worker starts a task or reports on it; {state} is set by leaders and by the "
                                 "system.", state=to_state)
-    task = store.query("SELECT cell, assignee_id FROM tasks WHERE id = ?", [int(task_id)])  # the scope check's
-    if not task:  # two facts, not the whole history
-        raise NotFound("There is no task {id}.", id=task_id)
-    task = task[0]
-    cell = int(task["cell"])
-    if task["assignee_id"] == user.person_id:
-        # a task a leader gave to this person (in the leader's scope) is theirs to work, on any cell
-        auth.require(store, user, "task.work")
-    else:
-        auth.require(store, user, "task.work", cell=cell)
+    _require_task(store, user, task_id, "task.work")
     checked = [(name, inspect_photo(data, name=name)) for name, data in photos]
 
     # photos first, in their own transaction (content-addressed, stored once): input that loses a race to another
@@ -112,6 +131,7 @@ def work_on(store: Store, user: auth.User, task_id: int, to_state: str, *, findi
 
 def review_queue(store: Store, user: auth.User) -> pd.DataFrame:
     """Reports waiting for this user's verification (in their scope, not reported by them)."""
+    auth.require(store, user, "task.verify")
     cells = auth.user_cells(store, user, "task.verify")
     df = workflow.list_tasks(store, state="reported", cells=cells, limit=2000)
     df["cell_id"] = cells_to_string(pa.array(df.cell.to_numpy(dtype=np.int64).view(np.uint64))).to_pylist()
@@ -122,8 +142,8 @@ def verify(store: Store, user: auth.User, task_id: int, *, accept: bool, note: s
            seen_event_id: int | None = None, idempotency_key: str | None = None) -> dict:
     """Verify (and close) or reject a report, as someone other than the reporter (version-checked like
     :func:`work_on`)."""
+    _require_task(store, user, task_id, "task.verify")
     task = workflow.task_detail(store, task_id)
-    auth.require(store, user, "task.verify", cell=int(h3.str_to_int(task["cell"])))
 
     def work() -> dict:
         with store.transaction():
@@ -168,16 +188,25 @@ def task_conflicts(store: Store, user: auth.User) -> pd.DataFrame:
 
 
 def save_draft(store: Store, user: auth.User, task_id: int, draft: dict) -> None:
-    """Keep a report in progress on the server, so a lost connection or a locked screen loses nothing."""
+    """Keep a report in progress on the server, so a lost connection or a locked screen loses nothing.
+
+    Only on a task the user may work on; a draft is at most ``MAX_DRAFT_BYTES`` of JSON.
+    """
+    _require_task(store, user, task_id, "task.work")
+    text = json.dumps(draft, ensure_ascii=False)
+    if len(text.encode()) > MAX_DRAFT_BYTES:
+        raise ValidationError("A draft may hold at most {limit} KB of text; this one has {size} KB.",
+                              limit=MAX_DRAFT_BYTES // 1024, size=len(text.encode()) // 1024)
     with store.transaction():
         store.execute("DELETE FROM report_drafts WHERE task_id = ? AND author = ?", [task_id, user.username])
         store.execute("INSERT INTO report_drafts (task_id, author, saved_at, draft) VALUES (?, ?, ?, ?)",
                       [task_id, user.username, dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                       json.dumps(draft, ensure_ascii=False)])
+                       text])
 
 
 def load_draft(store: Store, user: auth.User, task_id: int) -> dict:
     """The user's saved draft of a report, or {}."""
+    _require_task(store, user, task_id, "task.work")
     value = store.scalar("SELECT draft FROM report_drafts WHERE task_id = ? AND author = ?", [task_id, user.username])
     return json.loads(value) if value else {}
 
@@ -197,8 +226,12 @@ def cell_neighbourhood(cell_id: str, *, k: int = 2) -> list[str]:
     return list(h3.grid_disk(cell_id, k))
 
 
-def task_photo(store: Store, sha256: str) -> bytes | None:
-    """The upright preview of a report photo."""
+def task_photo(store: Store, actor: Actor, sha256: str) -> bytes | None:
+    """The upright preview of a report photo, for someone who may see its task."""
+    task_id = store.scalar("SELECT task_id FROM photos WHERE sha256 = ?", [str(sha256)])
+    if task_id is None:
+        return None
+    _require_task(store, actor, int(task_id), "cell.view")
     return photo_preview(store, sha256)
 
 

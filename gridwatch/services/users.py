@@ -1,11 +1,14 @@
-"""Accounts and sign-in: passwords, organisation identities, sessions and the demo accounts."""
+"""Accounts and sign-in: passwords, organisation identities, sessions and the demo accounts.
+
+Signing in, out and reading a session's user are the only services without an actor: they are how one is made.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from gridwatch import auth, org
-from gridwatch.services._common import SYSTEM, audit
+from gridwatch.services._common import MANAGE_PEOPLE, Actor, actor_name, audit, require, require_region
 from gridwatch.storage import Store
 
 #: the demo accounts made by ``init --demo`` (user name → person key); one password for all, in the README
@@ -21,6 +24,8 @@ DEMO_ACCOUNTS = {
 DEMO_PASSWORD = "demo-2026"
 
 
+
+
 def _add_demo_accounts(store: Store) -> int:
     made = 0
     for username, person in DEMO_ACCOUNTS.items():
@@ -31,14 +36,18 @@ def _add_demo_accounts(store: Store) -> int:
     return made
 
 
-def add_user(store: Store, username: str, password: str, *, role: str, unit: str, name: str | None = None,
-             actor: str = SYSTEM) -> dict[str, Any]:
-    """Create a person (if new), give them ``role`` on ``unit`` and an account; all or nothing."""
+def add_user(store: Store, actor: Actor, username: str, password: str, *, role: str, unit: str,
+             name: str | None = None) -> dict[str, Any]:
+    """Create a person (if new), give them ``role`` on ``unit`` and an account; all or nothing.
+
+    An administrator may add people only on units in their scope; the command line anywhere.
+    """
+    require(store, actor, MANAGE_PEOPLE, unit=unit)
     with store.transaction():
         pid = org.add_person(store, person_key=username, name=name or username)
         org.assign_role(store, pid, role, unit_code=unit)
         account = auth.add_account(store, username, password, person_key=username)
-        audit(store, actor=actor, action="users.add", subject=username, detail={"role": role, "unit": unit})
+        audit(store, actor=actor_name(actor), action="users.add", subject=username, detail={"role": role, "unit": unit})
     return {"username": username, "account_id": account, "person_id": pid, "role": role, "unit": unit}
 
 
@@ -52,11 +61,13 @@ def sign_in_external(store: Store, *, issuer: str, subject: str, email: str = ""
     return auth.login_external(store, issuer=issuer, subject=subject, email=email)
 
 
-def link_identity(store: Store, username: str, *, issuer: str, subject: str, email: str = "",
-                  actor: str = SYSTEM) -> dict[str, str]:
-    """Let an organisation identity sign in as ``username``."""
-    auth.link_identity(store, username, issuer=issuer, subject=subject, email=email, actor=actor)
-    audit(store, actor=actor, action="identity.link", subject=username, detail={"issuer": issuer, "subject": subject})
+def link_identity(store: Store, actor: Actor, username: str, *, issuer: str, subject: str,
+                  email: str = "") -> dict[str, str]:
+    """Let an organisation identity sign in as ``username`` (the command line, or an administrator of the region)."""
+    require_region(store, actor, MANAGE_PEOPLE)
+    auth.link_identity(store, username, issuer=issuer, subject=subject, email=email, actor=actor_name(actor))
+    audit(store, actor=actor_name(actor), action="identity.link", subject=username,
+          detail={"issuer": issuer, "subject": subject})
     return {"username": username, "issuer": issuer, "subject": subject}
 
 
