@@ -1,5 +1,6 @@
-"""Fire detections in the store: what is known already, burn days per cell, the rows and passes written, and the
-counts the fire screens and reports read, each restricted by a scope condition the caller passes.
+"""Fire detections in the store: known keys, burn days, the rows and passes written, the counts screens read.
+
+Every count is restricted by a scope condition the caller passes (a user's cells, or everything).
 
 Services speak of fires through these functions; the SQL stays here, as the region's stays in
 :mod:`gridwatch.regionstore` and the layers' in :mod:`gridwatch.layerstore`.
