@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(run=lambda store, a: services.audit_head(store, CLI))
 
+    p = sub.add_parser("rules", help="every rule in force with its value and source: a plan's clause, or a local "
+                                     "setting (本地设置) with the document the county entered")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.rules(store, CLI))
+
     us = sub.add_parser("users", help="sign-in accounts").add_subparsers(dest="users_command", required=True,
                                                                         metavar="USERS_COMMAND")
     p = us.add_parser("add", help="add a person with a role on a unit and an account "

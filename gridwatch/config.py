@@ -62,6 +62,9 @@ class Settings:
         Fiscal deduction per fire point (an example default; set the local rule).
     report_seasons : str
         Harvest seasons ``name=MM-DD..MM-DD,...``; empty uses the dispatch key periods.
+    rule_documents : mapping
+        The document number the county entered for each local setting (本地设置), by setting name; shown with the
+        rule wherever it is applied (``python -m gridwatch rules``).
     """
 
     db: str = str(DEFAULT_DB_PATH)
@@ -100,6 +103,8 @@ class Settings:
     report_threshold_metric: str = "fire_points"
     report_deduction_yuan: float = 10000.0
     report_seasons: str = ""
+    # the document (文号) behind each local setting (本地设置), by setting name
+    rule_documents: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(

@@ -19,7 +19,9 @@ datetime.date(2026, 7, 1)
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -27,9 +29,10 @@ import pandas as pd
 
 from gridwatch.config import Settings
 from gridwatch.errors import ValidationError
+from gridwatch.i18n import N_
 from gridwatch.tasks import Kind, Priority
 
-__all__ = ["TIMEZONE", "Period", "DispatchPolicy", "Policy"]
+__all__ = ["TIMEZONE", "Period", "DispatchPolicy", "Policy", "Rule", "rules_in_force", "PLAN_RULES", "LOCAL_RULES"]
 
 #: Beijing time: the zone of every local date, period and deadline shown (the plans' calendar)
 TIMEZONE = "Asia/Shanghai"
@@ -223,3 +226,145 @@ class Policy:
         if utc is None or (not isinstance(utc, str) and pd.isna(utc)):
             return missing
         return str(self.local_text([utc], fmt, missing=missing).iloc[0])
+
+
+# -- the rules in force, each with its source ---------------------------------------------------------------------
+
+#: where a rule comes from: a clause of a plan, a local setting (本地设置) the county entered, or a demo setting
+SOURCE_KINDS = ("plan", "local", "demo")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule the software applies, with its value and its source.
+
+    Attributes
+    ----------
+    key : str
+        The setting that holds it (``gridwatch.toml`` / ``GRIDWATCH_*``), e.g. ``heat_radius_km``.
+    label : str
+        What it decides, as an English message id (translated at the edge).
+    value : str
+        The value in force, as text (``""`` when the feature is off).
+    source : str
+        ``plan`` (a clause gives the number), ``local`` (本地设置: a number no clause gives, set by the county) or
+        ``demo`` (a local setting of the generated demo database).
+    document : str
+        For ``plan``: the document and clause (see the policy excerpts); for ``local``: the document number the
+        county entered (``rule_documents`` in the settings), empty when none was entered.
+    off : bool
+        True when no clause gives the number and nobody set it: the feature it drives is off.
+    """
+
+    key: str
+    label: str
+    value: str
+    source: str
+    document: str
+    off: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rule as JSON-ready data."""
+        return {"key": self.key, "label": self.label, "value": self.value, "source": self.source,
+                "document": self.document, "off": self.off}
+
+
+#: rules whose number a plan gives: (setting, label, the plan's value, the clause)
+PLAN_RULES: tuple[tuple[str, str, str, str], ...] = (
+    ("heat_min_chp_mw", N_("Combined heat and power plants whose radius applies, at least (MW)"), "300",
+     "HN-2024 §3(3) 30万千瓦以上热电联产电厂; XC-2024 3(3) 30萬千瓦及以上"),
+    ("heat_radius_km", N_("Heat-supply radius around a qualifying plant (km)"), "30",
+     "HN-2024 §3(3) 供热半径30公里范围内"),
+    ("heat_small_boiler_tph", N_("Coal boilers to eliminate region-wide, up to and including (t/h)"), "35",
+     "XC-2024 3(3) 35蒸噸/小時及以下; HN-2024 §3(3) 35蒸吨/小时以下"),
+    ("heat_boiler_deadline", N_("Boilers inside a radius closed or integrated by"), "2025-12-31",
+     "HN-2024 §3(3) 2025年年底前…关停或整合"),
+    ("bare_land_months", N_("Covered idle construction land greened after more than (months)"), "3",
+     "HN-2017 暂时不能开工的建设用地…超过三个月的进行绿化"),
+    ("resolution", N_("Grid cell size (H3 resolution; 8 is the closest to a 1 km grid)"), "8",
+     "HN-2017 以 1×1 千米网格为单位部署网格专员"),
+    ("patrol_cadence", N_("Routine patrol of every cell"), "weekly", "HN-2017 每周巡查"),
+    ("report_cadence", N_("Reporting cadence"), "day, week, 旬, month, two months, half year, year",
+     "HN-2017 §11 每日一调度，每周一汇总，每旬一排名，每月一考核，每两个月一评比，半年一奖惩，年终综期考核"),
+    ("timezone", N_("Calendar of days, weeks, 旬 and months"), TIMEZONE,
+     "HN-2017 §11 (the plans' calendar: Beijing time)"),
+)
+
+#: rules no plan gives a number for (本地设置): (setting, label, how to read it from the settings or policy)
+LOCAL_RULES: tuple[tuple[str, str], ...] = (
+    ("key_periods", N_("Key periods of straw burning (dates)")),
+    ("sla_fire_check_key_period", N_("Hours to reach a fire point in a key period")),
+    ("sla_fire_check", N_("Hours to reach a fire point outside key periods")),
+    ("sla_other", N_("Hours allowed for other task kinds")),
+    ("dispatch_low_confidence", N_("Low-confidence detections dispatched")),
+    ("persistent_days", N_("Burn days in the window that flag a cell as a possible static heat source")),
+    ("bare_land_min_m2", N_("Smallest bare patch registered (m²)")),
+    ("coal_check_cadence_days", N_("Days between re-check patrols (回头看) of no-burn zone cells")),
+    ("report_weights", N_("Ranking score weights")),
+    ("report_thresholds", N_("Accountability thresholds (通报, 约谈) on fire points per period")),
+    ("report_deduction_yuan", N_("Fiscal deduction per fire point (yuan)")),
+)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def rules_in_force(policy: Policy, *, demo: bool = False) -> list[Rule]:
+    """Every rule the policy applies, each with its value and source.
+
+    A plan's number kept as it is cites the clause; a number changed locally, and every number no clause gives, is a
+    local setting (本地设置) citing the document the county entered in ``rule_documents`` (``demo`` when the database
+    is the generated demo and no document was entered). A local rule with no value is off.
+
+    Examples
+    --------
+    >>> rules = {r.key: r for r in rules_in_force(Policy())}
+    >>> rules["heat_radius_km"].source, rules["heat_radius_km"].document.startswith("HN-2024")
+    ('plan', True)
+    >>> rules["report_deduction_yuan"].source
+    'local'
+    """
+    settings, dispatch = policy.settings, policy.dispatch
+    documents = getattr(settings, "rule_documents", None) or {}
+    if isinstance(documents, str):  # from the environment: name=document,name=document
+        documents = dict(part.split("=", 1) for part in documents.split(",") if "=" in part)
+    documents = {str(k).strip(): str(v).strip() for k, v in dict(documents).items()}
+    current = {
+        "heat_min_chp_mw": _text(float(settings.heat_min_chp_mw)),
+        "heat_radius_km": _text(float(settings.heat_radius_km)),
+        "heat_small_boiler_tph": _text(float(settings.heat_small_boiler_tph)),
+        "heat_boiler_deadline": str(settings.heat_boiler_deadline), "bare_land_months": str(settings.bare_land_months),
+        "resolution": str(settings.resolution), "patrol_cadence": "weekly",
+        "report_cadence": "day, week, 旬, month, two months, half year, year", "timezone": policy.timezone,
+        "key_periods": ",".join(f"{p.name}={p.start[0]:02d}-{p.start[1]:02d}..{p.end[0]:02d}-{p.end[1]:02d}"
+                                for p in dispatch.key_periods),
+        "sla_fire_check_key_period": _text(float(dispatch.sla_key_hours)),
+        "sla_fire_check": _text(float(dispatch.sla_hours)),
+        "sla_other": _text({str(k): float(v) for k, v in dispatch.sla_by_kind.items()}),
+        "dispatch_low_confidence": "yes" if dispatch.dispatch_low_confidence else "no",
+        "persistent_days": f"{dispatch.persistent_days} / {dispatch.persistent_window_days}",
+        "bare_land_min_m2": _text(float(settings.bare_land_min_m2)),
+        "coal_check_cadence_days": str(settings.coal_check_cadence_days),
+        "report_weights": _text(settings.report_weights), "report_thresholds": _text(settings.report_thresholds),
+        "report_deduction_yuan": _text(float(settings.report_deduction_yuan or 0)),
+    }
+
+    def local(key: str, label: str) -> Rule:
+        value = current[key]
+        off = value in ("", "0", "no")
+        source = "demo" if demo and not documents.get(key) else "local"
+        return Rule(key, label, value, source, documents.get(key, ""), off=off)
+
+    out = []
+    for key, label, plan_value, clause in PLAN_RULES:
+        if current[key] == plan_value:
+            out.append(Rule(key, label, plan_value, "plan", clause))
+        else:
+            out.append(local(key, label))
+    out += [local(key, label) for key, label in LOCAL_RULES]
+    return out

@@ -75,6 +75,7 @@ from gridwatch.services.leaders import (
     scope_bounds,
     scope_coverage,
 )
+from gridwatch.services.rules import rules
 from gridwatch.services.notices import (
     notifications,
     notify_run,
@@ -255,6 +256,7 @@ __all__ = [
     "people_behind",
     "people_table",
     "rebuild_grid",
+    "rules",
     "region_cells",
     "region_levels",
     "require_region_set",

@@ -1,0 +1,74 @@
+"""The rules in force: each with its value and its source, a plan's clause or a local setting with its document."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gridwatch import services
+from gridwatch.config import Settings
+from gridwatch.errors import ValidationError
+from gridwatch.policy import PLAN_RULES, Policy, rules_in_force
+
+
+def _by_key(rules):
+    return {r.key: r for r in rules}
+
+
+def test_a_plans_number_cites_its_clause():
+    rules = _by_key(rules_in_force(Policy.from_settings(Settings.load(env={}, config_path=None))))
+    for key, _, value, clause in PLAN_RULES:
+        assert rules[key].source == "plan" and rules[key].value == value and rules[key].document == clause
+    assert "XC-2024" in rules["heat_small_boiler_tph"].document and "及以下" in rules["heat_small_boiler_tph"].document
+
+
+def test_a_changed_plan_number_becomes_a_local_setting_with_its_document():
+    settings = Settings.load(env={}, config_path=None, heat_radius_km=25,
+                             rule_documents={"heat_radius_km": "伊政〔2025〕3号"})
+    rule = _by_key(rules_in_force(Policy.from_settings(settings)))["heat_radius_km"]
+    assert (rule.value, rule.source, rule.document) == ("25", "local", "伊政〔2025〕3号")
+
+
+def test_numbers_no_plan_gives_are_local_and_say_so():
+    rules = _by_key(rules_in_force(Policy.from_settings(Settings.load(env={}, config_path=None))))
+    for key in ("key_periods", "sla_fire_check", "report_thresholds", "report_deduction_yuan"):
+        assert rules[key].source == "local" and rules[key].document == ""
+    demo = _by_key(rules_in_force(Policy(), demo=True))
+    assert demo["report_thresholds"].source == "demo"
+
+
+def test_documents_from_the_environment():
+    settings = Settings.load(env={"GRIDWATCH_RULE_DOCUMENTS": "report_thresholds=伊政〔2024〕9号"}, config_path=None)
+    assert _by_key(rules_in_force(Policy.from_settings(settings)))["report_thresholds"].document == "伊政〔2024〕9号"
+
+
+def test_service_level_hours_come_from_the_settings():
+    policy = Policy.from_settings(Settings.load(env={}, config_path=None,
+                                                sla_hours={"fire_check": 12, "boiler_check": 48}))
+    assert policy.sla_hours("fire_check") == 12 and policy.sla_hours("boiler_check") == 48
+    assert policy.dispatch.sla_key_hours == 2  # unchanged where not set
+    with pytest.raises(ValidationError, match="sla_hours"):
+        Policy.from_settings(Settings.load(env={}, config_path=None, sla_hours={"fire_chek": 1}))
+    with pytest.raises(ValidationError, match="sla_hours"):
+        Policy.from_settings(Settings.load(env={}, config_path=None, sla_hours={"fire_check": -1}))
+
+
+def test_rules_service_and_command(demo_store, tmp_path):
+    rules = services.rules(demo_store, services.CLI)
+    assert {r["source"] for r in rules} >= {"plan", "demo"}
+    inspector = services.current_user(demo_store, services.sign_in(demo_store, "inspector", "demo-2026").token)
+    assert services.rules(demo_store, inspector) == rules
+    with pytest.raises(TypeError):
+        services.rules(demo_store, None)
+
+
+def test_rules_command_prints_json(tmp_path, capsys):
+    from gridwatch.cli import main
+
+    db = str(tmp_path / "r.duckdb")
+    assert main(["init", "--region", "410329", "--db", db, "--json"]) == 0
+    capsys.readouterr()
+    assert main(["rules", "--db", db, "--json"]) == 0
+    rules = json.loads(capsys.readouterr().out)
+    assert any(r["key"] == "heat_radius_km" and r["source"] == "plan" for r in rules)
