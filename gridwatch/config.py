@@ -57,9 +57,11 @@ class Settings:
         Weights of the ranking score, ``metric=weight,...`` (lower score ranks first).
     report_thresholds : str or mapping
         Accountability thresholds on ``report_threshold_metric`` per period:
-        ``notice`` (通报), ``interview_deputy`` (约谈分管负责人), ``interview_principal`` (约谈主要负责人).
+        ``notice`` (通报), ``interview_deputy`` (约谈分管负责人), ``interview_principal`` (约谈主要负责人). The plans
+        name these measures but give no thresholds: empty (the default) means none is applied; a county that sets
+        them enters their document in ``rule_documents``.
     report_deduction_yuan : float
-        Fiscal deduction per fire point (an example default; set the local rule).
+        Fiscal deduction per fire point; the plans give no amount: 0 (the default) means none.
     report_seasons : str
         Harvest seasons ``name=MM-DD..MM-DD,...``; empty uses the dispatch key periods.
     rule_documents : mapping
@@ -99,9 +101,9 @@ class Settings:
     coal_check_cadence_days: int = 30
     # reports (gridwatch.reports): the ranking score, accountability thresholds, fiscal deduction, seasons
     report_weights: str | Mapping[str, float] = "fire_points=1,confirmed=1,tasks_overdue=0.5"
-    report_thresholds: str | Mapping[str, float] = "notice=5,interview_deputy=10,interview_principal=20"
+    report_thresholds: str | Mapping[str, float] = ""
     report_threshold_metric: str = "fire_points"
-    report_deduction_yuan: float = 10000.0
+    report_deduction_yuan: float = 0.0
     report_seasons: str = ""
     # the document (文号) behind each local setting (本地设置), by setting name
     rule_documents: Mapping[str, str] = field(default_factory=dict)

@@ -32,7 +32,7 @@ from gridwatch.errors import ValidationError
 from gridwatch.i18n import N_
 from gridwatch.tasks import Kind, Priority
 
-__all__ = ["TIMEZONE", "Period", "DispatchPolicy", "Policy", "Rule", "rules_in_force", "PLAN_RULES", "LOCAL_RULES"]
+__all__ = ["TIMEZONE", "DEMO_DOCUMENT", "Period", "DispatchPolicy", "Policy", "Rule", "rules_in_force", "PLAN_RULES", "LOCAL_RULES"]
 
 #: Beijing time: the zone of every local date, period and deadline shown (the plans' calendar)
 TIMEZONE = "Asia/Shanghai"
@@ -232,6 +232,8 @@ class Policy:
 
 #: where a rule comes from: a clause of a plan, a local setting (本地设置) the county entered, or a demo setting
 SOURCE_KINDS = ("plan", "local", "demo")
+#: the document shown for the local settings the generated demo database fills in
+DEMO_DOCUMENT = "演示设置（演示数据库生成，非规划规定）"
 
 
 @dataclass(frozen=True)
@@ -357,7 +359,7 @@ def rules_in_force(policy: Policy, *, demo: bool = False) -> list[Rule]:
     def local(key: str, label: str) -> Rule:
         value = current[key]
         off = value in ("", "0", "no")
-        source = "demo" if demo and not documents.get(key) else "local"
+        source = "demo" if demo and documents.get(key, DEMO_DOCUMENT) == DEMO_DOCUMENT else "local"
         return Rule(key, label, value, source, documents.get(key, ""), off=off)
 
     out = []

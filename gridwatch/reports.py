@@ -128,10 +128,10 @@ class ReportRules:
 
     weights: Mapping[str, float] = field(default_factory=lambda: {"fire_points": 1.0, "confirmed": 1.0,
                                                                   "tasks_overdue": 0.5})
-    thresholds: Mapping[str, float] = field(default_factory=lambda: {"notice": 5.0, "interview_deputy": 10.0,
-                                                                     "interview_principal": 20.0})
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # the plans give none: local settings only
     threshold_metric: str = "fire_points"
-    deduction_yuan: float = 10000.0
+    deduction_yuan: float = 0.0  # the plans give no amount: a local setting only
+    document: str = ""  # the document of the local thresholds and deduction (rule_documents)
     seasons: tuple[KeyPeriod, ...] = field(default_factory=lambda: DispatchPolicy().key_periods)
     timezone: str = "Asia/Shanghai"
 
@@ -145,7 +145,10 @@ class ReportRules:
         except (TypeError, ValueError) as exc:
             raise ValidationError("report_deduction_yuan must be a number (got {value!r}).",
                                   value=settings.report_deduction_yuan) from exc
-        return cls(weights=parse_weights(settings.report_weights),
+        documents = getattr(settings, "rule_documents", None) or {}
+        document = (documents.get("report_thresholds") or documents.get("report_deduction_yuan") or ""
+                    if isinstance(documents, Mapping) else "")
+        return cls(weights=parse_weights(settings.report_weights), document=document,
                    thresholds=parse_thresholds(settings.report_thresholds), threshold_metric=metric,
                    deduction_yuan=deduction, seasons=seasons_from_text(settings.report_seasons),
                    timezone=settings.timezone)
@@ -158,11 +161,16 @@ class ReportRules:
                        language).format(terms=terms)
 
     def threshold_text(self, language: str = "zh_CN") -> str:
-        """The accountability rule in words."""
+        """The accountability rule in words, labelled as the local setting (本地设置) it is, with its document."""
+        if not self.thresholds and not self.deduction_yuan:
+            return gettext("No accountability thresholds or deductions are applied: the plans name the measures "
+                           "(通报, 约谈, economic penalties) but give no numbers, and none is set locally.", language)
         metric = column_labels(language).get(self.threshold_metric, self.threshold_metric)
+        local = gettext("Local setting (本地设置): {document}", language).format(
+            document=self.document or gettext("no document entered", language))
         steps = "；".join(f"≥ {_number(v)} → {gettext(STATUSES[k], language)}" for k, v in self.thresholds.items())
         return gettext("{metric} in the period: {steps}; deduction {yuan} yuan per fire point.", language).format(
-            metric=metric, steps=steps or "—", yuan=_number(self.deduction_yuan))
+            metric=metric, steps=steps or "—", yuan=_number(self.deduction_yuan)) + " " + local
 
 
 def _number(x: float) -> str:

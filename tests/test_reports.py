@@ -239,8 +239,8 @@ def test_weights_and_thresholds_are_checked():
     from gridwatch.errors import ValidationError
     rules = ReportRules.from_settings(Settings.load(env={}, config_path=None))
     assert dict(rules.weights) == {"fire_points": 1.0, "confirmed": 1.0, "tasks_overdue": 0.5}
-    assert dict(rules.thresholds) == {"notice": 5.0, "interview_deputy": 10.0, "interview_principal": 20.0}
-    assert rules.deduction_yuan == 10000.0 and rules.seasons[0].name == "summer_harvest"
+    # the plans give no thresholds or amounts: none applies until the county sets them (本地设置)
+    assert dict(rules.thresholds) == {} and rules.deduction_yuan == 0.0 and rules.seasons[0].name == "summer_harvest"
     with pytest.raises(ValidationError):
         ReportRules.from_settings(Settings.load(env={"GRIDWATCH_REPORT_WEIGHTS": "smoke=1"}, config_path=None))
     with pytest.raises(ValidationError):

@@ -15,7 +15,7 @@ from pathlib import Path
 from gridwatch import auth
 from gridwatch.config import Settings
 from gridwatch.errors import ValidationError
-from gridwatch.policy import Policy
+from gridwatch.policy import DEMO_DOCUMENT, Policy
 from gridwatch.storage import Store
 
 
@@ -108,7 +108,27 @@ def policy(store: Store) -> Policy:
     """The policy in force for this store: the one the edge attached when it opened it (``store.policy``), else the
     one of the settings as they are now (``gridwatch.toml`` and ``GRIDWATCH_*``)."""
     attached = getattr(store, "policy", None)
-    return attached if isinstance(attached, Policy) else Policy.load()
+    found = attached if isinstance(attached, Policy) else Policy.load()
+    return with_demo_settings(store, found)
+
+
+#: local settings (本地设置) the generated demo database applies where the settings leave them unset, so that its
+#: screens show every feature; they are labelled as demo settings wherever rules are listed
+DEMO_SETTINGS = {"report_thresholds": "notice=5,interview_deputy=10,interview_principal=20",
+                 "report_deduction_yuan": 10000.0}
+
+
+def with_demo_settings(store: Store, found: Policy) -> Policy:
+    """The policy with :data:`DEMO_SETTINGS` filled in where unset, when the database is the generated demo."""
+    from dataclasses import replace
+
+    from gridwatch import regionstore
+
+    unset = {k: v for k, v in DEMO_SETTINGS.items() if not getattr(found.settings, k)}
+    if not unset or store.get_meta("region") is None or not regionstore.is_demo(store):
+        return found
+    documents = {**{k: DEMO_DOCUMENT for k in unset}, **dict(found.settings.rule_documents or {})}
+    return replace(found, settings=replace(found.settings, **unset, rule_documents=documents))
 
 
 

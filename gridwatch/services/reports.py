@@ -30,6 +30,7 @@ from gridwatch.services._common import (
     require,
     require_region,
     user_of,
+    with_demo_settings,
 )
 from gridwatch.services.records import audit_head
 from gridwatch.storage import Store
@@ -120,7 +121,8 @@ def report_build(store: Store, actor: Actor, *, kind: str, date: str | dt.date, 
     A user needs ``report.view`` on ``unit`` (the refusal is recorded); the rules (weights, thresholds,
     deduction, seasons) come from the settings (the store's policy when none are given).
     """
-    settings = settings or policy(store).settings
+    settings = policy(store).settings if settings is None else \
+        with_demo_settings(store, Policy.from_settings(settings)).settings
     if unit is None:
         units = report_units(store, actor)
         if units.empty:
