@@ -32,10 +32,13 @@ from gridwatch.errors import ValidationError
 from gridwatch.i18n import N_
 from gridwatch.tasks import Kind, Priority
 
-__all__ = ["TIMEZONE", "DEMO_DOCUMENT", "Period", "DispatchPolicy", "Policy", "Rule", "rules_in_force", "PLAN_RULES", "LOCAL_RULES"]
+__all__ = ["TIMEZONE", "EARLIEST_DATA", "DEMO_DOCUMENT", "Period", "DispatchPolicy", "Policy", "Rule", "rules_in_force",
+           "PLAN_RULES", "LOCAL_RULES"]
 
 #: Beijing time: the zone of every local date, period and deadline shown (the plans' calendar)
 TIMEZONE = "Asia/Shanghai"
+#: the first day of the satellite fire record (MODIS on Terra, FIRMS collection 6.1): no fire data is older
+EARLIEST_DATA = dt.date(2000, 11, 1)
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,25 @@ class Policy:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.UTC)
         return moment.astimezone(self.zone).date()
+
+    def check_report_date(self, day: dt.date, *, what: str = "date") -> dt.date:
+        """Refuse a day after today (Beijing) or before any satellite fire data exists (:data:`EARLIEST_DATA`).
+
+        Examples
+        --------
+        >>> Policy().check_report_date(dt.date(1970, 1, 1))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gridwatch.errors.ValidationError: The date 1970-01-01 lies before 2000-11-01, when the satellite fire record ...
+        """
+        if day > self.today():
+            raise ValidationError("The {what} {day} lies in the future (today is {today} in Beijing); choose a day "
+                                  "up to today.", what=what, day=day.isoformat(), today=self.today().isoformat())
+        if day < EARLIEST_DATA:
+            raise ValidationError("The {what} {day} lies before {earliest}, when the satellite fire record begins "
+                                  "(MODIS on Terra); choose a later date.", what=what, day=day.isoformat(),
+                                  earliest=EARLIEST_DATA.isoformat())
+        return day
 
     def day_bounds_utc(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
         """The start and end of a Beijing calendar day as naive UTC datetimes (end exclusive)."""

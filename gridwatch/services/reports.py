@@ -109,6 +109,9 @@ def report_period(kind: str, date: str | dt.date, *, end: str | dt.date | None =
     """The period of a report: ``daily|weekly|xun|monthly|season|custom`` (or day, week, month) holding ``date``,
     in Beijing time, with the seasons of the settings (``gridwatch.toml`` when none are given)."""
     rules = Policy.from_settings(settings) if settings is not None else Policy.load()
+    rules.check_report_date(_periods.parse_date(date))
+    if end is not None:
+        rules.check_report_date(_periods.parse_date(end), what="end date")
     seasons = _periods.seasons_from_text(rules.settings.report_seasons) or rules.dispatch.key_periods
     return _periods.period_of(kind, date, end=end, seasons=seasons, timezone=rules.timezone)
 
