@@ -20,7 +20,7 @@ from gridwatch.storage import Store, open_store
 
 __all__ = ["store", "language", "t", "t_filled", "show_errors", "language_picker", "settings", "fire_fetcher", "user",
            "sign_out", "account_box", "remember_session", "oidc_providers", "oidc_login", "translate", "flash",
-           "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap"]
+           "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap", "through_app"]
 
 
 @st.cache_resource
@@ -135,6 +135,22 @@ def show_errors() -> Iterator[None]:
         yield
     except GridwatchError as exc:
         st.error(translate_error(exc, language()))
+
+
+def through_app() -> None:
+    """Run this page inside ``app.py``, after its sign-in, language picker and the role's menu.
+
+    Streamlit treats a ``pages/`` folder beside the entry script as a legacy multipage app until some session has
+    called ``st.navigation``: the first request after a start that opens a page's address directly (a bookmarked
+    ``/fires``) runs that page's file alone, under an automatic menu of every file and without signing in. Such a
+    run turns the legacy mode off, as ``st.navigation`` itself does, and starts again through ``app.py``, which
+    opens the page when the person may see it. Every page calls this first.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 #: the cookie that keeps a browser signed in across reloads (holds the session token; SameSite=Strict)

@@ -70,7 +70,7 @@ def _imports_streamlit(path: Path) -> bool:
 
 PACKAGE_FILES = sorted(PACKAGE.rglob("*.py"))
 LAYER_FILES = sorted([*PACKAGE.glob("layers/*.py"), *REPO.glob("layers/*.py")])
-UI_FILES = sorted([*REPO.glob("screens/*.py"), REPO / "app.py"])
+UI_FILES = sorted([*REPO.glob("pages/*.py"), REPO / "app.py"])
 
 
 def _rel(path: Path) -> str:
@@ -96,7 +96,7 @@ def test_the_import_scanner_sees_every_form():
 
 
 def test_the_gridwatch_import_resolver_keeps_modules():
-    imports = _gridwatch_imports(REPO / "screens" / "overview.py")
+    imports = _gridwatch_imports(REPO / "pages" / "overview.py")
     assert "gridwatch.services" in imports and "gridwatch.maps" in imports
     assert not any(name.endswith(("PALETTE", "cells_svg")) for name in imports)
 

@@ -38,7 +38,7 @@ def test_without_a_session_only_the_sign_in_page_shows(app_db):
 
 
 def test_overview_shows_the_demo_county_and_its_coverage_in_chinese(app_db):
-    at = AppTest.from_file(str(REPO_ROOT / "screens" / "overview.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "overview.py"), default_timeout=60).run()
     assert not at.exception, at.exception
     text = _texts(at)
     assert "网格概览：伊川县" in text
@@ -53,7 +53,7 @@ def test_overview_shows_the_demo_county_and_its_coverage_in_chinese(app_db):
 
 
 def test_overview_in_english(app_db):
-    at = AppTest.from_file(str(REPO_ROOT / "screens" / "overview.py"), default_timeout=60)
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "overview.py"), default_timeout=60)
     at.session_state["lang"] = "en"
     at.run()
     assert not at.exception, at.exception
@@ -66,14 +66,14 @@ def test_overview_without_a_region_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_DB", str(tmp_path / "empty.duckdb"))
     monkeypatch.chdir(REPO_ROOT)
     st.cache_resource.clear()
-    at = AppTest.from_file(str(REPO_ROOT / "screens" / "overview.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "overview.py"), default_timeout=60).run()
     st.cache_resource.clear()
     assert not at.exception
     assert any("init --region" in e.value for e in at.error)
 
 
 def test_fire_page_shows_demo_detections_tasks_and_days(app_db):
-    at = AppTest.from_file(str(REPO_ROOT / "screens" / "fires.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "fires.py"), default_timeout=60).run()
     assert not at.exception, at.exception
     assert at.title[0].value == "卫星火点"
     assert any("演示火点" in e.value for e in at.info)
@@ -115,7 +115,7 @@ def test_inspector_reports_and_leader_verifies(app_db):
         assert shown["state"] == "reported"
         assert shown["events"][-1]["detail"]["outside_cell_m"] == 0
 
-    leader = AppTest.from_file(str(REPO_ROOT / "screens" / "review.py"), default_timeout=60)
+    leader = AppTest.from_file(str(REPO_ROOT / "pages" / "review.py"), default_timeout=60)
     with open_store(str(app_db)) as store:
         leader.session_state["token"] = services.sign_in(store, "leader", services.DEMO_PASSWORD).token
     leader.run()
@@ -124,3 +124,23 @@ def test_inspector_reports_and_leader_verifies(app_db):
     leader.button(key=f"ok-{task_id}").click().run()
     with open_store(str(app_db)) as store:
         assert services.task_show(store, task_id)["state"] == "closed"
+
+
+# -- pages run inside app.py --------------------------------------------------------------------------------------
+
+
+def test_a_first_request_for_a_page_address_runs_through_app_py(app_db, monkeypatch):
+    """A server's first request may open a page's address (a bookmarked /fires): the page runs inside app.py."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import app_test
+
+    monkeypatch.setattr(app_test, "PagesManager", PagesManager)  # Streamlit decides as on a server's first request
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=60).switch_page("pages/fires.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "gridwatch · 网格化监管"  # the sign-in, not the fire points without signing in
+    assert [i.label for i in at.text_input] == ["用户名", "密码"]
+
+    leader = _signed_in(app_db, "leader").switch_page("pages/assign.py").run()
+    assert not leader.exception, leader.exception
+    assert leader.title[0].value == "分派任务"
+    assert [s.label for s in leader.sidebar.selectbox] == ["语言 / Language"]  # app.py's frame around the page

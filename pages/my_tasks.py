@@ -9,6 +9,7 @@ import streamlit as st
 from gridwatch import maps, services, ui
 from gridwatch.maps import cells_svg
 
+ui.through_app()
 t = ui.t
 store = ui.store()
 me = ui.require_user()
