@@ -24,10 +24,6 @@ if flash:
     st.success(flash)
 
 
-def _local(ts) -> str:
-    return pd.Timestamp(ts).tz_localize("UTC").tz_convert("Asia/Shanghai").strftime("%m-%d %H:%M")
-
-
 def _done(result: dict) -> None:
     """Say what happened after the rerun."""
     st.session_state["assign_flash"] = t("{n} tasks given to {name}; {same} were already theirs.",
@@ -54,13 +50,13 @@ with ui.show_errors():
         st.caption(t("{n} tasks nobody has started yet", n=len(tasks)))
         due = t("due")
         task_labels = {int(r.id): f"{r.title or t(r.kind)} · {r.village or ''} · {r.assignee or '—'} · {due} "
-                                  f"{_local(r.due_at)}" for r in tasks.itertuples()}
+                                  f"{services.moment_text(r.due_at, store=store)}" for r in tasks.itertuples()}
         st.dataframe(pd.DataFrame({
             t("Task"): [r.title or t(r.kind) for r in tasks.itertuples()],
             t("Village"): tasks.village,
             t("State"): [t(s) for s in tasks.state],
             t("Assignee"): tasks.assignee.fillna("—"),
-            t("Due"): [_local(d) for d in tasks.due_at],
+            t("Due"): services.local_text(tasks.due_at, store=store),
         }), hide_index=True, width="stretch", height=260)
         chosen = st.multiselect(t("Tasks to give"), list(task_labels), format_func=task_labels.get, placeholder=choose,
                                 key="assign_task_ids")
@@ -95,7 +91,7 @@ with ui.show_errors():
                 _done(services.assign_cells(store, me, sorted(cells), to_cells, note=note_cells))
 
     with tab_split:
-        today = pd.Timestamp.now(tz="Asia/Shanghai").date()
+        today = services.today(store=store)
         day = st.date_input(t("Day"), value=today, key="split_day")
         split_unit = st.selectbox(t("Unit"), [""] + list(units.code), key="split_unit",
                                   format_func=lambda c: unit_labels.get(c, c) if c else t("All units"))

@@ -156,6 +156,18 @@ from gridwatch.services.notices import (
     notifications,
     notify_run,
 )
+from gridwatch.services.display import (
+    BOARD_STATES,
+    TASK_KINDS,
+    State,
+    can_start,
+    cell_centre,
+    cell_centres,
+    latest_report,
+    local_text,
+    moment_text,
+    today,
+)
 
 __all__ = [
     "CROPLAND_META",
@@ -280,4 +292,18 @@ __all__ = [
     "verify",
     "work_on",
     "zone_cells",
+]
+
+# what pages show and offer (gridwatch.services.display)
+__all__ += [
+    "BOARD_STATES",
+    "State",
+    "TASK_KINDS",
+    "can_start",
+    "cell_centre",
+    "cell_centres",
+    "latest_report",
+    "local_text",
+    "moment_text",
+    "today",
 ]
