@@ -1,4 +1,4 @@
-"""gridwatch app entry: page config, language, sign-in, and the screens the signed-in person's roles allow."""
+"""gridwatch app entry: page config, language, sign-in, and the pages the signed-in person's roles allow."""
 
 import streamlit as st
 
@@ -13,24 +13,25 @@ ui.notifier()  # escalates overdue tasks and sends messages on a schedule
 user = ui.user()
 ui.remember_session()  # the sign-in survives a reload (a cookie with the session token)
 if user is None:
-    pages = [st.Page("screens/sign_in.py", title=ui.t("Sign in"), icon=":material/login:", default=True)]
+    pages = [st.Page("pages/sign_in.py", title=ui.t("Sign in"), icon=":material/login:", default=True)]
 else:
     ui.account_box(user)
     pages = []
     if user.can("task.work"):
-        pages.append(st.Page("screens/my_tasks.py", title=ui.t("My tasks"), icon=":material/assignment:"))
+        pages.append(st.Page("pages/my_tasks.py", title=ui.t("My tasks"), icon=":material/assignment:"))
     if user.can("task.verify"):
-        pages.append(st.Page("screens/review.py", title=ui.t("Cell status and reports"), icon=":material/fact_check:"))
+        pages.append(st.Page("pages/review.py", title=ui.t("Cell status and reports"), icon=":material/fact_check:"))
     if user.can("task.assign"):
-        pages.append(st.Page("screens/assign.py", title=ui.t("Assign work"), icon=":material/assignment_ind:"))
+        pages.append(st.Page("pages/assign.py", title=ui.t("Assign work"), icon=":material/assignment_ind:"))
     if user.can("layer.load"):
-        pages.append(st.Page("screens/layers.py", title=ui.t("Layers"), icon=":material/layers:"))
+        pages.append(st.Page("pages/layers.py", title=ui.t("Layers"), icon=":material/layers:"))
     if user.can("people.manage"):
-        pages.append(st.Page("screens/people.py", title=ui.t("People and roles"), icon=":material/groups:"))
+        pages.append(st.Page("pages/people.py", title=ui.t("People and roles"), icon=":material/groups:"))
     if user.can("report.view"):
-        pages.append(st.Page("screens/reports.py", title=ui.t("Reports and rankings"), icon=":material/leaderboard:"))
+        pages.append(st.Page("pages/reports.py", title=ui.t("Reports and rankings"), icon=":material/leaderboard:"))
     pages += [
-        st.Page("screens/overview.py", title=ui.t("Overview"), icon=":material/map:"),
-        st.Page("screens/fires.py", title=ui.t("Satellite fire points"), icon=":material/local_fire_department:"),
+        st.Page("pages/overview.py", title=ui.t("Overview"), icon=":material/map:"),
+        st.Page("pages/fires.py", title=ui.t("Satellite fire points"), icon=":material/local_fire_department:"),
     ]
-st.navigation(pages).run()
+with ui.show_errors():  # an unexpected error on any page reads as a message in the person's language
+    st.navigation(pages).run()

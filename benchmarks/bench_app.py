@@ -133,7 +133,7 @@ def app_inspector_tasks_10k() -> Result:
                        encoding="utf-8")
     # through app.py, as a browser's rerun runs it: language, sign-in check, navigation, then the page
     page, page_cpu = _apptest_reruns(REPO_ROOT / "app.py", token, RERUNS)
-    screen, _ = _apptest_reruns(REPO_ROOT / "screens" / "my_tasks.py", token, RERUNS)
+    screen, _ = _apptest_reruns(REPO_ROOT / "pages" / "my_tasks.py", token, RERUNS)
     base, base_cpu = _apptest_reruns(trivial, None, RERUNS)
     st.cache_resource.clear()
     return Result(

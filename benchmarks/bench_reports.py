@@ -232,7 +232,7 @@ def _apptest_seconds(db: Path) -> list[float]:
             token = services.sign_in(store, "county", services.DEMO_PASSWORD).token
         times = []
         for _ in range(4):
-            at = AppTest.from_file(str(REPO_ROOT / "screens" / "reports.py"), default_timeout=120)
+            at = AppTest.from_file(str(REPO_ROOT / "pages" / "reports.py"), default_timeout=120)
             at.session_state["token"] = token
             t0 = time.perf_counter()
             at.run()

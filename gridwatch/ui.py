@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 
@@ -15,12 +16,14 @@ from gridwatch.config import Settings
 from gridwatch.firms import FetchScheduler
 from gridwatch import auth  # noqa: F401 - for annotations
 from gridwatch.errors import GridwatchError, PermissionDenied
-from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, gettext, translate_error, translate_text
+from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext, translate_error, translate_text
 from gridwatch.storage import Store, open_store
 
 __all__ = ["store", "language", "t", "t_filled", "show_errors", "language_picker", "settings", "fire_fetcher", "user",
            "sign_out", "account_box", "remember_session", "oidc_providers", "oidc_login", "translate", "flash",
-           "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap"]
+           "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap", "through_app"]
+
+_LOG = logging.getLogger(__name__)
 
 
 @st.cache_resource
@@ -128,13 +131,49 @@ def show_flash(key: str) -> None:
         st.session_state.pop(f"flash-{key}", None)
 
 
+#: what a person reads when something unexpected failed (the details go to the server's log)
+_UNEXPECTED = N_("Something went wrong and has been recorded. Try again; if it happens again, tell an administrator.")
+
+
 @contextlib.contextmanager
 def show_errors() -> Iterator[None]:
-    """Show gridwatch errors as a message in the user's language instead of a traceback."""
+    """Show any error as a message in the user's language, never as a traceback.
+
+    A gridwatch error names the value and the fix; anything else is written to the server's log with its traceback
+    while the person reads that something went wrong and was recorded (``client.showErrorDetails = "none"`` keeps
+    Streamlit from showing details of an error that escapes). Streamlit's reruns and stops pass through. Under
+    Streamlit's ``AppTest`` an unexpected error goes on, so that the test sees it.
+    """
     try:
         yield
     except GridwatchError as exc:
         st.error(translate_error(exc, language()))
+    except Exception:
+        if _under_apptest():
+            raise
+        _LOG.exception("Unexpected error while drawing a page")
+        st.error(t(_UNEXPECTED))
+
+
+def _under_apptest() -> bool:
+    """Whether this run is Streamlit's ``AppTest``, which is to see an unexpected error as such."""
+    return bool(st.get_option("global.appTest"))
+
+
+def through_app() -> None:
+    """Run this page inside ``app.py``, after its sign-in, language picker and the role's menu.
+
+    Streamlit treats a ``pages/`` folder beside the entry script as a legacy multipage app until some session has
+    called ``st.navigation``: the first request after a start that opens a page's address directly (a bookmarked
+    ``/fires``) runs that page's file alone, under an automatic menu of every file and without signing in. Such a
+    run turns the legacy mode off, as ``st.navigation`` itself does, and starts again through ``app.py``, which
+    opens the page when the person may see it. Every page calls this first.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 #: the cookie that keeps a browser signed in across reloads (holds the session token; SameSite=Strict)

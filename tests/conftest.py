@@ -176,10 +176,30 @@ def app_db(demo_db, tmp_path, monkeypatch):
     path = copy_db(demo_db, tmp_path, "app.duckdb")
     monkeypatch.setenv("GRIDWATCH_DB", path)
     monkeypatch.chdir(REPO_ROOT)
+    pages_as_on_a_running_server(monkeypatch)
     st.cache_resource.clear()
     yield path if BACKEND == "postgres" else Path(path)
     st.cache_resource.clear()
     drop_db(path)
+
+
+def pages_as_on_a_running_server(monkeypatch) -> None:
+    """Let ``AppTest`` runs treat ``pages/`` as a running server does: not as Streamlit's legacy page folder.
+
+    A server decides once, on its first request, whether the ``pages/`` folder beside app.py makes a legacy
+    multipage app, and ``st.navigation`` (or ``ui.through_app`` on a page) turns that off for good. ``AppTest``
+    decides anew before every run, so a run on a page would start that page's file without app.py each time.
+    Tests of a server's first request undo this with ``monkeypatch.undo()`` or their own ``setattr``.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import app_test
+
+    class AfterTheFirstRequest(PagesManager):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(app_test, "PagesManager", AfterTheFirstRequest)
 
 
 def signed_in(db: Path, username: str, script: str | Path, *, lang: str | None = None):

@@ -14,7 +14,7 @@ from gridwatch.errors import NotFound, PermissionDenied, ValidationError
 from gridwatch.i18n import gettext
 from gridwatch.storage import open_store
 
-SCREEN = str(REPO_ROOT / "screens" / "people.py")
+SCREEN = str(REPO_ROOT / "pages" / "people.py")
 OTHER_COUNTY = "410323"  # 新安县, a neighbour of the demo county 伊川县 (410329)
 
 

@@ -70,7 +70,7 @@ def _imports_streamlit(path: Path) -> bool:
 
 PACKAGE_FILES = sorted(PACKAGE.rglob("*.py"))
 LAYER_FILES = sorted([*PACKAGE.glob("layers/*.py"), *REPO.glob("layers/*.py")])
-UI_FILES = sorted([*REPO.glob("screens/*.py"), REPO / "app.py"])
+UI_FILES = sorted([*REPO.glob("pages/*.py"), REPO / "app.py"])
 
 
 def _rel(path: Path) -> str:
@@ -96,7 +96,7 @@ def test_the_import_scanner_sees_every_form():
 
 
 def test_the_gridwatch_import_resolver_keeps_modules():
-    imports = _gridwatch_imports(REPO / "screens" / "overview.py")
+    imports = _gridwatch_imports(REPO / "pages" / "overview.py")
     assert "gridwatch.services" in imports and "gridwatch.maps" in imports
     assert not any(name.endswith(("PALETTE", "cells_svg")) for name in imports)
 
@@ -219,3 +219,94 @@ def test_every_module_starts_with_a_one_line_docstring(path):
 def test_empty_package_markers_have_a_docstring_too():
     empty = [_rel(p) for p in PACKAGE_FILES if not p.stat().st_size]
     assert empty == [], empty
+
+
+# -- (e) pages: no h3 or storage, no time zone, no task states of their own --------------------------------------
+#
+# Pages take Beijing times, the task states and kinds they offer and cell geometry from gridwatch.services
+# (gridwatch/services/display.py); the zone is named only in gridwatch/policy.py. Tests and benchmarks may name
+# the zone: they state expected values independently of the code they check.
+
+PAGE_FILES = sorted(REPO.glob("pages/*.py"))
+ZONE = "Asia/" + "Shanghai"
+#: modules that still name the zone themselves until they take it from gridwatch.policy (remove each when it does)
+ZONE_NOT_YET_FROM_POLICY = {"gridwatch/assignment.py", "gridwatch/config.py", "gridwatch/notify.py",
+                            "gridwatch/periods.py", "gridwatch/reports.py"}
+
+
+def _repository_python() -> list[Path]:
+    """The repository's Python files outside tests/ and benchmarks/ (and outside hidden folders such as .venv)."""
+    files = []
+    for entry in sorted(REPO.iterdir()):
+        if entry.name.startswith(".") or entry.name in {"tests", "benchmarks"}:
+            continue
+        if entry.is_dir():
+            files += sorted(p for p in entry.rglob("*.py") if not any(part.startswith(".") for part in p.parts))
+        elif entry.suffix == ".py":
+            files.append(entry)
+    return files
+
+
+def _task_words() -> set[str]:
+    from gridwatch.tasks import Kind, State
+
+    return {s.value for s in State} | {k.value for k in Kind}
+
+
+def _task_literals(source: str) -> list[str]:
+    """Task states and kinds spelled in a source, except as a row's key (``row["rejected"]``) or a dict key."""
+    tree = ast.parse(source)
+    keys = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript):
+            keys.add(id(node.slice))
+        elif isinstance(node, ast.Dict):
+            keys.update(id(k) for k in node.keys if k is not None)
+    words = _task_words()
+    return [f"line {n.lineno}: {n.value!r}" for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and n.value in words and id(n) not in keys]
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=_rel)
+def test_pages_import_neither_h3_nor_the_storage(path):
+    names = imported_modules(path.read_text(encoding="utf-8"), _module_name(path))
+    banned = sorted(n for n in names if n.split(".")[0] in {"h3", "h3ronpy"}
+                    or n == "gridwatch.storage" or n.startswith("gridwatch.storage."))
+    assert not banned, f"{_rel(path)} imports {banned}; take it from gridwatch.services"
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.xfail(reason="still names the zone; to take it from gridwatch.policy"))
+    if _rel(p) in ZONE_NOT_YET_FROM_POLICY else p
+    for p in _repository_python() if _rel(p) != "gridwatch/policy.py"], ids=_rel)
+def test_only_the_policy_names_the_time_zone(path):
+    assert ZONE not in path.read_text(encoding="utf-8"), f"{_rel(path)} names {ZONE}; use gridwatch.policy"
+
+
+def test_the_zone_check_reads_the_repository():
+    files = {_rel(p) for p in _repository_python()}
+    assert {"app.py", "gridwatch/policy.py", "pages/assign.py"} <= files
+    assert ZONE_NOT_YET_FROM_POLICY <= files, sorted(ZONE_NOT_YET_FROM_POLICY - files)
+    assert not any(f.startswith(("tests/", "benchmarks/", ".")) for f in files)
+
+
+@pytest.mark.parametrize("path", PAGE_FILES, ids=_rel)
+def test_pages_spell_no_task_states_or_kinds(path):
+    found = _task_literals(path.read_text(encoding="utf-8"))
+    assert not found, f"{_rel(path)} spells task states or kinds ({', '.join(found)}); use gridwatch.services"
+
+
+def test_the_task_literal_check_sees_choices_comparisons_and_calls():
+    source = ('x = ["", "assigned", "fire_check"]\nif s == "rejected":\n    f(s, "in_progress")\n'
+              'n = row["rejected"]\ncolumns = {"rejected": "Rejected"}\n')
+    assert sorted(_task_literals(source)) == ["line 1: 'assigned'", "line 1: 'fire_check'", "line 2: 'rejected'",
+                                              "line 3: 'in_progress'"]
+
+
+@pytest.mark.parametrize("path", PAGE_FILES, ids=_rel)
+def test_every_page_runs_inside_app_py(path):
+    """The first thing a page does is make sure it runs through app.py (sign-in, language, the role's menu)."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    first = next(node for node in body if not isinstance(node, (ast.Import, ast.ImportFrom))
+                 and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)))
+    assert ast.unparse(first) == "ui.through_app()", f"{_rel(path)} starts with {ast.unparse(first)!r}"

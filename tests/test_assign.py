@@ -267,7 +267,7 @@ def test_split_refuses_people_outside_the_scope_and_needs_someone(demo_store):
 
 
 def test_the_leader_reassigns_a_task_and_splits_a_day_on_the_screen(app_db):
-    at = signed_in(app_db, "leader", REPO_ROOT / "screens" / "assign.py").run()
+    at = signed_in(app_db, "leader", REPO_ROOT / "pages" / "assign.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "分派任务"
     assert [t.label for t in at.tabs] == ["按任务分派", "按网格单元分派", "按网格分派当天任务"]
@@ -311,7 +311,7 @@ def test_the_leader_reassigns_a_task_and_splits_a_day_on_the_screen(app_db):
 
 
 def test_the_screen_refuses_a_person_who_may_not_assign(app_db):
-    at = signed_in(app_db, "inspector", REPO_ROOT / "screens" / "assign.py").run()
+    at = signed_in(app_db, "inspector", REPO_ROOT / "pages" / "assign.py").run()
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == ["您无权执行 task.assign。"]
     assert not at.tabs and not at.dataframe

@@ -189,7 +189,7 @@ def test_an_administrator_backs_up_from_the_app(app_db, tmp_path, monkeypatch):
 
     monkeypatch.setenv("GRIDWATCH_BACKUP_DIR", str(tmp_path / "backups"))
     at = signed_in(app_db, "admin", REPO_ROOT / "app.py").run()
-    at.switch_page("screens/people.py").run()
+    at.switch_page("pages/people.py").run()
     assert not at.exception
     assert "备份" in [tab.label for tab in at.tabs]
     assert "完好" in [str(m.value) for m in at.metric]

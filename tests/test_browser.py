@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -32,10 +33,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(demo_db, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("browser")
-    db = copy_db(demo_db, folder, "app.duckdb")
+@contextlib.contextmanager
+def _serving(db: str, folder: Path):
+    """`streamlit run app.py` on ``db``, freshly started; its URL while it runs."""
     port = _free_port()
     env = {**os.environ, "GRIDWATCH_DB": str(db)}
     # the server's output goes to a file: a pipe nobody reads would stop the server once its buffer fills
@@ -59,10 +59,20 @@ def app_url(demo_db, tmp_path_factory):
         proc.kill()
         log.close()
         pytest.fail("streamlit did not start: " + log_path.read_text(errors="replace")[-2000:])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(demo_db, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser")
+    db = copy_db(demo_db, folder, "app.duckdb")
+    with _serving(db, folder) as url:
+        yield url
     drop_db(db)
 
 
@@ -492,3 +502,93 @@ def test_gis_staff_load_preview_publish_and_roll_back_layers(app_url, browser, t
     _shot(page, "gis-5-bare-land-published")
     assert not outside, f"the page asked the network for {outside[:3]}"
     context.close()
+
+
+#: the menu of a grid leader, in its order: app.py's st.navigation for the leader's roles
+LEADER_MENU = ["我的任务", "网格状态与核实", "分派任务", "报表与排名", "概览", "卫星火点"]
+
+
+def _menu(page) -> list[list[str]]:
+    """The page's menus (Streamlit's side navigation), each as its links' titles (shown after their icon's name)."""
+    menus = page.locator("[data-testid='stSidebarNav']")
+    return [[link.inner_text().strip().split("\n")[-1].strip()
+             for link in menus.nth(i).locator("[data-testid='stSidebarNavLink']").all()]
+            for i in range(menus.count())]
+
+
+def _open_sidebar(page) -> None:
+    """Expand the sidebar on a narrow tablet (it starts collapsed there) so a screenshot shows the menu."""
+    expand = page.locator("[data-testid='stExpandSidebarButton'], [data-testid='stSidebarCollapsedControl'] button")
+    if expand.count() and expand.first.is_visible():
+        expand.first.click()
+        page.locator("[data-testid='stSidebarNav']").first.wait_for(state="visible", timeout=30000)
+
+
+def test_a_first_request_for_a_page_address_runs_inside_app_py_under_one_menu(browser, demo_db, tmp_path):
+    """A tablet's bookmark of /fires is a fresh server's first request: the sign-in comes first (no page run alone
+    under an automatic menu of every file), then the role's menu and nothing else."""
+    db = copy_db(demo_db, tmp_path, "fresh.duckdb")
+    try:
+        with _serving(db, tmp_path) as url:
+            page = browser.new_page(viewport={"width": 768, "height": 1024})
+            page.goto(url + "fires")
+            _sees(page, page.get_by_label("密码"))
+            _idle(page)
+            assert page.locator("[data-testid='stSidebarNav']").count() == 0, _menu(page)
+            assert page.get_by_role("heading", name="卫星火点").count() == 0
+            _shot(page, "first-request-fires-768x1024")
+            page.get_by_label("用户名").fill("leader")
+            page.get_by_label("密码").fill("demo-2026")
+            page.get_by_role("button", name="登录").click()
+            _go(page, "卫星火点", "火点核查任务")
+            _idle(page)
+            _open_sidebar(page)
+            menus = _menu(page)
+            assert menus == [LEADER_MENU], menus
+            _shot(page, "fires-leader-768x1024")
+            page.close()
+    finally:
+        drop_db(db)
+
+
+def test_after_giving_a_task_the_next_change_on_the_page_shows_no_error(app_url, browser):
+    """The tablet walk-through's blocker: after tasks were given, typing a note showed a TypeError's traceback."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page = browser.new_page(viewport={"width": 768, "height": 1024})
+    _sign_in(page, app_url, "leader")
+    _go(page, "分派任务", "要分派的任务")
+    picker = page.locator("[data-testid='stMultiSelect']").filter(has_text="要分派的任务")
+    for _ in range(3):  # a list opened while a rerun lands closes under the finger: open it again
+        _idle(page)
+        picker.click()
+        try:
+            page.get_by_role("option").filter(has_text="卫星火点核查").first.click(timeout=10000)  # not "Select all"
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+    _idle(page)
+    to = page.locator("[data-testid='stSelectbox']").filter(has=page.locator("input[aria-label='分派给']")).first
+    for _ in range(3):
+        _idle(page)
+        to.click()
+        try:
+            page.get_by_role("option").filter(has_text="巡查员").first.click(timeout=10000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    _click_for(page, "分派所选任务", "项任务分派给")
+    page.get_by_label("备注").first.fill("再分派一次")
+    page.keyboard.press("Enter")
+    _idle(page)
+    time.sleep(1)
+    _idle(page)
+    assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:800]
+    assert "Traceback" not in page.inner_text("body")
+    page.get_by_role("tab", name="按网格分派当天任务").click()
+    _sees(page, "当天可用的巡查员")
+    _open_sidebar(page)
+    assert len(_menu(page)) == 1
+    _shot(page, "assign-after-giving-768x1024")
+    page.close()

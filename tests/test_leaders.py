@@ -88,7 +88,7 @@ def test_the_review_screen_shows_the_board_and_gaps(app_db):
     from tests.conftest import signed_in
 
     at = signed_in(app_db, "leader", REPO_ROOT / "app.py").run()
-    at.switch_page("screens/review.py").run()
+    at.switch_page("pages/review.py").run()
     assert not at.exception
     assert [tab.label for tab in at.tabs] == ["任务看板", "进度落后人员", "覆盖缺口", "久未巡查单元", "冲突留存"]
     assert "无巡查员的网格单元" in [m.label for m in at.metric]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
@@ -38,7 +37,7 @@ def test_without_a_session_only_the_sign_in_page_shows(app_db):
 
 
 def test_overview_shows_the_demo_county_and_its_coverage_in_chinese(app_db):
-    at = signed_in(app_db, "county", REPO_ROOT / "screens" / "overview.py").run()
+    at = signed_in(app_db, "county", REPO_ROOT / "pages" / "overview.py").run()
     assert not at.exception, at.exception
     text = _texts(at)
     assert "网格概览：伊川县" in text
@@ -53,7 +52,7 @@ def test_overview_shows_the_demo_county_and_its_coverage_in_chinese(app_db):
 
 
 def test_overview_in_english(app_db):
-    at = signed_in(app_db, "county", REPO_ROOT / "screens" / "overview.py", lang="en").run()
+    at = signed_in(app_db, "county", REPO_ROOT / "pages" / "overview.py", lang="en").run()
     assert not at.exception, at.exception
     text = _texts(at)
     assert "Grid overview: 伊川县" in text
@@ -64,14 +63,14 @@ def test_overview_without_a_region_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_DB", str(tmp_path / "empty.duckdb"))
     monkeypatch.chdir(REPO_ROOT)
     st.cache_resource.clear()
-    at = AppTest.from_file(str(REPO_ROOT / "screens" / "overview.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "overview.py"), default_timeout=60).run()
     st.cache_resource.clear()
     assert not at.exception
     assert any("init --region" in e.value for e in at.error)
 
 
 def test_fire_page_shows_demo_detections_tasks_and_days(app_db):
-    at = signed_in(app_db, "county", REPO_ROOT / "screens" / "fires.py").run()
+    at = signed_in(app_db, "county", REPO_ROOT / "pages" / "fires.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "卫星火点"
     assert any("演示火点" in e.value for e in at.info)
@@ -113,7 +112,7 @@ def test_inspector_reports_and_leader_verifies(app_db):
         assert shown["state"] == "reported"
         assert shown["events"][-1]["detail"]["outside_cell_m"] == 0
 
-    leader = AppTest.from_file(str(REPO_ROOT / "screens" / "review.py"), default_timeout=60)
+    leader = AppTest.from_file(str(REPO_ROOT / "pages" / "review.py"), default_timeout=60)
     with open_store(str(app_db)) as store:
         leader.session_state["token"] = services.sign_in(store, "leader", services.DEMO_PASSWORD).token
     leader.run()
@@ -122,3 +121,81 @@ def test_inspector_reports_and_leader_verifies(app_db):
     leader.button(key=f"ok-{task_id}").click().run()
     with open_store(str(app_db)) as store:
         assert services.task_show(store, services.CLI, task_id)["state"] == "closed"
+
+
+# -- pages run inside app.py, and no one sees a traceback ---------------------------------------------------------
+
+
+def test_a_first_request_for_a_page_address_runs_through_app_py(app_db, monkeypatch):
+    """A server's first request may open a page's address (a bookmarked /fires): the page runs inside app.py."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import app_test
+
+    monkeypatch.setattr(app_test, "PagesManager", PagesManager)  # Streamlit decides as on a server's first request
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=60).switch_page("pages/fires.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "gridwatch · 网格化监管"  # the sign-in, not the fire points without signing in
+    assert [i.label for i in at.text_input] == ["用户名", "密码"]
+
+    leader = _signed_in(app_db, "leader").switch_page("pages/assign.py").run()
+    assert not leader.exception, leader.exception
+    assert leader.title[0].value == "分派任务"
+    assert [s.label for s in leader.sidebar.selectbox] == ["语言 / Language"]  # app.py's frame around the page
+
+
+def test_after_giving_tasks_the_next_rerun_shows_every_tab_and_no_error(app_db):
+    """The tablet walk-through's blocker: after a successful assignment, typing a note showed a TypeError."""
+    from gridwatch import services
+    from gridwatch.storage import open_store
+
+    at = _signed_in(app_db, "leader").run()
+    at.switch_page("pages/assign.py").run()
+    assert not at.exception, at.exception
+    with open_store(str(app_db)) as store:
+        leader = services.current_user(store, at.session_state["token"])
+        task = services.assign_tasks(store, leader).iloc[0]
+        person = next(k for k in services.assign_people(store, leader).person_key if k != task.assignee_key)
+    at.multiselect(key="assign_task_ids").set_value([int(task.id)])
+    at.selectbox(key="assign_to").set_value(person)
+    at.text_input(key="assign_note").input("人手调整").run()
+    drawn = list(at.multiselect(key="assign_task_ids").values)  # the labels the browser shows
+    at.button(key="assign_go").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value.startswith("已将 1 项任务分派给")
+    assert at.multiselect(key="assign_task_ids").value == [] and at.text_input(key="assign_note").value == ""
+
+    # a browser still holding the label drawn before the assignment (its assignee has changed since) sends it back
+    # with the next change on the page
+    at.multiselect(key="assign_task_ids").set_value(drawn)
+    at.text_input(key="assign_note").input("再分派一次").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.multiselect(key="assign_task_ids").value == []
+    assert [tab.label for tab in at.tabs] == ["按任务分派", "按网格单元分派", "按网格分派当天任务"]
+    assert at.button(key="cells_go") and at.button(key="split_preview")  # the other tabs are drawn
+    at.selectbox(key="assign_to").set_value(task.assignee_key).run()
+    assert not at.exception and at.button(key="assign_go").disabled  # nothing chosen: nothing to give
+
+
+def test_an_unexpected_error_reads_as_a_message_in_the_persons_language(app_db, monkeypatch):
+    from gridwatch import ui
+
+    monkeypatch.setattr(ui, "_under_apptest", lambda: False)  # as in the running app
+    script = "from gridwatch import ui\nwith ui.show_errors():\n    raise TypeError('bad argument type')\n"
+    for lang, message in (("zh_CN", "出现了问题，已记录在案。请重试；如再次出现，请告知管理员。"),
+                          ("en", "Something went wrong and has been recorded. Try again; if it happens again, tell "
+                                 "an administrator.")):
+        at = AppTest.from_string(script, default_timeout=60)
+        at.session_state["lang"] = lang
+        at.run()
+        assert not at.exception, at.exception
+        assert [e.value for e in at.error] == [message]
+
+
+def test_streamlit_shows_no_error_details_and_keeps_the_roles_menu():
+    import tomllib
+
+    client = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))["client"]
+    assert client["showErrorDetails"] == "none"
+    # false would hide st.navigation's menu as well (Streamlit 1.67), not only the pages/ folder's automatic one
+    assert client.get("showSidebarNavigation", True) is True

@@ -14,7 +14,7 @@ from gridwatch.storage import open_store
 
 from conftest import signed_in
 
-PAGE = REPO_ROOT / "screens" / "reports.py"
+PAGE = REPO_ROOT / "pages" / "reports.py"
 
 
 def _downloads(at: AppTest) -> list[str]:

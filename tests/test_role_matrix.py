@@ -25,28 +25,28 @@ def zh(message: str, **params: object) -> str:
 
 #: page → (grant that puts it in the navigation, its title); None: every signed-in person
 PAGES = {
-    "screens/my_tasks.py": ("task.work", zh("My tasks")),
-    "screens/review.py": ("task.verify", zh("Cell status and reports")),
-    "screens/assign.py": ("task.assign", zh("Assign work")),
-    "screens/people.py": ("people.manage", zh("People and roles")),
-    "screens/overview.py": (None, zh("Grid overview: {name}", name="伊川县")),
-    "screens/fires.py": (None, zh("Satellite fire points")),
+    "pages/my_tasks.py": ("task.work", zh("My tasks")),
+    "pages/review.py": ("task.verify", zh("Cell status and reports")),
+    "pages/assign.py": ("task.assign", zh("Assign work")),
+    "pages/people.py": ("people.manage", zh("People and roles")),
+    "pages/overview.py": (None, zh("Grid overview: {name}", name="伊川县")),
+    "pages/fires.py": (None, zh("Satellite fire points")),
 }
 
 #: the demo accounts plus a township head (demo-d01-head, 主要负责人 of 演示乡镇01) made for these tests,
 #: with the pages each may reach, worked out by hand from the role grants of migration 0001
 ROLES = {
-    "inspector": {"screens/my_tasks.py", "screens/overview.py", "screens/fires.py"},
-    "leader": {"screens/my_tasks.py", "screens/review.py", "screens/assign.py", "screens/overview.py",
-               "screens/fires.py"},
-    "county": {"screens/review.py", "screens/assign.py", "screens/overview.py", "screens/fires.py"},
-    "head01": {"screens/review.py", "screens/assign.py", "screens/overview.py", "screens/fires.py"},
-    "gis": {"screens/overview.py", "screens/fires.py"},
-    "admin": {"screens/assign.py", "screens/people.py", "screens/overview.py", "screens/fires.py"},
+    "inspector": {"pages/my_tasks.py", "pages/overview.py", "pages/fires.py"},
+    "leader": {"pages/my_tasks.py", "pages/review.py", "pages/assign.py", "pages/overview.py",
+               "pages/fires.py"},
+    "county": {"pages/review.py", "pages/assign.py", "pages/overview.py", "pages/fires.py"},
+    "head01": {"pages/review.py", "pages/assign.py", "pages/overview.py", "pages/fires.py"},
+    "gis": {"pages/overview.py", "pages/fires.py"},
+    "admin": {"pages/assign.py", "pages/people.py", "pages/overview.py", "pages/fires.py"},
 }
 #: for each guarded page, a role that has it (to open its URL before another person signs in in that tab)
-HOLDER = {"screens/my_tasks.py": "inspector", "screens/review.py": "leader", "screens/assign.py": "leader",
-          "screens/people.py": "admin"}
+HOLDER = {"pages/my_tasks.py": "inspector", "pages/review.py": "leader", "pages/assign.py": "leader",
+          "pages/people.py": "admin"}
 D01, D02 = "410329-D01", "410329-D02"
 
 
@@ -118,7 +118,7 @@ def test_a_page_outside_the_navigation_is_refused_when_its_address_is_opened(app
 
 
 @pytest.mark.parametrize(("page", "action", "username"), [
-    (page, action, u) for page, action in (("screens/people.py", "people.manage"), ("screens/assign.py", "task.assign"))
+    (page, action, u) for page, action in (("pages/people.py", "people.manage"), ("pages/assign.py", "task.assign"))
     for u in ("inspector", "gis", "county", "leader") if page not in ROLES[u]])
 def test_a_screen_run_without_app_py_is_refused_by_the_core(app_db, page, action, username):
     at = signed_in(app_db, username, REPO_ROOT / page).run()
@@ -151,7 +151,7 @@ def test_the_inspectors_task_list_holds_only_tasks_on_their_own_cells(app_db):
 @pytest.mark.parametrize(("username", "townships"), [("leader", {D01}), ("head01", {D01}), ("county", {D01, D02})])
 def test_the_review_holds_the_cells_and_reports_of_the_role_s_units_only(app_db, username, townships):
     reported = _setup(app_db)
-    at = signed_in(app_db, username, REPO_ROOT / "screens" / "review.py").run()
+    at = signed_in(app_db, username, REPO_ROOT / "pages" / "review.py").run()
     assert not at.exception, at.exception
     # the demo grid (seeded): 1,926 cells in 伊川县, 134 of them in 演示乡镇01
     expected_cells = 1926 if username == "county" else 134
@@ -174,7 +174,7 @@ def test_the_review_holds_the_cells_and_reports_of_the_role_s_units_only(app_db,
 @pytest.mark.parametrize(("username", "people", "township"), [("leader", 7, D01), ("head01", 7, D01),
                                                                ("county", None, None), ("admin", None, None)])
 def test_the_assign_screen_holds_the_role_s_tasks_and_people_only(app_db, username, people, township):
-    at = signed_in(app_db, username, REPO_ROOT / "screens" / "assign.py").run()
+    at = signed_in(app_db, username, REPO_ROOT / "pages" / "assign.py").run()
     assert not at.exception, at.exception
     with open_store(str(app_db)) as store:
         where = "AND c.township_code = ?" if township else ""
@@ -189,7 +189,7 @@ def test_the_assign_screen_holds_the_role_s_tasks_and_people_only(app_db, userna
 
 
 def test_the_admin_sees_every_person_of_the_county(app_db):
-    at = signed_in(app_db, "admin", REPO_ROOT / "screens" / "people.py").run()
+    at = signed_in(app_db, "admin", REPO_ROOT / "pages" / "people.py").run()
     assert not at.exception, at.exception
     with open_store(str(app_db)) as store:
         people = store.scalar("SELECT count(*) FROM people")

@@ -163,6 +163,18 @@ from gridwatch.services.users import (
     sign_in_external,
     sign_out,
 )
+from gridwatch.services.display import (
+    BOARD_STATES,
+    TASK_KINDS,
+    State,
+    can_start,
+    cell_centre,
+    cell_centres,
+    latest_report,
+    local_text,
+    moment_text,
+    today,
+)
 
 __all__ = [
     "Actor",
@@ -294,4 +306,18 @@ __all__ = [
     "verify",
     "work_on",
     "zone_cells",
+]
+
+# what pages show and offer (gridwatch.services.display)
+__all__ += [
+    "BOARD_STATES",
+    "State",
+    "TASK_KINDS",
+    "can_start",
+    "cell_centre",
+    "cell_centres",
+    "latest_report",
+    "local_text",
+    "moment_text",
+    "today",
 ]

@@ -2,20 +2,21 @@
 
 import uuid
 
-import h3
 import pandas as pd
 import streamlit as st
 
 from gridwatch import maps, services, ui
 from gridwatch.maps import cells_svg
 
+ui.through_app()
 t = ui.t
 store = ui.store()
 me = ui.require_user()
+State = services.State
 
 
 def _local(ts) -> str:
-    return pd.Timestamp(ts).tz_localize("UTC").tz_convert("Asia/Shanghai").strftime("%m-%d %H:%M")
+    return services.moment_text(ts, store=store)
 
 
 def task_list() -> None:
@@ -41,7 +42,7 @@ def task_list() -> None:
 def task_map(tasks: pd.DataFrame) -> None:
     """My cells by status, a pin per task (red when overdue) and my position; tapping a pin opens the task."""
     cells = services.cell_status(store, me)
-    centres = pd.DataFrame([h3.cell_to_latlng(c) for c in tasks.cell_id], columns=["lat", "lng"])
+    centres = services.cell_centres(tasks.cell_id)
     late = tasks.overdue.to_numpy()
     fix = ui.gps_button("list-gps")
     labels = [t(s) if s != "not_observed" else t("not visited this week") for s in maps.STATUSES]
@@ -76,7 +77,7 @@ def task_page(task_id: int) -> None:
     place = task["place"]
     st.markdown(f"**{place.get('township', '')} · {place.get('village', '')}** · `{task['cell']}` · "
                 f"{t(task['state'])} · {t('due')} {_local(task['due_at'])}")
-    lat, lng = h3.cell_to_latlng(task["cell"])
+    lat, lng = services.cell_centre(task["cell"])
     links = services.navigation_links(lat, lng, label=task["title"])
     cols = st.columns(2)
     cols[0].link_button(t("Navigate (AMap)"), links["amap"], width="stretch")
@@ -90,15 +91,15 @@ def task_page(task_id: int) -> None:
     st.session_state.setdefault(f"seen-{task_id}", task["events"][-1]["id"] if task["events"] else None)
     st.session_state.setdefault(f"form-{task_id}", uuid.uuid4().hex)
     state = task["state"]
-    if state in ("assigned", "escalated", "rejected", "open"):
-        if state == "rejected":
+    if services.can_start(state):
+        if state == State.REJECTED:
             st.warning(t("The report was sent back: {note}", note=task["events"][-1]["detail"].get("note", "")))
         if st.button(t("Start work on this task"), type="primary", width="stretch", key="start"):
             with ui.show_errors():
-                services.work_on(store, me, task_id, "in_progress", **_version(task_id))
+                services.work_on(store, me, task_id, State.IN_PROGRESS.value, **_version(task_id))
                 _done(task_id)
                 st.rerun()
-    elif state == "in_progress":
+    elif state == State.IN_PROGRESS:
         report_form(task)
     else:
         st.info(t("This task is {state}; nothing to do here.", state=t(state)))
@@ -144,7 +145,7 @@ def report_form(task: dict) -> None:
         with ui.show_errors():
             position = services.Fix(lat, lng, st.session_state.get(f"{key}-acc")) if lat is not None and lng is not None \
                 else None
-            detail = services.work_on(store, me, task["id"], "reported",
+            detail = services.work_on(store, me, task["id"], State.REPORTED.value,
                                       finding=st.session_state.get(f"{key}-finding"),
                                       note=st.session_state.get(f"{key}-note", ""), fix=position,
                                       photos=[(p.name, p.getvalue()) for p in photos or []],
@@ -172,7 +173,7 @@ def news() -> None:
                 st.toast(t("New task: {title}", title=row.title or t(row.kind)))
             elif state == "overdue":
                 st.toast(t("Overdue: {title}", title=row.title or t(row.kind)))
-            elif state == "escalated":
+            elif state == State.ESCALATED:
                 st.toast(t("Escalated to you: {title}", title=row.title or t(row.kind)))
         seen[row.id] = state
 

@@ -8,6 +8,7 @@ from gridwatch import maps, services, ui
 from gridwatch.errors import CRSError, GridwatchError
 from gridwatch.i18n import N_
 
+ui.through_app()
 t = ui.t
 store = ui.store()
 me = ui.require_user()

@@ -8,6 +8,7 @@ import streamlit as st
 from gridwatch import services, ui
 from gridwatch.maps import PALETTE, cells_svg
 
+ui.through_app()
 t = ui.t
 store = ui.store()
 me = ui.require_user()
@@ -21,16 +22,34 @@ st.markdown('<style>div[data-testid="stTab"], div[data-testid="stSelectbox"] div
 flash = st.session_state.pop("assign_flash", None)
 if flash:
     st.success(flash)
+# values a run asked for (a widget keeps its value once drawn in a run): set before any widget is drawn
+for widget, value in st.session_state.pop("assign_next", {}).items():
+    st.session_state[widget] = value
 
 
-def _local(ts) -> str:
-    return pd.Timestamp(ts).tz_localize("UTC").tz_convert("Asia/Shanghai").strftime("%m-%d %H:%M")
+def _next_run(**values) -> None:
+    """Give widgets these values from the next run on (which the browser then shows too)."""
+    st.session_state.setdefault("assign_next", {}).update(values)
 
 
-def _done(result: dict) -> None:
-    """Say what happened after the rerun."""
+def _known(chosen: list, labels: dict, widget: str) -> list:
+    """The chosen options still offered; any others (a task started or changed meanwhile) leave the picker.
+
+    A picker remembers a choice by its label, so a choice whose label changed since the browser drew it comes
+    back as that old text: it is dropped, and the picker shows the choices that are left.
+    """
+    kept = [c for c in chosen if c in labels]
+    if len(kept) < len(chosen):
+        _next_run(**{widget: kept})
+        st.rerun()
+    return kept
+
+
+def _done(result: dict, emptied: dict) -> None:
+    """Say what happened after the rerun, with the form's pickers and note emptied (their work is done)."""
     st.session_state["assign_flash"] = t("{n} tasks given to {name}; {same} were already theirs.",
                                          n=result["reassigned"], name=result["name"], same=result["unchanged"])
+    _next_run(**emptied)
     st.rerun()
 
 
@@ -53,23 +72,25 @@ with ui.show_errors():
         st.caption(t("{n} tasks nobody has started yet", n=len(tasks)))
         due = t("due")
         task_labels = {int(r.id): f"{r.title or t(r.kind)} · {r.village or ''} · {r.assignee or '—'} · {due} "
-                                  f"{_local(r.due_at)}" for r in tasks.itertuples()}
+                                  f"{services.moment_text(r.due_at, store=store)}" for r in tasks.itertuples()}
         st.dataframe(pd.DataFrame({
             t("Task"): [r.title or t(r.kind) for r in tasks.itertuples()],
             t("Village"): tasks.village,
             t("State"): [t(s) for s in tasks.state],
             t("Assignee"): tasks.assignee.fillna("—"),
-            t("Due"): [_local(d) for d in tasks.due_at],
+            t("Due"): services.local_text(tasks.due_at, store=store),
         }), hide_index=True, width="stretch", height=260)
-        chosen = st.multiselect(t("Tasks to give"), list(task_labels), format_func=task_labels.get, placeholder=choose,
-                                key="assign_task_ids")
+        chosen = _known(st.multiselect(t("Tasks to give"), list(task_labels), placeholder=choose,
+                                       key="assign_task_ids", format_func=lambda i: task_labels.get(i, str(i))),
+                        task_labels, "assign_task_ids")
         to = st.selectbox(t("To"), [""] + keys, key="assign_to",
                           format_func=lambda k: person_labels.get(k, k) if k else t("Choose a person"))
         note = st.text_input(t("Note"), key="assign_note")
         if st.button(t("Give the tasks"), key="assign_go", type="primary", width="stretch",
                      disabled=not chosen or not to):
             with ui.show_errors():
-                _done(services.assign_reassign(store, me, chosen, to, note=note))
+                _done(services.assign_reassign(store, me, chosen, to, note=note),
+                      {"assign_task_ids": [], "assign_note": ""})
 
     with tab_cells:
         every = tasks if not unit else services.assign_tasks(store, me)
@@ -78,8 +99,8 @@ with ui.show_errors():
                        for c, r in per_cell.iterrows()}
         villages = st.multiselect(t("Every cell of these units"), list(units.code), key="cells_units",
                                   format_func=lambda c: unit_labels.get(c, c), placeholder=choose)
-        picked = st.multiselect(t("Cells with tasks"), list(cell_labels), format_func=cell_labels.get,
-                                key="cells_ids", placeholder=choose)
+        picked = _known(st.multiselect(t("Cells with tasks"), list(cell_labels), key="cells_ids", placeholder=choose,
+                                       format_func=lambda c: cell_labels.get(c, str(c))), cell_labels, "cells_ids")
         cells = set(picked)
         for code in villages:
             cells |= set(services.region_cells(store, me, unit_code=code).cell)
@@ -91,15 +112,16 @@ with ui.show_errors():
         if st.button(t("Give every task of these cells"), key="cells_go", type="primary", width="stretch",
                      disabled=not cells or not to_cells):
             with ui.show_errors():
-                _done(services.assign_cells(store, me, sorted(cells), to_cells, note=note_cells))
+                _done(services.assign_cells(store, me, sorted(cells), to_cells, note=note_cells),
+                      {"cells_units": [], "cells_ids": [], "cells_note": ""})
 
     with tab_split:
-        today = pd.Timestamp.now(tz="Asia/Shanghai").date()
+        today = services.today(store=store)
         day = st.date_input(t("Day"), value=today, key="split_day")
         split_unit = st.selectbox(t("Unit"), [""] + list(units.code), key="split_unit",
                                   format_func=lambda c: unit_labels.get(c, c) if c else t("All units"))
-        available = st.multiselect(t("Available inspectors"), keys, format_func=person_labels.get, placeholder=choose,
-                                   key="split_people")
+        available = _known(st.multiselect(t("Available inspectors"), keys, placeholder=choose, key="split_people",
+                                          format_func=lambda k: person_labels.get(k, k)), person_labels, "split_people")
         st.caption(t("The tasks due by the end of the day (overdue ones too) that nobody has started are divided "
                      "by cell into groups of neighbouring cells, one per person, with about the same number of "
                      "tasks each."))

@@ -8,6 +8,7 @@ import streamlit as st
 
 from gridwatch import maps, services, ui
 
+ui.through_app()
 t = ui.t
 store = ui.store()
 me = ui.require_user()
@@ -22,7 +23,7 @@ with ui.show_errors():
     status = services.cell_status(store, me)
     counts = status.status.value_counts()
     cols = st.columns(4)
-    for col, name in zip(cols, ("clean", "not_observed", "active", "overdue")):
+    for col, name in zip(cols, maps.STATUSES):
         col.metric(LABELS[name], int(counts.get(name, 0)))
     left, right = st.columns([3, 2])
     with left:
@@ -41,7 +42,7 @@ with ui.show_errors():
             st.success(t("No reports are waiting."))
         for row in queue.itertuples():
             task = services.task_show(store, me, int(row.id))
-            report = next(e for e in reversed(task["events"]) if e["to_state"] == "reported")["detail"]
+            report = services.latest_report(task)
             with st.container(border=True):
                 st.markdown(f"**{task['title'] or t(task['kind'])}** · {task['place'].get('village', '')}")
                 st.markdown(f"{t('Finding')}: **{t(report.get('finding', ''))}** · {report.get('note', '')}")
@@ -86,10 +87,9 @@ with ui.show_errors():
         [t("Task board"), t("Who is behind"), t("Coverage gaps"), t("Longest not visited"), t("Kept after a conflict")])
     with board_tab:
         f1, f2, f3, f4 = st.columns(4)
-        state = f1.selectbox(t("State"), ["", "assigned", "in_progress", "reported", "escalated", "rejected"],
+        state = f1.selectbox(t("State"), ["", *services.BOARD_STATES],
                              format_func=lambda s: t(s) if s else t("All open"), key="board-state")
-        kind = f2.selectbox(t("Kind"), ["", "fire_check", "bare_land_survey", "boiler_check", "coal_check",
-                                        "routine_patrol", "manual"],
+        kind = f2.selectbox(t("Kind"), ["", *services.TASK_KINDS],
                             format_func=lambda k: t(k) if k else t("All kinds"), key="board-kind")
         villages = services.leader_villages(store, me)
         village = f3.selectbox(t("Village"), [""] + list(villages), key="board-village",
@@ -104,8 +104,7 @@ with ui.show_errors():
             t("State"): board.state.map(t),
             t("Village"): board.village,
             t("Assignee"): board.assignee.fillna("—") + board.coverage_gap.map({True: " ⚠", False: ""}),
-            t("Due (Beijing time)"): pd.to_datetime(board.due_at).dt.tz_localize("UTC").dt.tz_convert(
-                "Asia/Shanghai").dt.strftime("%m-%d %H:%M"),
+            t("Due (Beijing time)"): services.local_text(board.due_at, store=store),
             t("Cell"): board.cell_id}), hide_index=True, width="stretch")
     with behind_tab:
         behind = services.people_behind(store, me)
@@ -115,10 +114,9 @@ with ui.show_errors():
             st.dataframe(pd.DataFrame({
                 t("Person"): behind.assignee.fillna("—"), t("Open tasks"): behind.open,
                 t("Overdue"): behind.overdue,
-                t("Oldest overdue since (Beijing time)"): pd.to_datetime(behind.oldest_overdue_due).dt.tz_localize(
-                    "UTC").dt.tz_convert("Asia/Shanghai").dt.strftime("%m-%d %H:%M").fillna(""),
-                t("Last report (Beijing time)"): pd.to_datetime(behind.last_report).dt.tz_localize("UTC")
-                .dt.tz_convert("Asia/Shanghai").dt.strftime("%m-%d %H:%M").fillna(t("never"))}),
+                t("Oldest overdue since (Beijing time)"): services.local_text(behind.oldest_overdue_due, store=store),
+                t("Last report (Beijing time)"): services.local_text(behind.last_report, missing=t("never"),
+                                                                     store=store)}),
                 hide_index=True, width="stretch")
     with gaps_tab:
         gaps = services.scope_coverage(store, me)
@@ -141,8 +139,8 @@ with ui.show_errors():
         visits = services.cells_not_visited(store, me)
         st.dataframe(pd.DataFrame({
             t("Cell"): visits.cell_id, t("Village"): visits.village,
-            t("Last visit (Beijing time)"): pd.to_datetime(visits.last_visit).dt.tz_localize("UTC").dt.tz_convert(
-                "Asia/Shanghai").dt.strftime("%Y-%m-%d %H:%M").fillna(t("never")),
+            t("Last visit (Beijing time)"): services.local_text(visits.last_visit, "%Y-%m-%d %H:%M",
+                                                                missing=t("never"), store=store),
             t("Status"): visits.status.map(STATUS)}), hide_index=True, width="stretch")
     with kept_tab:
         st.caption(t("Input that arrived after someone else had already changed the task: nothing was applied, and "
@@ -158,5 +156,5 @@ with ui.show_errors():
                 t("Finding"): details.map(lambda d: d.get("finding") or "").map(lambda f: t(f) if f else ""),
                 t("Note"): details.map(lambda d: d.get("note", "")),
                 t("First changed by"): kept.first_actor + " · " + kept.first_state.map(t),
-                t("At (Beijing time)"): pd.to_datetime(kept.happened_at).dt.tz_localize("UTC").dt.tz_convert(
-                    "Asia/Shanghai").dt.strftime("%m-%d %H:%M")}), hide_index=True, width="stretch")
+                t("At (Beijing time)"): services.local_text(kept.happened_at, store=store)}), hide_index=True,
+                width="stretch")

@@ -4,6 +4,7 @@ import streamlit as st
 
 from gridwatch import services, ui
 
+ui.through_app()
 t = ui.t
 st.title(t("gridwatch · grid supervision"))
 notice = st.session_state.pop("signin_notice", None)

@@ -5,6 +5,7 @@ import streamlit as st
 
 from gridwatch import services, ui
 
+ui.through_app()
 t = ui.t
 store = ui.store()
 me = ui.require_user()

@@ -6,6 +6,7 @@ import streamlit as st
 from gridwatch import services, ui
 from gridwatch.maps import PALETTE, cells_svg
 
+ui.through_app()
 t = ui.t
 store = ui.store()
 me = ui.require_user()

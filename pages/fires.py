@@ -6,6 +6,7 @@ import streamlit as st
 from gridwatch import services, ui
 from gridwatch.maps import cells_svg
 
+ui.through_app()
 t = ui.t
 store = ui.store()
 me = ui.require_user()
@@ -58,8 +59,7 @@ with ui.show_errors():
             t("Township"): tasks.township,
             t("Village"): tasks.village,
             t("Assignee"): tasks.assignee.fillna("—") + tasks.coverage_gap.map({True: " ⚠", False: ""}),
-            t("Due"): pd.to_datetime(tasks.due_at).dt.tz_localize("UTC").dt.tz_convert("Asia/Shanghai")
-            .dt.strftime("%m-%d %H:%M"),
+            t("Due"): services.local_text(tasks.due_at, store=store),
         })
         st.dataframe(view, hide_index=True, height=360)
         st.caption(t("⚠ marks a task sent up the chain because no inspector covers its cell."))
