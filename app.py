@@ -32,6 +32,7 @@ else:
     pages += [
         st.Page("pages/overview.py", title=ui.t("Overview"), icon=":material/map:"),
         st.Page("pages/fires.py", title=ui.t("Satellite fire points"), icon=":material/local_fire_department:"),
+        st.Page("pages/rules.py", title=ui.t("Rules in force"), icon=":material/gavel:"),
     ]
 with ui.show_errors():  # an unexpected error on any page reads as a message in the person's language
     st.navigation(pages).run()
