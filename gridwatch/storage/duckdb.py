@@ -6,6 +6,7 @@ by its path, so nothing is downloaded at run time; DuckDB checks its signature.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -42,6 +43,9 @@ def spatial_extension_path() -> Path:
     return path
 
 
+log = logging.getLogger(__name__)
+
+
 class DuckDBStore(Store):
     """A DuckDB database file, or ``:memory:`` for tests.
 
@@ -64,14 +68,15 @@ class DuckDBStore(Store):
             self._con = duckdb.connect(path, read_only=read_only)
         except duckdb.IOException as exc:
             message = str(exc)
+            log.warning("cannot open %s: %s", path, message)  # the operator's log keeps the detail (paths, pid)
             if "lock" in message.lower():
                 raise StorageError(
-                    "The database {path} is in use by another process ({detail}). "
-                    "Stop that process (the running app) or use its pages instead.",
-                    path=path,
-                    detail=message.split("\n")[0],
+                    "The database {name} is in use by another gridwatch process (a command or the running app); "
+                    "wait until it has finished, then try again.",
+                    name=Path(path).name,
                 ) from exc
-            raise StorageError("Cannot open the database {path}: {detail}", path=path, detail=message) from exc
+            raise StorageError("Cannot open the database {name}; the server log says why.",
+                               name=Path(path).name) from exc
         self._con.execute(f"LOAD '{spatial_extension_path()}'")
         self._cursors: list[Any] = []
         self._lock = threading.Lock()
