@@ -10,6 +10,12 @@ Every refused attempt, failed sign-ins included, is recorded in
 ``access_denials`` in a transaction of its own, so the record outlives the
 refused work.
 
+Sign-in attempts are counted per account and per client address before the
+password is checked, each with one conditional statement that also refuses a
+locked account or a paused address: attempts made at once get no more checks
+than the limits allow, and a right password after the limit is refused
+unchecked. Every refusal reads the same, whether the user name exists or not.
+
 Times are UTC. Functions that take ``now`` accept an aware datetime or a naive
 one meaning UTC; the store keeps naive UTC.
 """
@@ -19,11 +25,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import ipaddress
 import json
 import logging
 import re
 import secrets
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +50,8 @@ __all__ = [
     "MIN_PASSWORD_LENGTH",
     "MAX_FAILED_LOGINS",
     "LOCKOUT",
+    "MAX_FAILED_PER_CLIENT",
+    "CLIENT_WINDOW",
     "Session",
     "User",
     "hash_password",
@@ -70,8 +80,14 @@ log = logging.getLogger(__name__)
 MIN_PASSWORD_LENGTH = 8
 #: consecutive failed sign-ins that lock an account
 MAX_FAILED_LOGINS = 5
-#: how long a locked account refuses sign-ins
+#: how long a locked account (or a paused client address) refuses sign-ins
 LOCKOUT = dt.timedelta(minutes=15)
+#: failed sign-ins from one client address, whatever user names it tries, that pause sign-ins from it
+MAX_FAILED_PER_CLIENT = 20
+#: the window in which the failed sign-ins of a client address add up
+CLIENT_WINDOW = dt.timedelta(minutes=15)
+#: how long sign-in bookkeeping retries when it loses a write conflict before it refuses the attempt, seconds
+_CONFLICT_PATIENCE_S = 5.0
 #: a session's last use is written at most this often (the idle clock is that precise; each write is a commit)
 SESSION_TOUCH = dt.timedelta(seconds=30)
 
@@ -98,11 +114,6 @@ def _utc(now: dt.datetime | None) -> dt.datetime:
 def _aware(moment: dt.datetime) -> dt.datetime:
     """A naive UTC datetime from the store as an aware one."""
     return moment.replace(tzinfo=dt.timezone.utc)
-
-
-def _iso(moment: dt.datetime) -> str:
-    """A naive UTC datetime as ISO 8601 with a ``Z``, to the second."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- passwords ----------------------------------------------------------------------------------
@@ -314,11 +325,15 @@ _apart_pools: weakref.WeakKeyDictionary[Store, ThreadPoolExecutor] = weakref.Wea
 _apart_lock = threading.Lock()
 
 
-def _apart(store: Store, work: Callable[[Store], T]) -> T:
+def _apart(store: Store, work: Callable[[Store], T], *, exclusive: str | None = None) -> T:
     """Run ``work(store)`` in a transaction of its own, committed even if the caller's is rolled back.
 
     The store gives each thread its own cursor and transaction, so the work runs
     on one long-lived helper thread per store (one extra cursor, not one per call).
+    With ``exclusive``, the transaction is :meth:`Store.exclusive` under that
+    name (no other session of any process runs such work beside it). Work that
+    loses a write conflict to another session is run again, for up to
+    :data:`_CONFLICT_PATIENCE_S` seconds, before the conflict is raised.
     """
     with _apart_lock:
         pool = _apart_pools.get(store)
@@ -327,8 +342,17 @@ def _apart(store: Store, work: Callable[[Store], T]) -> T:
             _apart_pools[store] = pool
 
     def run() -> T:
-        with store.transaction():
-            return work(store)
+        deadline = time.monotonic() + _CONFLICT_PATIENCE_S
+        pause = 0.005
+        while True:
+            try:
+                with store.exclusive(exclusive) if exclusive else store.transaction():
+                    return work(store)
+            except StorageError as exc:
+                if not store.is_write_conflict(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.2)
 
     return pool.submit(run).result()
 
@@ -377,23 +401,117 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _wrong_credentials() -> PermissionDenied:
-    """The one refusal for an unknown user name and for a wrong password alike."""
-    return PermissionDenied("Wrong username or password.")
-
-
-def _locked(until: dt.datetime) -> PermissionDenied:
-    """The refusal of a locked account."""
+def _refused() -> PermissionDenied:
+    """The one refusal of a sign-in: unknown user name, wrong password, locked account or paused address alike."""
     return PermissionDenied(
-        "Too many failed sign-ins: this account is locked until {until} (UTC). Try again then, "
-        "or ask an administrator to set a new password.",
-        until=_iso(until),
+        "Wrong username or password, or too many failed sign-ins: after {failures} failures in a row "
+        "sign-in pauses for {minutes} minutes.",
+        failures=MAX_FAILED_LOGINS, minutes=round(LOCKOUT.total_seconds() / 60),
     )
 
 
-def login(store: Store, username: str, password: str, *, now: dt.datetime | None = None,
-          ttl_minutes: float = 480, idle_minutes: float = 60) -> Session:
+def _client_address(client: str | None) -> str | None:
+    """A client address as counted: an IP address in its canonical form, other text trimmed; None when unknown.
+
+    Examples
+    --------
+    >>> _client_address(" 2001:DB8:0:0::7 "), _client_address("198.51.100.2"), _client_address("")
+    ('2001:db8::7', '198.51.100.2', None)
+    """
+    text = str(client).strip()[:64] if client is not None else ""
+    if not text:
+        return None
+    try:
+        return ipaddress.ip_address(text).compressed
+    except ValueError:
+        return text
+
+
+def _decoy(password: object) -> None:
+    """Spend the time of a password check on a refusal that checks none (unknown and locked names alike)."""
+    verify_password(_decoy_hash(), password if isinstance(password, str) else "")
+
+
+#: one attempt on an account, counted unless it is locked; a lock that has run out starts a fresh count
+_COUNT_ACCOUNT = (
+    "UPDATE accounts SET"
+    " failed_logins = CASE WHEN locked_until IS NULL THEN failed_logins + 1 ELSE 1 END,"
+    " locked_until = CASE WHEN (CASE WHEN locked_until IS NULL THEN failed_logins + 1 ELSE 1 END) >= ?"
+    " THEN ? ELSE NULL END"
+    " WHERE id = ? AND (locked_until IS NULL OR locked_until <= ?)"
+)
+#: a count of a client address starts again after a lock or once its window has passed
+_FRESH = "(sign_in_throttle.locked_until IS NOT NULL OR sign_in_throttle.window_start <= ?)"
+#: one attempt from a client address, counted unless the address is paused; returns the attempt's number
+_COUNT_CLIENT = (
+    "INSERT INTO sign_in_throttle (client, failures, window_start, locked_until) VALUES (?, 1, ?, ?)"
+    " ON CONFLICT (client) DO UPDATE SET"
+    f" failures = CASE WHEN {_FRESH} THEN 1 ELSE sign_in_throttle.failures + 1 END,"
+    f" window_start = CASE WHEN {_FRESH} THEN excluded.window_start ELSE sign_in_throttle.window_start END,"
+    f" locked_until = CASE WHEN (CASE WHEN {_FRESH} THEN 1 ELSE sign_in_throttle.failures + 1 END) >= ?"
+    " THEN ? ELSE NULL END"
+    " WHERE sign_in_throttle.locked_until IS NULL OR sign_in_throttle.locked_until <= ?"
+    " RETURNING failures"
+)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """A sign-in attempt as counted: why it is refused unchecked (or None), the account, its number in the count."""
+
+    refused: str | None
+    account: dict[str, Any] | None = None
+    number: int = 0
+
+
+def _count_attempt(store: Store, name: str, client: str | None, moment: dt.datetime) -> _Attempt:
+    """Count a sign-in attempt on the client address and on the account, before its password is checked.
+
+    A paused address (``client_locked``), an unknown user name (``unknown_user``) or a locked account
+    (``locked``) refuses the attempt, uncounted on the account. Each count is one conditional statement that
+    checks the lock and adds one (``failures + 1``), so no attempt is lost and none slips past a lock set by
+    another. The whole runs apart from the caller's transaction, in the sign-in lock of :meth:`Store.exclusive`
+    (every process's sign-ins take turns here; DuckDB refuses ``RETURNING`` on ``accounts``, which other tables
+    reference, so the account's count is read back in the same turn), and is retried when it loses a write
+    conflict to another session.
+    """
+    until = moment + LOCKOUT
+    window = moment - CLIENT_WINDOW
+
+    def work(s: Store) -> _Attempt:
+        if client is not None:
+            counted = s.query(_COUNT_CLIENT, [client, moment, until if MAX_FAILED_PER_CLIENT <= 1 else None,
+                                              window, window, window, MAX_FAILED_PER_CLIENT, until, moment])
+            if not counted:
+                return _Attempt("client_locked")
+        rows = s.query(
+            "SELECT id, person_id, username, password_hash, active, locked_until FROM accounts WHERE username = ?",
+            [name],
+        ) if _USERNAME.fullmatch(name) else []
+        if not rows:
+            return _Attempt("unknown_user")
+        account = rows[0]
+        if account["locked_until"] is not None and account["locked_until"] > moment:
+            return _Attempt("locked", account)
+        s.execute(_COUNT_ACCOUNT, [MAX_FAILED_LOGINS, until, account["id"], moment])
+        return _Attempt(None, account, int(s.scalar("SELECT failed_logins FROM accounts WHERE id = ?",
+                                                    [account["id"]])))
+
+    return _apart(store, work, exclusive="sign-in")
+
+
+def login(store: Store, username: str, password: str, *, client: str | None = None,
+          now: dt.datetime | None = None, ttl_minutes: float = 480, idle_minutes: float = 60) -> Session:
     """Check a user name and password and open a session.
+
+    Each attempt is counted before its password is checked, on the account and
+    on the client address, each in one conditional statement that refuses a
+    locked account or a paused address instead: however many attempts arrive at
+    once, no more than :data:`MAX_FAILED_LOGINS` in a row are checked on an
+    account and no more than :data:`MAX_FAILED_PER_CLIENT` in
+    :data:`CLIENT_WINDOW` from an address. A success takes back its count and
+    the counts before it on the account (failures in a row), and its own count
+    on the address.
 
     Parameters
     ----------
@@ -403,6 +521,9 @@ def login(store: Store, username: str, password: str, *, now: dt.datetime | None
         The account's user name (not case-sensitive).
     password : str
         The password in clear.
+    client : str, optional
+        The address the attempt came from (the IP address the app saw); without
+        it only the account is counted.
     now : datetime.datetime, optional
         The time of the sign-in (default: the current time).
     ttl_minutes : float
@@ -418,11 +539,15 @@ def login(store: Store, username: str, password: str, *, now: dt.datetime | None
     Raises
     ------
     PermissionDenied
-        "Wrong username or password." for an unknown user name and a wrong
-        password alike; after :data:`MAX_FAILED_LOGINS` consecutive failures the
-        account is locked for :data:`LOCKOUT` and sign-ins are refused, saying
-        until when; a deactivated account is refused (after a right password
-        only). Every refusal is recorded in ``access_denials``.
+        One message, "Wrong username or password, or too many failed sign-ins
+        ...", for an unknown user name, a wrong password, an account locked for
+        :data:`LOCKOUT` after :data:`MAX_FAILED_LOGINS` failures in a row and
+        an address paused for :data:`LOCKOUT` after
+        :data:`MAX_FAILED_PER_CLIENT` failures alike, each taking the time of a
+        password check (which of them it was is recorded, not said); a
+        deactivated account is refused (after a right password only). Every
+        refusal is recorded in ``access_denials``, an attempt that could not be
+        counted (a write conflict that outlasted the retries) too.
     ValidationError
         A lifetime that is not positive.
     """
@@ -431,55 +556,76 @@ def login(store: Store, username: str, password: str, *, now: dt.datetime | None
                               ttl=ttl_minutes, idle=idle_minutes)
     moment = _utc(now)
     name = _normal_username(username)
-    rows = store.query(
-        "SELECT id, person_id, username, password_hash, active, failed_logins, locked_until"
-        " FROM accounts WHERE username = ?", [name],
-    ) if _USERNAME.fullmatch(name) else []
+    address = _client_address(client)
 
-    def deny(account_id: int | None, reason: str) -> None:
+    def refuse(account_id: int | None, reason: str, **more: Any) -> PermissionDenied:
+        """Record the refusal; the one refusal to raise."""
+        seen = {"client": address} if address is not None else {}
         _record_denial(store, account_id=account_id, action="login", target=name or str(username), moment=moment,
-                       detail={"reason": reason, "username": name})
+                       detail={"reason": reason, "username": name, **seen, **more})
+        return _refused()
 
-    if not rows:
-        verify_password(_decoy_hash(), password if isinstance(password, str) else "")
-        deny(None, "unknown_user")
-        raise _wrong_credentials()
-    account = rows[0]
-    account_id = int(account["id"])
-    locked_until = account["locked_until"]
-    if locked_until is not None and moment < locked_until:
-        deny(account_id, "locked")
-        raise _locked(locked_until)
+    try:
+        attempt = _count_attempt(store, name, address, moment)
+    except StorageError as exc:
+        if not store.is_write_conflict(exc):
+            raise
+        _decoy(password)
+        raise refuse(None, "not_counted", error=str(exc)) from exc
+    account = attempt.account
+    account_id = None if account is None else int(account["id"])
+    if attempt.refused is not None:
+        _decoy(password)
+        raise refuse(account_id, attempt.refused)
     if not isinstance(password, str) or not verify_password(account["password_hash"], password):
-        lock = _count_failure(store, account_id, moment)
-        deny(account_id, "locked_now" if lock else "wrong_password")
-        raise _locked(lock) if lock else _wrong_credentials()
+        raise refuse(account_id, "locked_now" if attempt.number >= MAX_FAILED_LOGINS else "wrong_password")
     if not account["active"]:
-        deny(account_id, "inactive")
+        refuse(account_id, "inactive")  # the password was right: saying so tells nothing new
         raise PermissionDenied("This account is deactivated; ask an administrator.")
     rehash = _hasher.hash(password) if _hasher.check_needs_rehash(account["password_hash"]) else None
     return _open_session(store, account, moment, ttl_minutes=ttl_minutes, idle_minutes=idle_minutes,
-                         new_hash=rehash)
+                         new_hash=rehash, forgive=attempt.number, client=address)
 
 
 def _open_session(store: Store, account: dict[str, Any], moment: dt.datetime, *, ttl_minutes: float,
-                  idle_minutes: float, new_hash: str | None = None) -> Session:
-    """Record a successful sign-in of ``account`` and open its session."""
+                  idle_minutes: float, new_hash: str | None = None, forgive: int | None = None,
+                  client: str | None = None) -> Session:
+    """Record a successful sign-in of ``account`` and open its session.
+
+    ``forgive`` is the success's number in the account's count: it and the
+    failures before it are taken back, those counted after it (attempts still
+    under way) stay; None takes back the whole count (a sign-in without a
+    password). The success's count on ``client`` is taken back too. This runs
+    apart from the caller's transaction, taking turns with the counting.
+    """
     account_id = int(account["id"])
     token = secrets.token_urlsafe(32)
     expires_at = moment + dt.timedelta(minutes=ttl_minutes)
-    with store.transaction():
-        store.execute(
+    later = "failed_logins" if forgive is None else f"(failed_logins - {int(forgive)})"
+
+    def work(s: Store) -> None:
+        s.execute(
+            f"UPDATE accounts SET last_login_at = ?, failed_logins = greatest({later}, 0),"
+            f" locked_until = CASE WHEN {later} >= ? THEN locked_until ELSE NULL END WHERE id = ?"
+            if forgive is not None else
             "UPDATE accounts SET last_login_at = ?, failed_logins = 0, locked_until = NULL WHERE id = ?",
-            [moment, account_id],
+            [moment, MAX_FAILED_LOGINS, account_id] if forgive is not None else [moment, account_id],
         )
+        if client is not None:
+            s.execute(
+                "UPDATE sign_in_throttle SET failures = greatest(failures - 1, 0),"
+                " locked_until = CASE WHEN failures - 1 >= ? THEN locked_until ELSE NULL END WHERE client = ?",
+                [MAX_FAILED_PER_CLIENT, client],
+            )
         if new_hash:
-            store.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", [new_hash, account_id])
-        store.execute(
+            s.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", [new_hash, account_id])
+        s.execute(
             "INSERT INTO sessions (token_hash, account_id, created_at, last_seen_at, expires_at, idle_seconds, revoked)"
             " VALUES (?, ?, ?, ?, ?, ?, FALSE)",
             [_token_hash(token), account_id, moment, moment, expires_at, max(1, round(idle_minutes * 60))],
         )
+
+    _apart(store, work, exclusive="sign-in")
     return Session(token=token, account_id=account_id, person_id=int(account["person_id"]),
                    username=account["username"], expires_at=_aware(expires_at))
 
@@ -537,30 +683,6 @@ def login_external(store: Store, *, issuer: str, subject: str, email: str = "", 
         raise PermissionDenied("The organisation account {who} is not linked to a gridwatch account; ask an "
                                "administrator to link it.", who=email or subject)
     return _open_session(store, rows[0], moment, ttl_minutes=ttl_minutes, idle_minutes=idle_minutes)
-
-
-def _count_failure(store: Store, account_id: int, moment: dt.datetime) -> dt.datetime | None:
-    """Count a failed sign-in (apart from the caller's transaction); returns the lock's end if it locks."""
-
-    def work(s: Store) -> dt.datetime | None:
-        # a lock that has run out starts a fresh count
-        s.execute(
-            "UPDATE accounts SET"
-            " failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= ? THEN 1"
-            " ELSE failed_logins + 1 END,"
-            " locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= ? THEN NULL"
-            " ELSE locked_until END"
-            " WHERE id = ?",
-            [moment, moment, account_id],
-        )
-        failures = int(s.scalar("SELECT failed_logins FROM accounts WHERE id = ?", [account_id]))
-        if failures < MAX_FAILED_LOGINS:
-            return None
-        until = moment + LOCKOUT
-        s.execute("UPDATE accounts SET locked_until = ? WHERE id = ?", [until, account_id])
-        return until
-
-    return _apart(store, work)
 
 
 def _expired() -> PermissionDenied:

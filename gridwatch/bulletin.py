@@ -3,18 +3,21 @@
 Everything here turns a computed :class:`~gridwatch.reports.Report` (or a
 dossier frame) into bytes or text; nothing reads the store. The same table
 frame feeds the page, the CSV and the Excel file, so a download always matches
-what the page shows.
+what the page shows. Text from users and files is made inert on the way out
+(:mod:`gridwatch.encode`): HTML-escaped in the bulletin and dossiers, and, in
+CSV and Excel cells, given a leading ``'`` when a spreadsheet would take it as
+a formula; Excel cells of text are written as text, numbers as numbers.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from html import escape
 
 import numpy as np
 import pandas as pd
 
+from gridwatch.encode import html_text, sheet_cell
 from gridwatch.i18n import N_, gettext
 from gridwatch.maps import cells_svg
 from gridwatch.reports import METRICS, STATUSES, Report, column_labels
@@ -68,8 +71,27 @@ def daily_frame(report: Report) -> pd.DataFrame:
 
 
 def to_csv(frame: pd.DataFrame) -> bytes:
-    """CSV in UTF-8 with a BOM, so spreadsheet programs keep the Chinese."""
-    return frame.to_csv(index=False).encode("utf-8-sig")
+    r"""CSV in UTF-8 with a BOM, so spreadsheet programs keep the Chinese; no text cell reads as a formula.
+
+    Lines end in CRLF (RFC 4180), so a field holding a carriage return is quoted and cannot start a row of its own.
+
+    Examples
+    --------
+    >>> to_csv(pd.DataFrame({"单位": ["=1+1", "伊川县", "\r=2"], "n": [-1, 2, 3]})).decode("utf-8-sig")
+    '单位,n\r\n\'=1+1,-1\r\n伊川县,2\r\n"\'\r=2",3\r\n'
+    """
+    return _inert(frame).to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")
+
+
+def _inert(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every text cell and header passed through :func:`~gridwatch.encode.sheet_cell`."""
+    out = frame.copy()
+    out.columns = [sheet_cell(str(c)) for c in frame.columns]
+    for i in range(out.shape[1]):
+        column = out.iloc[:, i]
+        if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+            out.isetitem(i, column.map(sheet_cell))
+    return out
 
 
 def to_xlsx(sheets: Mapping[str, pd.DataFrame], *, percent_columns: Sequence[str] = ()) -> bytes:
@@ -81,13 +103,16 @@ def to_xlsx(sheets: Mapping[str, pd.DataFrame], *, percent_columns: Sequence[str
     book.remove(book.active)
     for title, frame in sheets.items():
         sheet = book.create_sheet(title=str(title)[:31])
-        sheet.append([str(c) for c in frame.columns])
+        sheet.append([sheet_cell(str(c)) for c in frame.columns])
         for cell in sheet[1]:
             cell.font = Font(bold=True)
             cell.fill = PatternFill("solid", fgColor="EEEEEE")
             cell.alignment = Alignment(wrap_text=True, vertical="center")
         for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False):
-            sheet.append([_cell_value(v) for v in row])
+            sheet.append([sheet_cell(_cell_value(v)) for v in row])
+            for cell in sheet[sheet.max_row]:
+                if isinstance(cell.value, str):
+                    cell.data_type = "s"  # text stays text, whatever it starts with
         sheet.freeze_panes = "A2"
         for i, column in enumerate(frame.columns, start=1):
             width = max([_width(str(column))] + [_width(str(v)) for v in frame[column].head(200)])
@@ -184,41 +209,41 @@ def bulletin_html(report: Report, *, map_svg: str = "") -> str:
         period=report.period.label(lang), points=totals.get("fire_points", 0), incidents=totals.get("incidents", 0),
         unit=report.scope_name, dispatched=totals.get("dispatched", 0), confirmed=totals.get("confirmed", 0),
         rate="—" if rate is None else f"{rate:.0%}", overdue=totals.get("tasks_overdue", 0))
-    body = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>"]
+    body = ["<tr>" + "".join(f"<th>{html_text(h)}</th>" for h in headers) + "</tr>"]
     for i, row in frame.iterrows():
         hit = bool(report.rows.status.iloc[i])
         cells = []
         for column, header in zip(wanted, headers):
             value = row[header]
             text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
-            cells.append(f'<td{" class=l" if column == "unit_name" else ""}>{escape(text)}</td>')
+            cells.append(f'<td{" class=l" if column == "unit_name" else ""}>{html_text(text)}</td>')
         body.append(f'<tr{" class=hit" if hit else ""}>' + "".join(cells) + "</tr>")
     hits = report.rows[report.rows.status != ""]
     accountability = "".join(
-        f"<li><b>{escape(r.unit_name)}</b>：{escape(gettext(STATUSES[r.status], lang))}；"
-        f"{escape(labels['fire_points'])} {int(r.fire_points)}；{escape(labels['deduction_yuan'])} "
-        f"{r.deduction_yuan:,.0f}；{escape(labels['affected'])}：{escape(r.affected or '—')}</li>"
+        f"<li><b>{html_text(r.unit_name)}</b>：{html_text(gettext(STATUSES[r.status], lang))}；"
+        f"{html_text(labels['fire_points'])} {int(r.fire_points)}；{html_text(labels['deduction_yuan'])} "
+        f"{r.deduction_yuan:,.0f}；{html_text(labels['affected'])}：{html_text(r.affected or '—')}</li>"
         for r in hits.itertuples())
     first = report.rows[report.rows.get("first_fire", pd.Series(False, index=report.rows.index)).eq(True)]
     first_html = "".join(
-        f"<p>🔥 {escape(labels['first_fire'])}：<b>{escape(r.unit_name)}</b> "
-        f"{escape(str(r.first_fire_at))}</p>" for r in first.itertuples())
+        f"<p>🔥 {html_text(labels['first_fire'])}：<b>{html_text(r.unit_name)}</b> "
+        f"{html_text(str(r.first_fire_at))}</p>" for r in first.itertuples())
     parts = [
         "<!DOCTYPE html>", f'<html lang="{"zh-CN" if lang != "en" else "en"}"><head><meta charset="utf-8">',
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        f'<p class="sub">{escape(report.period.kind_label(lang))} · {escape(report.period.start.isoformat())} — '
-        f"{escape(report.period.end.isoformat())}（{escape(report.period.timezone)}）</p>",
+        f"<title>{html_text(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html_text(title)}</h1>",
+        f'<p class="sub">{html_text(report.period.kind_label(lang))} · {html_text(report.period.start.isoformat())} — '
+        f"{html_text(report.period.end.isoformat())}（{html_text(report.period.timezone)}）</p>",
     ]
     if report.demo:
-        parts.append(f'<p class="demo">{escape(gettext("Generated demo data (演示), not real.", lang))}</p>')
-    heading = {key: escape(gettext(key, lang)) for key in _HEADINGS}
-    parts += [f"<h2>{heading['Summary']}</h2><p>{escape(summary)}</p>", first_html]
+        parts.append(f'<p class="demo">{html_text(gettext("Generated demo data (演示), not real.", lang))}</p>')
+    heading = {key: html_text(gettext(key, lang)) for key in _HEADINGS}
+    parts += [f"<h2>{heading['Summary']}</h2><p>{html_text(summary)}</p>", first_html]
     parts += [f"<h2>{heading['Ranking']}</h2>", f"<table>{''.join(body)}</table>",
-              f'<p class="rule">{escape(report.rules.rule_text(lang))}</p>']
+              f'<p class="rule">{html_text(report.rules.rule_text(lang))}</p>']
     parts += [f"<h2>{heading['Accountability']}</h2>",
               f"<ul>{accountability}</ul>" if accountability else f"<p>{heading['No unit reached a threshold.']}</p>",
-              f'<p class="rule">{escape(report.rules.threshold_text(lang))}</p>']
+              f'<p class="rule">{html_text(report.rules.threshold_text(lang))}</p>']
     if map_svg:
         parts += [f"<h2>{heading['Map']}</h2>", f'<div class="map">{map_svg}</div>']
     parts.append(f"<footer>gridwatch · {heading['Generated (UTC)']} "
@@ -245,13 +270,13 @@ def dossier_frame(events: pd.DataFrame, language: str = "zh_CN") -> pd.DataFrame
 
 def dossier_html(title: str, frame: pd.DataFrame, *, note: str = "", chain: str = "") -> str:
     """A dossier as printable HTML; ``chain`` (the tamper-evident chain head) is printed at its foot."""
-    head = "<tr>" + "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns) + "</tr>"
-    rows = "".join("<tr>" + "".join(f'<td class=l>{escape("" if pd.isna(v) else str(v))}</td>' for v in row) + "</tr>"
+    head = "<tr>" + "".join(f"<th>{html_text(c)}</th>" for c in frame.columns) + "</tr>"
+    rows = "".join("<tr>" + "".join(f"<td class=l>{html_text(v)}</td>" for v in row) + "</tr>"
                    for row in frame.astype(object).itertuples(index=False))
     return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
-            f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><h1>{escape(title)}</h1>"
-            f'<p class="sub">{escape(note)}</p><table>{head}{rows}</table>'
-            + (f"<footer>{escape(chain)}</footer>" if chain else "") + "</body></html>")
+            f"<title>{html_text(title)}</title><style>{_CSS}</style></head><body><h1>{html_text(title)}</h1>"
+            f'<p class="sub">{html_text(note)}</p><table>{head}{rows}</table>'
+            + (f"<footer>{html_text(chain)}</footer>" if chain else "") + "</body></html>")
 
 
 def choropleth_svg(cells: Sequence[str], values: Sequence[float], *, titles: Sequence[str] | None = None,
@@ -276,5 +301,5 @@ def legend_html(legend: list[tuple[str, str]], caption: str = "") -> str:
     """A small inline legend for :func:`choropleth_svg`."""
     items = "".join(f'<span style="display:inline-block;margin-right:10px"><span style="display:inline-block;'
                     f'width:14px;height:14px;background:{c};border:1px solid #999;vertical-align:middle"></span> '
-                    f"{escape(t)}</span>" for c, t in legend)
-    return f'<div style="font-size:13px">{escape(caption)} {items}</div>'
+                    f"{html_text(t)}</span>" for c, t in legend)
+    return f'<div style="font-size:13px">{html_text(caption)} {items}</div>'

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from html import escape
 from typing import Any
 
 import folium
@@ -25,10 +24,11 @@ from branca.element import MacroElement
 from h3ronpy import cells_parse, cells_to_string, change_resolution
 from jinja2 import Template
 
+from gridwatch.encode import html_attr, html_text, map_text
 from gridwatch.overlap import cells_to_convex_xy
 
 __all__ = ["cells_svg", "PALETTE", "STATUSES", "STATUS_COLOURS", "MapView", "Basemap", "CellLayer", "PointLayer",
-           "base_map", "fit_zoom", "cell_layer_data", "point_layer_data", "view_resolution"]
+           "base_map", "fit_zoom", "cell_layer_data", "point_layer_data", "view_resolution", "radius_layer"]
 
 #: colour-blind-safe qualitative palette (Tableau 10)
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac",
@@ -74,9 +74,9 @@ def cells_svg(
     ]
     for i in range(len(ids)):
         points = " ".join(f"{a},{b}" for a, b in zip(px[i], py[i]))
-        title = f"<title>{escape(titles[i])}</title>" if titles is not None else ""
+        title = f"<title>{html_text(titles[i])}</title>" if titles is not None else ""
         parts.append(
-            f'<polygon points="{points}" fill="{escape(fills[i])}" stroke="{stroke}" stroke-width="0.4">'
+            f'<polygon points="{points}" fill="{html_attr(fills[i])}" stroke="{stroke}" stroke-width="0.4">'
             f"{title}</polygon>"
         )
     parts.append("</svg>")
@@ -263,7 +263,7 @@ class CellLayer(MacroElement):
         super().__init__()
         self._name = "CellLayer"
         self.data = {k: data[k] for k in ("c", "s", "n")}
-        self.labels = [escape(label) for label in labels]
+        self.labels = [map_text(label) for label in labels]
         self.colours = list(colours)
 
 
@@ -298,7 +298,35 @@ class PointLayer(MacroElement):
     def __init__(self, coords: list[float], *, colour: str, label: str, radius: float = 6) -> None:
         super().__init__()
         self._name = "PointLayer"
-        self.coords, self.colour, self.label, self.radius = coords, colour, escape(label), float(radius)
+        self.coords, self.colour, self.label, self.radius = coords, colour, map_text(label), float(radius)
+
+
+def radius_layer(radii: Sequence[Mapping[str, Any]], *, labels: Sequence[str] = ("Plant", "MW"),
+                 colour: str = "#c0392b") -> folium.GeoJson:
+    """The heat-supply radii as one GeoJSON layer, each plant's name and capacity in its tooltip.
+
+    Parameters
+    ----------
+    radii : sequence of mapping
+        As :func:`gridwatch.services.heat_radii` gives them: ``name``, ``capacity_mw`` and ``ring``
+        (``[[lng, lat], …]``, closed).
+    labels : sequence of str
+        The tooltip's two row labels, in the reader's language.
+    colour : str
+        The rings' colour.
+
+    Returns
+    -------
+    folium.GeoJson
+        The layer; plant names come from layer files and reach the tooltip through
+        :func:`gridwatch.encode.map_text` (folium's ``GeoJsonTooltip`` shows properties as HTML).
+    """
+    features = [{"type": "Feature", "properties": {"name": map_text(r["name"]), "mw": r["capacity_mw"]},
+                 "geometry": {"type": "Polygon", "coordinates": [r["ring"]]}} for r in radii]
+    return folium.GeoJson({"type": "FeatureCollection", "features": features},
+                          style_function=lambda _: {"color": colour, "weight": 1.5, "fillOpacity": 0.04},
+                          tooltip=folium.GeoJsonTooltip(fields=["name", "mw"],
+                                                        aliases=[map_text(label) for label in labels]))
 
 
 @dataclass(frozen=True)
@@ -366,10 +394,10 @@ def base_map(
     m.default_js = [("leaflet", f"{assets}/{LEAFLET}/leaflet.js"), ("h3", f"{assets}/{H3JS}/h3-js.umd.js")]
     m.default_css = [("leaflet_css", f"{assets}/{LEAFLET}/leaflet.css")]
     if basemap:
-        folium.TileLayer(basemap.url, attr=escape(basemap.attribution), subdomains=basemap.subdomains,
+        folium.TileLayer(basemap.url, attr=map_text(basemap.attribution), subdomains=basemap.subdomains,
                          max_zoom=18).add_to(m)
         if basemap.labels_url:
-            folium.TileLayer(basemap.labels_url, attr=escape(basemap.attribution), subdomains=basemap.subdomains,
+            folium.TileLayer(basemap.labels_url, attr=map_text(basemap.attribution), subdomains=basemap.subdomains,
                              max_zoom=18, overlay=True).add_to(m)
     return m
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import doctest
 import json
+import re
+import threading
 
 import h3
 import numpy as np
@@ -21,7 +23,10 @@ from conftest import copy_db, drop_db
 T0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.timezone.utc)
 PASSWORD = "麦收防火-2026"
 EXPIRED = "Your session has expired; sign in again."
-WRONG = "Wrong username or password."
+REFUSED_TEMPLATE = ("Wrong username or password, or too many failed sign-ins: after {failures} failures in a row "
+                    "sign-in pauses for {minutes} minutes.")
+REFUSED = REFUSED_TEMPLATE.format(failures=5, minutes=15)
+REFUSED_RE = re.escape(REFUSED)
 
 
 def minutes(n: float) -> dt.datetime:
@@ -176,8 +181,8 @@ def test_the_same_message_for_an_unknown_user_and_a_wrong_password(plain):
         auth.login(plain, "nobody.here", PASSWORD, now=T0)
     with pytest.raises(PermissionDenied) as wrong:
         auth.login(plain, "zhao.liu2", "x", now=T0)  # no such account either, bad name syntax aside
-    assert str(unknown.value) == str(wrong.value) == WRONG
-    assert unknown.value.template == WRONG
+    assert str(unknown.value) == str(wrong.value) == REFUSED
+    assert unknown.value.template == REFUSED_TEMPLATE
     denied = _denials(plain, None)
     assert [(d["action"], d["target"], json.loads(d["detail"])["reason"]) for d in denied[-2:]] == [
         ("login", "nobody.here", "unknown_user"), ("login", "zhao.liu2", "unknown_user")]
@@ -191,12 +196,14 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(plain):
     for i in range(4):
         with pytest.raises(PermissionDenied) as info:
             auth.login(plain, "locked.out", "wrong-password", now=minutes(i))
-        assert str(info.value) == WRONG
+        assert str(info.value) == REFUSED
     assert plain.scalar("SELECT failed_logins FROM accounts WHERE id = ?", [account]) == 4
-    with pytest.raises(PermissionDenied, match=r"locked until 2026-06-01T08:19:00Z \(UTC\)"):
+    with pytest.raises(PermissionDenied, match=REFUSED_RE):  # the same words: nothing tells the lock apart
         auth.login(plain, "locked.out", "wrong-password", now=minutes(4))
+    assert plain.scalar("SELECT locked_until FROM accounts WHERE id = ?", [account]) == minutes(19).replace(
+        tzinfo=None)
     # the right password does not help while locked
-    with pytest.raises(PermissionDenied, match="locked until 2026-06-01T08:19:00Z"):
+    with pytest.raises(PermissionDenied, match=REFUSED_RE):
         auth.login(plain, "locked.out", PASSWORD, now=minutes(18))
     session = auth.login(plain, "locked.out", PASSWORD, now=minutes(19))
     assert session.account_id == account
@@ -376,3 +383,184 @@ def test_an_identity_links_to_one_account_and_a_deactivated_account_is_refused(p
     auth.deactivate(plain, "zhao.liu")
     with pytest.raises(PermissionDenied, match="deactivated"):
         auth.login_external(plain, issuer=ISSUER, subject="u-9")
+
+
+# -- sign-in under attack: concurrent guesses, the lock, the client address --------------------------
+
+REFUSED_AT_ONCE = 40
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def target(request, monkeypatch):
+    """A fresh migrated store, on each backend, with the account ``target`` (password :data:`PASSWORD`)."""
+    from gridwatch.org import add_person
+
+    url = ":memory:"
+    if request.param == "postgres":
+        monkeypatch.setenv("GRIDWATCH_PG_POOL_MAX", str(REFUSED_AT_ONCE + 10))  # a connection per attacking thread
+        url = request.getfixturevalue("pg_url")
+    with open_store(url) as store:
+        add_person(store, person_key="p-target", name="p-target")
+        auth.add_account(store, "target", PASSWORD, person_key="p-target")
+        yield store
+
+
+@pytest.fixture
+def checks(monkeypatch):
+    """Counts the passwords checked against a real account's hash (not the decoy of unknown names)."""
+    seen: list[str] = []
+    real = auth.verify_password
+
+    def counted(password_hash: str, password: str) -> bool:
+        if password_hash != auth._decoy_hash():
+            seen.append(password)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(auth, "verify_password", counted)
+    return seen
+
+
+def _at_once(store, attempts: list[tuple[str, str]], *, client: str | None = None, now=T0) -> list[object]:
+    """Run the sign-ins all at once, one thread each; a Session or the exception each raised, in order."""
+    start = threading.Barrier(len(attempts))
+    results: list[object] = [None] * len(attempts)
+
+    def run(i: int, username: str, password: str) -> None:
+        store.scalar("SELECT 1")  # each thread has its connection before the hashing starts
+        start.wait()
+        try:
+            results[i] = auth.login(store, username, password, now=now,
+                                    **({"client": client} if client is not None else {}))
+        except Exception as exc:  # noqa: BLE001 - every outcome is checked below
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, *a)) for i, a in enumerate(attempts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return results
+
+
+def _refusals(results: list[object]) -> set[str]:
+    """The messages of the refusals; anything else raised fails the test."""
+    for r in results:
+        assert isinstance(r, (auth.Session, PermissionDenied)), repr(r)
+    return {str(r) for r in results if isinstance(r, PermissionDenied)}
+
+
+def test_forty_wrong_guesses_at_once_are_all_counted_and_the_right_password_is_refused_after(target, checks):
+    account = int(target.scalar("SELECT id FROM accounts WHERE username = 'target'"))
+    results = _at_once(target, [("target", f"guess-{i:02d}") for i in range(REFUSED_AT_ONCE)])
+    assert _refusals(results) == {REFUSED} and len(results) == REFUSED_AT_ONCE
+    # the lock is checked and the attempt counted in one step: only the first MAX_FAILED_LOGINS are checked
+    assert len(checks) == auth.MAX_FAILED_LOGINS
+    row = target.query("SELECT failed_logins, locked_until FROM accounts WHERE id = ?", [account])[0]
+    assert row == {"failed_logins": auth.MAX_FAILED_LOGINS, "locked_until": (T0 + auth.LOCKOUT).replace(tzinfo=None)}
+    reasons = [json.loads(d["detail"])["reason"] for d in _denials(target, account)]
+    assert len(reasons) == REFUSED_AT_ONCE  # every refusal recorded
+    assert sorted(set(reasons)) == ["locked", "locked_now", "wrong_password"]
+    assert reasons.count("wrong_password") + reasons.count("locked_now") == auth.MAX_FAILED_LOGINS
+    # the right password, at once and one by one, is refused until the lock ends, and never checked
+    after = _at_once(target, [("target", PASSWORD)] * 3, now=minutes(1))
+    assert _refusals(after) == {REFUSED} and len(checks) == auth.MAX_FAILED_LOGINS
+    with pytest.raises(PermissionDenied, match=REFUSED_RE):
+        auth.login(target, "target", PASSWORD, now=minutes(14.9))
+    assert len(_denials(target, account)) == REFUSED_AT_ONCE + 4
+    assert auth.login(target, "target", PASSWORD, now=minutes(15)).account_id == account
+
+
+def test_the_right_password_cannot_slip_past_the_limit_in_a_race(target, checks):
+    for i in range(auth.MAX_FAILED_LOGINS - 1):
+        with pytest.raises(PermissionDenied):
+            auth.login(target, "target", f"guess-{i}", now=T0)
+    results = _at_once(target, [("target", "guess-x")] * 20 + [("target", PASSWORD)] * 3)
+    _refusals(results)
+    # one attempt was left before the lock: exactly one password is checked, so at most one sign-in succeeds
+    assert len(checks) == auth.MAX_FAILED_LOGINS
+    sessions = [r for r in results if isinstance(r, auth.Session)]
+    assert len(sessions) == (1 if checks[-1] == PASSWORD else 0)
+
+
+def test_a_write_conflict_does_not_lose_the_count(target, monkeypatch):
+    """A sign-in failing while another session holds a change of the account: counted once that change ends."""
+    account = int(target.scalar("SELECT id FROM accounts WHERE username = 'target'"))
+    for i in range(2):
+        with pytest.raises(PermissionDenied):
+            auth.login(target, "target", f"guess-{i}", now=T0)
+    holding, release = threading.Event(), threading.Event()
+    conflicts: list[str] = []
+    real = type(target).is_write_conflict
+
+    def seen(self, exc) -> bool:
+        if real(self, exc):
+            conflicts.append(str(exc))
+            release.set()  # the other session ends its change once the sign-in has run into it
+            return True
+        return False
+
+    monkeypatch.setattr(type(target), "is_write_conflict", seen)
+
+    def hold() -> None:
+        with target.transaction():
+            target.execute("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = ?", [account])
+            holding.set()
+            release.wait(timeout=30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(timeout=30)
+    timer = threading.Timer(3, release.set)  # PostgreSQL waits for the row instead of failing
+    timer.start()
+    try:
+        with pytest.raises(PermissionDenied, match=REFUSED_RE):
+            auth.login(target, "target", "guess-2", now=T0)
+    finally:
+        release.set()
+        timer.cancel()
+        holder.join(timeout=30)
+    assert target.scalar("SELECT failed_logins FROM accounts WHERE id = ?", [account]) == 1  # after the reset
+    assert [json.loads(d["detail"])["reason"] for d in _denials(target, account)] == ["wrong_password"] * 3
+    if target.backend == "duckdb":  # DuckDB refuses the second writer at once: the count was retried
+        assert conflicts and "Conflict" in conflicts[0]
+
+
+def test_an_unknown_user_a_wrong_password_and_a_lock_read_the_same(target):
+    outcomes = []
+    for username, password in [("nobody.here", PASSWORD), ("x", PASSWORD), ("target", "guess-0")]:
+        with pytest.raises(PermissionDenied) as info:
+            auth.login(target, username, password, now=T0)
+        outcomes.append((str(info.value), info.value.template))
+    for i in range(auth.MAX_FAILED_LOGINS):
+        with pytest.raises(PermissionDenied):
+            auth.login(target, "target", f"guess-{i + 1}", now=T0)
+    for username in ("target", "nobody.here"):  # a locked account and an unknown name, many times over
+        with pytest.raises(PermissionDenied) as info:
+            auth.login(target, username, PASSWORD, now=minutes(1))
+        outcomes.append((str(info.value), info.value.template))
+    assert set(outcomes) == {(REFUSED, REFUSED_TEMPLATE)}
+
+
+def test_one_address_is_throttled_across_accounts(target, checks):
+    """Password spraying: few guesses per account, many accounts, one address."""
+    spray = [(f"user.{i:02d}", "Summer-2026") for i in range(auth.MAX_FAILED_PER_CLIENT)]
+    for username, password in spray:
+        with pytest.raises(PermissionDenied, match=REFUSED_RE):
+            auth.login(target, username, password, now=T0, client="203.0.113.7")
+    # the address is paused: even a right password is refused there, unchecked, and the refusal recorded
+    with pytest.raises(PermissionDenied, match=REFUSED_RE):
+        auth.login(target, "target", PASSWORD, now=minutes(1), client="203.0.113.7")
+    assert checks == []
+    last = json.loads(target.query("SELECT detail FROM access_denials ORDER BY id DESC LIMIT 1")[0]["detail"])
+    assert last["reason"] == "client_locked" and last["client"] == "203.0.113.7"
+    # the account itself was never charged: elsewhere it signs in
+    assert auth.login(target, "target", PASSWORD, now=minutes(1), client="198.51.100.2").username == "target"
+    assert auth.login(target, "target", PASSWORD, now=minutes(1)).username == "target"
+    # concurrent sprays from a fresh address are all counted: the limit holds exactly
+    results = _at_once(target, [(f"user.{i:02d}", "Winter-2026") for i in range(REFUSED_AT_ONCE)] +
+                       [("target", PASSWORD)], client="192.0.2.44", now=minutes(2))
+    _refusals(results)
+    assert target.scalar("SELECT failures FROM sign_in_throttle WHERE client = '192.0.2.44'") == \
+        auth.MAX_FAILED_PER_CLIENT - sum(isinstance(r, auth.Session) for r in results)
+    # the pause ends
+    assert auth.login(target, "target", PASSWORD, now=minutes(1) + auth.LOCKOUT, client="203.0.113.7")
