@@ -7,15 +7,18 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 
+import folium
 import streamlit as st
 
-import folium
-
-from gridwatch import maps, services
+from gridwatch import (
+    auth,  # noqa: F401 - for annotations
+    maps,
+    services,
+)
 from gridwatch.config import Settings
-from gridwatch.firms import FetchScheduler
-from gridwatch import auth  # noqa: F401 - for annotations
+from gridwatch.encode import markdown_text
 from gridwatch.errors import GridwatchError, PermissionDenied
+from gridwatch.firms import FetchScheduler
 from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext, translate_error, translate_text
 from gridwatch.storage import Store, open_store
 
@@ -73,9 +76,36 @@ def language() -> str:
 
 
 def t(message: str, **params: object) -> str:
-    """Translate a message into the session's language and fill it."""
+    """Translate a message into the session's language and fill it, its values made inert for markdown.
+
+    Nearly every place a page shows text renders markdown (titles, captions, alerts, toasts, widget labels), so the
+    values — names, notes, file fields — are escaped (:func:`gridwatch.encode.markdown_text`): a name holding a link
+    or an image shows as typed. Use :func:`t_plain` where the text is not markdown (table cells, downloads).
+    """
+    text = gettext(message, language())
+    return text.format(**{k: md(v) for k, v in params.items()}) if params else text
+
+
+def client_address() -> str | None:
+    """The address this session's requests come from (for sign-in throttling per address), when known."""
+    try:
+        return st.context.ip_address or None
+    except AttributeError:  # not served over HTTP (AppTest)
+        return None
+
+
+def t_plain(message: str, **params: object) -> str:
+    """Translate and fill a message for a sink that is not markdown (a table cell, a file): values as they are."""
     text = gettext(message, language())
     return text.format(**params) if params else text
+
+
+def md(value: object) -> object:
+    """A value from a user or a file, shown literally inside markdown (no link, image, emphasis or HTML).
+
+    Text is escaped; numbers, dates and other values keep their type, so format specs such as ``{area:.1f}`` work.
+    """
+    return markdown_text(value) if isinstance(value, str) else value
 
 
 def t_filled(text: str) -> str:
@@ -113,8 +143,12 @@ def language_picker() -> None:
 
 
 def translate(exc: GridwatchError) -> str:
-    """A gridwatch error as one message in the session's language."""
-    return translate_error(exc, language())
+    """A gridwatch error as one message in the session's language, its values made inert for markdown."""
+    template = gettext(exc.template, language())
+    try:
+        return template.format(**{k: md(v) for k, v in exc.params.items()})
+    except (KeyError, IndexError, ValueError):
+        return translate_error(exc, language())
 
 
 def flash(key: str, message: str, *, seconds: float = 8.0) -> None:

@@ -93,11 +93,7 @@ def heat_supply_section() -> None:
                "exempt": "#9aa0a6"}
 
     def layers(view):
-        out = [folium.GeoJson({"type": "FeatureCollection", "features": [
-            {"type": "Feature", "properties": {"name": r["name"], "mw": r["capacity_mw"]},
-             "geometry": {"type": "Polygon", "coordinates": [r["ring"]]}} for r in radii]},
-            style_function=lambda _: {"color": "#c0392b", "weight": 1.5, "fillOpacity": 0.04},
-            tooltip=folium.GeoJsonTooltip(fields=["name", "mw"], aliases=[t("Plant"), "MW"]))]
+        out = [maps.radius_layer(radii, labels=(t("Plant"), "MW"))]  # plant names escaped for the tooltip
         for status, colour in colours.items():
             chosen = boilers[boilers.status == status]
             if len(chosen):
@@ -206,7 +202,7 @@ with ui.show_errors():
     preview = services.layer_preview(store, me, kind, version)
     info = preview["info"]
     for warning in info.get("warnings", []):
-        st.caption("⚠ " + ui.t_filled(warning))
+        st.caption("⚠ " + ui.md(ui.t_filled(warning)))
     _preview_map(preview, key=f"layer-map-{kind}")
     if info["published"]:
         st.success(t("Version {version} is the published version.", version=version))

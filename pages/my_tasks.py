@@ -33,7 +33,8 @@ def task_list() -> None:
         return
     for row in tasks.itertuples():
         mark = "🔴 " + t("Overdue") + " · " if row.overdue else ""
-        label = f"{mark}{row.title or t(row.kind)} · {t(row.state)} · {t('due')} {_local(row.due_at)}"
+        title = ui.md(row.title) if row.title else t(row.kind)
+        label = f"{mark}{title} · {t(row.state)} · {t('due')} {_local(row.due_at)}"
         if st.button(label, key=f"task-{row.id}", width="stretch"):
             st.session_state["task"] = int(row.id)
             st.rerun()
@@ -73,9 +74,9 @@ def task_page(task_id: int) -> None:
     if st.button("← " + t("All my tasks"), key="back"):
         st.session_state.pop("task", None)
         st.rerun()
-    st.title(task["title"] or t(task["kind"]))
+    st.title(ui.md(task["title"]) if task["title"] else t(task["kind"]))
     place = task["place"]
-    st.markdown(f"**{place.get('township', '')} · {place.get('village', '')}** · `{task['cell']}` · "
+    st.markdown(f"**{ui.md(place.get('township', ''))} · {ui.md(place.get('village', ''))}** · `{task['cell']}` · "
                 f"{t(task['state'])} · {t('due')} {_local(task['due_at'])}")
     lat, lng = services.cell_centre(task["cell"])
     links = services.navigation_links(lat, lng, label=task["title"])

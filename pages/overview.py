@@ -43,15 +43,15 @@ with ui.show_errors():
         gaps = report["cells_without_inspector"]
         st.metric(t("Cells without an inspector"), gaps["count"])
         if gaps["by_township"]:
-            st.table(
-                pd.DataFrame(gaps["by_township"]).rename(
+            st.table(  # st.table renders markdown in its cells: names shown as typed
+                pd.DataFrame(gaps["by_township"]).map(ui.md).rename(
                     columns={"code": t("Code"), "name": t("Township"), "cells": t("Cells")}).set_index(t("Code"))
             )
         no_leader = t("Units without a grid leader")
         st.markdown(f"**{no_leader}** ({len(report['units_without_grid_leader'])})")
         if report["units_without_grid_leader"]:
             st.table(
-                pd.DataFrame(report["units_without_grid_leader"]).assign(
+                pd.DataFrame(report["units_without_grid_leader"]).map(ui.md).assign(
                     level=lambda d: d.level.map(lambda v: t(v))).rename(
                     columns={"code": t("Code"), "name": t("Name"), "level": t("Level")}).set_index(t("Code"))
             )
@@ -59,6 +59,6 @@ with ui.show_errors():
         st.markdown(f"**{no_unit}** ({len(report['people_without_unit'])})")
         if report["people_without_unit"]:
             st.table(
-                pd.DataFrame(report["people_without_unit"]).rename(
+                pd.DataFrame(report["people_without_unit"]).map(ui.md).rename(
                     columns={"person_key": t("Key"), "name": t("Name")}).set_index(t("Key"))
             )

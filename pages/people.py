@@ -84,7 +84,7 @@ with ui.show_errors():
             if held.empty:
                 st.caption(t("No roles yet."))
             for row in held.itertuples():
-                place = row.unit_name + (f" · {row.cell}" if row.cell else "")
+                place = ui.md(row.unit_name) + (f" · {row.cell}" if row.cell else "")
                 text_col, button_col = st.columns([3, 1], vertical_alignment="center")
                 text_col.markdown(f"**{t(row.role)}** · {place}")
                 if button_col.button(t("Remove"), key=f"unassign-{row.assignment_id}", width="stretch"):

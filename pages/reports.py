@@ -38,7 +38,7 @@ with ui.show_errors():
                                    language=lang)
     facts = report.to_json()
     period_text = facts["period"]["label"]
-    st.subheader(f"{names[unit]} · {facts['report']} · {period_text}")
+    st.subheader(f"{ui.md(names[unit])} · {facts['report']} · {period_text}")
     if facts["demo"]:
         st.info(t("Generated demo data (演示), not real."))
     totals = facts["totals"]

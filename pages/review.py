@@ -44,8 +44,9 @@ with ui.show_errors():
             task = services.task_show(store, me, int(row.id))
             report = services.latest_report(task)
             with st.container(border=True):
-                st.markdown(f"**{task['title'] or t(task['kind'])}** · {task['place'].get('village', '')}")
-                st.markdown(f"{t('Finding')}: **{t(report.get('finding', ''))}** · {report.get('note', '')}")
+                title = ui.md(task["title"]) if task["title"] else t(task["kind"])
+                st.markdown(f"**{title}** · {ui.md(task['place'].get('village', ''))}")
+                st.markdown(f"{t('Finding')}: **{t(report.get('finding', ''))}** · {ui.md(report.get('note', ''))}")
                 flags = report.get("flags", [])
                 if "gps_outside_cell" in flags:
                     st.warning(t("Reported from {m} m outside the cell.", m=int(report.get("outside_cell_m", 0))))

@@ -16,7 +16,7 @@ with st.form("sign_in", border=True):
     submitted = st.form_submit_button(t("Sign in"), type="primary", width="stretch")
 if submitted:
     with ui.show_errors():
-        session = services.sign_in(ui.store(), username, password)
+        session = services.sign_in(ui.store(), username, password, client=ui.client_address())
         st.session_state["token"] = session.token
         st.session_state.pop("signed_out", None)
         st.rerun()

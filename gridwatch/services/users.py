@@ -51,9 +51,12 @@ def add_user(store: Store, actor: Actor, username: str, password: str, *, role: 
     return {"username": username, "account_id": account, "person_id": pid, "role": role, "unit": unit}
 
 
-def sign_in(store: Store, username: str, password: str) -> auth.Session:
-    """Check the password and open a session (the token is returned once)."""
-    return auth.login(store, username, password)
+def sign_in(store: Store, username: str, password: str, *, client: str | None = None) -> auth.Session:
+    """Check the password and open a session (the token is returned once).
+
+    ``client`` is the address the request came from: attempts are throttled per account and per address.
+    """
+    return auth.login(store, username, password, client=client)
 
 
 def sign_in_external(store: Store, *, issuer: str, subject: str, email: str = "") -> auth.Session:
