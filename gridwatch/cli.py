@@ -21,11 +21,12 @@ from typing import Any
 import pandas as pd
 
 from gridwatch import services
+from gridwatch.audit import open_sealed
 from gridwatch.config import Settings
 from gridwatch.errors import GridwatchError, ValidationError
 from gridwatch.grid import LEVELS
 from gridwatch.i18n import gettext, translate_error, translate_text
-from gridwatch.storage import Store, open_store
+from gridwatch.storage import Store
 
 __all__ = ["main", "build_parser", "AUDIT_BROKEN"]
 
@@ -398,7 +399,7 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
     started = time.perf_counter()
     try:
         if getattr(args, "needs_store", True):
-            with open_store(settings.db) as store:
+            with open_sealed(settings.db) as store:
                 result = args.run(store, args)
         else:  # the command opens (or creates) the database itself
             result = args.run(None, args)

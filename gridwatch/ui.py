@@ -11,12 +11,13 @@ import streamlit as st
 import folium
 
 from gridwatch import maps, services
+from gridwatch.audit import open_sealed
 from gridwatch.config import Settings
 from gridwatch.firms import FetchScheduler
 from gridwatch import auth  # noqa: F401 - for annotations
 from gridwatch.errors import GridwatchError, PermissionDenied
 from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, gettext, translate_error, translate_text
-from gridwatch.storage import Store, open_store
+from gridwatch.storage import Store
 
 __all__ = ["store", "language", "t", "t_filled", "show_errors", "language_picker", "settings", "fire_fetcher", "user",
            "sign_out", "account_box", "remember_session", "oidc_providers", "oidc_login", "translate", "flash",
@@ -31,7 +32,7 @@ def settings() -> Settings:
 
 @st.cache_resource
 def _store(db: str) -> Store:
-    return open_store(db)
+    return open_sealed(db)
 
 
 def store() -> Store:

@@ -159,3 +159,94 @@ def test_every_module_starts_with_a_one_line_docstring(path):
 def test_empty_package_markers_have_a_docstring_too():
     empty = [_rel(p) for p in PACKAGE_FILES if not p.stat().st_size]
     assert empty == [], empty
+
+
+# -- (e) no import cycles among gridwatch modules --------------------------------------------------
+#
+# The graph has an edge from a module to every gridwatch module it imports anywhere in its file
+# (:func:`_gridwatch_imports`): at the top, inside functions, and under ``if TYPE_CHECKING:`` too. An import
+# moved into a function or under TYPE_CHECKING still makes the two modules depend on each other's design; those
+# are the usual ways a circle is hidden rather than removed, so they count.
+
+
+def import_graph(paths: list[Path]) -> dict[str, set[str]]:
+    """Each module of ``paths`` and the other gridwatch modules it imports."""
+    graph = {_module_name(path): set() for path in paths}
+    for path in paths:
+        name = _module_name(path)
+        graph[name] = {m for m in _gridwatch_imports(path) if m != name and m in graph}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle through each group of modules that import each other, e.g. ``[a, b, a]``; [] when none.
+
+    The groups are the strongly connected components of more than one module (Tarjan's algorithm).
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    cycles = []
+    for group in groups:  # the shortest way from the group's first module back to itself, inside the group
+        start = min(group)
+        paths = {start: [start]}
+        queue = [start]
+        while queue:
+            node = queue.pop(0)
+            for nxt in sorted(graph[node] & group):
+                if nxt == start:
+                    cycles.append([*paths[node], start])
+                    queue = []
+                    break
+                if nxt not in paths:
+                    paths[nxt] = [*paths[node], nxt]
+                    queue.append(nxt)
+    return sorted(cycles)
+
+
+def test_the_cycle_finder_names_each_circle_once():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"f"}, "f": {"e"}, "g": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c", "a"], ["e", "f", "e"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_imports_inside_functions_and_for_type_checking_count():
+    source = ("from typing import TYPE_CHECKING\n"
+              "if TYPE_CHECKING:\n    from gridwatch import audit\n"
+              "def f():\n    from gridwatch.storage import open_store\n")
+    assert {"gridwatch.audit", "gridwatch.storage"} <= imported_modules(source, "gridwatch.x")
+
+
+def test_no_gridwatch_modules_import_each_other_in_a_circle():
+    cycles = import_cycles(import_graph(PACKAGE_FILES))
+    assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_storage_does_not_know_the_audit_seal():
+    storage = [p for p in PACKAGE_FILES if p.is_relative_to(PACKAGE / "storage")]
+    assert storage and not any("gridwatch.audit" in _gridwatch_imports(p) for p in storage)
+

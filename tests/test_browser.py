@@ -217,7 +217,7 @@ def test_inspector_closes_a_fire_check_with_photo_and_position_and_the_leader_ve
     from PIL import Image
 
     from gridwatch import services
-    from gridwatch.storage import open_store
+    from gridwatch.audit import open_sealed
 
     photo = tmp_path / "现场.jpg"
     Image.new("RGB", (640, 480), (90, 140, 60)).save(photo, "JPEG")
@@ -263,7 +263,7 @@ def test_inspector_closes_a_fire_check_with_photo_and_position_and_the_leader_ve
     leader.get_by_text("已核实并关闭。").wait_for(timeout=30000)
     # the cell turns clean on the leader's map (unless another open task sits on it; the app's database is a
     # copy of the demo database, which tells how many there were)
-    with open_store(str(demo_db)) as store:
+    with open_sealed(str(demo_db)) as store:
         others = store.scalar("SELECT count(*) FROM tasks WHERE cell = ? AND state NOT IN ('closed', 'verified')"
                               " AND kind <> 'routine_patrol'", [h3.str_to_int(cell)]) - 1
     expected = "有待办" if others else "无待办"
@@ -279,7 +279,7 @@ def test_maps_render_with_no_network_and_a_pin_opens_its_task(app_url, browser, 
     import h3
 
     from gridwatch import services
-    from gridwatch.storage import open_store
+    from gridwatch.audit import open_sealed
 
     width, height = viewport
     context = browser.new_context(viewport={"width": width, "height": height})
@@ -288,7 +288,7 @@ def test_maps_render_with_no_network_and_a_pin_opens_its_task(app_url, browser, 
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:",
                                                                                    "blob:")) else None)
     copy = copy_db(demo_db, tmp_path, "copy.duckdb")
-    with open_store(copy) as store:
+    with open_sealed(copy) as store:
         leader_cells = len(services.cell_status(store, services.current_user(
             store, services.sign_in(store, "leader", "demo-2026").token)))
         inspector = services.current_user(store, services.sign_in(store, "inspector", "demo-2026").token)

@@ -15,6 +15,7 @@ import shapely
 from gridwatch import services
 from gridwatch.cli import main
 from gridwatch.fires import fire_keys, triage
+from gridwatch.audit import open_sealed
 from gridwatch.storage import open_store
 from gridwatch.policy import DispatchPolicy
 
@@ -29,7 +30,7 @@ ALL_FILES = sorted(FIRES.glob("*.csv")) if FIRES.is_dir() else []
 def province_db(tmp_path_factory):
     """Henan at resolution 7 with no people (every task is a coverage gap)."""
     path = tmp_path_factory.mktemp("prov") / "henan.duckdb"
-    with open_store(str(path)) as s:
+    with open_sealed(str(path)) as s:
         services.init_region(s, region="410000", resolution=7)
     return path
 
@@ -38,7 +39,7 @@ def province_db(tmp_path_factory):
 def province(province_db, tmp_path):
     path = tmp_path / "henan.duckdb"
     shutil.copy(province_db, path)
-    with open_store(str(path)) as s:
+    with open_sealed(str(path)) as s:
         yield s
 
 

@@ -96,10 +96,10 @@ def test_inspector_reports_and_leader_verifies(app_db):
     at.radio(key=key).set_value("extinguished").run()
     at.text_area(key=key.replace("finding", "note")).input("已扑灭，现场无明火").run()
     from gridwatch import services
-    from gridwatch.storage import open_store
+    from gridwatch.audit import open_sealed
 
     task_id = at.session_state["task"]
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         import h3
 
         cell = services.task_show(store, task_id)["cell"]
@@ -110,17 +110,17 @@ def test_inspector_reports_and_leader_verifies(app_db):
     at.number_input(key=key.replace("finding", "lng")).set_value(lng).run()
     at.button(key=key.replace("finding", "send")).click().run()
     assert not at.exception, at.exception
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         shown = services.task_show(store, task_id)
         assert shown["state"] == "reported"
         assert shown["events"][-1]["detail"]["outside_cell_m"] == 0
 
     leader = AppTest.from_file(str(REPO_ROOT / "screens" / "review.py"), default_timeout=60)
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         leader.session_state["token"] = services.sign_in(store, "leader", services.DEMO_PASSWORD).token
     leader.run()
     assert not leader.exception, leader.exception
     assert leader.title[0].value == "网格状态与核实"
     leader.button(key=f"ok-{task_id}").click().run()
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         assert services.task_show(store, task_id)["state"] == "closed"
