@@ -600,7 +600,7 @@ SHIPPED_PLANTS = Path(__file__).resolve().parent.parent / "data" / "plants" / "h
 DEMO_BOILER_NOTE = "（演示）"
 
 
-def geodesic_distance_to_region_m(lng: np.ndarray, lat: np.ndarray, region: shapely.Geometry) -> np.ndarray:
+def geodesic_distance_to_region_m(*, lat: np.ndarray, lng: np.ndarray, region: shapely.Geometry) -> np.ndarray:
     """Geodesic distance (m) from points to a lng/lat polygon: 0 inside, else to the nearest boundary vertex.
 
     The boundary is densified to 0.001° (≈ 100 m) first, so the result is within a few metres of the exact
@@ -614,7 +614,8 @@ def geodesic_distance_to_region_m(lng: np.ndarray, lat: np.ndarray, region: shap
     out = np.zeros(lng.shape)
     outside = ~shapely.contains_xy(region, lng, lat)
     for i in np.flatnonzero(outside):  # a few dozen plants, each against the boundary vertices at once
-        out[i] = float(np.min(geodesic_distance_m(lng[i], lat[i], boundary[:, 0], boundary[:, 1])))
+        out[i] = float(np.min(geodesic_distance_m(lat1=lat[i], lng1=lng[i], lat2=boundary[:, 1],
+                                                  lng2=boundary[:, 0])))
     return out
 
 
@@ -628,7 +629,7 @@ def plants_reaching_region(frame: pd.DataFrame, region: shapely.Geometry, *, pol
     if big.empty:
         return []
     xy = _xy(big)
-    dist = geodesic_distance_to_region_m(xy[:, 0], xy[:, 1], region)
+    dist = geodesic_distance_to_region_m(lat=xy[:, 1], lng=xy[:, 0], region=region)
     return big.plant_id[dist <= policy.radius_m].astype(str).tolist()
 
 

@@ -58,7 +58,7 @@ def distance_outside_cell_m(cell: int, fix: Fix) -> float:
     if hexagon.covers(point):
         return 0.0
     nearest = shapely.ops.nearest_points(hexagon.exterior, point)[0]
-    return float(geodesic_distance_m(fix.lng, fix.lat, nearest.x, nearest.y))
+    return float(geodesic_distance_m(lat1=fix.lat, lng1=fix.lng, lat2=nearest.y, lng2=nearest.x))
 
 
 def _task(store: Store, task_id: int) -> dict[str, Any]:

@@ -228,7 +228,7 @@ def test_gcj02_input_is_shifted_back_by_about_half_a_kilometre(loaded, tmp_path)
     shifted = centroids()
 
     assert as_wgs84["crs"] == "EPSG:4326" and as_gcj["crs"] == "GCJ-02"
-    distance = geodesic_distance_m(plain[:, 0], plain[:, 1], shifted[:, 0], shifted[:, 1])
+    distance = geodesic_distance_m(lat1=plain[:, 1], lng1=plain[:, 0], lat2=shifted[:, 1], lng2=shifted[:, 0])
     assert ((distance > 500) & (distance < 600)).all(), distance
     # around 伊川县 GCJ-02 lies east of WGS84 (and a little south), so the WGS84 result moves west
     assert (shifted[:, 0] < plain[:, 0]).all()

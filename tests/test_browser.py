@@ -365,8 +365,8 @@ def _gis_files(folder: Path) -> dict[str, Path]:
     with zipfile.ZipFile(zipped, "w") as z:
         for part in shp.iterdir():
             z.write(part, part.name)
-    g_west, g_south = wgs84_to_gcj02(west + 0.02, south + 0.01)
-    g_east, g_north = wgs84_to_gcj02(east + 0.02, north + 0.01)
+    g_south, g_west = wgs84_to_gcj02(lat=south + 0.01, lng=west + 0.02)
+    g_north, g_east = wgs84_to_gcj02(lat=north + 0.01, lng=east + 0.02)
     gcj = folder / "禁燃区_高德坐标.geojson"
     gcj.write_text(gpd.GeoDataFrame({"name": ["禁燃区乙"], "zone_type": ["high_polluting_fuel"]},
                                     geometry=[box(float(g_west), float(g_south), float(g_east), float(g_north))],

@@ -184,7 +184,7 @@ def load_draft(store: Store, user: auth.User, task_id: int) -> dict:
 
 def navigation_links(lat: float, lng: float, *, label: str = "") -> dict[str, str]:
     """Links that open navigation to a spot: a ``geo:`` URI (Android, WGS84) and AMap (GCJ-02, as it expects)."""
-    g_lng, g_lat = wgs84_to_gcj02(lng, lat)
+    g_lat, g_lng = wgs84_to_gcj02(lat=lat, lng=lng)
     name = urllib.parse.quote(label or "gridwatch")
     return {
         "geo": f"geo:{lat:.6f},{lng:.6f}?q={lat:.6f},{lng:.6f}({name})",
