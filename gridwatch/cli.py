@@ -25,7 +25,7 @@ from gridwatch.audit import open_sealed
 from gridwatch.config import Settings
 from gridwatch.errors import GridwatchError, ValidationError
 from gridwatch.grid import LEVELS
-from gridwatch.i18n import gettext, translate_error, translate_text
+from gridwatch.i18n import gettext, task_title, translate_error, translate_text
 from gridwatch.storage import Store
 
 __all__ = ["main", "build_parser", "AUDIT_BROKEN"]
@@ -113,12 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", help="task kind, e.g. fire_check, routine_patrol")
     p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.tasks_table(store, assignee=a.assignee, state=a.state,
-                                                             unit=a.unit, kind=a.kind, limit=a.limit))
+    p.set_defaults(run=lambda store, a: _titled(services.tasks_table(store, assignee=a.assignee, state=a.state,
+                                                                     unit=a.unit, kind=a.kind, limit=a.limit), a))
     p = tk.add_parser("show", help="one task with its full event history")
     p.add_argument("id", type=int, help="task id")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.task_show(store, a.id))
+    p.set_defaults(run=lambda store, a: _titled(services.task_show(store, a.id), a))
     p = tk.add_parser("escalate", help="move overdue tasks up the responsibility chain")
     _common(p)
     p.set_defaults(run=lambda store, a: services.escalate(store, actor="cli"))
@@ -327,6 +327,17 @@ def _layers_load(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     result = services.layer_load(store, "cli", args.kind, args.file, crs=args.crs, publish=args.publish, **options)
     keys = ("version", "rows", "rejected", "repaired", "crs", "cells_affected")
     return {**{k: result[k] for k in keys}, **{k: v for k, v in result.items() if k not in keys}}
+
+
+def _titled(tasks: Any, args: argparse.Namespace) -> Any:
+    """A task (or a list of them) with its title in the command's language, in place of its title key and values."""
+    lang = Settings.load(language=args.lang).language
+
+    def one(task: dict[str, Any]) -> dict[str, Any]:
+        title = task_title({**task, "kind": ""}, lang)
+        return {k: (title if k == "title" else v) for k, v in task.items() if k not in ("title_key", "title_args")}
+
+    return [one(task) for task in tasks] if isinstance(tasks, list) else one(tasks)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ from gridwatch.config import Settings
 from gridwatch.dispatch import open_tasks
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.grid import latlng_to_cells
-from gridwatch.i18n import N_
+from gridwatch.i18n import N_, task_title_columns
 from gridwatch.storage import Store
 from gridwatch.policy import DispatchPolicy
 from gridwatch.tasks import ACTIVE_STATES, Kind, Priority, naive_utc
@@ -385,9 +385,9 @@ def _open_boiler_tasks(store: Store, *, policy: HeatPolicy, now: dt.datetime, ac
                     wanted.boiler_id.astype(str) + "#" + (earlier + 1).astype(str)).astype(object)
     late = now.date() > policy.deadline
     priority = np.where(wanted.small.to_numpy(dtype=bool) | late, Priority.KEY_PERIOD, Priority.NORMAL)
-    titles = ("燃煤锅炉核查 " + wanted.name.astype(str) + " " + wanted.capacity_tph.round(1).astype(str) + "t/h，距"
-              + wanted.plant.fillna("").astype(str) + " "
-              + (wanted.distance_m / 1000).round(1).astype(str) + "km").to_numpy(dtype=object)
+    titles = task_title_columns("boiler_check", {
+        "name": wanted.name.astype(str), "capacity_tph": wanted.capacity_tph.round(1).astype(str),
+        "distance_km": (wanted.distance_m / 1000).round(1).astype(str), "plant": wanted.plant.fillna("").astype(str)})
     open_tasks(store, kind=Kind.BOILER_CHECK, cells=wanted.cell.to_numpy(dtype=np.int64), source_kind=_TASK_SOURCE,
                source_keys=keys, priority=priority, due=np.full(len(wanted), np.datetime64(now)
                                                                 + np.timedelta64(int(due_hours * 3600), "s")),

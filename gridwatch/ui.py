@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 import folium
@@ -16,12 +18,14 @@ from gridwatch.config import Settings
 from gridwatch.firms import FetchScheduler
 from gridwatch import auth  # noqa: F401 - for annotations
 from gridwatch.errors import GridwatchError, PermissionDenied
+from gridwatch import i18n
 from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, gettext, translate_error, translate_text
 from gridwatch.storage import Store
 
 __all__ = ["store", "language", "t", "t_filled", "show_errors", "language_picker", "settings", "fire_fetcher", "user",
            "sign_out", "account_box", "remember_session", "oidc_providers", "oidc_login", "translate", "flash",
-           "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap"]
+           "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap", "task_title",
+           "task_titles"]
 
 
 @st.cache_resource
@@ -74,6 +78,16 @@ def t(message: str, **params: object) -> str:
     """Translate a message into the session's language and fill it."""
     text = gettext(message, language())
     return text.format(**params) if params else text
+
+
+def task_title(row: Any) -> str:
+    """A task's title in the session's language (:func:`gridwatch.i18n.task_title`; its kind when it has none)."""
+    return i18n.task_title(row, language())
+
+
+def task_titles(frame: pd.DataFrame) -> pd.Series:
+    """The titles of a frame of tasks in the session's language (:func:`gridwatch.i18n.task_titles`)."""
+    return i18n.task_titles(frame, language())
 
 
 def t_filled(text: str) -> str:

@@ -43,7 +43,7 @@ with ui.show_errors():
             task = services.task_show(store, int(row.id))
             report = next(e for e in reversed(task["events"]) if e["to_state"] == "reported")["detail"]
             with st.container(border=True):
-                st.markdown(f"**{task['title'] or t(task['kind'])}** · {task['place'].get('village', '')}")
+                st.markdown(f"**{ui.task_title(task)}** · {task['place'].get('village', '')}")
                 st.markdown(f"{t('Finding')}: **{t(report.get('finding', ''))}** · {report.get('note', '')}")
                 flags = report.get("flags", [])
                 if "gps_outside_cell" in flags:
@@ -100,7 +100,7 @@ with ui.show_errors():
         st.caption(t("{n} tasks", n=len(board)))
         st.dataframe(pd.DataFrame({
             t("Overdue"): board.overdue.map({True: "🔴", False: ""}),
-            t("Task"): board.title.where(board.title != "", board.kind.map(t)),
+            t("Task"): ui.task_titles(board),
             t("State"): board.state.map(t),
             t("Village"): board.village,
             t("Assignee"): board.assignee.fillna("—") + board.coverage_gap.map({True: " ⚠", False: ""}),
@@ -153,7 +153,7 @@ with ui.show_errors():
         else:
             details = kept.detail.map(json.loads)
             st.dataframe(pd.DataFrame({
-                t("Task"): kept.title.where(kept.title != "", kept.kind.map(t)),
+                t("Task"): ui.task_titles(kept),
                 t("Person"): kept.actor, t("Wanted"): kept.wanted_state.map(t),
                 t("Finding"): details.map(lambda d: d.get("finding") or "").map(lambda f: t(f) if f else ""),
                 t("Note"): details.map(lambda d: d.get("note", "")),

@@ -311,7 +311,7 @@ def fire_tasks(store: Store, *, limit: int = 200) -> pd.DataFrame:
     """The newest fire-check tasks with their cell, place, assignee and due time."""
     df = store.query_df(
         "SELECT t.id, t.title, t.state, t.priority, t.cell, t.created_at, t.due_at, t.coverage_gap,"
-        " p.name AS assignee, t.assigned_role, tw.name AS township, v.name AS village"
+        " t.title_key, t.title_args, p.name AS assignee, t.assigned_role, tw.name AS township, v.name AS village"
         " FROM tasks t LEFT JOIN people p ON p.id = t.assignee_id JOIN cells c ON c.cell = t.cell"
         " LEFT JOIN units tw ON tw.code = c.township_code LEFT JOIN units v ON v.code = c.village_code"
         " WHERE t.kind = 'fire_check' ORDER BY t.priority DESC, t.id DESC LIMIT ?", [limit])

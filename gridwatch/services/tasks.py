@@ -162,7 +162,8 @@ def task_conflicts(store: Store, user: auth.User) -> pd.DataFrame:
     cells = np.asarray(auth.user_cells(store, user, "cell.view"), dtype=np.int64)
     frame = store.query_df(
         "SELECT k.id, k.task_id, k.happened_at, k.actor, k.wanted_state, k.detail, e.actor AS first_actor,"
-        " e.happened_at AS first_at, e.to_state AS first_state, t.cell, t.title, t.kind FROM task_conflicts k"
+        " e.happened_at AS first_at, e.to_state AS first_state, t.cell, t.title, t.title_key, t.title_args, t.kind"
+        " FROM task_conflicts k"
         " JOIN tasks t ON t.id = k.task_id JOIN task_events e ON e.id = k.current_event_id ORDER BY k.id DESC")
     return frame[frame.cell.isin(cells)].reset_index(drop=True)
 
