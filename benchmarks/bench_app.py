@@ -23,9 +23,9 @@ import numpy as np
 
 from benchmarks import Measurement, Result, Target, benchmark
 from gridwatch import auth, services, workflow
+from gridwatch.audit import open_sealed
 from gridwatch.config import REPO_ROOT
 from gridwatch.dispatch import open_tasks
-from gridwatch.storage import open_store
 from gridwatch.tasks import Kind
 
 TASKS = 10_000
@@ -62,7 +62,7 @@ def fill_10k(store) -> None:
 def demo_db_10k() -> Path:
     """The demo database with manual tasks added on random cells until it holds :data:`TASKS` tasks (built once)."""
     path = _workdir() / "demo_10k.duckdb"
-    with open_store(str(path)) as store:
+    with open_sealed(str(path)) as store:
         fill_10k(store)
     return path
 
@@ -118,7 +118,7 @@ def app_inspector_tasks_10k() -> Result:
     os.environ["GRIDWATCH_DB"] = str(db)
     os.chdir(REPO_ROOT)
     st.cache_resource.clear()
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         token = services.sign_in(store, "inspector", services.DEMO_PASSWORD).token
         user = services.current_user(store, token)
         mine = len(services.my_tasks(store, user))
@@ -181,7 +181,7 @@ def _work(store, token: str, tasks: list[dict], times: list[float], seed: int) -
 
 def _sessions(db: Path, n: int, per: int) -> tuple[list[tuple[str, list[dict]]], int]:
     """Accounts for ``n`` inspectors (one per village) and ``per`` manual tasks of each to work."""
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         people = store.query(
             "SELECT DISTINCT p.id, p.person_key FROM people p JOIN assignments a ON a.person_id = p.id"
             " WHERE a.role = 'inspector' ORDER BY p.person_key LIMIT ?", [n])
@@ -201,7 +201,7 @@ def _sessions(db: Path, n: int, per: int) -> tuple[list[tuple[str, list[dict]]],
 def _check(db: Path, sessions: list[tuple[str, list[dict]]], events_before: int) -> dict:
     """Every step recorded exactly once: two events per task, all reported, one photo each."""
     ids = [t["id"] for _, tasks in sessions for t in tasks]
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         events = int(store.scalar("SELECT count(*) FROM task_events"))
         steps = store.query_df(
             "SELECT task_id, count(*) FILTER (WHERE to_state = 'in_progress') AS started,"
@@ -225,7 +225,7 @@ def run_sessions(db: str, sessions: list[tuple[str, list[dict]]], first: int,
     together."""
     times: list[list[float]] = [[] for _ in sessions]
     errors: list[BaseException] = []
-    with open_store(db) as store:
+    with open_sealed(db) as store:
         start = threading.Barrier(len(sessions))
 
         def run(k: int) -> None:
@@ -261,7 +261,7 @@ def app_sessions_30() -> Result:
     db = _copy("alone.duckdb")
     sessions, before = _sessions(db, 1, per)
     alone: list[float] = []
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         _work(store, sessions[0][0], sessions[0][1], alone, seed=999)
     # 30 at once
     db = _copy("sessions.duckdb")

@@ -15,7 +15,7 @@ import pandas as pd
 from benchmarks import Measurement, Result, Target, benchmark
 from benchmarks.common import measure
 from gridwatch import regionstore, services
-from gridwatch.storage import open_store
+from gridwatch.audit import open_sealed
 
 N_ROWS = 1_000_000
 HENAN_BBOX = (110.35, 31.38, 116.65, 36.37)
@@ -60,7 +60,7 @@ def firms_csv(n: int = N_ROWS, seed: int = 20240601) -> Path:
 def province_db() -> Path:
     """A province database at resolution 8 (built once)."""
     path = _workdir() / "henan.duckdb"
-    with open_store(str(path)) as store:
+    with open_sealed(str(path)) as store:
         services.init_region(store, services.CLI, region="410000", resolution=8)
     return path
 
@@ -73,7 +73,7 @@ def _ingest_once(path: Path, *, again: bool = False) -> tuple[float, float, dict
     """
     db = _workdir() / "run.duckdb"
     shutil.copy(province_db(), db)
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         regionstore.grid(store)  # the running app holds the grid already
         c0 = time.process_time()
         t0 = time.perf_counter()

@@ -26,7 +26,7 @@ from typing import Any
 from benchmarks import Measurement, Result, Target, benchmark
 from benchmarks.bench_app import _check, _p95, _sessions, demo_db_10k, fill_10k, run_sessions
 from benchmarks.bench_postgres import _server
-from gridwatch.storage import open_store
+from gridwatch.audit import open_sealed
 
 #: session counts to try (``GRIDWATCH_LOAD_LEVELS=10,30`` for fewer)
 LEVELS = tuple(int(n) for n in os.environ.get("GRIDWATCH_LOAD_LEVELS", "10,30,60,120").split(","))
@@ -80,7 +80,7 @@ def _postgres_template() -> str:
 
     _server()
     url = pgserver.create_database(prefix="bench_load")
-    with open_store(url) as pg:
+    with open_sealed(url) as pg:
         fill_10k(pg)
     return url
 
@@ -116,7 +116,7 @@ def load_sessions() -> Result:
     # GRIDWATCH_TEST_PG names a server
     os.environ.setdefault("GRIDWATCH_PG_DURABLE", "1")
     template = _postgres_template()
-    with open_store(template) as pg:
+    with open_sealed(template) as pg:
         durability = {k: pg.scalar(f"SHOW {k}") for k in ("fsync", "synchronous_commit", "full_page_writes")}
     configs = {"duckdb": ("duckdb", 1), "postgres_1p": ("postgres", 1), "postgres_2p": ("postgres", 2)}
     levels: dict[str, dict[int, dict]] = {name: {} for name in configs}

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from benchmarks import Result, Target, benchmark
 from benchmarks.common import measure
-from gridwatch.storage import open_store
+from gridwatch.audit import open_sealed
 
 N_ROWS = 200_000
 
@@ -59,7 +59,7 @@ def postgres_insert_arrow_200k() -> Result:
     data = _detections(N_ROWS)
     url = pgserver.create_database()
     try:
-        with open_store(url) as store:
+        with open_sealed(url) as store:
             def ours() -> int:
                 store.execute("DELETE FROM fire_detections")
                 return store.insert_arrow("fire_detections", data)
@@ -79,7 +79,7 @@ def postgres_insert_arrow_200k() -> Result:
             base = measure("psycopg_copy_write_row", by_row, repeats=3, items=N_ROWS)
             read_pg = measure("postgres_query_df_200k", lambda: store.query_df("SELECT * FROM fire_detections"),
                               repeats=3)
-        with open_store(":memory:") as duck:
+        with open_sealed(":memory:") as duck:
             def duck_insert() -> int:
                 duck.execute("DELETE FROM fire_detections")
                 return duck.insert_arrow("fire_detections", data)

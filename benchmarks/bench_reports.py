@@ -17,9 +17,9 @@ import pyarrow as pa
 from benchmarks import Measurement, Result, Target, benchmark
 from benchmarks.common import YICHUAN, measure
 from gridwatch import services
+from gridwatch.audit import open_sealed
 from gridwatch.periods import xun
 from gridwatch.reports import build_report
-from gridwatch.storage import open_store
 
 N_POINTS = 1_000_000
 N_TASKS = 200_000
@@ -37,7 +37,7 @@ def _workdir() -> Path:
 def demo_db() -> Path:
     """The demo county (14 townships, 132 villages, ≈1,900 cells, demo people, fires and tasks)."""
     path = _workdir() / "demo.duckdb"
-    with open_store(str(path)) as store:
+    with open_sealed(str(path)) as store:
         services.init_region(store, services.CLI, region=YICHUAN, resolution=8, demo_data=True)
     return path
 
@@ -49,7 +49,7 @@ def big_db(seed: int = 20240611) -> Path:
     path = _workdir() / "big.duckdb"
     shutil.copy(demo_db(), path)
     rng = np.random.default_rng(seed)
-    with open_store(str(path)) as store:
+    with open_sealed(str(path)) as store:
         cells = store.query_df("SELECT cell, lat, lng, county_code, township_code, village_code FROM cells")
         first, _ = xun(XUN_DAY).utc_bounds()
         day = rng.integers(0, 10, N_TASKS)
@@ -155,7 +155,7 @@ def _page_calls(store, user, *, date: str) -> dict:
 def reports_xun_ranking_1m() -> Result:
     """The ten-day township ranking of the county (every metric, rank change) over 1 M points and 200 k tasks."""
     path = big_db()
-    with open_store(str(path)) as store:
+    with open_sealed(str(path)) as store:
         period = xun(XUN_DAY)
         ours = measure("reports_xun_ranking_1m", lambda: build_report(store, period, level="township",
                                                                       unit=YICHUAN), repeats=5)
@@ -187,15 +187,16 @@ def reports_page_county() -> Result:
 
     timings = {}
     for name, path, date in (("demo", demo_db(), "2026-06-19"), ("1m_points", big_db(), XUN_DAY.isoformat())):
-        with open_store(str(path)) as store:
+        with open_sealed(str(path)) as store:
             user = auth.load_user(store, "county")
             m = measure(f"reports_page_services_{name}", lambda: _page_calls(store, user, date=date), repeats=5)
             timings[name] = (m, m.value)
     ours = timings["1m_points"][0]
-    with open_store(str(demo_db())) as store:
-        base = measure("fire_page_services_demo", lambda: (services.fire_summary(store, services.CLI), services.fire_days(store, services.CLI),
+    with open_sealed(str(demo_db())) as store:
+        base = measure("fire_page_services_demo", lambda: (services.fire_summary(store, services.CLI),
+                                                           services.fire_days(store, services.CLI),
                                                            services.fire_tasks(store, services.CLI)), repeats=5)
-    with open_store(str(big_db())) as store:
+    with open_sealed(str(big_db())) as store:
         user = auth.load_user(store, "county")
         dossier = measure("dossier_one_township_1m", lambda: services.report_dossier(
             store, user, unit="410329-D01", kind="xun", date=XUN_DAY.isoformat()), repeats=3)
@@ -228,7 +229,7 @@ def _apptest_seconds(db: Path) -> list[float]:
     os.chdir(REPO_ROOT)
     try:
         st.cache_resource.clear()
-        with open_store(str(copy)) as store:
+        with open_sealed(str(copy)) as store:
             token = services.sign_in(store, "county", services.DEMO_PASSWORD).token
         times = []
         for _ in range(4):

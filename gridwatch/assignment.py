@@ -189,7 +189,8 @@ def assignable_tasks(store: Store, user: auth.User, *, cells: np.ndarray | list[
         params.append([int(i) for i in task_ids])
     return store.query_df(
         "SELECT t.id, t.kind, t.state, t.priority, t.cell, t.due_at, t.title, t.assignee_id,"
-        " p.person_key AS assignee_key, p.name AS assignee, c.village_code, v.name AS village, c.township_code,"
+        " t.title_key, t.title_args, p.person_key AS assignee_key, p.name AS assignee, c.village_code,"
+        " v.name AS village, c.township_code,"
         " c.lat, c.lng FROM tasks t JOIN cells c ON c.cell = t.cell LEFT JOIN people p ON p.id = t.assignee_id"
         " LEFT JOIN units v ON v.code = c.village_code"
         f" WHERE {' AND '.join(where)} ORDER BY t.due_at, t.priority DESC, t.id", params)

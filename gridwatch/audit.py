@@ -6,10 +6,12 @@ detectable. Right after every transaction commits, what it wrote is sealed (a co
 sealed row. :func:`verify` recomputes the chain and names the first broken link; :func:`head` is the value to print
 on an exported report so it can be checked against the database later.
 
+Storage knows nothing of the seal (it offers commit hooks, :meth:`Store.add_commit_hook`); the edges that open a
+store for use (the app, the command line, a backup's restore, the tests) open it with :func:`open_sealed`.
+
 Examples
 --------
->>> from gridwatch.storage import open_store
->>> with open_store(":memory:") as store:
+>>> with open_sealed(":memory:") as store:
 ...     with store.transaction():
 ...         store.execute("INSERT INTO audit_log (actor, action) VALUES ('a', 'x')")
 ...     report = verify(store)
@@ -27,9 +29,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from gridwatch.storage import Store
+from gridwatch.storage import Store, open_store
 
-__all__ = ["SOURCES", "GENESIS", "install", "seal", "verify", "head"]
+__all__ = ["SOURCES", "GENESIS", "open_sealed", "install", "seal", "seal_committed", "verify", "head"]
 
 #: sealed tables and the columns of their canonical text, in order
 SOURCES: dict[str, tuple[str, ...]] = {
@@ -154,6 +156,35 @@ def seal_committed(store: Store) -> int:
 def install(store: Store) -> None:
     """Seal after every commit of this store (idempotent)."""
     store.add_commit_hook(seal_committed)
+
+
+def open_sealed(url: str) -> Store:
+    """Open the store ``url`` names for use: open it, apply pending migrations, and seal every commit from now on.
+
+    The one way the app, the command line, a backup's restore and the tests open a store; the sealing is installed
+    before anything is written, so no transaction of the returned store goes unsealed.
+
+    Parameters
+    ----------
+    url : str
+        ``:memory:``, a DuckDB file, or a ``postgresql://`` URL (see :func:`gridwatch.storage.open_store`).
+
+    Returns
+    -------
+    Store
+        Migrated, with the seal installed; use it as a context manager or close it.
+
+    Examples
+    --------
+    >>> with open_sealed(":memory:") as store:
+    ...     with store.transaction():
+    ...         store.execute("INSERT INTO audit_log (actor, action) VALUES ('a', 'x')")
+    ...     head(store)["seq"]
+    1
+    """
+    store = open_store(url)
+    install(store)
+    return store
 
 
 def head(store: Store) -> dict[str, Any]:

@@ -12,8 +12,8 @@ nothing is written.
 Examples
 --------
 >>> import tempfile, pathlib
->>> from gridwatch.storage import open_store
->>> with tempfile.TemporaryDirectory() as tmp, open_store(":memory:") as store:
+>>> from gridwatch.audit import open_sealed
+>>> with tempfile.TemporaryDirectory() as tmp, open_sealed(":memory:") as store:
 ...     made = backup(store, pathlib.Path(tmp) / "b")
 ...     back = restore(pathlib.Path(tmp) / "b", pathlib.Path(tmp) / "r.duckdb")
 >>> made["tables"]["roles"] == back["tables"]["roles"] == 7
@@ -137,7 +137,6 @@ def restore(path: str | Path, target: str | Path, *, replace: bool = False) -> d
     StorageError
         ``target`` is in use by a running app; PostgreSQL: pg_restore is missing or fails.
     """
-    from gridwatch.storage import open_store
     from gridwatch.storage.postgres import DUMP_FORMAT
 
     folder = Path(path)
@@ -150,7 +149,7 @@ def restore(path: str | Path, target: str | Path, *, replace: bool = False) -> d
         from gridwatch.storage.postgres import redact_url, restore_dump
 
         counts, chain = restore_dump(folder, str(target), replace=replace,
-                                     check=lambda store: _checked(store, manifest))
+                                     check=lambda store: _checked(store, manifest), opener=audit.open_sealed)
         return {"restored": redact_url(str(target)), "schema_version": manifest["schema_version"], "tables": counts,
                 "chain_head": chain["head"], "taken_at": manifest["taken_at"]}
     from gridwatch.storage.duckdb import DuckDBStore
@@ -166,7 +165,7 @@ def restore(path: str | Path, target: str | Path, *, replace: bool = False) -> d
     try:
         with DuckDBStore(str(fresh)) as store:
             store.execute(f"IMPORT DATABASE '{_quoted(folder)}'")
-        with open_store(str(fresh)) as store:  # applies newer migrations, if the backup is older
+        with audit.open_sealed(str(fresh)) as store:  # applies newer migrations, if the backup is older
             counts, chain = _checked(store, manifest)
     except BaseException:
         fresh.unlink(missing_ok=True)

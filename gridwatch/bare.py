@@ -35,7 +35,7 @@ from h3ronpy.vector import ContainmentMode, geometry_to_cells
 from gridwatch.config import Settings
 from gridwatch.dispatch import open_tasks
 from gridwatch.errors import ValidationError
-from gridwatch.i18n import N_
+from gridwatch.i18n import N_, task_title_columns
 from gridwatch.overlap import cells_to_convex_xy, convex_overlap_areas
 from gridwatch.storage import Store
 from gridwatch.policy import DispatchPolicy
@@ -382,8 +382,8 @@ def _open_survey_tasks(store: Store, cells: list[int], *, day: dt.date, now: dt.
         return 0
     keys = np.asarray([f"{int(i)}:{day.isoformat()}" for i in todo.id], dtype=object)
     hours = DispatchPolicy().sla_by_kind.get(Kind.BARE_LAND_SURVEY, 72.0)
-    titles = ("裸地核查 " + todo.bare_m2.round(0).astype(int).astype(str) + "㎡（" + day.isoformat() + "）").to_numpy(
-        dtype=object)
+    titles = task_title_columns("bare_land_survey", {"area_m2": todo.bare_m2.round(0).astype(int).astype(str),
+                                                     "date": np.full(len(todo), day.isoformat(), dtype=object)})
     open_tasks(store, kind=Kind.BARE_LAND_SURVEY, cells=todo.cell.to_numpy(dtype=np.int64), source_kind=_SURVEY_SOURCE,
                source_keys=keys, priority=np.full(len(todo), Priority.NORMAL),
                due=np.full(len(todo), np.datetime64(now) + np.timedelta64(int(hours * 3600), "s")), titles=titles,
@@ -482,8 +482,9 @@ def escalate_bare_land(store: Store, today: dt.date, *, policy: BarePolicy | Non
         fresh = np.asarray([k not in known for k in keys])
         if fresh.any():
             hours = DispatchPolicy().sla_by_kind.get(Kind.BARE_LAND_SURVEY, 72.0)
-            titles = ("裸地超期绿化督办 首见" + due.first_seen.astype(str) + " "
-                      + due.bare_m2.round(0).astype(int).astype(str) + "㎡").to_numpy(dtype=object)[fresh]
+            titles = task_title_columns("bare_greening", {
+                "first_seen": due.first_seen.astype(str), "area_m2": due.bare_m2.round(0).astype(int).astype(str)
+            }).take(np.flatnonzero(fresh))
             open_tasks(store, kind=Kind.BARE_LAND_SURVEY, cells=due.cell.to_numpy(dtype=np.int64)[fresh],
                        source_kind=_GREENING_SOURCE, source_keys=keys[fresh],
                        priority=np.full(int(fresh.sum()), Priority.KEY_PERIOD),

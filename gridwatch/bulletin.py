@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from gridwatch.encode import html_text, sheet_cell
-from gridwatch.i18n import N_, gettext
+from gridwatch.i18n import N_, gettext, task_titles
 from gridwatch.maps import cells_svg
 from gridwatch.reports import METRICS, STATUSES, Report, column_labels
 
@@ -259,6 +259,8 @@ _DOSSIER_LABELS = {"task_id": N_("Task"), "kind": N_("Kind"), "title": N_("Title
 
 def dossier_frame(events: pd.DataFrame, language: str = "zh_CN") -> pd.DataFrame:
     """Task events (from :func:`gridwatch.reports.dossier_events`) with translated headers and values."""
+    if "title" in events:  # each task's title in the dossier's language (the kind has its own column)
+        events = events.assign(title=task_titles(events.drop(columns="kind", errors="ignore"), language))
     out = pd.DataFrame({gettext(label, language): events[name] for name, label in _DOSSIER_LABELS.items()
                         if name in events})
     for name in ("kind", "from_state", "to_state", "finding"):

@@ -21,12 +21,13 @@ from typing import Any
 import pandas as pd
 
 from gridwatch import services
+from gridwatch.audit import open_sealed
 from gridwatch.config import Settings
 from gridwatch.errors import GridwatchError, ValidationError
 from gridwatch.grid import LEVELS
-from gridwatch.i18n import gettext, translate_error, translate_text
+from gridwatch.i18n import gettext, task_title, translate_error, translate_text
 from gridwatch.services import CLI
-from gridwatch.storage import Store, open_store
+from gridwatch.storage import Store
 
 __all__ = ["main", "build_parser", "AUDIT_BROKEN"]
 
@@ -113,12 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", help="task kind, e.g. fire_check, routine_patrol")
     p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.tasks_table(store, CLI, assignee=a.assignee, state=a.state,
-                                                             unit=a.unit, kind=a.kind, limit=a.limit))
+    p.set_defaults(run=lambda store, a: _titled(services.tasks_table(store, CLI, assignee=a.assignee, state=a.state,
+                                                                     unit=a.unit, kind=a.kind, limit=a.limit), a))
     p = tk.add_parser("show", help="one task with its full event history")
     p.add_argument("id", type=int, help="task id")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.task_show(store, CLI, a.id))
+    p.set_defaults(run=lambda store, a: _titled(services.task_show(store, CLI, a.id), a))
     p = tk.add_parser("escalate", help="move overdue tasks up the responsibility chain")
     _common(p)
     p.set_defaults(run=lambda store, a: services.escalate(store, CLI))
@@ -334,6 +335,17 @@ def _layers_load(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     return {**{k: result[k] for k in keys}, **{k: v for k, v in result.items() if k not in keys}}
 
 
+def _titled(tasks: Any, args: argparse.Namespace) -> Any:
+    """A task (or a list of them) with its title in the command's language, in place of its title key and values."""
+    lang = Settings.load(language=args.lang).language
+
+    def one(task: dict[str, Any]) -> dict[str, Any]:
+        title = task_title({**task, "kind": ""}, lang)
+        return {k: (title if k == "title" else v) for k, v in task.items() if k not in ("title_key", "title_args")}
+
+    return [one(task) for task in tasks] if isinstance(tasks, list) else one(tasks)
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as dictionaries with None, not NaN, for missing values (NaN is not JSON)."""
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
@@ -403,7 +415,7 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
     started = time.perf_counter()
     try:
         if getattr(args, "needs_store", True):
-            with open_store(settings.db) as store:
+            with open_sealed(settings.db) as store:
                 result = args.run(store, args)
         else:  # the command opens (or creates) the database itself
             result = args.run(None, args)

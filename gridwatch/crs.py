@@ -1,4 +1,9 @@
-"""Coordinate reference systems: GCJ-02 conversion, reprojection to WGS84 and geodesy."""
+"""Coordinate reference systems: GCJ-02 conversion, reprojection to WGS84 and geodesy.
+
+Axis order is part of every name here: separate coordinates are the keywords ``lat`` and ``lng`` (always given by
+name, and returned in that order), and an array or geometry whose coordinates run longitude first, as in GeoJSON,
+shapely and pyproj with ``always_xy``, says so (``geoms_or_lng_lat``, :data:`LngLatFunction`).
+"""
 
 from __future__ import annotations
 
@@ -45,11 +50,12 @@ _INVERSE_TOLERANCE_DEG = 1e-10
 _INVERSE_MAX_ITERATIONS = 10
 
 FloatOrArray = float | NDArray[np.float64]
+#: a vectorised ``(lng, lat) -> (lng, lat)`` function, longitude first as shapely and ``always_xy`` pyproj call it
 LngLatFunction = Callable[[NDArray[np.float64], NDArray[np.float64]], tuple[ArrayLike, ArrayLike]]
 
 
 def _as_arrays(lng: ArrayLike, lat: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64], bool]:
-    """Broadcast ``lng``/``lat`` to float arrays; also tell whether both were scalars."""
+    """Broadcast ``lng``/``lat`` to float arrays (longitude first); also tell whether both were scalars."""
     lng_a = np.asarray(lng, dtype=np.float64)
     lat_a = np.asarray(lat, dtype=np.float64)
     scalar = lng_a.ndim == 0 and lat_a.ndim == 0
@@ -58,9 +64,10 @@ def _as_arrays(lng: ArrayLike, lat: ArrayLike) -> tuple[NDArray[np.float64], NDA
 
 
 def _result(lng: NDArray[np.float64], lat: NDArray[np.float64], scalar: bool) -> tuple[FloatOrArray, FloatOrArray]:
+    """``(lat, lng)``, as floats when the inputs were scalars."""
     if scalar:
-        return float(lng), float(lat)
-    return lng, lat
+        return float(lat), float(lng)
+    return lat, lng
 
 
 def _in_china(lng: NDArray[np.float64], lat: NDArray[np.float64]) -> NDArray[np.bool_]:
@@ -95,8 +102,8 @@ def _gcj_offset(lng: NDArray[np.float64], lat: NDArray[np.float64]) -> tuple[NDA
     return d_lng, d_lat
 
 
-def wgs84_to_gcj02(lng: ArrayLike, lat: ArrayLike) -> tuple[FloatOrArray, FloatOrArray]:
-    """Shift WGS84 longitude/latitude to GCJ-02 with the published algorithm.
+def wgs84_to_gcj02(*, lat: ArrayLike, lng: ArrayLike) -> tuple[FloatOrArray, FloatOrArray]:
+    """Shift WGS84 latitude/longitude to GCJ-02 with the published algorithm.
 
     Points outside the rough box of China (72.004–137.8347 E,
     0.8293–55.8271 N) are returned unchanged, as every GCJ-02 implementation
@@ -104,21 +111,21 @@ def wgs84_to_gcj02(lng: ArrayLike, lat: ArrayLike) -> tuple[FloatOrArray, FloatO
 
     Parameters
     ----------
-    lng, lat : float or array_like
-        WGS84 longitude and latitude in degrees; broadcast against each other.
+    lat, lng : float or array_like
+        WGS84 latitude and longitude in degrees (keywords only); broadcast against each other.
 
     Returns
     -------
-    lng, lat : float or ndarray
-        GCJ-02 longitude and latitude; floats when both inputs are scalars.
+    lat, lng : float or ndarray
+        GCJ-02 latitude and longitude; floats when both inputs are scalars.
 
     Examples
     --------
-    >>> lng, lat = wgs84_to_gcj02(112.4, 34.4)
-    >>> round(lng - 112.4, 5), round(lat - 34.4, 5)
-    (0.0063, -0.00112)
-    >>> wgs84_to_gcj02(2.35, 48.85)  # Paris: outside China, unchanged
-    (2.35, 48.85)
+    >>> lat, lng = wgs84_to_gcj02(lat=34.4, lng=112.4)
+    >>> round(lat - 34.4, 5), round(lng - 112.4, 5)
+    (-0.00112, 0.0063)
+    >>> wgs84_to_gcj02(lat=48.85, lng=2.35)  # Paris: outside China, unchanged
+    (48.85, 2.35)
     """
     lng_a, lat_a, scalar = _as_arrays(lng, lat)
     inside = _in_china(lng_a, lat_a)
@@ -129,8 +136,8 @@ def wgs84_to_gcj02(lng: ArrayLike, lat: ArrayLike) -> tuple[FloatOrArray, FloatO
     return _result(lng_a, lat_a, scalar)
 
 
-def gcj02_to_wgs84(lng: ArrayLike, lat: ArrayLike) -> tuple[FloatOrArray, FloatOrArray]:
-    """Shift GCJ-02 longitude/latitude back to WGS84, accurately.
+def gcj02_to_wgs84(*, lat: ArrayLike, lng: ArrayLike) -> tuple[FloatOrArray, FloatOrArray]:
+    """Shift GCJ-02 latitude/longitude back to WGS84, accurately.
 
     Starts from the usual one-step inverse (subtract the offset computed at
     the GCJ-02 point) and refines it by fixed-point iteration until the
@@ -141,20 +148,21 @@ def gcj02_to_wgs84(lng: ArrayLike, lat: ArrayLike) -> tuple[FloatOrArray, FloatO
 
     Parameters
     ----------
-    lng, lat : float or array_like
-        GCJ-02 longitude and latitude in degrees; broadcast against each other.
+    lat, lng : float or array_like
+        GCJ-02 latitude and longitude in degrees (keywords only); broadcast against each other.
 
     Returns
     -------
-    lng, lat : float or ndarray
-        WGS84 longitude and latitude; floats when both inputs are scalars.
+    lat, lng : float or ndarray
+        WGS84 latitude and longitude; floats when both inputs are scalars.
 
     Examples
     --------
-    >>> lng, lat = gcj02_to_wgs84(*wgs84_to_gcj02(112.4, 34.4))
-    >>> abs(lng - 112.4) < 1e-9 and abs(lat - 34.4) < 1e-9
+    >>> g_lat, g_lng = wgs84_to_gcj02(lat=34.4, lng=112.4)
+    >>> lat, lng = gcj02_to_wgs84(lat=g_lat, lng=g_lng)
+    >>> abs(lat - 34.4) < 1e-9 and abs(lng - 112.4) < 1e-9
     True
-    >>> gcj02_to_wgs84([2.35, 112.4], [48.85, 34.4])[0][0]  # outside China: unchanged
+    >>> gcj02_to_wgs84(lat=[48.85, 34.4], lng=[2.35, 112.4])[1][0]  # outside China: unchanged
     np.float64(2.35)
     """
     lng_a, lat_a, scalar = _as_arrays(lng, lat)
@@ -185,7 +193,7 @@ def gcj02_to_wgs84(lng: ArrayLike, lat: ArrayLike) -> tuple[FloatOrArray, FloatO
 
 
 def transform_geometries(geoms: ArrayLike, fn: LngLatFunction) -> NDArray[np.object_]:
-    """Apply a vectorised ``(lng, lat) -> (lng, lat)`` function to every coordinate.
+    """Apply a vectorised ``(lng, lat) -> (lng, lat)`` function (longitude first) to every coordinate.
 
     Parameters
     ----------
@@ -228,12 +236,12 @@ def geometries_gcj02_to_wgs84(geoms: ArrayLike) -> NDArray[np.object_]:
     >>> round(p.x, 4), round(p.y, 4)
     (112.4, 34.4)
     """
-    return transform_geometries(geoms, gcj02_to_wgs84)
+    return transform_geometries(geoms, lambda lng, lat: gcj02_to_wgs84(lat=lat, lng=lng)[::-1])
 
 
 def geometries_wgs84_to_gcj02(geoms: ArrayLike) -> NDArray[np.object_]:
     """Convert geometries from WGS84 to GCJ-02 with :func:`wgs84_to_gcj02` (e.g. for AMap tiles)."""
-    return transform_geometries(geoms, wgs84_to_gcj02)
+    return transform_geometries(geoms, lambda lng, lat: wgs84_to_gcj02(lat=lat, lng=lng)[::-1])
 
 
 # --------------------------------------------------------------------------
@@ -420,14 +428,14 @@ def to_wgs84(geoms: ArrayLike, crs: CRSSpec, *, source: str) -> NDArray[np.objec
     return out
 
 
-def check_lnglat_bounds(geoms_or_xy: ArrayLike, *, source: str) -> None:
+def check_lnglat_bounds(geoms_or_lng_lat: ArrayLike, *, source: str) -> None:
     """Raise :class:`CRSError` unless all coordinates are plausible degrees.
 
     Parameters
     ----------
-    geoms_or_xy : array_like
+    geoms_or_lng_lat : array_like
         Shapely geometries, or a numeric array of shape ``(N, 2)`` with
-        columns longitude, latitude. NaN coordinates are ignored.
+        columns longitude, latitude (in that order). NaN coordinates are ignored.
     source : str
         File name, used in the message.
 
@@ -447,7 +455,7 @@ def check_lnglat_bounds(geoms_or_xy: ArrayLike, *, source: str) -> None:
     ...
     gridwatch.errors.CRSError: fires.csv has coordinates that are not longitude/latitude degrees (for example 500000.0, 3806000.0); it is probably in a projected CRS, which must be given with --crs.
     """
-    arr = np.asarray(geoms_or_xy)
+    arr = np.asarray(geoms_or_lng_lat)
     if arr.dtype == object:
         xy = shapely.get_coordinates(arr)
     else:
@@ -483,13 +491,13 @@ def check_lnglat_bounds(geoms_or_xy: ArrayLike, *, source: str) -> None:
 _GEOD = pyproj.Geod(ellps="WGS84")
 
 
-def geodesic_distance_m(lng1: ArrayLike, lat1: ArrayLike, lng2: ArrayLike, lat2: ArrayLike) -> NDArray[np.float64]:
+def geodesic_distance_m(*, lat1: ArrayLike, lng1: ArrayLike, lat2: ArrayLike, lng2: ArrayLike) -> NDArray[np.float64]:
     """Geodesic distance in metres between WGS84 points, on the WGS84 ellipsoid.
 
     Parameters
     ----------
-    lng1, lat1, lng2, lat2 : float or array_like
-        Degrees; broadcast against each other.
+    lat1, lng1, lat2, lng2 : float or array_like
+        Degrees (keywords only); broadcast against each other.
 
     Returns
     -------
@@ -498,7 +506,7 @@ def geodesic_distance_m(lng1: ArrayLike, lat1: ArrayLike, lng2: ArrayLike, lat2:
 
     Examples
     --------
-    >>> round(float(geodesic_distance_m(112.0, 34.0, 112.0, 35.0)))
+    >>> round(float(geodesic_distance_m(lat1=34.0, lng1=112.0, lat2=35.0, lng2=112.0)))
     110931
     """
     arrays = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (lng1, lat1, lng2, lat2)))

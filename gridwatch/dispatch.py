@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gridwatch.fires import hash_columns, satellite_codes_of
+from gridwatch.i18n import TaskTitles, task_title_columns
 from gridwatch.storage import Store
 from gridwatch.policy import DispatchPolicy
 from gridwatch.tasks import Kind, State, naive_utc
@@ -32,6 +33,8 @@ from layers.fire_points import SATELLITE_NAMES
 __all__ = ["FirePlan", "assignees_for_cells", "dispatch_fire_incidents", "open_tasks", "plan_fire_dispatch"]
 
 _ROLE_RANK = {"inspector": 0, "grid_member": 1, "grid_leader": 2, "unit_head": 3}
+#: the title key of fire checks (:data:`gridwatch.i18n.TASK_TITLES`)
+FIRE_TITLE = "fire_check"
 #: how a role holder reaches a cell: on the cell, or on its village, township or county (nearest first)
 _REACH = (("a.cell = c.cell", 0), ("a.unit_code = c.village_code", 1), ("a.unit_code = c.township_code", 2),
           ("a.unit_code = c.county_code", 3))
@@ -93,7 +96,7 @@ class FirePlan:
     now: dt.datetime
     priority: np.ndarray
     due: np.ndarray
-    titles: pa.Array
+    titles: TaskTitles
 
 
 def plan_fire_dispatch(incidents: pd.DataFrame, *, policy: DispatchPolicy,
@@ -102,7 +105,7 @@ def plan_fire_dispatch(incidents: pd.DataFrame, *, policy: DispatchPolicy,
     now = naive_utc(now)
     if incidents.empty:
         return FirePlan(now, np.zeros(0, dtype=np.int32), np.zeros(0, dtype="datetime64[us]"),
-                        pa.array([], type=pa.string()))
+                        task_title_columns(FIRE_TITLE, n=0))
     key_period = policy.in_key_period(incidents.acq_time)  # aware, or naive UTC
     zone = incidents.in_no_burn_zone.to_numpy(dtype=bool)
     due = pd.Timestamp(now) + pd.to_timedelta(policy.fire_sla_hours(key_period), unit="h")
@@ -193,14 +196,15 @@ def _strings(values: np.ndarray | pa.Array) -> pa.Array:
 
 
 def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str, source_keys: np.ndarray,
-               priority: np.ndarray, due: np.ndarray, titles: np.ndarray, now: dt.datetime, actor: str,
+               priority: np.ndarray, due: np.ndarray, titles: TaskTitles | np.ndarray, now: dt.datetime, actor: str,
                detail: dict, who: pd.DataFrame | None = None) -> int:
     """Open tasks in bulk, each for its cell's responsible person, with its first event; returns the coverage gaps.
 
     Call inside a transaction. A task whose cell has nobody on the chain stays ``open`` with no assignee.
-    ``source_keys`` and ``titles`` may be numpy arrays of text or Arrow string arrays. ``who`` is
-    :func:`assignees_for_cells` of ``cells`` (or of more cells), when the caller looked it up in the same
-    transaction.
+    ``titles`` are a message key and its values (:func:`gridwatch.i18n.task_title_columns`), translated where
+    they are shown; plain texts give tasks without a key. ``source_keys`` and plain titles may be numpy arrays of
+    text or Arrow string arrays. ``who`` is :func:`assignees_for_cells` of ``cells`` (or of more cells), when the
+    caller looked it up in the same transaction.
     """
     cells = np.asarray(cells, dtype=np.int64)
     n = len(cells)
@@ -224,7 +228,7 @@ def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str,
             "coverage_gap": pa.array(who.gap.to_numpy(dtype=bool)).take(at),
             "created_at": pa.repeat(pa.scalar(now, type=pa.timestamp("us")), n),
             "due_at": pa.array(np.asarray(due).astype("datetime64[us]")),
-            "title": _strings(titles),
+            **_title_columns(titles, n),
         }))
         store.insert_arrow("task_events", pa.table({
             "task_id": ids,
@@ -237,8 +241,19 @@ def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str,
     return int(who.gap.to_numpy(dtype=bool)[np.asarray(at)].sum())
 
 
-def _fire_titles(incidents: pd.DataFrame, timezone: str) -> pa.Array:
-    """"卫星火点核查 06-10 10:50 Terra ×2" per incident, formatted once per distinct pass and count."""
+def _title_columns(titles: TaskTitles | np.ndarray | pa.Array, n: int) -> dict[str, pa.Array]:
+    """The ``title``, ``title_key`` and ``title_args`` columns of ``n`` new tasks."""
+    if isinstance(titles, TaskTitles):
+        return {"title": titles.title, "title_key": pa.repeat(titles.key, n), "title_args": titles.args}
+    return {"title": _strings(titles), "title_key": pa.repeat("", n), "title_args": pa.repeat("{}", n)}
+
+
+def _fire_titles(incidents: pd.DataFrame, timezone: str) -> TaskTitles:
+    """Each incident's fire-check title: the local time of the pass, the satellite and the points.
+
+    Formed once per distinct pass and count, then taken for every incident (``卫星火点核查 06-10 10:50 Terra ×2``,
+    values ``{"time": "06-10 10:50", "satellite": "Terra", "points": "2"}``).
+    """
     utc = pd.DatetimeIndex(pd.to_datetime(incidents.acq_time, utc=True))
     satellite = satellite_codes_of(incidents.satellite).astype(np.int64)
     names = np.asarray(SATELLITE_NAMES, dtype=object)
@@ -249,9 +264,9 @@ def _fire_titles(incidents: pd.DataFrame, timezone: str) -> pa.Array:
     first = np.empty(len(uniq), dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
     local = utc[first].tz_convert(timezone)
-    texts = ("卫星火点核查 " + local.strftime("%m-%d %H:%M") + " " + pd.Index(names[satellite[first]]).astype(str)
-             + " ×" + pd.Index(points[first]).astype(str))
-    return pa.array(list(texts), type=pa.string()).take(pa.array(codes))
+    return task_title_columns(FIRE_TITLE, {"time": local.strftime("%m-%d %H:%M"),
+                                           "satellite": pd.Index(names[satellite[first]]).astype(str),
+                                           "points": pd.Index(points[first]).astype(str)}).take(pa.array(codes))
 
 
 def _open_fire_tasks(store: Store, incidents: pd.DataFrame, fresh: np.ndarray, plan: FirePlan, *,

@@ -206,7 +206,7 @@ def newest_tasks(store: Store, scope: str, params: list, *, limit: int) -> pd.Da
     """The newest fire-check tasks with their cell, place, assignee and due time (``scope`` on ``t.cell``)."""
     return store.query_df(
         "SELECT t.id, t.title, t.state, t.priority, t.cell, t.created_at, t.due_at, t.coverage_gap,"
-        " p.name AS assignee, t.assigned_role, tw.name AS township, v.name AS village"
+        " t.title_key, t.title_args, p.name AS assignee, t.assigned_role, tw.name AS township, v.name AS village"
         " FROM tasks t LEFT JOIN people p ON p.id = t.assignee_id JOIN cells c ON c.cell = t.cell"
         " LEFT JOIN units tw ON tw.code = c.township_code LEFT JOIN units v ON v.code = c.village_code"
         f" WHERE t.kind = 'fire_check' AND {scope} ORDER BY t.priority DESC, t.id DESC LIMIT ?", [*params, limit])

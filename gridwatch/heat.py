@@ -35,7 +35,7 @@ from gridwatch.config import Settings
 from gridwatch.dispatch import open_tasks
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.grid import latlng_to_cells
-from gridwatch.i18n import N_
+from gridwatch.i18n import N_, task_title_columns
 from gridwatch.storage import Store
 from gridwatch.policy import DispatchPolicy
 from gridwatch.tasks import ACTIVE_STATES, Kind, Priority, naive_utc
@@ -385,9 +385,9 @@ def _open_boiler_tasks(store: Store, *, policy: HeatPolicy, now: dt.datetime, ac
                     wanted.boiler_id.astype(str) + "#" + (earlier + 1).astype(str)).astype(object)
     late = now.date() > policy.deadline
     priority = np.where(wanted.small.to_numpy(dtype=bool) | late, Priority.KEY_PERIOD, Priority.NORMAL)
-    titles = ("燃煤锅炉核查 " + wanted.name.astype(str) + " " + wanted.capacity_tph.round(1).astype(str) + "t/h，距"
-              + wanted.plant.fillna("").astype(str) + " "
-              + (wanted.distance_m / 1000).round(1).astype(str) + "km").to_numpy(dtype=object)
+    titles = task_title_columns("boiler_check", {
+        "name": wanted.name.astype(str), "capacity_tph": wanted.capacity_tph.round(1).astype(str),
+        "distance_km": (wanted.distance_m / 1000).round(1).astype(str), "plant": wanted.plant.fillna("").astype(str)})
     open_tasks(store, kind=Kind.BOILER_CHECK, cells=wanted.cell.to_numpy(dtype=np.int64), source_kind=_TASK_SOURCE,
                source_keys=keys, priority=priority, due=np.full(len(wanted), np.datetime64(now)
                                                                 + np.timedelta64(int(due_hours * 3600), "s")),
@@ -600,7 +600,7 @@ SHIPPED_PLANTS = Path(__file__).resolve().parent.parent / "data" / "plants" / "h
 DEMO_BOILER_NOTE = "（演示）"
 
 
-def geodesic_distance_to_region_m(lng: np.ndarray, lat: np.ndarray, region: shapely.Geometry) -> np.ndarray:
+def geodesic_distance_to_region_m(*, lat: np.ndarray, lng: np.ndarray, region: shapely.Geometry) -> np.ndarray:
     """Geodesic distance (m) from points to a lng/lat polygon: 0 inside, else to the nearest boundary vertex.
 
     The boundary is densified to 0.001° (≈ 100 m) first, so the result is within a few metres of the exact
@@ -614,7 +614,8 @@ def geodesic_distance_to_region_m(lng: np.ndarray, lat: np.ndarray, region: shap
     out = np.zeros(lng.shape)
     outside = ~shapely.contains_xy(region, lng, lat)
     for i in np.flatnonzero(outside):  # a few dozen plants, each against the boundary vertices at once
-        out[i] = float(np.min(geodesic_distance_m(lng[i], lat[i], boundary[:, 0], boundary[:, 1])))
+        out[i] = float(np.min(geodesic_distance_m(lat1=lat[i], lng1=lng[i], lat2=boundary[:, 1],
+                                                  lng2=boundary[:, 0])))
     return out
 
 
@@ -628,7 +629,7 @@ def plants_reaching_region(frame: pd.DataFrame, region: shapely.Geometry, *, pol
     if big.empty:
         return []
     xy = _xy(big)
-    dist = geodesic_distance_to_region_m(xy[:, 0], xy[:, 1], region)
+    dist = geodesic_distance_to_region_m(lat=xy[:, 1], lng=xy[:, 0], region=region)
     return big.plant_id[dist <= policy.radius_m].astype(str).tolist()
 
 

@@ -3,6 +3,8 @@
 Messages in the code are English msgids; ``gridwatch/locale/<lang>/LC_MESSAGES/gridwatch.po``
 holds their translations (``pybabel extract`` / ``update`` keep it current).
 Errors translate their template and then fill it, so values are never translated.
+Task titles are stored as a key of :data:`TASK_TITLES` and its values (:func:`task_title_columns`, when tasks are
+opened) and translated where they are shown (:func:`task_title`, :func:`task_titles`).
 
 Examples
 --------
@@ -15,15 +17,24 @@ Examples
 from __future__ import annotations
 
 import functools
+import json
 import re
 import string
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from babel.messages.pofile import read_po
 
 from gridwatch.errors import GridwatchError
 
-__all__ = ["LANGUAGES", "DEFAULT_LANGUAGE", "gettext", "translate_error", "translate_text", "catalog", "N_"]
+__all__ = ["LANGUAGES", "DEFAULT_LANGUAGE", "gettext", "translate_error", "translate_text", "catalog", "N_",
+           "TASK_TITLES", "TaskTitles", "task_title", "task_titles", "task_title_columns"]
 
 LANGUAGES = {"zh_CN": "简体中文", "en": "English"}
 DEFAULT_LANGUAGE = "zh_CN"
@@ -230,3 +241,169 @@ def translate_text(text: str, language: str = DEFAULT_LANGUAGE) -> str:
             except (KeyError, IndexError, ValueError):
                 return text
     return text
+
+
+# -- task titles -----------------------------------------------------------------------------------------
+
+#: the message of each task title key (``tasks.title_key``), filled with the task's values (``tasks.title_args``);
+#: satellite, boiler, plant and place names are values, shown as they are in every language
+TASK_TITLES: dict[str, str] = {
+    "fire_check": N_("Satellite fire point check {time} {satellite} ×{points}"),
+    "routine_patrol": N_("Routine patrol"),
+    "bare_land_survey": N_("Bare land survey {area_m2} m² ({date})"),
+    "bare_greening": N_("Bare land to be greened, first seen {first_seen}, {area_m2} m²"),
+    "boiler_check": N_("Coal boiler check {name} {capacity_tph} t/h, {distance_km} km from {plant}"),
+    "coal_sale_point": N_("Loose coal sale point check: {name}"),
+    "coal_recheck": N_("Follow-up check of loose coal in a no-burn zone"),
+}
+
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+
+
+def _texts(values: Any) -> pa.Array:
+    """Values as Arrow strings, each as ``str`` writes it (as pandas does: ``12.0``, ``3``); missing ones empty."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array) and pa.types.is_string(values.type):
+        return pc.fill_null(values, "")
+    series = pd.Series(np.asarray(values, dtype=object))
+    texts = series.astype(str).to_numpy(dtype=object)
+    texts[series.isna().to_numpy()] = ""
+    return pa.array(texts, type=pa.string())
+
+
+def _json_strings(texts: pa.Array) -> pa.Array:
+    """Each text as a JSON string literal (quoted and escaped)."""
+    if len(texts) and pc.any(pc.match_substring_regex(texts, _NEEDS_ESCAPE)).as_py():
+        return pa.array([json.dumps(t, ensure_ascii=False) for t in texts.to_pylist()], type=pa.string())
+    return pc.binary_join_element_wise('"', texts, '"', "")
+
+
+def _joined(parts: list[str | pa.Array], n: int) -> pa.Array:
+    """Texts and columns of ``n`` texts joined element by element."""
+    if not any(isinstance(part, pa.Array) for part in parts):
+        return pa.array(["".join(parts)] * n, type=pa.string())  # type: ignore[arg-type]
+    return pc.binary_join_element_wise(*parts, "")
+
+
+@dataclass(frozen=True)
+class TaskTitles:
+    """The titles of tasks as they are stored: one key, and per task a rendered title and the values.
+
+    ``key`` is a key of :data:`TASK_TITLES` for all of them; ``title`` the message rendered in the default language
+    and ``args`` its values as a JSON object, one entry per task (Arrow strings).
+    """
+
+    key: str
+    title: pa.Array
+    args: pa.Array
+
+    def take(self, indices: Any) -> TaskTitles:
+        """The titles of the tasks at ``indices`` (an Arrow or numpy array of positions)."""
+        return TaskTitles(self.key, self.title.take(indices), self.args.take(indices))
+
+
+def task_title_columns(key: str, values: Mapping[str, Any] | None = None, *, n: int | None = None,
+                       language: str = DEFAULT_LANGUAGE) -> TaskTitles:
+    """The stored titles of tasks with the title ``key``, formed from the message's values (vectorised).
+
+    One pass per value column, whatever the number of tasks: the title is the translated message's literal parts
+    and the value columns joined element by element, the values a JSON object of their texts.
+
+    Parameters
+    ----------
+    key : str
+        A key of :data:`TASK_TITLES`.
+    values : mapping of str to array_like, optional
+        The message's values, one array per field, one entry per task (numbers are written as ``str`` writes them).
+    n : int, optional
+        The number of tasks, needed only when the message has no values.
+    language : str
+        The language of ``title`` (the default title older readers show).
+
+    Returns
+    -------
+    TaskTitles
+        ``key``, the title rendered in ``language`` and the values as a JSON object of texts, per task.
+
+    Examples
+    --------
+    >>> made = task_title_columns("fire_check", {"time": ["06-10 10:50"], "satellite": ["Terra"], "points": [2]})
+    >>> made.title.to_pylist(), made.args.to_pylist()
+    (['卫星火点核查 06-10 10:50 Terra ×2'], ['{"time": "06-10 10:50", "satellite": "Terra", "points": "2"}'])
+    >>> task_title_columns("routine_patrol", n=2, language="en").title.to_pylist()
+    ['Routine patrol', 'Routine patrol']
+    """
+    if key not in TASK_TITLES:
+        raise KeyError(f"no task title {key!r}; known: {', '.join(TASK_TITLES)}")
+    texts = {name: _texts(column) for name, column in (values or {}).items()}
+    sizes = {len(column) for column in texts.values()} | ({n} if n is not None else set())
+    if len(sizes) > 1:
+        raise ValueError(f"the values of task title {key!r} differ in length: {sorted(sizes)}")
+    count = sizes.pop() if sizes else 0
+    title: list[str | pa.Array] = []
+    for literal, field, _spec, _conversion in string.Formatter().parse(gettext(TASK_TITLES[key], language)):
+        title.append(literal)
+        if field is not None:
+            title.append(texts[field])
+    args: list[str | pa.Array] = ["{"]
+    for i, (name, column) in enumerate(texts.items()):
+        args += [(", " if i else "") + json.dumps(name) + ": ", _json_strings(column)]
+    args.append("}")
+    return TaskTitles(key, _joined(title, count), _joined(args, count))
+
+
+def _field(row: Any, name: str) -> Any:
+    value = row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def task_title(row: Any, language: str = DEFAULT_LANGUAGE) -> str:
+    """A task's title in ``language``: its message (``title_key``) filled with its values (``title_args``).
+
+    A task opened before title keys shows its stored ``title``; a task without any title its kind's name.
+    ``row`` is a mapping or a row object (``itertuples``) with some of ``title_key``, ``title_args``, ``title`` and
+    ``kind``.
+
+    Examples
+    --------
+    >>> row = {"title_key": "fire_check", "title": "卫星火点核查 06-10 10:50 Terra ×2", "kind": "fire_check",
+    ...        "title_args": '{"time": "06-10 10:50", "satellite": "Terra", "points": "2"}'}
+    >>> task_title(row, "en"), task_title(row, "zh_CN")
+    ('Satellite fire point check 06-10 10:50 Terra ×2', '卫星火点核查 06-10 10:50 Terra ×2')
+    >>> task_title({"title": "", "kind": "manual"}, "en"), task_title({"title": "旧的标题", "kind": "manual"}, "en")
+    ('manual', '旧的标题')
+    """
+    key = _field(row, "title_key")
+    if key in TASK_TITLES:
+        raw = _field(row, "title_args")
+        try:
+            values = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+            return gettext(TASK_TITLES[key], language).format(**values)
+        except (ValueError, TypeError, KeyError, IndexError):
+            pass  # values that do not fill the message: the stored title below
+    title = _field(row, "title")
+    if isinstance(title, str) and title.strip():
+        return title
+    kind = _field(row, "kind")
+    return gettext(str(kind), language) if kind else ""
+
+
+def task_titles(frame: pd.DataFrame, language: str = DEFAULT_LANGUAGE) -> pd.Series:
+    """:func:`task_title` of every row of ``frame``, each distinct title worked out once (same index).
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"title_key": ["routine_patrol", ""], "title_args": ["{}", "{}"],
+    ...                       "title": ["例行巡查", ""], "kind": ["routine_patrol", "manual"]})
+    >>> task_titles(frame, "en").tolist()
+    ['Routine patrol', 'manual']
+    """
+    columns = [c for c in ("title_key", "title_args", "title", "kind") if c in frame.columns]
+    if frame.empty or not columns:
+        return pd.Series([""] * len(frame), index=frame.index, dtype=object)
+    codes, distinct = pd.MultiIndex.from_frame(frame[columns].astype(object).where(frame[columns].notna(), None)
+                                               .fillna("").astype(str)).factorize()
+    shown = np.asarray([task_title(dict(zip(columns, values, strict=True)), language) for values in distinct],
+                       dtype=object)
+    return pd.Series(shown[codes], index=frame.index, dtype=object)

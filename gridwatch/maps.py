@@ -130,7 +130,7 @@ class MapView:
         return MapView(self.south - dy, self.west - dx, self.north + dy, self.east + dx, self.zoom)
 
 
-def view_resolution(zoom: float, grid_resolution: int, *, latitude: float = 34.0, min_px: float = 6.0) -> int:
+def view_resolution(zoom: float, grid_resolution: int, *, lat: float = 34.0, min_px: float = 6.0) -> int:
     """The H3 resolution to draw at a zoom level: the finest (up to the grid's) whose cells are ≥ ``min_px`` wide.
 
     Examples
@@ -138,7 +138,7 @@ def view_resolution(zoom: float, grid_resolution: int, *, latitude: float = 34.0
     >>> view_resolution(13, 8), view_resolution(9, 8), view_resolution(6, 8)
     (8, 7, 5)
     """
-    metres_per_px = _M_PER_PX_Z0 * np.cos(np.radians(latitude)) / 2.0 ** zoom
+    metres_per_px = _M_PER_PX_Z0 * np.cos(np.radians(lat)) / 2.0 ** zoom
     for res in range(grid_resolution, -1, -1):
         if 2.0 * h3.average_hexagon_edge_length(res, unit="m") / metres_per_px >= min_px:
             return res
@@ -193,7 +193,7 @@ def cell_layer_data(
         keep = (lat >= area.south) & (lat <= area.north) & (lng >= area.west) & (lng <= area.east)
         ids, codes = ids[keep], codes[keep]
         middle = (view.south + view.north) / 2
-        res = min(res, view_resolution(view.zoom, grid_resolution, latitude=middle))
+        res = min(res, view_resolution(view.zoom, grid_resolution, lat=middle))
     total = int(len(ids))
     drawn, worst, counts = ids, codes, None
     while True:
@@ -272,8 +272,8 @@ class PointLayer(MacroElement):
 
     Parameters
     ----------
-    coords : list of float
-        From :func:`point_layer_data`.
+    lat_lng : list of float
+        ``[lat, lng, lat, lng, …]`` (latitude first, as Leaflet takes it), from :func:`point_layer_data`.
     colour : str
         Marker colour.
     label : str
@@ -285,7 +285,7 @@ class PointLayer(MacroElement):
     _template = Template("""
 {% macro script(this, kwargs) %}
 (function () {
-  var p = {{ this.coords|tojson }}, g = {{ this._parent.get_name() }};
+  var p = {{ this.lat_lng|tojson }}, g = {{ this._parent.get_name() }};
   for (var i = 0; i + 1 < p.length; i += 2) {
     L.circleMarker([p[i], p[i + 1]], {radius: {{ this.radius }}, color: "#ffffff", weight: 1.5,
                    fillColor: {{ this.colour|tojson }}, fillOpacity: 0.95}).bindTooltip({{ this.label|tojson }})
@@ -295,10 +295,10 @@ class PointLayer(MacroElement):
 {% endmacro %}
 """)
 
-    def __init__(self, coords: list[float], *, colour: str, label: str, radius: float = 6) -> None:
+    def __init__(self, lat_lng: list[float], *, colour: str, label: str, radius: float = 6) -> None:
         super().__init__()
         self._name = "PointLayer"
-        self.coords, self.colour, self.label, self.radius = coords, colour, map_text(label), float(radius)
+        self.lat_lng, self.colour, self.label, self.radius = lat_lng, colour, map_text(label), float(radius)
 
 
 def radius_layer(radii: Sequence[Mapping[str, Any]], *, labels: Sequence[str] = ("Plant", "MW"),

@@ -60,6 +60,7 @@ import pandas as pd
 import pyarrow as pa
 
 from gridwatch.errors import ValidationError
+from gridwatch.i18n import DEFAULT_LANGUAGE, task_titles
 from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES, naive_utc
 from gridwatch.webio import Answer, Verdict, clip
@@ -399,7 +400,7 @@ def channel_from_settings(url: str | None, kind: str | None = "json", secret: st
 
 
 _TASK_COLUMNS = (
-    "t.id AS task_id, t.assignee_id AS person_id, t.title, t.kind, t.cell, t.due_at,"
+    "t.id AS task_id, t.assignee_id AS person_id, t.title, t.title_key, t.title_args, t.kind, t.cell, t.due_at,"
     " p.name AS person_name, p.phone, tw.name AS township, vi.name AS village"
 )
 _TASK_JOINS = (
@@ -458,7 +459,8 @@ def _payloads(facts: pd.DataFrame, timezone: str) -> list[str]:
     """The JSON payload of each fact: task, place, local due time, person, and the Chinese message."""
     due = (pd.to_datetime(facts.due_at).dt.tz_localize("UTC").dt.tz_convert(timezone)
            .dt.strftime("%Y-%m-%d %H:%M"))
-    title = facts.title.fillna("").astype(str).str.strip()
+    # the message is Chinese, and so is the task's title in it (a task without one is named by its id)
+    title = task_titles(facts[["title_key", "title_args", "title"]], DEFAULT_LANGUAGE).astype(str).str.strip()
     title = title.where(title.ne(""), "任务 " + facts.task_id.astype(str))
     place = (facts.township.fillna("").astype(str) + facts.village.fillna("").astype(str))
     shown = title + np.where(place.ne(""), "（" + place + "）", "")

@@ -846,7 +846,8 @@ def dossier_events(store: Store, *, unit: str, period: ReportPeriod | None = Non
         where += (" AND t.id IN (SELECT task_id FROM task_events WHERE happened_at >= ? AND happened_at < ?)")
         params += [first, after]
     frame = store.query_df(
-        "SELECT t.id AS task_id, t.kind, t.title, lower(to_hex(t.cell)) AS cell, v.name AS village,"
+        "SELECT t.id AS task_id, t.kind, t.title, t.title_key, t.title_args, lower(to_hex(t.cell)) AS cell,"
+        " v.name AS village,"
         " e.happened_at, e.from_state, e.to_state, e.actor, (CAST(e.detail AS JSON) ->> 'finding') AS finding,"
         " (CAST(e.detail AS JSON) ->> 'note') AS note, CAST((CAST(e.detail AS JSON) -> 'flags') AS VARCHAR) AS flags,"
         " p.name AS assignee FROM tasks t JOIN cells c ON c.cell = t.cell"

@@ -6,25 +6,30 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import folium
+import pandas as pd
 import streamlit as st
 
 from gridwatch import (
     auth,  # noqa: F401 - for annotations
+    i18n,
     maps,
     services,
 )
+from gridwatch.audit import open_sealed
 from gridwatch.config import Settings
 from gridwatch.encode import markdown_text
 from gridwatch.errors import GridwatchError, PermissionDenied
 from gridwatch.firms import FetchScheduler
 from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext, translate_error, translate_text
-from gridwatch.storage import Store, open_store
+from gridwatch.storage import Store
 
 __all__ = ["store", "language", "t", "t_filled", "show_errors", "language_picker", "settings", "fire_fetcher", "user",
            "sign_out", "account_box", "remember_session", "oidc_providers", "oidc_login", "translate", "flash",
-           "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap", "through_app"]
+           "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap", "through_app",
+           "task_title", "task_titles", "md", "t_plain", "client_address"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -37,7 +42,7 @@ def settings() -> Settings:
 
 @st.cache_resource
 def _store(db: str) -> Store:
-    return open_store(db)
+    return open_sealed(db)
 
 
 def store() -> Store:
@@ -106,6 +111,14 @@ def md(value: object) -> object:
     Text is escaped; numbers, dates and other values keep their type, so format specs such as ``{area:.1f}`` work.
     """
     return markdown_text(value) if isinstance(value, str) else value
+def task_title(row: Any) -> str:
+    """A task's title in the session's language (:func:`gridwatch.i18n.task_title`; its kind when it has none)."""
+    return i18n.task_title(row, language())
+
+
+def task_titles(frame: pd.DataFrame) -> pd.Series:
+    """The titles of a frame of tasks in the session's language (:func:`gridwatch.i18n.task_titles`)."""
+    return i18n.task_titles(frame, language())
 
 
 def t_filled(text: str) -> str:

@@ -22,6 +22,7 @@ import shapely.ops
 from gridwatch.crs import geodesic_distance_m
 from gridwatch.dispatch import open_tasks
 from gridwatch.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from gridwatch.i18n import task_title_columns
 from gridwatch.storage import Store
 from gridwatch.policy import DispatchPolicy
 from gridwatch.tasks import (ACTIVE_STATES, Kind, Priority, State, check_finding, check_transition,
@@ -58,7 +59,7 @@ def distance_outside_cell_m(cell: int, fix: Fix) -> float:
     if hexagon.covers(point):
         return 0.0
     nearest = shapely.ops.nearest_points(hexagon.exterior, point)[0]
-    return float(geodesic_distance_m(fix.lng, fix.lat, nearest.x, nearest.y))
+    return float(geodesic_distance_m(lat1=fix.lat, lng1=fix.lng, lat2=nearest.y, lng2=nearest.x))
 
 
 def _task(store: Store, task_id: int) -> dict[str, Any]:
@@ -241,7 +242,7 @@ def list_tasks(store: Store, *, assignee: str | None = None, state: str | None =
         where.append("t.cell IN (SELECT cell FROM scope_cells)")
     sql = (
         "SELECT t.id, t.kind, t.state, t.priority, t.cell, t.created_at, t.due_at, t.coverage_gap, t.title,"
-        " p.person_key AS assignee_key, p.name AS assignee, c.township_code, c.village_code"
+        " t.title_key, t.title_args, p.person_key AS assignee_key, p.name AS assignee, c.township_code, c.village_code"
         " FROM tasks t JOIN cells c ON c.cell = t.cell LEFT JOIN people p ON p.id = t.assignee_id"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY t.due_at, t.priority DESC, t.id LIMIT ?"
@@ -332,6 +333,6 @@ def generate_patrols(store: Store, *, now: dt.datetime | None = None, cadence_da
         open_tasks(store, kind=Kind.ROUTINE_PATROL, cells=order.cell.to_numpy(dtype=np.int64),
                    source_kind="cadence", source_keys=order.source_key.to_numpy(dtype=object),
                    priority=np.full(len(order), Priority.ROUTINE), due=due.to_numpy(),
-                   titles=np.full(len(order), "例行巡查", dtype=object), now=now, actor=actor,
+                   titles=task_title_columns("routine_patrol", n=len(order)), now=now, actor=actor,
                    detail={"by": "patrols", "cadence_days": cadence_days})
     return {"created": int(len(order)), "cells": int(len(cells)), "never_visited": int(never.sum())}

@@ -33,7 +33,7 @@ from gridwatch import layerstore
 from gridwatch.dispatch import open_tasks
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.grid import latlng_to_cells
-from gridwatch.i18n import N_
+from gridwatch.i18n import N_, task_title_columns
 from gridwatch.layerfiles import read_layer_file
 from gridwatch.storage import Store
 from gridwatch.policy import DispatchPolicy
@@ -301,7 +301,7 @@ def _sync_coal_tasks(store: Store, points: pd.DataFrame | None, zone_index: Zone
     open_tasks(store, kind=Kind.COAL_CHECK, cells=cells, source_kind="coal_sale_point",
                source_keys=np.asarray(keys, dtype=object), priority=np.full(len(fresh), Priority.NO_BURN_ZONE),
                due=np.full(len(fresh), np.datetime64(now + dt.timedelta(hours=hours), "s")),
-               titles=("散煤销售点检查：" + fresh.name).to_numpy(dtype=object), now=now, actor=actor,
+               titles=task_title_columns("coal_sale_point", {"name": fresh.name}), now=now, actor=actor,
                detail={"by": layerstore.PUBLISH_ACTOR, "reason": "loose_coal_in_zone"})
     return int(len(fresh)), closed
 
@@ -414,7 +414,7 @@ def generate_coal_checks(store: Store, *, now: dt.datetime | None = None, cadenc
         open_tasks(store, kind=Kind.COAL_CHECK, cells=order.cell.to_numpy(dtype=np.int64), source_kind="cadence",
                    source_keys=order.source_key.to_numpy(dtype=object),
                    priority=np.full(len(order), Priority.ROUTINE), due=due.to_numpy(),
-                   titles=np.full(len(order), "禁燃区散煤回头看", dtype=object), now=now, actor=actor,
+                   titles=task_title_columns("coal_recheck", n=len(order)), now=now, actor=actor,
                    detail={"by": "coal_checks", "cadence_days": cadence})
     return {"created": int(len(order)), "cells": int(len(cells)), "cadence_days": cadence}
 

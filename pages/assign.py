@@ -71,10 +71,10 @@ with ui.show_errors():
         tasks = services.assign_tasks(store, me, unit=unit or None)
         st.caption(t("{n} tasks nobody has started yet", n=len(tasks)))
         due = t("due")
-        task_labels = {int(r.id): f"{r.title or t(r.kind)} · {r.village or ''} · {r.assignee or '—'} · {due} "
+        task_labels = {int(r.id): f"{ui.task_title(r)} · {r.village or ''} · {r.assignee or '—'} · {due} "
                                   f"{services.moment_text(r.due_at, store=store)}" for r in tasks.itertuples()}
         st.dataframe(pd.DataFrame({
-            t("Task"): [r.title or t(r.kind) for r in tasks.itertuples()],
+            t("Task"): ui.task_titles(tasks),
             t("Village"): tasks.village,
             t("State"): [t(s) for s in tasks.state],
             t("Assignee"): tasks.assignee.fillna("—"),

@@ -53,7 +53,7 @@ with ui.show_errors():
     tasks = services.fire_tasks(store, me)
     if len(tasks):
         view = pd.DataFrame({
-            t("Task"): tasks.title,
+            t("Task"): ui.task_titles(tasks),
             t("State"): tasks.state.map(lambda s: t(s)),
             t("Priority"): tasks.priority,
             t("Township"): tasks.township,

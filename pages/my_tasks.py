@@ -33,7 +33,7 @@ def task_list() -> None:
         return
     for row in tasks.itertuples():
         mark = "🔴 " + t("Overdue") + " · " if row.overdue else ""
-        title = ui.md(row.title) if row.title else t(row.kind)
+        title = ui.md(ui.task_title(row))
         label = f"{mark}{title} · {t(row.state)} · {t('due')} {_local(row.due_at)}"
         if st.button(label, key=f"task-{row.id}", width="stretch"):
             st.session_state["task"] = int(row.id)
@@ -74,12 +74,12 @@ def task_page(task_id: int) -> None:
     if st.button("← " + t("All my tasks"), key="back"):
         st.session_state.pop("task", None)
         st.rerun()
-    st.title(ui.md(task["title"]) if task["title"] else t(task["kind"]))
+    st.title(ui.md(ui.task_title(task)))
     place = task["place"]
     st.markdown(f"**{ui.md(place.get('township', ''))} · {ui.md(place.get('village', ''))}** · `{task['cell']}` · "
                 f"{t(task['state'])} · {t('due')} {_local(task['due_at'])}")
     lat, lng = services.cell_centre(task["cell"])
-    links = services.navigation_links(lat, lng, label=task["title"])
+    links = services.navigation_links(lat, lng, label=ui.task_title(task))
     cols = st.columns(2)
     cols[0].link_button(t("Navigate (AMap)"), links["amap"], width="stretch")
     cols[1].link_button(t("Navigate (map app)"), links["geo"], width="stretch")
@@ -171,11 +171,11 @@ def news() -> None:
         state = ("overdue" if row.overdue else row.state)
         if not first and seen.get(row.id) != state:
             if row.id not in seen:
-                st.toast(t("New task: {title}", title=row.title or t(row.kind)))
+                st.toast(t("New task: {title}", title=ui.task_title(row)))
             elif state == "overdue":
-                st.toast(t("Overdue: {title}", title=row.title or t(row.kind)))
+                st.toast(t("Overdue: {title}", title=ui.task_title(row)))
             elif state == State.ESCALATED:
-                st.toast(t("Escalated to you: {title}", title=row.title or t(row.kind)))
+                st.toast(t("Escalated to you: {title}", title=ui.task_title(row)))
         seen[row.id] = state
 
 

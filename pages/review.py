@@ -44,7 +44,7 @@ with ui.show_errors():
             task = services.task_show(store, me, int(row.id))
             report = services.latest_report(task)
             with st.container(border=True):
-                title = ui.md(task["title"]) if task["title"] else t(task["kind"])
+                title = ui.md(ui.task_title(task))
                 st.markdown(f"**{title}** · {ui.md(task['place'].get('village', ''))}")
                 st.markdown(f"{t('Finding')}: **{t(report.get('finding', ''))}** · {ui.md(report.get('note', ''))}")
                 flags = report.get("flags", [])
@@ -101,7 +101,7 @@ with ui.show_errors():
         st.caption(t("{n} tasks", n=len(board)))
         st.dataframe(pd.DataFrame({
             t("Overdue"): board.overdue.map({True: "🔴", False: ""}),
-            t("Task"): board.title.where(board.title != "", board.kind.map(t)),
+            t("Task"): ui.task_titles(board),
             t("State"): board.state.map(t),
             t("Village"): board.village,
             t("Assignee"): board.assignee.fillna("—") + board.coverage_gap.map({True: " ⚠", False: ""}),
@@ -152,7 +152,7 @@ with ui.show_errors():
         else:
             details = kept.detail.map(json.loads)
             st.dataframe(pd.DataFrame({
-                t("Task"): kept.title.where(kept.title != "", kept.kind.map(t)),
+                t("Task"): ui.task_titles(kept),
                 t("Person"): kept.actor, t("Wanted"): kept.wanted_state.map(t),
                 t("Finding"): details.map(lambda d: d.get("finding") or "").map(lambda f: t(f) if f else ""),
                 t("Note"): details.map(lambda d: d.get("note", "")),

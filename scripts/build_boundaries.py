@@ -176,11 +176,11 @@ def build(data: Path) -> dict:
     wgs = geometries_gcj02_to_wgs84(gcj)
     xy_gcj = shapely.get_coordinates(gcj)
     xy_wgs = shapely.get_coordinates(wgs)
-    shift = geodesic_distance_m(xy_gcj[:, 0], xy_gcj[:, 1], xy_wgs[:, 0], xy_wgs[:, 1])
+    shift = geodesic_distance_m(lat1=xy_gcj[:, 1], lng1=xy_gcj[:, 0], lat2=xy_wgs[:, 1], lng2=xy_wgs[:, 0])
     # components of the GCJ-02 offset that the conversion removes (GCJ-02 minus WGS84)
-    east = geodesic_distance_m(xy_wgs[:, 0], xy_gcj[:, 1], xy_gcj[:, 0], xy_gcj[:, 1])
+    east = geodesic_distance_m(lat1=xy_gcj[:, 1], lng1=xy_wgs[:, 0], lat2=xy_gcj[:, 1], lng2=xy_gcj[:, 0])
     north = np.sign(xy_gcj[:, 1] - xy_wgs[:, 1]) * geodesic_distance_m(
-        xy_gcj[:, 0], xy_wgs[:, 1], xy_gcj[:, 0], xy_gcj[:, 1]
+        lat1=xy_wgs[:, 1], lng1=xy_gcj[:, 0], lat2=xy_gcj[:, 1], lng2=xy_gcj[:, 0]
     )
 
     notes: list[str] = []

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gridwatch.storage import Store, open_store
+from gridwatch.audit import open_sealed
+from gridwatch.storage import Store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -51,7 +52,7 @@ def _pg_migrated(request) -> str:
 
     request.getfixturevalue("pg_server")
     url = pgserver.create_database(prefix="gw_tpl_migrated")
-    open_store(url).close()
+    open_sealed(url).close()
     yield pgserver.database_name(url)
     pgserver.drop_database(url)
 
@@ -85,13 +86,13 @@ def drop_db(db: Path | str) -> None:
 def store(request) -> Store:
     """A fresh, migrated database: in memory (DuckDB), or a new PostgreSQL database with GRIDWATCH_TEST_BACKEND."""
     if BACKEND != "postgres":
-        with open_store(":memory:") as s:
+        with open_sealed(":memory:") as s:
             yield s
         return
     import pgserver
 
     url = pgserver.create_database(request.getfixturevalue("_pg_migrated"))
-    with open_store(url) as s:
+    with open_sealed(url) as s:
         yield s
     pgserver.drop_database(url)
 
@@ -118,11 +119,11 @@ def _template_db(tmp_path_factory, request, name: str, **init) -> Path | str:
         request.getfixturevalue("pg_server")
         url = pgserver.create_database(prefix=f"gw_tpl_{name}")
         request.addfinalizer(lambda: pgserver.drop_database(url))
-        with open_store(url) as s:
+        with open_sealed(url) as s:
             services.init_region(s, services.CLI, **init)
         return url
     path = tmp_path_factory.mktemp("db") / f"{name}.duckdb"
-    with open_store(str(path)) as s:
+    with open_sealed(str(path)) as s:
         services.init_region(s, services.CLI, **init)
     return path
 
@@ -143,7 +144,7 @@ def county_db(tmp_path_factory, request) -> Path:
 def county(county_db, tmp_path) -> Store:
     """A private copy of :func:`county_db`, so tests may change it."""
     path = copy_db(county_db, tmp_path, "county.duckdb")
-    with open_store(path) as s:
+    with open_sealed(path) as s:
         yield s
     drop_db(path)
 
@@ -152,7 +153,7 @@ def county(county_db, tmp_path) -> Store:
 def demo_store(demo_db: Path, tmp_path: Path) -> Store:
     """A private copy of the demo database, so tests may change it."""
     path = copy_db(demo_db, tmp_path, "demo.duckdb")
-    with open_store(path) as s:
+    with open_sealed(path) as s:
         yield s
     drop_db(path)
 
@@ -208,7 +209,7 @@ def signed_in(db: Path, username: str, script: str | Path, *, lang: str | None =
 
     from gridwatch import services
 
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         token = services.sign_in(store, username, services.DEMO_PASSWORD).token
     at = AppTest.from_file(str(script), default_timeout=60)
     at.session_state["token"] = token

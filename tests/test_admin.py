@@ -9,10 +9,10 @@ from conftest import signed_in
 from streamlit.testing.v1 import AppTest
 
 from gridwatch import auth, org, services
+from gridwatch.audit import open_sealed
 from gridwatch.config import REPO_ROOT
 from gridwatch.errors import NotFound, PermissionDenied, ValidationError
 from gridwatch.i18n import gettext
-from gridwatch.storage import open_store
 
 SCREEN = str(REPO_ROOT / "pages" / "people.py")
 OTHER_COUNTY = "410323"  # 新安县, a neighbour of the demo county 伊川县 (410329)
@@ -29,7 +29,7 @@ def _screen(db, username: str, *, lang: str | None = None) -> AppTest:
 
 
 def _counts(db) -> dict[str, int]:
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         return {table: int(store.scalar(f"SELECT count(*) FROM {table}"))
                 for table in ("people", "assignments", "audit_log", "access_denials")}
 
@@ -80,7 +80,7 @@ def test_the_screen_in_english(app_db):
 
 
 def test_assigning_an_inspector_to_a_gap_village_closes_its_gap(app_db):
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         gaps_before = services.coverage(store, services.CLI)["cells_without_inspector"]["count"]
         village, village_cells = sorted(_gap_villages(store).items())[0]
     at = _screen(app_db, "admin")
@@ -94,7 +94,7 @@ def test_assigning_an_inspector_to_a_gap_village_closes_its_gap(app_db):
     assert not at.error, [e.value for e in at.error]
     assert at.success and "巡查员" in at.success[0].value
 
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         report = services.coverage(store, services.CLI)
         entry = store.query("SELECT actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT 1")[0]
     assert report["cells_without_inspector"]["count"] == gaps_before - len(village_cells)
@@ -112,7 +112,7 @@ def test_assigning_an_inspector_to_a_gap_village_closes_its_gap(app_db):
     remove.click().run()
     assert not at.exception, at.exception
     assert _metric(at, zh("Cells without an inspector")) == gaps_before
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         entry = store.query("SELECT action, detail FROM audit_log ORDER BY id DESC LIMIT 1")[0]
     assert entry["action"] == "people.unassign"
     assert json.loads(entry["detail"])["role"] == "inspector"
@@ -132,7 +132,7 @@ def test_importing_a_csv_through_the_uploader(app_db):
     assert at.success
     shown = at.success[0].value
     assert "新人员.csv" in shown and "2" in shown and "3" in shown
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         people = services.admin_people(store, auth.load_user(store, "admin"), unit_code="410329-D02-01")
         entry = store.query("SELECT action, subject, detail FROM audit_log ORDER BY id DESC LIMIT 1")[0]
     assert set(people[people.person_key == "imp-1"].role) == {"inspector", "grid_member"}
@@ -166,7 +166,7 @@ def test_an_inspector_is_refused_and_the_refusal_recorded(app_db):
     assert after["access_denials"] == before["access_denials"] + 1
     assert {k: v for k, v in after.items() if k != "access_denials"} == \
         {k: v for k, v in before.items() if k != "access_denials"}
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         denial = store.query("SELECT d.action, d.detail, a.username FROM access_denials d"
                              " JOIN accounts a ON a.id = d.account_id ORDER BY d.id DESC LIMIT 1")[0]
     assert (denial["action"], denial["username"]) == ("people.manage", "inspector")

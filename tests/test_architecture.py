@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,153 @@ def test_every_page_runs_inside_app_py(path):
     first = next(node for node in body if not isinstance(node, (ast.Import, ast.ImportFrom))
                  and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)))
     assert ast.unparse(first) == "ui.through_app()", f"{_rel(path)} starts with {ast.unparse(first)!r}"
+# -- (e) no import cycles among gridwatch modules --------------------------------------------------
+#
+# The graph has an edge from a module to every gridwatch module it imports anywhere in its file
+# (:func:`_gridwatch_imports`): at the top, inside functions, and under ``if TYPE_CHECKING:`` too. An import
+# moved into a function or under TYPE_CHECKING still makes the two modules depend on each other's design; those
+# are the usual ways a circle is hidden rather than removed, so they count.
+
+
+def import_graph(paths: list[Path]) -> dict[str, set[str]]:
+    """Each module of ``paths`` and the other gridwatch modules it imports."""
+    graph = {_module_name(path): set() for path in paths}
+    for path in paths:
+        name = _module_name(path)
+        graph[name] = {m for m in _gridwatch_imports(path) if m != name and m in graph}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle through each group of modules that import each other, e.g. ``[a, b, a]``; [] when none.
+
+    The groups are the strongly connected components of more than one module (Tarjan's algorithm).
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    cycles = []
+    for group in groups:  # the shortest way from the group's first module back to itself, inside the group
+        start = min(group)
+        paths = {start: [start]}
+        queue = [start]
+        while queue:
+            node = queue.pop(0)
+            for nxt in sorted(graph[node] & group):
+                if nxt == start:
+                    cycles.append([*paths[node], start])
+                    queue = []
+                    break
+                if nxt not in paths:
+                    paths[nxt] = [*paths[node], nxt]
+                    queue.append(nxt)
+    return sorted(cycles)
+
+
+def test_the_cycle_finder_names_each_circle_once():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"f"}, "f": {"e"}, "g": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c", "a"], ["e", "f", "e"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_imports_inside_functions_and_for_type_checking_count():
+    source = ("from typing import TYPE_CHECKING\n"
+              "if TYPE_CHECKING:\n    from gridwatch import audit\n"
+              "def f():\n    from gridwatch.storage import open_store\n")
+    assert {"gridwatch.audit", "gridwatch.storage"} <= imported_modules(source, "gridwatch.x")
+
+
+def test_no_gridwatch_modules_import_each_other_in_a_circle():
+    cycles = import_cycles(import_graph(PACKAGE_FILES))
+    assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_storage_does_not_know_the_audit_seal():
+    storage = [p for p in PACKAGE_FILES if p.is_relative_to(PACKAGE / "storage")]
+    assert storage and not any("gridwatch.audit" in _gridwatch_imports(p) for p in storage)
+
+
+# -- (f) coordinate order in names -------------------------------------------------------------------
+#
+# Public functions name separate coordinates ``lat``/``lng`` (``lats``/``lngs``, a digit after them for a second
+# point), latitude before longitude, and arrays whose coordinates run longitude first (GeoJSON, shapely) ``lng_lat``
+# or ``xy`` (``…_lng_lat``, ``…_xy``); a flat latitude-first list is ``lat_lng``. Names that leave the order to
+# memory are refused: ``x``/``y``, ``lon``, ``latitude``/``longitude``, ``coords``, ``lnglat``, and bare pairs such
+# as ``a, b`` in a function about coordinates. (``x_field``, ``lat_column``: names of something else.)
+
+AMBIGUOUS_COORDINATE = re.compile(
+    r"(x|y|xs|ys|lon|lons|long|longs|latitude|latitudes|longitude|longitudes|coord|coords|coordinates"
+    r"|lnglat|lonlat|latlng|latlon|lat_lon|lon_lat)\d?")
+BARE_PAIR = {"a", "b", "p", "q", "u", "v", "p1", "p2"}
+ABOUT_COORDINATES = re.compile(r"\b(lat|lng|latitude|longitude|coordinate|coordinates|degrees)\b", re.IGNORECASE)
+
+
+def _public_functions(path: Path):
+    """``(qualified name, function node)`` of the public functions and methods of a module (constructors too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+
+    def walk(body, prefix):
+        for node in body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                yield from walk(node.body, f"{prefix}{node.name}.")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if not node.name.startswith("_") or node.name == "__init__":
+                    yield f"{prefix}{node.name}", node
+
+    yield from walk(tree.body, "")
+
+
+def coordinate_name_problems(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    """What is ambiguous about a function's coordinate parameters ([] when nothing)."""
+    args = node.args
+    names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+    problems = [f"{n!r} leaves the axis order to memory" for n in names if AMBIGUOUS_COORDINATE.fullmatch(n)]
+    doc = ast.get_docstring(node) or ""
+    if len(BARE_PAIR.intersection(names)) >= 2 and ABOUT_COORDINATES.search(doc):
+        problems.append(f"{sorted(BARE_PAIR.intersection(names))} are coordinates without their names")
+    for suffix in ("", "s", "1", "2"):
+        if f"lat{suffix}" in names and f"lng{suffix}" in names and names.index(f"lng{suffix}") < names.index(
+                f"lat{suffix}"):
+            problems.append(f"lng{suffix} comes before lat{suffix}")
+    return problems
+
+
+def test_the_coordinate_name_check_refuses_ambiguity():
+    def problems(source: str) -> list[str]:
+        return coordinate_name_problems(ast.parse(source).body[0])
+
+    assert problems("def f(lat, lng, lat_lng, xy, convex_xy, geoms_or_lng_lat, x_field, lats, lngs): pass") == []
+    assert problems("def f(x, y): pass") and problems("def f(lon, lat): pass") and problems("def f(coords): pass")
+    assert problems("def f(lng, lat): pass") == ["lng comes before lat"]
+    assert problems("def f(a, b):\n    'Distance between two coordinates.'") and not problems("def f(a, b): pass")
+
+
+@pytest.mark.parametrize("path", [p for p in PACKAGE_FILES if p.stat().st_size], ids=_rel)
+def test_public_functions_name_their_coordinates_lat_lng(path):
+    problems = [f"{name}: {problem}" for name, node in _public_functions(path)
+                for problem in coordinate_name_problems(node)]
+    assert problems == [], f"{_rel(path)}: " + "; ".join(problems)

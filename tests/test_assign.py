@@ -15,7 +15,7 @@ from gridwatch.dispatch import open_tasks
 from gridwatch.errors import InvalidTransition, PermissionDenied, ValidationError
 from gridwatch.i18n import gettext
 from gridwatch.tasks import Kind
-from gridwatch.storage import open_store
+from gridwatch.audit import open_sealed
 
 from conftest import signed_in
 
@@ -271,7 +271,7 @@ def test_the_leader_reassigns_a_task_and_splits_a_day_on_the_screen(app_db):
     assert not at.exception, at.exception
     assert at.title[0].value == "分派任务"
     assert [t.label for t in at.tabs] == ["按任务分派", "按网格单元分派", "按网格分派当天任务"]
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         open_count = store.scalar(
             "SELECT count(*) FROM tasks t JOIN cells c ON c.cell = t.cell WHERE c.township_code = '410329-D01'"
             " AND t.state IN ('open', 'assigned', 'escalated')")
@@ -285,7 +285,7 @@ def test_the_leader_reassigns_a_task_and_splits_a_day_on_the_screen(app_db):
     at.button(key="assign_go").click().run()
     assert not at.exception, at.exception
     assert at.success[0].value.startswith("已将 1 项任务分派给")
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         last = workflow.task_detail(store, task["id"])["events"][-1]
         assert last["actor"] == "leader" and last["detail"]["note"] == "04 村今日人手不足"
         assert last["detail"]["to_assignee"] == _pid(store, "demo-d01-06-inspector")
@@ -304,7 +304,7 @@ def test_the_leader_reassigns_a_task_and_splits_a_day_on_the_screen(app_db):
     at.button(key="split_apply").click().run()
     assert not at.exception, at.exception
     assert at.success[0].value.startswith("方案已执行")
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         moved = store.scalar("SELECT count(*) FROM task_events WHERE actor = 'leader' AND detail LIKE '%\"split\"%'")
         stayed = planned - moved
         assert f"改派 {moved} 项任务，{stayed} 项保持原负责人" in at.success[0].value

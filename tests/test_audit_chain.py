@@ -7,8 +7,8 @@ import json
 import pytest
 
 from gridwatch import audit, services
+from gridwatch.audit import open_sealed
 from gridwatch.cli import AUDIT_BROKEN, main
-from gridwatch.storage import open_store
 
 
 def _work(store):
@@ -74,7 +74,7 @@ def test_cli_audit_verify_exits_non_zero_when_broken(demo_copy, capsys):
     assert main(["audit", "verify", "--json", "--db", str(path)]) == 0
     good = json.loads(capsys.readouterr().out)
     assert good["ok"] and good["first_broken"] is None
-    with open_store(str(path)) as store:
+    with open_sealed(str(path)) as store:
         store.execute("UPDATE task_events SET actor = 'x' WHERE id = (SELECT min(id) FROM task_events)")
     assert main(["audit", "verify", "--json", "--db", str(path)]) == AUDIT_BROKEN
     bad = json.loads(capsys.readouterr().out)
@@ -131,3 +131,18 @@ def test_terminated_texts_hash_as_joined_whatever_the_chunks():
         part = whole.cast(kind)
         chunked = pa.chunked_array([part.slice(0, 10), part.slice(10, 490), part.slice(500)])
         assert audit.sha256_of_terminated(chunked) == expected
+
+
+def test_storage_alone_does_not_seal_and_the_edge_does():
+    """Storage knows nothing of the seal: ``open_store`` opens and migrates; ``open_sealed`` also seals."""
+    from gridwatch.storage import open_store
+
+    with open_store(":memory:") as plain:
+        with plain.transaction():
+            plain.execute("INSERT INTO audit_log (actor, action) VALUES ('a', 'x')")
+        assert audit.verify(plain)["unsealed"] == 1 and audit.head(plain)["seq"] == 0
+    with open_sealed(":memory:") as sealed:
+        with sealed.transaction():
+            sealed.execute("INSERT INTO audit_log (actor, action) VALUES ('a', 'x')")
+        report = audit.verify(sealed)
+        assert report["ok"] and report["unsealed"] == 0 and report["head"]["seq"] == 1

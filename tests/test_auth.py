@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 import gridwatch.auth
 from gridwatch import auth
 from gridwatch.errors import NotFound, PermissionDenied, ValidationError
-from gridwatch.storage import open_store
+from gridwatch.audit import open_sealed
 
 from conftest import copy_db, drop_db
 
@@ -41,7 +41,7 @@ def plain():
     """An empty migrated store with one person and the account ``wang.wu``."""
     from gridwatch.org import add_person
 
-    with open_store(":memory:") as store:
+    with open_sealed(":memory:") as store:
         for key in ("p-wang", "p-zhao", "p-qian"):
             add_person(store, person_key=key, name=key)
         auth.add_account(store, "Wang.Wu", PASSWORD, person_key="p-wang")
@@ -52,7 +52,7 @@ def plain():
 def demo(demo_db, tmp_path_factory):
     """A private copy of the demo database with accounts for an inspector, a township leader and the admin."""
     path = copy_db(demo_db, tmp_path_factory.mktemp("auth"), "demo.duckdb")
-    with open_store(path) as store:
+    with open_sealed(path) as store:
         auth.add_account(store, "insp", PASSWORD, person_key="demo-d06-09-inspector")
         auth.add_account(store, "t.leader", PASSWORD, person_key="demo-d06-leader")
         auth.add_account(store, "t.admin", PASSWORD, person_key="demo-admin")
@@ -399,7 +399,7 @@ def target(request, monkeypatch):
     if request.param == "postgres":
         monkeypatch.setenv("GRIDWATCH_PG_POOL_MAX", str(REFUSED_AT_ONCE + 10))  # a connection per attacking thread
         url = request.getfixturevalue("pg_url")
-    with open_store(url) as store:
+    with open_sealed(url) as store:
         add_person(store, person_key="p-target", name="p-target")
         auth.add_account(store, "target", PASSWORD, person_key="p-target")
         yield store

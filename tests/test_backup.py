@@ -14,7 +14,8 @@ import pytest
 from gridwatch import audit, backup, services
 from gridwatch.cli import main
 from gridwatch.errors import StorageError, ValidationError
-from gridwatch.storage import is_postgres_url, open_store
+from gridwatch.audit import open_sealed
+from gridwatch.storage import is_postgres_url
 
 from conftest import BACKEND, copy_db, drop_db
 
@@ -76,7 +77,7 @@ def _restore_compares_everything(store, folder, target: str) -> None:
     restored = services.restore(services.CLI, folder, target)
     assert restored["tables"] == {k: v for k, v in made["tables"].items()}
     assert restored["chain_head"] == made["chain_head"]
-    with open_store(target) as again:
+    with open_sealed(target) as again:
         after = _all_rows(again)
         assert set(after) == set(before)
         for name in before:
@@ -99,9 +100,9 @@ def pg_demo(request, pg_server, tmp_path):
         url = copy_db(request.getfixturevalue("demo_db"), tmp_path)
     else:
         url = request.getfixturevalue("pg_url")
-        with open_store(url) as store:
+        with open_sealed(url) as store:
             services.init_region(store, services.CLI, region="410329", resolution=8, demo_data=True)
-    with open_store(url) as store:
+    with open_sealed(url) as store:
         yield store
     drop_db(url)
 
@@ -152,13 +153,13 @@ def test_backups_and_restores_never_overwrite_by_accident(demo_store, tmp_path, 
 
 def test_restore_refuses_a_database_the_app_holds(demo_copy, tmp_path):
     live = demo_copy
-    with open_store(live) as store:
+    with open_sealed(live) as store:
         services.backup(store, services.CLI, tmp_path / "b")
-        holder = open_store(live)  # DuckDB: another connection in this process is not a lock; another process is
+        holder = open_sealed(live)  # DuckDB: another connection in this process is not a lock; another process is
         holder.close()
     import subprocess
     import sys
-    code = (f"import time; from gridwatch.storage import open_store; s = open_store({live!r}); "
+    code = (f"import time; from gridwatch.audit import open_sealed; s = open_sealed({live!r}); "
             "s.scalar('SELECT 1'); print('ready', flush=True); time.sleep(30)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -169,7 +170,7 @@ def test_restore_refuses_a_database_the_app_holds(demo_copy, tmp_path):
     finally:
         proc.kill()
         proc.wait()
-    with open_store(live) as store:  # still the database it was
+    with open_sealed(live) as store:  # still the database it was
         assert store.scalar("SELECT count(*) FROM cells") == 1926
 
 

@@ -14,10 +14,11 @@ import pytest
 import shapely
 
 from gridwatch import services
+from gridwatch.audit import open_sealed
 from gridwatch.crs import geodesic_distance_m
 from gridwatch.errors import CRSError, GridwatchError, ValidationError
 from gridwatch.i18n import translate_error
-from gridwatch.storage import Store, open_store
+from gridwatch.storage import Store
 
 COUNTY = "410329"
 CODES = ["410329001", "410329002", "410329003"]
@@ -94,7 +95,7 @@ def county_db(tmp_path_factory) -> tuple[Path, shapely.Geometry]:
     """A file database for 伊川县 (no demo) with the 3 townships loaded; built once per module."""
     folder = tmp_path_factory.mktemp("boundaries")
     path = folder / "county.duckdb"
-    with open_store(str(path)) as s:
+    with open_sealed(str(path)) as s:
         services.init_region(s, services.CLI, region=COUNTY, resolution=8)
         county = county_geom(s)
         services.load_boundaries(s, services.CLI, write_geojson(folder / "three.geojson", three_parts(county)), **FIELDS)
@@ -106,7 +107,7 @@ def loaded(county_db, tmp_path) -> tuple[Store, shapely.Geometry]:
     """A private copy of ``county_db``: the store and the county geometry."""
     path = tmp_path / "county.duckdb"
     shutil.copy(county_db[0], path)
-    with open_store(str(path)) as s:
+    with open_sealed(str(path)) as s:
         yield s, county_db[1]
 
 
@@ -115,7 +116,7 @@ def shared(county_db, tmp_path_factory) -> tuple[Store, shapely.Geometry]:
     """One copy of ``county_db`` for the tests that expect a refusal (each checks nothing changed)."""
     path = tmp_path_factory.mktemp("shared") / "county.duckdb"
     shutil.copy(county_db[0], path)
-    with open_store(str(path)) as s:
+    with open_sealed(str(path)) as s:
         yield s, county_db[1]
 
 
@@ -227,7 +228,7 @@ def test_gcj02_input_is_shifted_back_by_about_half_a_kilometre(loaded, tmp_path)
     shifted = centroids()
 
     assert as_wgs84["crs"] == "EPSG:4326" and as_gcj["crs"] == "GCJ-02"
-    distance = geodesic_distance_m(plain[:, 0], plain[:, 1], shifted[:, 0], shifted[:, 1])
+    distance = geodesic_distance_m(lat1=plain[:, 1], lng1=plain[:, 0], lat2=shifted[:, 1], lng2=shifted[:, 0])
     assert ((distance > 500) & (distance < 600)).all(), distance
     # around 伊川县 GCJ-02 lies east of WGS84 (and a little south), so the WGS84 result moves west
     assert (shifted[:, 0] < plain[:, 0]).all()

@@ -227,7 +227,7 @@ def test_inspector_closes_a_fire_check_with_photo_and_position_and_the_leader_ve
     from PIL import Image
 
     from gridwatch import services
-    from gridwatch.storage import open_store
+    from gridwatch.audit import open_sealed
 
     photo = tmp_path / "现场.jpg"
     Image.new("RGB", (640, 480), (90, 140, 60)).save(photo, "JPEG")
@@ -273,7 +273,7 @@ def test_inspector_closes_a_fire_check_with_photo_and_position_and_the_leader_ve
     leader.get_by_text("已核实并关闭。").wait_for(timeout=30000)
     # the cell turns clean on the leader's map (unless another open task sits on it; the app's database is a
     # copy of the demo database, which tells how many there were)
-    with open_store(str(demo_db)) as store:
+    with open_sealed(str(demo_db)) as store:
         others = store.scalar("SELECT count(*) FROM tasks WHERE cell = ? AND state NOT IN ('closed', 'verified')"
                               " AND kind <> 'routine_patrol'", [h3.str_to_int(cell)]) - 1
     expected = "有待办" if others else "无待办"
@@ -289,7 +289,7 @@ def test_maps_render_with_no_network_and_a_pin_opens_its_task(app_url, browser, 
     import h3
 
     from gridwatch import services
-    from gridwatch.storage import open_store
+    from gridwatch.audit import open_sealed
 
     width, height = viewport
     context = browser.new_context(viewport={"width": width, "height": height})
@@ -298,7 +298,7 @@ def test_maps_render_with_no_network_and_a_pin_opens_its_task(app_url, browser, 
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:",
                                                                                    "blob:")) else None)
     copy = copy_db(demo_db, tmp_path, "copy.duckdb")
-    with open_store(copy) as store:
+    with open_sealed(copy) as store:
         leader_cells = len(services.cell_status(store, services.current_user(
             store, services.sign_in(store, "leader", "demo-2026").token)))
         inspector = services.current_user(store, services.sign_in(store, "inspector", "demo-2026").token)
@@ -375,8 +375,8 @@ def _gis_files(folder: Path) -> dict[str, Path]:
     with zipfile.ZipFile(zipped, "w") as z:
         for part in shp.iterdir():
             z.write(part, part.name)
-    g_west, g_south = wgs84_to_gcj02(west + 0.02, south + 0.01)
-    g_east, g_north = wgs84_to_gcj02(east + 0.02, north + 0.01)
+    g_south, g_west = wgs84_to_gcj02(lat=south + 0.01, lng=west + 0.02)
+    g_north, g_east = wgs84_to_gcj02(lat=north + 0.01, lng=east + 0.02)
     gcj = folder / "禁燃区_高德坐标.geojson"
     gcj.write_text(gpd.GeoDataFrame({"name": ["禁燃区乙"], "zone_type": ["high_polluting_fuel"]},
                                     geometry=[box(float(g_west), float(g_south), float(g_east), float(g_north))],

@@ -14,7 +14,7 @@ import pytest
 import shapely
 
 from gridwatch.cli import build_parser, main
-from gridwatch.storage import open_store
+from gridwatch.audit import open_sealed
 
 from conftest import BACKEND
 
@@ -196,7 +196,7 @@ def test_init_then_boundaries_load(tmp_path):
     assert created["region"] == COUNTY and created["demo"] is None
     assert "township" not in created["units"]
 
-    with open_store(db) as store:
+    with open_sealed(db) as store:
         county = shapely.from_wkb(bytes(store.scalar("SELECT ST_AsWKB(geom) FROM units WHERE code = ?", [COUNTY])))
     x0, y0, x1, y1 = county.bounds
     mid = (x0 + x1) / 2
@@ -215,7 +215,7 @@ def test_init_then_boundaries_load(tmp_path):
     assert result["file"] == "halves.geojson" and result["units"] == 2 and result["crs"] == "EPSG:4326"
     assert result["grid"]["moved"] == {"township": created["cells"]}
     assert run_json("grid", "stats", "--db", db)["units"]["township"] == 2
-    with open_store(db) as store:
+    with open_sealed(db) as store:
         # the command line is a system actor, under a name no account can take
         assert store.scalar("SELECT actor FROM audit_log WHERE action = 'boundaries.load'") == "system:cli"
 

@@ -19,7 +19,7 @@ import pytest
 
 from gridwatch import audit
 from gridwatch.config import REPO_ROOT
-from gridwatch.storage import open_store
+from gridwatch.audit import open_sealed
 
 from conftest import copy_db, drop_db
 
@@ -43,7 +43,7 @@ def _firms_csv(path, n: int = N_ROWS, seed: int = 7) -> None:
 
 
 def _state(db) -> dict:
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         counts = {t: int(store.scalar(f"SELECT count(*) FROM {t}")) for t in
                   ("fire_points", "incidents", "tasks", "task_events", "ingest_batches", "observations")}
         counts["tasks_without_event"] = int(store.scalar(
@@ -105,7 +105,7 @@ N_SHOPS = 400
 
 
 def _publish_state(db) -> dict:
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         state = {t: int(store.scalar(f"SELECT count(*) FROM {t}")) for t in
                  ("layer_cell_flags", "layer_publications", "tasks", "task_events")}
         state["published"] = [(r["kind"], int(r["version"])) for r in store.query(
@@ -134,7 +134,7 @@ def prepared_publish(demo_db, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("publish")
     db = copy_db(demo_db, folder, "prepared.duckdb")
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         b = store.query("SELECT min(lat) AS s, max(lat) AS n, min(lng) AS w, max(lng) AS e FROM cells")[0]
         rng = np.random.default_rng(11)
         dy, dx = (b["n"] - b["s"]) * 0.15, (b["e"] - b["w"]) * 0.15

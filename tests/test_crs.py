@@ -41,7 +41,7 @@ def _random_china_points(n: int, seed: int = 20240601) -> tuple[np.ndarray, np.n
 
 def test_forward_matches_prcoords_reference():
     lng, lat = _random_china_points(2000)
-    got_lng, got_lat = wgs84_to_gcj02(lng, lat)
+    got_lat, got_lng = wgs84_to_gcj02(lat=lat, lng=lng)
     # prcoords takes and returns (lat, lon) pairs.
     ref = np.array([prcoords.wgs_gcj((la, lo)) for lo, la in zip(lng, lat)])
     np.testing.assert_allclose(got_lat, ref[:, 0], rtol=0, atol=1e-9)
@@ -50,8 +50,8 @@ def test_forward_matches_prcoords_reference():
 
 def test_inverse_is_better_than_prcoords_iterative_reference():
     lng, lat = _random_china_points(500, seed=7)
-    g_lng, g_lat = wgs84_to_gcj02(lng, lat)
-    w_lng, w_lat = gcj02_to_wgs84(g_lng, g_lat)
+    g_lat, g_lng = wgs84_to_gcj02(lat=lat, lng=lng)
+    w_lat, w_lng = gcj02_to_wgs84(lat=g_lat, lng=g_lng)
     assert np.max(np.abs(w_lng - lng)) < 1e-9
     assert np.max(np.abs(w_lat - lat)) < 1e-9
     ref = np.array([prcoords.gcj_wgs_bored((la, lo)) for lo, la in zip(g_lng, g_lat)])
@@ -63,7 +63,8 @@ def test_inverse_is_better_than_prcoords_iterative_reference():
 @settings(max_examples=300, deadline=None)
 @given(lng=china_lng, lat=china_lat)
 def test_inverse_round_trip_from_wgs(lng, lat):
-    w_lng, w_lat = gcj02_to_wgs84(*wgs84_to_gcj02(lng, lat))
+    g_lat, g_lng = wgs84_to_gcj02(lat=lat, lng=lng)
+    w_lat, w_lng = gcj02_to_wgs84(lat=g_lat, lng=g_lng)
     assert abs(w_lng - lng) < 1e-9
     assert abs(w_lat - lat) < 1e-9
 
@@ -71,7 +72,8 @@ def test_inverse_round_trip_from_wgs(lng, lat):
 @settings(max_examples=300, deadline=None)
 @given(lng=china_lng, lat=china_lat)
 def test_inverse_round_trip_from_gcj(lng, lat):
-    g_lng, g_lat = wgs84_to_gcj02(*gcj02_to_wgs84(lng, lat))
+    w_lat, w_lng = gcj02_to_wgs84(lat=lat, lng=lng)
+    g_lat, g_lng = wgs84_to_gcj02(lat=w_lat, lng=w_lng)
     assert abs(g_lng - lng) < 1e-9
     assert abs(g_lat - lat) < 1e-9
 
@@ -81,9 +83,9 @@ def test_inverse_round_trip_from_gcj(lng, lat):
 def test_inverse_vectorised_equals_elementwise(points):
     lng = np.array([p[0] for p in points])
     lat = np.array([p[1] for p in points])
-    v_lng, v_lat = gcj02_to_wgs84(lng, lat)
+    v_lat, v_lng = gcj02_to_wgs84(lat=lat, lng=lng)
     for i, (lo, la) in enumerate(points):
-        s_lng, s_lat = gcj02_to_wgs84(lo, la)
+        s_lat, s_lng = gcj02_to_wgs84(lat=la, lng=lo)
         assert abs(s_lng - v_lng[i]) < 1e-9 and abs(s_lat - v_lat[i]) < 1e-9
 
 
@@ -91,7 +93,7 @@ def test_inverse_vectorised_equals_elementwise(points):
 def test_outside_china_unchanged(fn):
     lng = np.array([2.35, -74.0, 139.69, 100.5, 72.0, 112.0, np.nan])
     lat = np.array([48.85, 40.7, 35.69, 0.5, 30.0, 56.0, 34.0])
-    out_lng, out_lat = fn(lng, lat)
+    out_lat, out_lng = fn(lat=lat, lng=lng)
     np.testing.assert_array_equal(out_lng, lng)
     np.testing.assert_array_equal(out_lat, lat)
 
@@ -99,7 +101,7 @@ def test_outside_china_unchanged(fn):
 def test_mixed_inside_and_outside_and_shapes():
     lng = np.array([[2.35, 112.4], [113.6, -74.0]])
     lat = np.array([[48.85, 34.4], [34.7, 40.7]])
-    out_lng, out_lat = wgs84_to_gcj02(lng, lat)
+    out_lat, out_lng = wgs84_to_gcj02(lat=lat, lng=lng)
     assert out_lng.shape == (2, 2)
     assert out_lng[0, 0] == 2.35 and out_lat[1, 1] == 40.7
     assert out_lng[0, 1] != 112.4
@@ -108,10 +110,19 @@ def test_mixed_inside_and_outside_and_shapes():
 
 
 def test_scalars_give_floats_and_broadcasting():
-    out = gcj02_to_wgs84(112.4, 34.4)
+    out = gcj02_to_wgs84(lat=34.4, lng=112.4)
     assert all(isinstance(v, float) for v in out)
-    b_lng, b_lat = wgs84_to_gcj02([112.4, 113.0], 34.4)
+    b_lat, b_lng = wgs84_to_gcj02(lat=34.4, lng=[112.4, 113.0])
     assert b_lng.shape == b_lat.shape == (2,)
+
+
+def test_coordinates_go_in_by_name_and_come_back_latitude_first():
+    with pytest.raises(TypeError):
+        wgs84_to_gcj02(112.4, 34.4)  # an order left to memory is refused
+    with pytest.raises(TypeError):
+        geodesic_distance_m(34.0, 112.0, 35.0, 112.0)
+    lat, lng = gcj02_to_wgs84(lat=34.39888, lng=112.4063)
+    assert abs(lat - 34.4) < 1e-4 and abs(lng - 112.4) < 1e-4
 
 
 @pytest.mark.parametrize(
@@ -119,17 +130,17 @@ def test_scalars_give_floats_and_broadcasting():
     [(112.4, 34.4), (113.65, 34.76), (115.0, 32.0), (111.0, 33.5), (114.0, 31.5), (116.5, 34.0)],
 )
 def test_henan_offset_sanity_central_and_south(lng, lat):
-    g_lng, g_lat = wgs84_to_gcj02(lng, lat)
+    g_lat, g_lng = wgs84_to_gcj02(lat=lat, lng=lng)
     assert 0.005 <= g_lng - lng <= 0.007
     assert -0.003 <= g_lat - lat <= -0.001
-    east_m = geodesic_distance_m(lng, lat, g_lng, lat)
+    east_m = geodesic_distance_m(lat1=lat, lng1=lng, lat2=lat, lng2=g_lng)
     assert 450 < east_m < 650
 
 
 @pytest.mark.parametrize(("lng", "lat"), [(114.35, 36.1), (112.9, 35.1), (110.5, 35.0), (116.0, 36.3)])
 def test_henan_offset_sanity_north(lng, lat):
     # North of ~34.8 N the southward GCJ-02 shift fades to about zero (Anyang: +0.0001 deg).
-    g_lng, g_lat = wgs84_to_gcj02(lng, lat)
+    g_lat, g_lng = wgs84_to_gcj02(lat=lat, lng=lng)
     assert 0.005 <= g_lng - lng <= 0.007
     assert -0.003 <= g_lat - lat <= 0.0005
 
@@ -224,8 +235,8 @@ def test_to_wgs84_from_gauss_kruger_4546():
 
 
 def test_to_wgs84_from_gcj02_and_cgcs2000_and_wgs84():
-    g = wgs84_to_gcj02(112.4, 34.4)
-    out = to_wgs84([Point(*g)], resolve_crs("gcj02"), source="a.geojson")
+    g_lat, g_lng = wgs84_to_gcj02(lat=34.4, lng=112.4)
+    out = to_wgs84([Point(g_lng, g_lat)], resolve_crs("gcj02"), source="a.geojson")
     assert abs(out[0].x - 112.4) < 1e-9 and abs(out[0].y - 34.4) < 1e-9
     out = to_wgs84([Point(112.4, 34.4)], resolve_crs(4490), source="a.geojson")
     assert abs(out[0].x - 112.4) < 1e-6 and abs(out[0].y - 34.4) < 1e-6
@@ -272,16 +283,16 @@ def test_geodesic_distance_matches_pyproj_and_sanity():
     lng1, lat1 = _random_china_points(50, seed=3)
     lng2, lat2 = _random_china_points(50, seed=4)
     _, _, ref = geod.inv(lng1, lat1, lng2, lat2)
-    np.testing.assert_allclose(geodesic_distance_m(lng1, lat1, lng2, lat2), ref, rtol=1e-12)
-    one_degree = float(geodesic_distance_m(112.4, 34.0, 112.4, 35.0))
+    np.testing.assert_allclose(geodesic_distance_m(lat1=lat1, lng1=lng1, lat2=lat2, lng2=lng2), ref, rtol=1e-12)
+    one_degree = float(geodesic_distance_m(lat1=34.0, lng1=112.4, lat2=35.0, lng2=112.4))
     assert 110_800 < one_degree < 111_100
-    assert float(geodesic_distance_m(112.4, 34.4, 112.4, 34.4)) == 0.0
+    assert float(geodesic_distance_m(lat1=34.4, lng1=112.4, lat2=34.4, lng2=112.4)) == 0.0
 
 
 def test_geodesic_distance_broadcasts():
-    d = geodesic_distance_m(112.4, 34.4, np.array([112.4, 112.5]), np.array([[34.5], [34.6]]))
+    d = geodesic_distance_m(lat1=34.4, lng1=112.4, lat2=np.array([[34.5], [34.6]]), lng2=np.array([112.4, 112.5]))
     assert d.shape == (2, 2)
-    assert geodesic_distance_m(112.4, 34.4, 112.5, 34.4).shape == ()
+    assert geodesic_distance_m(lat1=34.4, lng1=112.4, lat2=34.4, lng2=112.5).shape == ()
 
 
 def test_geodesic_area():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import h3
 import numpy as np
@@ -15,6 +14,7 @@ import shapely
 from gridwatch import regionstore, services
 from gridwatch.cli import main
 from gridwatch.fires import fire_keys, triage
+from gridwatch.audit import open_sealed
 from gridwatch.storage import open_store
 from gridwatch.policy import DispatchPolicy
 
@@ -29,7 +29,7 @@ ALL_FILES = sorted(FIRES.glob("*.csv")) if FIRES.is_dir() else []
 def province_db(tmp_path_factory):
     """Henan at resolution 7 with no people (every task is a coverage gap)."""
     path = tmp_path_factory.mktemp("prov") / "henan.duckdb"
-    with open_store(str(path)) as s:
+    with open_sealed(str(path)) as s:
         services.init_region(s, services.CLI, region="410000", resolution=7)
     return path
 
@@ -38,7 +38,7 @@ def province_db(tmp_path_factory):
 def province(province_db, tmp_path):
     path = tmp_path / "henan.duckdb"
     shutil.copy(province_db, path)
-    with open_store(str(path)) as s:
+    with open_sealed(str(path)) as s:
         yield s
 
 
@@ -290,7 +290,9 @@ def test_migration_0008_keeps_stored_detections_and_tasks_behind_the_same_column
     pd.testing.assert_frame_equal(after, before, check_dtype=False)
     assert after.source.tolist() == ["FIRMS", "FIRMS", "DEMO（演示火点）"]
     assert after.version.tolist()[:2] == ["6.1NRT", "2.0NRT"] and pd.isna(after.version[2])
-    pd.testing.assert_frame_equal(store.query_df("SELECT * FROM tasks"), tasks_before)
+    tasks_after = store.query_df("SELECT * FROM tasks")
+    pd.testing.assert_frame_equal(tasks_after[tasks_before.columns], tasks_before)
+    assert tasks_after[["title_key", "title_args"]].values.tolist() == [["", "{}"]]  # 0014: no key read from 't'
     pd.testing.assert_frame_equal(store.query_df("SELECT * FROM incidents"), incidents_before)
     # tasks keep drawing ids from their sequence
     store.execute("INSERT INTO tasks (kind, cell, source_kind, source_key, priority, state, created_at, due_at)"

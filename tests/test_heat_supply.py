@@ -16,7 +16,7 @@ import shapely
 from conftest import REPO, SHARED_DATA, copy_db, drop_db, needs_shared
 from gridwatch import heat, layerstore, workflow
 from gridwatch.errors import NotFound, ValidationError
-from gridwatch.storage import open_store
+from gridwatch.audit import open_sealed
 from layers.heat_supply import (RadiusIndex, formula_margin_m, geodesic_circle, is_coal, local_distance_m,
                                 read_boilers, read_plants)
 
@@ -319,7 +319,7 @@ def test_plants_reaching_a_region_and_demo_inventory():
 @needs_shared()
 def test_cli_heat_supply_boilers_json(county_db, tmp_path):
     db = copy_db(county_db, tmp_path, "cli.duckdb")
-    with open_store(str(db)) as s:
+    with open_sealed(str(db)) as s:
         layerstore.load(s, "chp_plants", PLANTS_CSV, actor="gis", publish_now=True, chp="1070746", now=NOW)
         layerstore.load(s, "boilers", _boilers_csv(), name="b.csv", actor="gis", publish_now=True, now=NOW)
     out = subprocess.run([sys.executable, "-m", "gridwatch", "heat-supply", "boilers", "--db", str(db), "--json"],

@@ -172,7 +172,7 @@ def test_gcj02_is_converted_when_the_user_says_so(tmp_path):
     path = tmp_path / "amap.csv"
     path.write_text("name,lng,lat\n店,112.4063,34.39888\n", encoding="utf-8")
     got = read_layer_file(path, crs="gcj02", geometry="point")
-    lng, lat = gcj02_to_wgs84(112.4063, 34.39888)
+    lat, lng = gcj02_to_wgs84(lat=34.39888, lng=112.4063)
     assert got.crs == "gcj02"
     assert (got.geoms[0].x, got.geoms[0].y) == pytest.approx((lng, lat), abs=1e-9)
     assert (round(lng, 4), round(lat, 4)) == (112.4, 34.4)  # ≈ 580 m west of the map-app position

@@ -10,9 +10,9 @@ import pytest
 import shapely
 
 from gridwatch import auth, layerstore, services
+from gridwatch.audit import open_sealed
 from gridwatch.cli import main
 from gridwatch.errors import CRSError, NotFound, PermissionDenied, ValidationError
-from gridwatch.storage import open_store
 
 
 def centre(store) -> tuple[float, float]:
@@ -204,5 +204,5 @@ def test_cli_load_list_publish_restore(demo_copy, tmp_path, zone_files, monkeypa
     assert status == 2 and "rivers" in json.loads(out[0])["error"]
     status, out = run(db, "zones", "coal-checks", "--json")
     assert status == 0 and json.loads(out[0])["created"] == 0  # the straw-only version is published
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         assert layerstore.published_version(store, "no_burn_zones") == 2

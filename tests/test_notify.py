@@ -19,9 +19,9 @@ import h3
 import pytest
 
 from gridwatch import notify, workflow
+from gridwatch.audit import open_sealed
 from gridwatch.errors import ValidationError
 from gridwatch.notify import SendResult, WebhookChannel, channel_from_settings, collect, deliver, notification_log
-from gridwatch.storage import open_store
 
 #: realistic secrets (a WeCom key is a UUID, a DingTalk access token 64 hex digits, a signing secret "SEC…")
 WECOM_KEY = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
@@ -187,7 +187,7 @@ def add_task(store, *, person: str = "p1", phone: str = "13800000001", due: dt.d
 
 @pytest.fixture(scope="module")
 def _small_store():
-    with open_store(":memory:") as s:
+    with open_sealed(":memory:") as s:
         yield s
 
 

@@ -93,10 +93,10 @@ def test_inspector_reports_and_leader_verifies(app_db):
     at.radio(key=key).set_value("extinguished").run()
     at.text_area(key=key.replace("finding", "note")).input("已扑灭，现场无明火").run()
     from gridwatch import services
-    from gridwatch.storage import open_store
+    from gridwatch.audit import open_sealed
 
     task_id = at.session_state["task"]
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         import h3
 
         cell = services.task_show(store, services.CLI, task_id)["cell"]
@@ -107,19 +107,19 @@ def test_inspector_reports_and_leader_verifies(app_db):
     at.number_input(key=key.replace("finding", "lng")).set_value(lng).run()
     at.button(key=key.replace("finding", "send")).click().run()
     assert not at.exception, at.exception
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         shown = services.task_show(store, services.CLI, task_id)
         assert shown["state"] == "reported"
         assert shown["events"][-1]["detail"]["outside_cell_m"] == 0
 
     leader = AppTest.from_file(str(REPO_ROOT / "pages" / "review.py"), default_timeout=60)
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         leader.session_state["token"] = services.sign_in(store, "leader", services.DEMO_PASSWORD).token
     leader.run()
     assert not leader.exception, leader.exception
     assert leader.title[0].value == "网格状态与核实"
     leader.button(key=f"ok-{task_id}").click().run()
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         assert services.task_show(store, services.CLI, task_id)["state"] == "closed"
 
 
@@ -146,12 +146,12 @@ def test_a_first_request_for_a_page_address_runs_through_app_py(app_db, monkeypa
 def test_after_giving_tasks_the_next_rerun_shows_every_tab_and_no_error(app_db):
     """The tablet walk-through's blocker: after a successful assignment, typing a note showed a TypeError."""
     from gridwatch import services
-    from gridwatch.storage import open_store
+    from gridwatch.audit import open_sealed
 
     at = _signed_in(app_db, "leader").run()
     at.switch_page("pages/assign.py").run()
     assert not at.exception, at.exception
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         leader = services.current_user(store, at.session_state["token"])
         task = services.assign_tasks(store, leader).iloc[0]
         person = next(k for k in services.assign_people(store, leader).person_key if k != task.assignee_key)

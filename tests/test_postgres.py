@@ -18,6 +18,7 @@ import pytest
 import shapely
 from shapely.geometry import Polygon
 
+from gridwatch.audit import open_sealed
 from gridwatch.errors import StorageError
 from gridwatch.storage import list_migrations, open_store
 from gridwatch.storage.postgres import PostgresStore, redact_url, to_psycopg
@@ -27,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def pg(pg_url):
-    """A migrated store on a fresh PostgreSQL database."""
-    with open_store(pg_url) as s:
+    """A migrated store on a fresh PostgreSQL database, sealing its commits as the app's does."""
+    with open_sealed(pg_url) as s:
         yield s
 
 
@@ -415,8 +416,8 @@ def test_threads_each_get_their_connection_and_all_writes_land(pg):
 
 WRITER = """
 import sys
-from gridwatch.storage import open_store
-with open_store(sys.argv[1]) as store:
+from gridwatch.audit import open_sealed
+with open_sealed(sys.argv[1]) as store:
     for i in range(30):
         with store.transaction():
             store.execute("INSERT INTO access_denials (action, target) VALUES (?, ?)", [sys.argv[2], str(i)])

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from gridwatch import services
 from gridwatch.config import REPO_ROOT
-from gridwatch.storage import open_store
+from gridwatch.audit import open_sealed
 
 from conftest import signed_in
 
@@ -43,7 +43,7 @@ def test_county_head_sees_the_ten_day_ranking_and_the_excel_matches_it(app_db):
     assert any("<svg" in m.value and "polygon" in m.value for m in at.markdown)
 
     # downloaded as Excel, the same ranking opens with Chinese headers and the page's values
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         report = services.report_build(store, services.current_user(store, at.session_state["token"]), kind="xun", date="2026-06-19", level="township", unit="410329")
         book = pd.read_excel(io.BytesIO(services.report_xlsx(report)), sheet_name="排名")
     assert list(book.columns) == list(table.columns)
@@ -85,7 +85,7 @@ def test_a_worker_without_report_rights_is_refused_in_the_core(app_db):
     assert not at.exception, at.exception
     assert not at.dataframe
     assert any("report.view" in e.value for e in at.error)
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         assert store.scalar("SELECT count(*) FROM access_denials WHERE action = 'report.view'") >= 1
     county = signed_in(app_db, "county", REPO_ROOT / "app.py").run()
     assert not county.exception, county.exception

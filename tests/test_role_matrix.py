@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from gridwatch import auth, services, workflow
 from gridwatch.config import REPO_ROOT
 from gridwatch.i18n import gettext
-from gridwatch.storage import open_store
+from gridwatch.audit import open_sealed
 
 from conftest import signed_in
 
@@ -54,13 +54,13 @@ D01, D02 = "410329-D01", "410329-D02"
 def _township_head(request):
     """The township head's account (demo-d01-head, 主要负责人 of 演示乡镇01) in the test's app database."""
     if "app_db" in request.fixturenames:
-        with open_store(str(request.getfixturevalue("app_db"))) as store:
+        with open_sealed(str(request.getfixturevalue("app_db"))) as store:
             auth.add_account(store, "head01", services.DEMO_PASSWORD, person_key="demo-d01-head")
 
 
 def _setup(db) -> dict[str, int]:
     """One report waiting for verification in 演示乡镇01 and one in 演示乡镇02: township → task id."""
-    with open_store(str(db)) as store:
+    with open_sealed(str(db)) as store:
         reported = {}
         for township in (D01, D02):
             task = store.query(
@@ -106,7 +106,7 @@ def test_a_page_outside_the_navigation_is_refused_when_its_address_is_opened(app
     at = _app(app_db, HOLDER[page])
     at.switch_page(page).run()
     assert at.title[0].value == PAGES[page][1]
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         at.session_state["token"] = services.sign_in(store, username, services.DEMO_PASSWORD).token
     at.run()
     assert not at.exception, at.exception
@@ -125,7 +125,7 @@ def test_a_screen_run_without_app_py_is_refused_by_the_core(app_db, page, action
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == [zh("You may not {action}.", action=action)]
     assert not at.dataframe and not at.tabs
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         denied = store.query("SELECT d.action FROM access_denials d JOIN accounts a ON a.id = d.account_id"
                              " WHERE a.username = ?", [username])
     assert {"action": action} in denied
@@ -134,7 +134,7 @@ def test_a_screen_run_without_app_py_is_refused_by_the_core(app_db, page, action
 def test_the_inspectors_task_list_holds_only_tasks_on_their_own_cells(app_db):
     at = _app(app_db, "inspector")
     shown = {int(b.key.removeprefix("task-")) for b in at.button if b.key and b.key.startswith("task-")}
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         rows = store.query(
             "SELECT t.id, c.village_code FROM tasks t JOIN cells c ON c.cell = t.cell JOIN people p"
             " ON p.id = t.assignee_id WHERE p.person_key = 'demo-d01-01-inspector'"
@@ -155,7 +155,7 @@ def test_the_review_holds_the_cells_and_reports_of_the_role_s_units_only(app_db,
     assert not at.exception, at.exception
     # the demo grid (seeded): 1,926 cells in 伊川县, 134 of them in 演示乡镇01
     expected_cells = 1926 if username == "county" else 134
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         assert store.scalar("SELECT count(*) FROM cells WHERE township_code = ?", [D01]) == 134
     labels = {zh(x) for x in ("cells clean", "cells not visited this week", "cells active", "cells overdue")}
     status = [m for m in at.metric if m.label in labels]
@@ -164,7 +164,7 @@ def test_the_review_holds_the_cells_and_reports_of_the_role_s_units_only(app_db,
     assert {reported[t] for t in townships} <= verify
     if D02 not in townships:
         assert reported[D02] not in verify
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         places = {r["township_code"] for r in store.query(
             "SELECT DISTINCT c.township_code FROM tasks t JOIN cells c ON c.cell = t.cell"
             " WHERE t.id IN (SELECT unnest(CAST(? AS BIGINT[])))", [sorted(verify)])}
@@ -176,7 +176,7 @@ def test_the_review_holds_the_cells_and_reports_of_the_role_s_units_only(app_db,
 def test_the_assign_screen_holds_the_role_s_tasks_and_people_only(app_db, username, people, township):
     at = signed_in(app_db, username, REPO_ROOT / "pages" / "assign.py").run()
     assert not at.exception, at.exception
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         where = "AND c.township_code = ?" if township else ""
         n = store.scalar("SELECT count(*) FROM tasks t JOIN cells c ON c.cell = t.cell"
                          f" WHERE t.state IN ('open', 'assigned', 'escalated') {where}",
@@ -191,6 +191,6 @@ def test_the_assign_screen_holds_the_role_s_tasks_and_people_only(app_db, userna
 def test_the_admin_sees_every_person_of_the_county(app_db):
     at = signed_in(app_db, "admin", REPO_ROOT / "pages" / "people.py").run()
     assert not at.exception, at.exception
-    with open_store(str(app_db)) as store:
+    with open_sealed(str(app_db)) as store:
         people = store.scalar("SELECT count(*) FROM people")
     assert at.dataframe[0].value.iloc[:, 1].nunique() == people

@@ -13,7 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-import gridwatch.storage
+import gridwatch.storage.base
+from gridwatch.audit import open_sealed
 from gridwatch.errors import StorageError
 from gridwatch.storage import list_migrations, open_store
 from gridwatch.storage.duckdb import DuckDBStore
@@ -27,10 +28,10 @@ def store(request):
     """The contract tests below run on both backends: in memory, and a fresh PostgreSQL database (skipped, with
     the reason, when no server is available)."""
     if request.param == "duckdb":
-        with open_store(":memory:") as s:
+        with open_sealed(":memory:") as s:
             yield s
         return
-    with open_store(request.getfixturevalue("pg_url")) as s:
+    with open_sealed(request.getfixturevalue("pg_url")) as s:
         yield s
 
 
@@ -139,7 +140,7 @@ def test_a_transaction_that_cannot_commit_says_so(store):
 
 def test_the_transaction_doctest_passes():
     finder = doctest.DocTestFinder()
-    tests = [t for t in finder.find(gridwatch.storage) if t.name.endswith("Store.transaction")]
+    tests = [t for t in finder.find(gridwatch.storage.base) if t.name.endswith("Store.transaction")]
     assert tests
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for t in tests:
@@ -189,7 +190,7 @@ def test_insert_arrow_refuses_bad_tables_and_columns(store):
 
 def test_threads_each_get_their_cursor_and_all_writes_land(tmp_path):
     rows_per_thread = 60
-    with open_store(str(tmp_path / "threads.duckdb")) as store:
+    with open_sealed(str(tmp_path / "threads.duckdb")) as store:  # seals from both threads too
         errors: list[BaseException] = []
         cursors: dict[str, int] = {}
         start = threading.Barrier(2)

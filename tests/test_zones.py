@@ -261,7 +261,8 @@ def test_zhengzhou_fuel_zone_from_gcj02_lands_on_the_true_districts(store):
     # GCJ-02 → WGS84 moves Henan ≈ 0.006° west and ≈ 0.0016° north
     shift = np.asarray(stored.centroid.coords[0]) - np.asarray(raw.centroid.coords[0])
     assert -0.0075 < shift[0] < -0.0045 and 0.0005 < shift[1] < 0.0030
-    lng, lat = gcj02_to_wgs84(*raw.exterior.coords[0]) if raw.geom_type == "Polygon" else (None, None)
+    first = raw.exterior.coords[0] if raw.geom_type == "Polygon" else None
+    lat, lng = gcj02_to_wgs84(lat=first[1], lng=first[0]) if first is not None else (None, None)
     if lng is not None:
         assert np.allclose(stored.exterior.coords[0], (lng, lat), atol=1e-9)
     test = zones.zone_test_for(store)

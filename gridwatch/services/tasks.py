@@ -182,7 +182,8 @@ def task_conflicts(store: Store, user: auth.User) -> pd.DataFrame:
     cells = np.asarray(auth.user_cells(store, user, "cell.view"), dtype=np.int64)
     frame = store.query_df(
         "SELECT k.id, k.task_id, k.happened_at, k.actor, k.wanted_state, k.detail, e.actor AS first_actor,"
-        " e.happened_at AS first_at, e.to_state AS first_state, t.cell, t.title, t.kind FROM task_conflicts k"
+        " e.happened_at AS first_at, e.to_state AS first_state, t.cell, t.title, t.title_key, t.title_args, t.kind"
+        " FROM task_conflicts k"
         " JOIN tasks t ON t.id = k.task_id JOIN task_events e ON e.id = k.current_event_id ORDER BY k.id DESC")
     return frame[frame.cell.isin(cells)].reset_index(drop=True)
 
@@ -213,7 +214,7 @@ def load_draft(store: Store, user: auth.User, task_id: int) -> dict:
 
 def navigation_links(lat: float, lng: float, *, label: str = "") -> dict[str, str]:
     """Links that open navigation to a spot: a ``geo:`` URI (Android, WGS84) and AMap (GCJ-02, as it expects)."""
-    g_lng, g_lat = wgs84_to_gcj02(lng, lat)
+    g_lat, g_lng = wgs84_to_gcj02(lat=lat, lng=lng)
     name = urllib.parse.quote(label or "gridwatch")
     return {
         "geo": f"geo:{lat:.6f},{lng:.6f}?q={lat:.6f},{lng:.6f}({name})",

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from gridwatch.errors import StorageError
-from gridwatch.storage import Params, Store
+from gridwatch.storage.base import Params, Store
 
 __all__ = ["DuckDBStore", "spatial_extension_path"]
 

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from gridwatch.errors import StorageError
-from gridwatch.storage import Params, Store
+from gridwatch.storage.base import Params, Store
 
 __all__ = ["PostgresStore", "to_psycopg", "redact_url", "pg_program", "restore_dump", "DUMP_FORMAT", "DUMP_FILE"]
 
@@ -583,14 +583,15 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def restore_dump(folder: Path, url: str, *, replace: bool, check: Callable[[Store], T]) -> T:
+def restore_dump(folder: Path, url: str, *, replace: bool, check: Callable[[Store], T],
+                 opener: Callable[[str], Store]) -> T:
     """Restore the pg_dump archive of a backup ``folder`` into the database ``url`` names; returns ``check(store)``.
 
-    The archive is restored into a new database beside it (``<name>_restoring``, in one transaction), opened
-    (newer migrations apply) and given to ``check``, which raises when the data do not match the backup; only then
-    is the old database dropped (``replace``) and the new one renamed to its name, so a failure leaves the old one
-    as it was. The role needs the CREATEDB privilege and PostGIS must be available to it (in ``template1``, or
-    the role may create it).
+    The archive is restored into a new database beside it (``<name>_restoring``, in one transaction), opened with
+    ``opener`` (the edge's :func:`gridwatch.audit.open_sealed`; newer migrations apply) and given to ``check``,
+    which raises when the data do not match the backup; only then is the old database dropped (``replace``) and the
+    new one renamed to its name, so a failure leaves the old one as it was. The role needs the CREATEDB privilege
+    and PostGIS must be available to it (in ``template1``, or the role may create it).
 
     Raises
     ------
@@ -602,7 +603,6 @@ def restore_dump(folder: Path, url: str, *, replace: bool, check: Callable[[Stor
     import psycopg
 
     from gridwatch.errors import ValidationError
-    from gridwatch.storage import open_store
 
     name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.lstrip("/"))
     if not name:
@@ -625,7 +625,7 @@ def restore_dump(folder: Path, url: str, *, replace: bool, check: Callable[[Stor
             raise StorageError("Cannot create the database {url}: {detail}", url=redact_url(fresh_url),
                                detail=_first_line(exc)) from exc
     try:
-        result = _restore_into(folder, fresh_url, check, open_store)
+        result = _restore_into(folder, fresh_url, check, opener)
         with _admin(url) as admin:
             if exists:
                 try:
@@ -662,7 +662,7 @@ def _drop(admin: Any, name: str) -> None:
     _retry_in_use(lambda: admin.execute(f"DROP DATABASE IF EXISTS {_ident(name)}"))
 
 
-def _restore_into(folder: Path, url: str, check: Callable[[Store], T], open_store: Callable[..., Store]) -> T:
+def _restore_into(folder: Path, url: str, check: Callable[[Store], T], opener: Callable[[str], Store]) -> T:
     """pg_restore the archive into the new, empty database ``url``, then open it and run ``check``."""
     import psycopg
 
@@ -697,5 +697,5 @@ def _restore_into(folder: Path, url: str, check: Callable[[Store], T], open_stor
         toc.write_text("\n".join(line for line in listing if wanted(line)) + "\n", encoding="utf-8")
         _run_program([program, "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
                       "--no-password", f"--use-list={toc}", f"--dbname={redact_url(url)}", str(archive)], url)
-    with open_store(url) as store:  # applies newer migrations, if the backup is older
+    with opener(url) as store:  # applies newer migrations, if the backup is older
         return check(store)
