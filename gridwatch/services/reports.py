@@ -20,6 +20,7 @@ from gridwatch import reports as _reports
 from gridwatch.config import Settings
 from gridwatch.errors import NotFound
 from gridwatch.grid import LEVELS
+from gridwatch.policy import Policy
 from gridwatch.services._common import SYSTEM, _settings, audit
 from gridwatch.services.records import audit_head
 from gridwatch.storage import Store
@@ -81,7 +82,8 @@ def report_period(kind: str, date: str | dt.date, *, end: str | dt.date | None =
                   settings: Settings | None = None) -> _periods.ReportPeriod:
     """The period of a report: ``daily|weekly|xun|monthly|season|custom`` (or day, week, month) holding ``date``."""
     settings = settings or Settings.load(config_path=None)
-    return _periods.period_of(kind, date, end=end, seasons=_periods.seasons_from_text(settings.report_seasons),
+    seasons = _periods.seasons_from_text(settings.report_seasons, Policy.from_settings(settings).dispatch.key_periods)
+    return _periods.period_of(kind, date, end=end, seasons=seasons,
                               timezone=settings.timezone)
 
 
