@@ -1,7 +1,7 @@
 """The app's speed: the inspector's task page with 10,000 tasks in the database, and 30 sessions working at once.
 
 Both start from the demo database (伊川县) with tasks added through the real dispatch helper
-(:func:`gridwatch.dispatch.open_tasks`) up to 10,000 tasks in all, spread over the county's cells.
+(:func:`gridwatch.workflow.open_tasks`) up to 10,000 tasks in all, spread over the county's cells.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import numpy as np
 from benchmarks import Measurement, Result, Target, benchmark
 from gridwatch import auth, services, workflow
 from gridwatch.config import REPO_ROOT
-from gridwatch.dispatch import open_tasks
 from gridwatch.storage import open_store
 from gridwatch.tasks import Kind
+from gridwatch.workflow import open_tasks
 
 TASKS = 10_000
 SESSIONS = 30

@@ -12,7 +12,7 @@ from h3ronpy import cells_to_string
 
 from gridwatch import auth
 from gridwatch.errors import ValidationError
-from gridwatch.services._common import SYSTEM
+from gridwatch.services._common import SYSTEM, policy
 from gridwatch.services.heat import _heat_scope, _with_cell_ids
 from gridwatch.storage import Store
 
@@ -72,5 +72,5 @@ def bare_land_escalate(store: Store, *, today: dt.date | None = None, actor: str
     greening (a high-priority survey task each, once)."""
     from gridwatch import bare
     applied = bare.apply_bare_findings(store)
-    result = bare.escalate_bare_land(store, today or dt.date.today(), actor=actor)
+    result = bare.escalate_bare_land(store, today or dt.date.today(), dispatch=policy(store).dispatch, actor=actor)
     return {"findings_applied": len(applied), **result}

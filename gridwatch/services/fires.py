@@ -31,6 +31,7 @@ from gridwatch.fires import (
 )
 from gridwatch.firms import FirmsClient, region_bbox
 from gridwatch.layerstore import sha256_of
+from gridwatch.services import _common
 from gridwatch.services._common import SYSTEM, _region_bounds, audit, check_upload_size, stored_grid
 from gridwatch.storage import Store
 from gridwatch.policy import DispatchPolicy
@@ -177,7 +178,7 @@ def ingest_fire_file(store: Store, path: str | Path, *, actor: str = SYSTEM, pol
     """
     check_upload_size(path)
     path = Path(path)
-    policy = policy or DispatchPolicy()
+    policy = policy or _common.policy(store).dispatch
     clock = StageClock()
     with ThreadPoolExecutor(max_workers=1) as hasher:
         checksum = hasher.submit(sha256_of, path)  # hashed while the file is parsed (hashlib releases the GIL)
@@ -267,7 +268,7 @@ def fire_days(store: Store, *, policy: DispatchPolicy | None = None) -> pd.DataF
     passed over the region, no fire to dispatch) or ``not_observed`` (no pass
     known): a quiet day is never confused with a day nobody looked.
     """
-    policy = policy or DispatchPolicy()
+    policy = policy or _common.policy(store).dispatch
     tz_hours = int(pd.Timestamp("2024-01-01", tz=policy.timezone).utcoffset().total_seconds() // 3600)
     shift = f"INTERVAL '{tz_hours} hours'"
     points = store.query_df(

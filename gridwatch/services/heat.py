@@ -12,7 +12,7 @@ import shapely
 from h3ronpy import cells_to_string
 
 from gridwatch import auth
-from gridwatch.services._common import SYSTEM, audit
+from gridwatch.services._common import SYSTEM, audit, policy
 from gridwatch.services.layers import _layer_actor
 from gridwatch.storage import Store
 
@@ -35,7 +35,7 @@ def boilers_in_radius(store: Store, user_or_actor: auth.User | str | None = None
     the geodesic distance, the small flag and the status in force (``overdue`` after the deadline), nearest first;
     ``listed_only=False`` gives every boiler inside a radius (``listed`` marks the coal ones)."""
     from gridwatch import heat
-    frame = heat.boilers_in_radius(store, today=today, listed_only=listed_only)
+    frame = heat.boilers_in_radius(store, dispatch=policy(store).dispatch, today=today, listed_only=listed_only)
     cells = _heat_scope(store, user_or_actor)
     if cells is not None:
         frame = frame[frame.cell.isin(cells)].reset_index(drop=True)
@@ -63,7 +63,7 @@ def heat_mark_chp(store: Store, user_or_actor: auth.User | str, plants: list[str
     """Mark published plants as CHP (or not) by id or exact name; radii, boiler list and tasks follow."""
     from gridwatch import heat
     actor = _layer_actor(store, user_or_actor, "layer.publish")
-    return heat.mark_chp(store, plants, chp=chp, actor=actor, note=note)
+    return heat.mark_chp(store, plants, chp=chp, actor=actor, dispatch=policy(store).dispatch, note=note)
 
 
 def heat_boiler_status(store: Store, user_or_actor: auth.User | str, boiler_id: str, status: str, *,
@@ -71,7 +71,8 @@ def heat_boiler_status(store: Store, user_or_actor: auth.User | str, boiler_id: 
     """Record a boiler's new status (to_close, closed, integrated, exempt) with who and when."""
     from gridwatch import heat
     actor = _layer_actor(store, user_or_actor, "layer.publish")
-    result = heat.boiler_status_update(store, boiler_id, status, actor=actor, note=note)
+    result = heat.boiler_status_update(store, boiler_id, status, actor=actor, dispatch=policy(store).dispatch,
+                                       note=note)
     audit(store, actor=actor, action="heat.boiler_status", subject=str(boiler_id), detail=result)
     return result
 
@@ -85,4 +86,4 @@ def demo_heat_supply(store: Store, region: str, *, actor: str = SYSTEM) -> dict[
     """Demo content: the shipped real plants of Henan (≥ 300 MW coal plants reaching the region marked CHP) and a
     generated boiler inventory labelled （演示）, loaded and published as layer versions."""
     from gridwatch import heat
-    return heat.add_demo_heat(store, region=region, actor=actor)
+    return heat.add_demo_heat(store, region=region, policy=policy(store), actor=actor)

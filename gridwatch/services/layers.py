@@ -15,7 +15,7 @@ from h3ronpy import cells_to_string
 
 from gridwatch import auth
 from gridwatch.config import Settings
-from gridwatch.services._common import SYSTEM, _region_geometry, _upload_path, check_upload_size
+from gridwatch.services._common import SYSTEM, _region_geometry, _upload_path, check_upload_size, policy
 from gridwatch.storage import Store
 
 
@@ -49,7 +49,8 @@ def layer_load(store: Store, user_or_actor: auth.User | str, kind: str, path_or_
     layerstore.get_kind(kind)
     options = {k: v for k, v in options.items() if v is not None}
     return layerstore.load(store, kind, path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes),
-                           actor=actor, name=name, crs=crs or None, publish_now=publish, **options)
+                           actor=actor, policy=policy(store), name=name, crs=crs or None, publish_now=publish,
+                           **options)
 
 
 def layer_list(store: Store, user_or_actor: auth.User | str | None = None, kind: str | None = None) -> pd.DataFrame:
@@ -99,7 +100,7 @@ def layer_preview(store: Store, kind: str, version: int, *, user_or_actor: auth.
     bounds = [float(v) for v in shapely.total_bounds(geoms)] if len(geoms) else None
     diff = None
     if differences and not info["published"]:
-        diff = layerstore.preview_differences(store, kind, version)
+        diff = layerstore.preview_differences(store, kind, version, policy=policy(store))
     return {"kind": kind, "version": int(version), "info": info, "rows": rows, "shown": len(features),
             "bounds": bounds, "geojson": {"type": "FeatureCollection", "features": features},
             "differences": diff}
@@ -109,14 +110,14 @@ def layer_publish(store: Store, user_or_actor: auth.User | str, kind: str, versi
     """Publish a stored version: cell flags and tasks follow it; returns the differences."""
     from gridwatch import layerstore
     actor = _layer_actor(store, user_or_actor, "layer.publish")
-    return layerstore.publish(store, kind, int(version), actor=actor)
+    return layerstore.publish(store, kind, int(version), actor=actor, policy=policy(store))
 
 
 def layer_restore(store: Store, user_or_actor: auth.User | str, kind: str, version: int) -> dict[str, Any]:
     """Publish an earlier version again (roll back); returns the differences."""
     from gridwatch import layerstore
     actor = _layer_actor(store, user_or_actor, "layer.publish")
-    return layerstore.restore(store, kind, int(version), actor=actor)
+    return layerstore.restore(store, kind, int(version), actor=actor, policy=policy(store))
 
 
 def layer_crs_candidates(store: Store, path_or_bytes: str | Path | bytes, *, name: str | None = None,

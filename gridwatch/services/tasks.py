@@ -17,7 +17,7 @@ from gridwatch import auth, workflow
 from gridwatch.crs import wgs84_to_gcj02
 from gridwatch.errors import InvalidTransition, NotFound
 from gridwatch.photos import inspect_photo, photo_preview, store_photo
-from gridwatch.services._common import SYSTEM, audit
+from gridwatch.services._common import SYSTEM, audit, policy
 from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES, FINDINGS
 
@@ -48,7 +48,7 @@ def generate_patrols(store: Store, *, actor: str = SYSTEM) -> dict[str, int]:
 def escalate(store: Store, *, actor: str = "escalation") -> dict[str, int]:
     """Escalate overdue tasks up the chain."""
     with store.transaction():
-        result = workflow.escalate_overdue(store, actor=actor)
+        result = workflow.escalate_overdue(store, actor=actor, policy=policy(store))
         audit(store, actor=actor, action="tasks.escalate", detail=result)
     return result
 
@@ -149,7 +149,7 @@ def _apply_verified_finding(store: Store, kind: str) -> None:
     if kind == "boiler_check":
         from gridwatch import heat
 
-        heat.apply_boiler_findings(store)
+        heat.apply_boiler_findings(store, dispatch=policy(store).dispatch)
     elif kind == "bare_land_survey":
         from gridwatch import bare
 
