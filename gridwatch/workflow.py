@@ -65,8 +65,17 @@ def distance_outside_cell_m(cell: int, fix: Fix) -> float:
     return float(geodesic_distance_m(fix.lng, fix.lat, nearest.x, nearest.y))
 
 
-def _task(store: Store, task_id: int) -> dict[str, Any]:
-    rows = store.query("SELECT * FROM tasks WHERE id = ?", [int(task_id)])
+def _row_lock(store: Store) -> str:
+    """SQL that locks the task rows a step reads until its transaction ends, so the check and the write see one state.
+
+    PostgreSQL needs it (``FOR UPDATE``: a second session waits, then reads what the first wrote); DuckDB refuses
+    the second of two concurrent writers of a row by itself (its transactions are optimistic).
+    """
+    return " FOR UPDATE" if store.backend == "postgres" else ""
+
+
+def _task(store: Store, task_id: int, *, lock: bool = False) -> dict[str, Any]:
+    rows = store.query(f"SELECT * FROM tasks WHERE id = ?{_row_lock(store) if lock else ''}", [int(task_id)])
     if not rows:
         raise NotFound("There is no task {id}.", id=task_id)
     return rows[0]
@@ -98,13 +107,13 @@ def _details(detail: Mapping[str, Any] | Sequence[Mapping[str, Any]] | pa.Array,
 
 
 def _stored_states(store: Store, ids: np.ndarray) -> pa.Array:
-    """The stored state of each task (in the order of ``ids``); a missing task is :class:`NotFound`."""
+    """The stored state of each task (in the order of ``ids``), its row locked; a missing task is :class:`NotFound`."""
     if len(ids) == 1:
-        rows = store.query("SELECT id, state FROM tasks WHERE id = ?", [int(ids[0])])
+        rows = store.query(f"SELECT id, state FROM tasks WHERE id = ?{_row_lock(store)}", [int(ids[0])])
         found = pd.DataFrame(rows, columns=["id", "state"])
     else:
-        found = store.query_df("SELECT id, state FROM tasks WHERE id IN (SELECT unnest(CAST(? AS BIGINT[])))",
-                               [[int(i) for i in ids]])
+        found = store.query_df("SELECT id, state FROM tasks WHERE id IN (SELECT unnest(CAST(? AS BIGINT[])))"
+                               f" ORDER BY id{_row_lock(store)}", [[int(i) for i in ids]])
     at = pd.Index(found.id.to_numpy(dtype=np.int64)).get_indexer(ids)
     if (at < 0).any():
         raise NotFound("There is no task {id}.", id=", ".join(str(int(i)) for i in ids[at < 0][:5]))
@@ -366,7 +375,7 @@ def transition(
     to_state = State(to_state)
     now = naive_utc(now)
     with store.transaction():
-        task = _task(store, task_id)
+        task = _task(store, task_id, lock=True)
         replay = _replayed(store, idempotency_key, task["id"])
         if replay is not None:
             return replay
