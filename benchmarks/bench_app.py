@@ -1,7 +1,7 @@
 """The app's speed: the inspector's task page with 10,000 tasks in the database, and 30 sessions working at once.
 
 Both start from the demo database (伊川县) with tasks added through the real dispatch helper
-(:func:`gridwatch.dispatch.open_tasks`) up to 10,000 tasks in all, spread over the county's cells.
+(:func:`gridwatch.workflow.open_tasks`) up to 10,000 tasks in all, spread over the county's cells.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from benchmarks import Measurement, Result, Target, benchmark
 from gridwatch import auth, services, workflow
 from gridwatch.audit import open_sealed
 from gridwatch.config import REPO_ROOT
-from gridwatch.dispatch import open_tasks
+from gridwatch.workflow import open_tasks
 from gridwatch.tasks import Kind
 
 TASKS = 10_000

@@ -9,7 +9,8 @@ units, a unit below it, or a cell in it). Scope is checked in the core with
 
 Every change appends an ``assigned`` event to the task (who, when, from whom
 to whom, the note, and the task's original assignee), in one transaction with
-the change of the task's cached state and assignee. Only tasks nobody has
+the change of the task's cached state and assignee, through the one door to
+task state (:func:`gridwatch.workflow.record_events`). Only tasks nobody has
 started can move (``open``, ``assigned``, ``escalated``): a task in progress
 stays with the person working on it.
 
@@ -26,16 +27,15 @@ the same plan.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from gridwatch import auth, org
+from gridwatch import auth, org, workflow
 from gridwatch.errors import InvalidTransition, NotFound, ValidationError
+from gridwatch.policy import TIMEZONE
 from gridwatch.storage import Store
 from gridwatch.tasks import State, naive_utc
 
@@ -48,14 +48,10 @@ ASSIGN = "task.assign"
 WORKER_ROLES = ("inspector", "grid_member")
 #: states in which a task may move to another person (nobody has started it)
 REASSIGNABLE = (State.OPEN, State.ASSIGNED, State.ESCALATED)
-#: local time zone of a working day
-TIMEZONE = "Asia/Shanghai"
-
-
 
 
 def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """The start and end of a local (Asia/Shanghai) day as naive UTC datetimes.
+    """The start and end of a local (Beijing, :data:`gridwatch.policy.TIMEZONE`) day as naive UTC datetimes.
 
     Examples
     --------
@@ -213,42 +209,37 @@ def _move(store: Store, user: auth.User, moves: pd.DataFrame, *, note: str, by: 
     todo = merged[~same]
     if todo.empty:
         return {"reassigned": 0, "unchanged": int(same.sum())}
-    store.execute("CREATE TEMP TABLE IF NOT EXISTS assign_moves (task_id BIGINT, person_id BIGINT, role TEXT,"
-                  " unit_code TEXT)")
-    store.execute("DELETE FROM assign_moves")
-    store.insert_arrow("assign_moves", pa.table({
-        "task_id": pa.array(todo.task_id.to_numpy(dtype=np.int64)),
-        "person_id": pa.array(todo.person_id.to_numpy(dtype=np.int64)),
-        "role": pa.array(todo.role.astype(str).to_numpy(dtype=object), type=pa.string()),
-        "unit_code": pa.array(todo.unit_code.fillna("").astype(str).to_numpy(dtype=object), type=pa.string()),
-    }))
-    fixed = {"by": by, **({"note": note[:4000]} if note else {}), **(extra or {})}  # never empty: "by"
-    # the original assignee: the first one any move or escalation moved the task away from, else the current one
-    moved = _json_members([("from_assignee", "t.assignee_id"), ("to_assignee", "m.person_id"), ("to_role", "m.role"),
-                           ("to_unit", "m.unit_code"), ("original_assignee", "COALESCE(o.first_from, t.assignee_id)"),
-                           ("assigned_by", "CAST(? AS BIGINT)")])
-    store.execute(
-        "INSERT INTO task_events (task_id, happened_at, actor, from_state, to_state, detail)"
-        f" SELECT t.id, ?, ?, t.state, 'assigned', left(?, -1) || ', ' || {moved} || '}}'"
-        " FROM tasks t JOIN assign_moves m ON m.task_id = t.id"
-        # ->> in parentheses: DuckDB gives it a lower precedence than IS and AND
-        " LEFT JOIN (SELECT e.task_id, (array_agg(CAST((CAST(e.detail AS JSON) ->> 'from_assignee') AS BIGINT)"
-        "   ORDER BY e.id))[1] AS first_from FROM task_events e JOIN assign_moves m2 ON m2.task_id = e.task_id"
-        "   WHERE (CAST(e.detail AS JSON) ->> 'from_assignee') IS NOT NULL GROUP BY e.task_id) o"  # JSON null: NULL
-        "   ON o.task_id = t.id ORDER BY t.id",
-        [now, user.username, json.dumps(fixed, ensure_ascii=False), user.person_id])
-    store.execute(
-        "UPDATE tasks SET state = 'assigned', assignee_id = m.person_id, assigned_role = m.role,"
-        " assigned_unit = m.unit_code FROM assign_moves m WHERE tasks.id = m.task_id")
-    store.execute("DELETE FROM assign_moves")
+    todo = todo.sort_values("task_id")
+    ids = todo.task_id.to_numpy(dtype=np.int64)
+    fixed = {"by": by, **({"note": note[:4000]} if note else {}), **(extra or {})}
+    first = _first_moved_from(store, ids)
+    original = [f if f is not None else _plain_id(a) for f, a in zip(first, todo.assignee_id, strict=True)]
+    details = [{**fixed, "from_assignee": _plain_id(a), "to_assignee": int(p), "to_role": str(r), "to_unit": u,
+                "original_assignee": o, "assigned_by": user.person_id}
+               for a, p, r, u, o in zip(todo.assignee_id, todo.person_id, todo.role,
+                                        todo.unit_code.fillna("").astype(str), original, strict=True)]
+    workflow.record_events(store, ids, State.ASSIGNED, actor=user.username, now=now, detail=details, columns={
+        "assignee_id": todo.person_id.to_numpy(dtype=np.int64), "assigned_role": todo.role.astype(str).to_numpy(),
+        "assigned_unit": todo.unit_code.fillna("").astype(str).to_numpy()})
     return {"reassigned": int(len(todo)), "unchanged": int(same.sum())}
 
 
-def _json_members(pairs: list[tuple[str, str]]) -> str:
-    """SQL text of JSON object members ``"name": value, …`` (json.dumps' separators) from SQL expressions, through
-    ``to_json``, which DuckDB and PostgreSQL both have (a NULL is ``null``)."""
-    return " || ', ' || ".join(f"'\"{name}\": ' || COALESCE(CAST(to_json({expr}) AS VARCHAR), 'null')"
-                               for name, expr in pairs)
+def _plain_id(value: Any) -> int | None:
+    """A person id as JSON takes it (None for none)."""
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def _first_moved_from(store: Store, task_ids: np.ndarray) -> list[int | None]:
+    """Per task: the first assignee any earlier move or escalation moved it away from (None when none did)."""
+    found = store.query_df(
+        # ->> in parentheses: DuckDB gives it a lower precedence than IS and AND
+        "SELECT e.task_id, (array_agg(CAST((CAST(e.detail AS JSON) ->> 'from_assignee') AS BIGINT)"
+        " ORDER BY e.id))[1] AS first_from FROM task_events e"
+        " WHERE e.task_id IN (SELECT unnest(CAST(? AS BIGINT[])))"
+        " AND (CAST(e.detail AS JSON) ->> 'from_assignee') IS NOT NULL GROUP BY e.task_id",  # JSON null: NULL
+        [[int(i) for i in task_ids]])
+    first = dict(zip(found.task_id.astype("int64"), found.first_from, strict=True))
+    return [_plain_id(first.get(int(i))) for i in task_ids]
 
 
 def _check_tasks(store: Store, user: auth.User, task_ids: list[int]) -> pd.DataFrame:
@@ -447,7 +438,7 @@ def split_plan(store: Store, user: auth.User, day: dt.date, person_keys: list[st
     Parameters
     ----------
     day : datetime.date
-        The local (Asia/Shanghai) day; tasks due by its end are planned, overdue ones included.
+        The local (Beijing) day; tasks due by its end are planned, overdue ones included.
     person_keys : list of str
         The inspectors or grid members available that day, each in the user's scope.
     unit : str, optional

@@ -32,14 +32,15 @@ import shapely
 from h3ronpy import cells_area_m2
 from h3ronpy.vector import ContainmentMode, geometry_to_cells
 
+from gridwatch import workflow
 from gridwatch.config import Settings
-from gridwatch.dispatch import open_tasks
 from gridwatch.errors import ValidationError
 from gridwatch.i18n import N_, task_title_columns
 from gridwatch.overlap import cells_to_convex_xy, convex_overlap_areas
-from gridwatch.storage import Store
 from gridwatch.policy import DispatchPolicy
+from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES, Kind, Priority, naive_utc
+from gridwatch.workflow import open_tasks
 from layers.bare_land import bare_cells_from_raster, raster_date
 from layers.base import LayerRead, empty_rejected
 
@@ -259,11 +260,12 @@ def _patch_history(store: Store, ids: np.ndarray, before: np.ndarray, after: str
         "changed_by": pa.array([actor] * n), "note": pa.array([note] * n)}))
 
 
-def publish_bare_land(store: Store, version: int, frame: pd.DataFrame, actor: str, *,
+def publish_bare_land(store: Store, version: int, frame: pd.DataFrame, actor: str, *, dispatch: DispatchPolicy,
                       policy: BarePolicy | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Publish a ``bare_land`` version: replace the per-cell rows, register patches, open and withdraw tasks.
 
-    Only cells of the store's grid count. Call inside a transaction; idempotent.
+    Only cells of the store's grid count. Call inside a transaction; idempotent. ``dispatch`` gives the
+    service-level hours of the survey tasks opened.
 
     Returns
     -------
@@ -298,7 +300,7 @@ def publish_bare_land(store: Store, version: int, frame: pd.DataFrame, actor: st
     day = dt.date.fromisoformat(observed_on[:10]) if observed_on else now.date()
     registered = _update_patches(store, new, change, policy=policy, version=int(version), day=day, now=now,
                                  actor=actor)
-    opened = _open_survey_tasks(store, change["newly_bare"], day=day, now=now, actor=actor)
+    opened = _open_survey_tasks(store, change["newly_bare"], day=day, now=now, actor=actor, dispatch=dispatch)
     closed = _withdraw_moot_surveys(store, now=now)
     bare_now = new[new.bare_m2 >= policy.min_m2] if len(new) else new
     return {"cells_added": len(change["newly_bare"]), "cells_removed": len(change["no_longer_bare"]),
@@ -369,7 +371,8 @@ def _existing_keys(store: Store, source_kind: str, keys: list[str]) -> set[str]:
     return set(rows.source_key) & set(keys)
 
 
-def _open_survey_tasks(store: Store, cells: list[int], *, day: dt.date, now: dt.datetime, actor: str) -> int:
+def _open_survey_tasks(store: Store, cells: list[int], *, day: dt.date, now: dt.datetime, actor: str,
+                       dispatch: DispatchPolicy) -> int:
     if not cells:
         return 0
     patches = store.query_df(
@@ -381,7 +384,7 @@ def _open_survey_tasks(store: Store, cells: list[int], *, day: dt.date, now: dt.
     if todo.empty:
         return 0
     keys = np.asarray([f"{int(i)}:{day.isoformat()}" for i in todo.id], dtype=object)
-    hours = DispatchPolicy().sla_by_kind.get(Kind.BARE_LAND_SURVEY, 72.0)
+    hours = dispatch.sla_by_kind.get(Kind.BARE_LAND_SURVEY, 72.0)
     titles = task_title_columns("bare_land_survey", {"area_m2": todo.bare_m2.round(0).astype(int).astype(str),
                                                      "date": np.full(len(todo), day.isoformat(), dtype=object)})
     open_tasks(store, kind=Kind.BARE_LAND_SURVEY, cells=todo.cell.to_numpy(dtype=np.int64), source_kind=_SURVEY_SOURCE,
@@ -401,8 +404,8 @@ def _withdraw_moot_surveys(store: Store, *, now: dt.datetime) -> int:
         " ON p.id = CAST(split_part(t.source_key, ':', 1) AS BIGINT)"
         f" WHERE t.kind = 'bare_land_survey' AND t.source_kind = ? AND t.state IN ('{active}')"
         " AND p.status <> 'bare' ORDER BY t.id", [_SURVEY_SOURCE])
-    return layerstore.withdraw_tasks(
-        store, moot.id.to_numpy(), now=now,
+    return workflow.withdraw_tasks(
+        store, moot.id.to_numpy(), now=now, actor=layerstore.PUBLISH_ACTOR,
         note=[f"withdrawn: the patch is now {status} in the published bare-land data" for status in moot.status])
 
 
@@ -453,12 +456,13 @@ def apply_bare_findings(store: Store, *, now: dt.datetime | None = None) -> list
     return out
 
 
-def escalate_bare_land(store: Store, today: dt.date, *, policy: BarePolicy | None = None,
+def escalate_bare_land(store: Store, today: dt.date, *, dispatch: DispatchPolicy, policy: BarePolicy | None = None,
                        now: dt.datetime | None = None, actor: str = "escalation") -> dict[str, Any]:
     """Escalate patches still bare ``months`` after first seen to greening (once each).
 
     Each escalated patch gets ``escalated_at``, a history entry and a high-priority
-    ``bare_land_survey`` task (source ``bare_greening``) asking for greening.
+    ``bare_land_survey`` task (source ``bare_greening``) asking for greening, due
+    after ``dispatch``'s hours for surveys.
 
     Returns
     -------
@@ -481,7 +485,7 @@ def escalate_bare_land(store: Store, today: dt.date, *, policy: BarePolicy | Non
         known = _existing_keys(store, _GREENING_SOURCE, list(keys))
         fresh = np.asarray([k not in known for k in keys])
         if fresh.any():
-            hours = DispatchPolicy().sla_by_kind.get(Kind.BARE_LAND_SURVEY, 72.0)
+            hours = dispatch.sla_by_kind.get(Kind.BARE_LAND_SURVEY, 72.0)
             titles = task_title_columns("bare_greening", {
                 "first_seen": due.first_seen.astype(str), "area_m2": due.bare_m2.round(0).astype(int).astype(str)
             }).take(np.flatnonzero(fresh))

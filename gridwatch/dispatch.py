@@ -1,20 +1,18 @@
 """Dispatch rules: findings become tasks for the responsible person, once (idempotent).
 
-A task goes to the cell's inspector: one held on the cell, else the nearest
-owning unit's (village, township, county). A cell no inspector covers is a
-coverage gap: its task goes to the next person up the chain (grid member,
-grid leader, unit head, nearest unit first) and is flagged, or stays open
-with nobody when the chain is empty.
+Dispatch decides what to open; :func:`gridwatch.workflow.open_tasks` writes it. A task goes to the first
+person on its cell's responsibility chain (:data:`gridwatch.org.CHAIN`): the cell's inspector, one held on
+the cell, else the nearest owning unit's (village, township, county). A cell no inspector covers is a
+coverage gap: its task goes to the next person up the chain (grid member, grid leader, unit head, nearest
+unit first) and is flagged, or stays open with nobody when the chain is empty.
 
-Tasks are opened in bulk, whatever their number: their ids are drawn from
-their sequence at once (:meth:`Store.next_ids`), then one Arrow insert for
-the tasks and one for their first events.
+Tasks are opened in bulk, whatever their number: their ids are drawn from their sequence at once
+(:meth:`Store.next_ids`), then one Arrow insert for the tasks and one for their first events.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -25,64 +23,17 @@ import pyarrow.compute as pc
 
 from gridwatch.fires import hash_columns, satellite_codes_of
 from gridwatch.i18n import TaskTitles, task_title_columns
+from gridwatch.org import assignees_for_cells
 from gridwatch.storage import Store
 from gridwatch.policy import DispatchPolicy
-from gridwatch.tasks import Kind, State, naive_utc
+from gridwatch.tasks import Kind, naive_utc
+from gridwatch.workflow import open_tasks
 from layers.fire_points import SATELLITE_NAMES
 
-__all__ = ["FirePlan", "assignees_for_cells", "dispatch_fire_incidents", "open_tasks", "plan_fire_dispatch"]
+__all__ = ["FirePlan", "dispatch_fire_incidents", "plan_fire_dispatch"]
 
-_ROLE_RANK = {"inspector": 0, "grid_member": 1, "grid_leader": 2, "unit_head": 3}
 #: the title key of fire checks (:data:`gridwatch.i18n.TASK_TITLES`)
 FIRE_TITLE = "fire_check"
-#: how a role holder reaches a cell: on the cell, or on its village, township or county (nearest first)
-_REACH = (("a.cell = c.cell", 0), ("a.unit_code = c.village_code", 1), ("a.unit_code = c.township_code", 2),
-          ("a.unit_code = c.county_code", 3))
-
-
-def assignees_for_cells(store: Store, cells: np.ndarray) -> pd.DataFrame:
-    """The person each cell's task goes to: ``cell, person_id, role, unit, gap`` (one row per cell given).
-
-    ``gap`` is True when no inspector covers the cell; ``person_id`` is <NA>
-    when nobody on the chain holds a role.
-    """
-    cells = pd.unique(np.asarray(cells, dtype=np.int64))
-    cells.sort()
-    base = pd.DataFrame({"cell": cells})
-    if not len(cells):
-        return base.assign(person_id=pd.array([], dtype="Int64"), role=[], unit=[], gap=[])
-    if not store.scalar("SELECT count(*) FROM assignments WHERE role IN ('inspector', 'grid_member', 'grid_leader',"
-                        " 'unit_head')"):
-        return _nobody(base)
-    # one equi-join per way of reaching a cell (an OR of them would make the join a nested loop)
-    reach = " UNION ALL ".join(
-        f"SELECT c.cell, a.person_id, a.role, COALESCE(a.unit_code, '') AS unit, {depth} AS depth"
-        f" FROM wanted_cells w JOIN cells c ON c.cell = w.cell JOIN assignments a ON {on}"
-        " WHERE a.role IN ('inspector', 'grid_member', 'grid_leader', 'unit_head')"
-        for on, depth in _REACH)
-    with store.transaction():
-        store.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_cells (cell BIGINT)")
-        store.execute("DELETE FROM wanted_cells")
-        store.insert_arrow("wanted_cells", pa.table({"cell": pa.array(cells)}))
-        found = store.query_df(reach)
-        store.execute("DELETE FROM wanted_cells")
-    if found.empty:
-        return _nobody(base)
-    found["is_inspector"] = found.role.ne("inspector")
-    found["rank"] = found.role.map(_ROLE_RANK)
-    best = (found.sort_values(["cell", "is_inspector", "depth", "rank", "person_id"])
-            .drop_duplicates("cell")[["cell", "person_id", "role", "unit"]])
-    out = base.merge(best, on="cell", how="left")
-    out["person_id"] = out.person_id.astype("Int64")
-    out["gap"] = out.role.ne("inspector").to_numpy()
-    return out
-
-
-def _nobody(base: pd.DataFrame) -> pd.DataFrame:
-    """``base`` (a ``cell`` column) with nobody to take its tasks: missing person, role and unit; a gap each."""
-    n = len(base)
-    return base.assign(person_id=pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)),
-                       role=None, unit=None, gap=True)
 
 
 @dataclass(frozen=True)
@@ -188,66 +139,6 @@ def _stored_incidents(store: Store, rows: pa.Table) -> np.ndarray:
     return pd.Index(keys.to_numpy()).isin(found.key.to_numpy(dtype=np.int64))
 
 
-def _strings(values: np.ndarray | pa.Array) -> pa.Array:
-    """Text values as an Arrow string array (an Arrow array is taken as it is)."""
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        return values
-    return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
-
-
-def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str, source_keys: np.ndarray,
-               priority: np.ndarray, due: np.ndarray, titles: TaskTitles | np.ndarray, now: dt.datetime, actor: str,
-               detail: dict, who: pd.DataFrame | None = None) -> int:
-    """Open tasks in bulk, each for its cell's responsible person, with its first event; returns the coverage gaps.
-
-    Call inside a transaction. A task whose cell has nobody on the chain stays ``open`` with no assignee.
-    ``titles`` are a message key and its values (:func:`gridwatch.i18n.task_title_columns`), translated where
-    they are shown; plain texts give tasks without a key. ``source_keys`` and plain titles may be numpy arrays of
-    text or Arrow string arrays. ``who`` is :func:`assignees_for_cells` of ``cells`` (or of more cells), when the
-    caller looked it up in the same transaction.
-    """
-    cells = np.asarray(cells, dtype=np.int64)
-    n = len(cells)
-    who = assignees_for_cells(store, cells) if who is None else who
-    at = pa.array(pd.Index(who.cell.to_numpy(dtype=np.int64)).get_indexer(cells))  # each task's row of ``who``
-    has_person = who.person_id.notna().to_numpy()
-    state = pa.array([State.OPEN.value, State.ASSIGNED.value]).take(pa.array(has_person.astype(np.int8)).take(at))
-    with store.transaction():
-        ids = pa.array(store.next_ids("tasks_id_seq", n))
-        store.insert_arrow("tasks", pa.table({
-            "id": ids,
-            "kind": pa.repeat(kind.value, n),
-            "cell": pa.array(cells),
-            "source_kind": pa.repeat(source_kind, n),
-            "source_key": _strings(source_keys),
-            "priority": pa.array(np.asarray(priority, dtype=np.int32)),
-            "state": state,
-            "assignee_id": pa.array(who.person_id.astype("Int64").array, type=pa.int64()).take(at),
-            "assigned_role": pa.array(who.role.to_numpy(dtype=object), type=pa.string(), from_pandas=True).take(at),
-            "assigned_unit": pa.array(who.unit.to_numpy(dtype=object), type=pa.string(), from_pandas=True).take(at),
-            "coverage_gap": pa.array(who.gap.to_numpy(dtype=bool)).take(at),
-            "created_at": pa.repeat(pa.scalar(now, type=pa.timestamp("us")), n),
-            "due_at": pa.array(np.asarray(due).astype("datetime64[us]")),
-            **_title_columns(titles, n),
-        }))
-        store.insert_arrow("task_events", pa.table({
-            "task_id": ids,
-            "happened_at": pa.repeat(pa.scalar(now, type=pa.timestamp("us")), n),
-            "actor": pa.repeat(actor, n),
-            "from_state": pa.nulls(n, pa.string()),
-            "to_state": state,
-            "detail": pa.repeat(json.dumps(detail, ensure_ascii=False), n),
-        }))
-    return int(who.gap.to_numpy(dtype=bool)[np.asarray(at)].sum())
-
-
-def _title_columns(titles: TaskTitles | np.ndarray | pa.Array, n: int) -> dict[str, pa.Array]:
-    """The ``title``, ``title_key`` and ``title_args`` columns of ``n`` new tasks."""
-    if isinstance(titles, TaskTitles):
-        return {"title": titles.title, "title_key": pa.repeat(titles.key, n), "title_args": titles.args}
-    return {"title": _strings(titles), "title_key": pa.repeat("", n), "title_args": pa.repeat("{}", n)}
-
-
 def _fire_titles(incidents: pd.DataFrame, timezone: str) -> TaskTitles:
     """Each incident's fire-check title: the local time of the pass, the satellite and the points.
 
@@ -273,7 +164,7 @@ def _open_fire_tasks(store: Store, incidents: pd.DataFrame, fresh: np.ndarray, p
                      actor: str, who: pd.DataFrame | None = None) -> tuple[int, int]:
     """One ``fire_check`` per incident at positions ``fresh`` (those not stored before); tasks and gaps.
 
-    ``who`` is :func:`assignees_for_cells` of their cells, when the caller looked it up already.
+    ``who`` is :func:`gridwatch.org.assignees_for_cells` of their cells, when the caller looked it up already.
     """
     if not len(fresh):
         return 0, 0

@@ -31,14 +31,15 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
+from gridwatch import workflow
 from gridwatch.config import Settings
-from gridwatch.dispatch import open_tasks
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.grid import latlng_to_cells
 from gridwatch.i18n import N_, task_title_columns
+from gridwatch.policy import DispatchPolicy, Policy
 from gridwatch.storage import Store
-from gridwatch.policy import DispatchPolicy
 from gridwatch.tasks import ACTIVE_STATES, Kind, Priority, naive_utc
+from gridwatch.workflow import open_tasks
 from layers.base import LayerRead
 from layers.heat_supply import (BOILER_STATUSES, RadiusIndex, boilers_from_frame, geodesic_circle,
                                 plants_from_frame, read_boilers, read_plants)
@@ -174,11 +175,12 @@ def _radius_cells(store: Store, policy: HeatPolicy) -> np.ndarray:
     return np.sort(cells.cell.to_numpy(dtype=np.int64)[index.inside(cells.lng.to_numpy(), cells.lat.to_numpy())])
 
 
-def publish_plants(store: Store, version: int, frame: pd.DataFrame, actor: str, *,
+def publish_plants(store: Store, version: int, frame: pd.DataFrame, actor: str, *, dispatch: DispatchPolicy,
                    policy: HeatPolicy | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Publish a ``chp_plants`` version: store the plants, their CHP flag and radius, re-evaluate the boilers.
 
     Replaces the plants of the previously published version; idempotent. Call inside a transaction.
+    ``dispatch`` gives the service-level hours of the ``boiler_check`` tasks opened.
 
     Returns
     -------
@@ -222,7 +224,7 @@ def publish_plants(store: Store, version: int, frame: pd.DataFrame, actor: str, 
                                            from_pandas=True).cast(pa.int32()),
         }))
     after = _radius_cells(store, policy)
-    result = evaluate_boilers(store, actor=actor, policy=policy, now=now)
+    result = evaluate_boilers(store, dispatch=dispatch, actor=actor, policy=policy, now=now)
     return {"cells_added": int(np.setdiff1d(after, before).size),
             "cells_removed": int(np.setdiff1d(before, after).size),
             "tasks_opened": result["tasks_opened"], "tasks_closed": result["tasks_closed"],
@@ -248,7 +250,7 @@ def _history(store: Store, rows: pd.DataFrame, *, now: dt.datetime, actor: str, 
     }))
 
 
-def publish_boilers(store: Store, version: int, frame: pd.DataFrame, actor: str, *,
+def publish_boilers(store: Store, version: int, frame: pd.DataFrame, actor: str, *, dispatch: DispatchPolicy,
                     policy: HeatPolicy | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Publish a ``boilers`` version: the inventory replaces the previous one; boilers are re-evaluated.
 
@@ -256,7 +258,8 @@ def publish_boilers(store: Store, version: int, frame: pd.DataFrame, actor: str,
     its recorded status (changed since by tasks or staff) unless the file gives
     another status than ``to_close``; every change goes into the history.
     Boilers absent from this version stay on record as inactive. Call inside a
-    transaction; idempotent.
+    transaction; idempotent. ``dispatch`` gives the service-level hours of the
+    ``boiler_check`` tasks opened.
 
     Returns
     -------
@@ -317,7 +320,7 @@ def publish_boilers(store: Store, version: int, frame: pd.DataFrame, actor: str,
     store.execute("INSERT INTO boilers SELECT * FROM incoming_boilers")
     store.execute("DELETE FROM incoming_boilers")
     _history(store, changes, now=now, actor=actor, source="upload", note=f"boilers version {int(version)}")
-    result = evaluate_boilers(store, actor=actor, policy=policy, now=now)
+    result = evaluate_boilers(store, dispatch=dispatch, actor=actor, policy=policy, now=now)
     after = store.query_df("SELECT DISTINCT cell FROM boilers WHERE active AND listed").cell.to_numpy(np.int64)
     return {"cells_added": int(np.setdiff1d(after, before).size),
             "cells_removed": int(np.setdiff1d(before, after).size),
@@ -325,9 +328,11 @@ def publish_boilers(store: Store, version: int, frame: pd.DataFrame, actor: str,
             "boilers": int(len(frame)), "boilers_listed": result["listed"], "status_changes": int(len(changes))}
 
 
-def evaluate_boilers(store: Store, *, actor: str = ACTOR, policy: HeatPolicy | None = None,
+def evaluate_boilers(store: Store, *, dispatch: DispatchPolicy, actor: str = ACTOR, policy: HeatPolicy | None = None,
                      now: dt.datetime | None = None) -> dict[str, int]:
     """Recompute every active boiler against the qualifying plants, then open and withdraw ``boiler_check`` tasks.
+
+    ``dispatch`` gives the service-level hours of the tasks opened.
 
     Returns ``{"listed", "tasks_opened", "tasks_closed"}``.
     """
@@ -360,15 +365,16 @@ def evaluate_boilers(store: Store, *, actor: str = ACTOR, policy: HeatPolicy | N
                           " FROM boiler_eval e WHERE e.boiler_id = boilers.boiler_id")
             store.execute("UPDATE boilers SET in_region = (cell IN (SELECT cell FROM cells)) WHERE active")
             store.execute("DELETE FROM boiler_eval")
-        opened = _open_boiler_tasks(store, policy=policy, now=now, actor=actor)
+        opened = _open_boiler_tasks(store, policy=policy, dispatch=dispatch, now=now, actor=actor)
         closed = _withdraw_moot_tasks(store, now=now)
         listed_count = int(store.scalar("SELECT count(*) FROM boilers WHERE active AND listed"))
     return {"listed": listed_count, "tasks_opened": opened, "tasks_closed": closed}
 
 
-def _open_boiler_tasks(store: Store, *, policy: HeatPolicy, now: dt.datetime, actor: str) -> int:
+def _open_boiler_tasks(store: Store, *, policy: HeatPolicy, dispatch: DispatchPolicy, now: dt.datetime,
+                       actor: str) -> int:
     """One ``boiler_check`` per listed boiler to close, in the region, without a task that is not withdrawn."""
-    due_hours = DispatchPolicy().sla_by_kind.get(Kind.BOILER_CHECK, 168.0)
+    due_hours = dispatch.sla_by_kind.get(Kind.BOILER_CHECK, 168.0)
     wanted = store.query_df(
         "SELECT b.boiler_id, b.cell, b.name, b.capacity_tph, b.small, b.distance_m, p.name AS plant,"
         " (SELECT count(*) FROM tasks t WHERE t.kind = 'boiler_check' AND t.source_kind = ?"
@@ -414,18 +420,19 @@ def _withdraw_moot_tasks(store: Store, *, now: dt.datetime) -> int:
             notes.append("withdrawn: the boiler is no longer inside a heat-supply radius")
         else:
             notes.append(f"withdrawn: the boiler's status is now {row.status}")
-    return layerstore.withdraw_tasks(store, moot.id.to_numpy(), note=notes, now=now)
+    return workflow.withdraw_tasks(store, moot.id.to_numpy(), note=notes, actor=layerstore.PUBLISH_ACTOR, now=now)
 
 
 # --------------------------------------------------------------------------------------------------
 # Staff actions
 # --------------------------------------------------------------------------------------------------
 
-def mark_chp(store: Store, plants: Iterable[str], *, chp: bool = True, actor: str, note: str = "",
-             policy: HeatPolicy | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+def mark_chp(store: Store, plants: Iterable[str], *, chp: bool = True, actor: str, dispatch: DispatchPolicy,
+             note: str = "", policy: HeatPolicy | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Mark published plants as CHP (or not), by plant id or exact name; radii and boilers follow at once.
 
-    The mark overrides the file's flag and is kept for later uploads of the same plant id.
+    The mark overrides the file's flag and is kept for later uploads of the same plant id. ``dispatch`` gives
+    the service-level hours of the ``boiler_check`` tasks opened.
 
     Returns
     -------
@@ -456,7 +463,7 @@ def mark_chp(store: Store, plants: Iterable[str], *, chp: bool = True, actor: st
             store.execute("INSERT INTO chp_marks (plant_id, chp, marked_by, marked_at, note) VALUES (?, ?, ?, ?, ?)",
                           [pid, bool(chp), actor, now, note])
         _refresh_plant_flags(store, policy)
-        result = evaluate_boilers(store, actor=actor, policy=policy, now=now)
+        result = evaluate_boilers(store, dispatch=dispatch, actor=actor, policy=policy, now=now)
         store.execute("INSERT INTO audit_log (actor, action, subject, detail) VALUES (?, ?, ?, ?)",
                       [actor, "heat.mark_chp", ",".join(sorted(set(ids))),
                        json.dumps({"chp": bool(chp), "note": note}, ensure_ascii=False)])
@@ -472,13 +479,13 @@ def _refresh_plant_flags(store: Store, policy: HeatPolicy) -> None:
                   [policy.min_chp_mw, policy.min_chp_mw, policy.radius_m])
 
 
-def boiler_status_update(store: Store, boiler_id: str, status: str, *, actor: str, note: str = "",
-                         task_id: int | None = None, source: str = "manual",
+def boiler_status_update(store: Store, boiler_id: str, status: str, *, actor: str, dispatch: DispatchPolicy,
+                         note: str = "", task_id: int | None = None, source: str = "manual",
                          now: dt.datetime | None = None) -> dict[str, Any]:
     """Change a boiler's status (to_close / closed / integrated / exempt), recording who and when.
 
     Tasks the change makes moot are withdrawn; moving back to ``to_close`` opens a
-    ``boiler_check`` again when the boiler is listed.
+    ``boiler_check`` again when the boiler is listed, due after ``dispatch``'s hours.
 
     Returns
     -------
@@ -503,18 +510,20 @@ def boiler_status_update(store: Store, boiler_id: str, status: str, *, actor: st
         _history(store, pd.DataFrame({"boiler_id": [str(boiler_id)], "from_status": [before], "to_status": [status]}),
                  now=now, actor=actor, source=source, note=note, task_id=task_id)
         policy = HeatPolicy.from_settings()
-        opened = _open_boiler_tasks(store, policy=policy, now=now, actor=actor)
+        opened = _open_boiler_tasks(store, policy=policy, dispatch=dispatch, now=now, actor=actor)
         closed = _withdraw_moot_tasks(store, now=now)
     return {"boiler_id": str(boiler_id), "from_status": before, "to_status": status, "changed": True,
             "tasks_opened": opened, "tasks_closed": closed}
 
 
-def apply_boiler_findings(store: Store, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+def apply_boiler_findings(store: Store, *, dispatch: DispatchPolicy,
+                          now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Move boiler statuses from verified ``boiler_check`` reports (finding ``closed`` or ``integrated``).
 
     A task counts once verified (or closed after verification); its last report's
     finding decides, the verifier is recorded as who changed it. Reports already
     applied (a history row names the task) are skipped, so this is idempotent.
+    ``dispatch`` is passed on to :func:`boiler_status_update`.
     """
     done = store.query_df(
         "SELECT t.id, t.source_key,"
@@ -534,8 +543,8 @@ def apply_boiler_findings(store: Store, *, now: dt.datetime | None = None) -> li
         if not store.query("SELECT 1 FROM boilers WHERE boiler_id = ?", [boiler_id]):
             continue
         out.append(boiler_status_update(store, boiler_id, finding, actor=row.verifier or "verification",
-                                        note=f"verified boiler_check task {int(row.id)}", task_id=int(row.id),
-                                        source="task", now=now))
+                                        dispatch=dispatch, note=f"verified boiler_check task {int(row.id)}",
+                                        task_id=int(row.id), source="task", now=now))
     return out
 
 
@@ -571,11 +580,13 @@ def boilers_table(store: Store, *, today: dt.date | None = None, policy: HeatPol
     return frame
 
 
-def boilers_in_radius(store: Store, *, today: dt.date | None = None, policy: HeatPolicy | None = None,
-                      listed_only: bool = True) -> pd.DataFrame:
+def boilers_in_radius(store: Store, *, dispatch: DispatchPolicy, today: dt.date | None = None,
+                      policy: HeatPolicy | None = None, listed_only: bool = True) -> pd.DataFrame:
     """Every listed boiler (coal boiler or small coal CHP unit inside a radius) with its plant and distance;
-    with ``listed_only=False`` every boiler inside a radius (gas, large CHP units too, ``listed`` says which)."""
-    apply_boiler_findings(store)
+    with ``listed_only=False`` every boiler inside a radius (gas, large CHP units too, ``listed`` says which).
+
+    Verified findings not applied yet are applied first (:func:`apply_boiler_findings`, with ``dispatch``)."""
+    apply_boiler_findings(store, dispatch=dispatch)
     frame = boilers_table(store, today=today, policy=policy, listed_only=listed_only)
     return frame if listed_only else frame[frame.in_radius].reset_index(drop=True)
 
@@ -656,18 +667,19 @@ def demo_boilers_csv(region: shapely.Geometry, *, n: int = 48, seed: int = 41032
     return "\n".join(rows) + "\n"
 
 
-def add_demo_heat(store: Store, *, region: str, actor: str = "demo") -> dict[str, Any]:
+def add_demo_heat(store: Store, *, region: str, policy: Policy, actor: str = "demo") -> dict[str, Any]:
     """Demo content: the shipped real plants (the ≥ 300 MW coal plants reaching the region marked CHP) and a
-    generated, labelled boiler inventory, both loaded and published as layer versions."""
+    generated, labelled boiler inventory, both loaded and published as layer versions under ``policy``."""
     from gridwatch import layerstore  # noqa: PLC0415
 
     geom = shapely.from_wkb(bytes(store.scalar(
         f"SELECT {store.geom_to_wkb_sql('geom')} FROM units WHERE code = ?", [region])))
     plants = read_plants(SHIPPED_PLANTS).frame
     chp = plants_reaching_region(plants, geom)
-    loaded = layerstore.load(store, "chp_plants", SHIPPED_PLANTS, actor=actor, publish_now=True, chp=",".join(chp))
+    loaded = layerstore.load(store, "chp_plants", SHIPPED_PLANTS, actor=actor, policy=policy, publish_now=True,
+                             chp=",".join(chp))
     boilers = layerstore.load(store, "boilers", demo_boilers_csv(geom).encode("utf-8"),
-                              name="演示锅炉清单_demo_boilers.csv", actor=actor, publish_now=True)
+                              name="演示锅炉清单_demo_boilers.csv", actor=actor, policy=policy, publish_now=True)
     return {"plants": loaded["rows"], "chp_marked": chp, "boilers": boilers["rows"],
             "boilers_listed": int(boilers["differences"].get("boilers_listed", 0)),
             "tasks_opened": int(boilers["differences"].get("tasks_opened", 0))}

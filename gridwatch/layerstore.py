@@ -12,11 +12,12 @@ The contract with the modules that define kinds (``gridwatch.zones``, ``gridwatc
   row per feature, WGS84 shapely geometries in a ``geometry`` column (per-cell kinds: an int64 ``cell`` column
   instead), other columns are attributes. Readers may set ``frame.attrs["crs"]`` (the CRS the file was read in) and
   ``frame.attrs["repaired"]`` (how many geometries were repaired); both are stored with the version.
-* ``publish(store, version, frame, actor) -> dict`` with at least ``cells_added``, ``cells_removed``,
-  ``tasks_opened`` and ``tasks_closed``; idempotent; called inside an open transaction.
+* ``publish(store, version, frame, actor, *, dispatch) -> dict`` with at least ``cells_added``, ``cells_removed``,
+  ``tasks_opened`` and ``tasks_closed``; idempotent; called inside an open transaction. ``dispatch`` is the
+  :class:`~gridwatch.policy.DispatchPolicy` of the policy in force (the service-level hours of tasks it opens).
 
-Tasks made moot by a new version are withdrawn with :func:`withdraw_tasks` (a ``withdrawn`` event by
-``layer-publish`` with a note), never deleted.
+Tasks made moot by a new version are withdrawn with :func:`gridwatch.workflow.withdraw_tasks` (a ``withdrawn``
+event by :data:`PUBLISH_ACTOR` with a note), never deleted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -38,13 +39,14 @@ import shapely
 
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.i18n import N_
+from gridwatch.policy import Policy
 from gridwatch.storage import Store
 from gridwatch.tasks import naive_utc
 from layers.base import LayerRead
 
 __all__ = ["LayerKind", "register", "kinds", "get_kind", "PUBLISH_ACTOR", "sha256_of", "store_version", "load",
            "frame_of", "publish", "restore", "preview_differences", "versions", "version_info",
-           "published_version", "publications", "withdraw_tasks", "DIFFERENCE_KEYS"]
+           "published_version", "publications", "DIFFERENCE_KEYS"]
 
 #: the actor recorded on task events a publication causes
 PUBLISH_ACTOR = "layer-publish"
@@ -73,7 +75,7 @@ class LayerKind:
     read : callable
         ``read(source, *, name, crs, store, **options) -> LayerRead``.
     publish : callable
-        ``publish(store, version, frame, actor) -> dict`` of differences.
+        ``publish(store, version, frame, actor, *, dispatch) -> dict`` of differences.
     label : str
         English display name (a msgid).
     """
@@ -81,7 +83,7 @@ class LayerKind:
     kind: str
     geometry: str
     read: Callable[..., LayerRead]
-    publish: Callable[[Store, int, pd.DataFrame, str], dict]
+    publish: Callable[..., dict]
     label: str = ""
 
 
@@ -222,8 +224,8 @@ def _source_path(source: Path | bytes | str, name: str | None, workdir: Path) ->
     return path, name or path.name
 
 
-def load(store: Store, kind: str, source: Path | bytes | str, *, actor: str, name: str | None = None,
-         crs: str | None = None, publish_now: bool = False, now: dt.datetime | None = None,
+def load(store: Store, kind: str, source: Path | bytes | str, *, actor: str, policy: Policy,
+         name: str | None = None, crs: str | None = None, publish_now: bool = False, now: dt.datetime | None = None,
          **options: Any) -> dict[str, Any]:
     """Read a layer file, store it as a new version of ``kind`` and, if asked, publish it.
 
@@ -237,6 +239,8 @@ def load(store: Store, kind: str, source: Path | bytes | str, *, actor: str, nam
         The file, or its bytes (then ``name`` gives the file name and its suffix the format).
     actor : str
         Who uploads.
+    policy : Policy
+        The rules in force, for what publishing (or its trial) does.
     name : str, optional
         The file name to record.
     crs : str, optional
@@ -263,9 +267,9 @@ def load(store: Store, kind: str, source: Path | bytes | str, *, actor: str, nam
     with store.transaction():
         version = store_version(store, kind, read, file_name=file_name, sha256=digest, actor=actor, crs=used_crs,
                                 repaired=repaired, options=options, now=now)
-        differences = publish(store, kind, version, actor=actor, now=now) if publish_now else None
+        differences = publish(store, kind, version, actor=actor, policy=policy, now=now) if publish_now else None
     if differences is None:
-        differences = preview_differences(store, kind, version, now=now)
+        differences = preview_differences(store, kind, version, policy=policy, now=now)
     return {
         "kind": kind, "version": version, "rows": read.accepted, "rejected": int(len(read.rejected)),
         "repaired": repaired, "crs": used_crs, "warnings": list(read.warnings), "published": publish_now,
@@ -351,9 +355,11 @@ def published_version(store: Store, kind: str) -> int | None:
 
 # -- publishing -----------------------------------------------------------------------------------------------------
 
-def publish(store: Store, kind: str, version: int, *, actor: str, now: dt.datetime | None = None,
+def publish(store: Store, kind: str, version: int, *, actor: str, policy: Policy, now: dt.datetime | None = None,
             action: str = "publish") -> dict[str, Any]:
     """Publish a stored version of ``kind``: the kind's hook replaces what the previous version produced.
+
+    The hook opens and withdraws tasks under ``policy`` (its :attr:`~gridwatch.policy.Policy.dispatch`).
 
     Returns
     -------
@@ -367,7 +373,7 @@ def publish(store: Store, kind: str, version: int, *, actor: str, now: dt.dateti
         version_info(store, kind, version)
         previous = published_version(store, kind)
         frame = frame_of(store, kind, version)
-        differences = dict(lk.publish(store, int(version), frame, actor))
+        differences = dict(lk.publish(store, int(version), frame, actor, dispatch=policy.dispatch))
         for key in DIFFERENCE_KEYS:
             differences.setdefault(key, 0)
         store.execute("UPDATE layer_versions SET published = FALSE WHERE kind = ? AND published", [kind])
@@ -383,16 +389,17 @@ def publish(store: Store, kind: str, version: int, *, actor: str, now: dt.dateti
     return {"kind": kind, "version": int(version), "previous": previous, **differences}
 
 
-def restore(store: Store, kind: str, version: int, *, actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
+def restore(store: Store, kind: str, version: int, *, actor: str, policy: Policy,
+            now: dt.datetime | None = None) -> dict[str, Any]:
     """Publish an earlier version again (a roll-back); the same as :func:`publish`, recorded as a restore."""
-    return publish(store, kind, version, actor=actor, now=now, action="restore")
+    return publish(store, kind, version, actor=actor, policy=policy, now=now, action="restore")
 
 
 class _TrialDone(Exception):
     """Raised to roll a trial publication back."""
 
 
-def preview_differences(store: Store, kind: str, version: int, *,
+def preview_differences(store: Store, kind: str, version: int, *, policy: Policy,
                         now: dt.datetime | None = None) -> dict[str, Any] | None:
     """What publishing ``version`` would change, found by publishing it in a transaction that is rolled back.
 
@@ -403,7 +410,7 @@ def preview_differences(store: Store, kind: str, version: int, *,
     result: dict[str, Any] = {}
     try:
         with store.transaction():
-            result = publish(store, kind, version, actor=PUBLISH_ACTOR, now=now)
+            result = publish(store, kind, version, actor=PUBLISH_ACTOR, policy=policy, now=now)
             raise _TrialDone
     except _TrialDone:
         pass
@@ -414,32 +421,3 @@ def publications(store: Store, kind: str | None = None) -> pd.DataFrame:
     """The publication history (publish and restore), newest first."""
     where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
     return store.query_df(f"SELECT * FROM layer_publications {where} ORDER BY id DESC", params)
-
-
-def withdraw_tasks(store: Store, task_ids: np.ndarray | list[int], *, note: str | Sequence[str],
-                   now: dt.datetime | None = None) -> int:
-    """Withdraw active tasks a newly published version makes moot (an event by ``layer-publish``); returns how many.
-
-    ``note`` is one note for all, or one per task (in the order of ``task_ids``). Tasks already reported,
-    verified, closed or withdrawn are left as they are.
-    """
-    from gridwatch import workflow
-    from gridwatch.tasks import ACTIVE_STATES, State
-
-    ids = [int(i) for i in np.asarray(task_ids, dtype=np.int64)]
-    if not ids:
-        return 0
-    notes = dict(zip(ids, [note] * len(ids) if isinstance(note, str) else list(note), strict=True))
-    states = [s.value for s in ACTIVE_STATES]
-    withdrawn = 0
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        active = store.query(
-            f"SELECT id FROM tasks WHERE id IN ({', '.join('?' * len(chunk))})"
-            f" AND state IN ({', '.join('?' * len(states))}) ORDER BY id", [*chunk, *states])
-        for row in active:  # moot tasks are few; each is one event
-            workflow.transition(store, int(row["id"]), State.WITHDRAWN, actor=PUBLISH_ACTOR,
-                                note=notes[int(row["id"])], now=now)
-        withdrawn += len(active)
-    return withdrawn
-

@@ -3,6 +3,10 @@
 Roles are data (tables ``roles``, ``role_grants``, ``assignments``): a person
 holds a role on a unit at any level or on one cell. A role held on a unit
 covers every cell the unit owns.
+
+The responsibility chain of a cell is defined once, by the table :data:`CHAIN`: a new task goes to the first
+step of it someone holds (:func:`assignees_for_cells`), an overdue one climbs to the next escalation step
+someone else holds (:func:`next_up`), and :func:`responsible_chain` lists it for people to read.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import h3
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.storage import Store
@@ -22,6 +28,12 @@ from gridwatch.storage import Store
 __all__ = [
     "ROLES",
     "CHAIN_ROLES",
+    "CHAIN_LEVELS",
+    "Step",
+    "CHAIN",
+    "chain_holders",
+    "assignees_for_cells",
+    "next_up",
     "add_person",
     "assign_role",
     "import_people_csv",
@@ -35,8 +47,54 @@ __all__ = [
 ROLES = ("inspector", "grid_member", "grid_leader", "supervisor", "unit_head", "gis_staff", "admin")
 #: roles that answer for the ground, in the order the chain lists them
 CHAIN_ROLES = ("inspector", "grid_member", "grid_leader", "supervisor", "unit_head")
+#: where a role on the chain is held: on the cell itself, or on the village, township or county owning it
 CHAIN_LEVELS = ("cell", "village", "township", "county")
 PEOPLE_COLUMNS = ("person_key", "name", "phone", "role", "unit_code", "cell")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the responsibility chain: a role held on the cell or on the unit of one level owning it.
+
+    ``escalation`` marks the steps an overdue task climbs through.
+    """
+
+    role: str
+    level: str
+    escalation: bool = False
+
+
+#: The responsibility chain of a cell, first to last. A new task goes to the first step someone holds (lowest
+#: person id first): an inspector, nearest first, else the grid member, grid leader or unit head of the cell, then
+#: of its village, township and county. An overdue task climbs from its assignee's step to the next escalation
+#: step someone else holds: village grid leader, township grid leader, township head, county grid leader, county
+#: head.
+CHAIN: tuple[Step, ...] = tuple(Step(role, level, escalation) for role, level, escalation in (
+    # role          level       escalation
+    ("inspector",   "cell",     False),
+    ("inspector",   "village",  False),
+    ("inspector",   "township", False),
+    ("inspector",   "county",   False),
+    ("grid_member", "cell",     False),
+    ("grid_leader", "cell",     False),
+    ("unit_head",   "cell",     False),
+    ("grid_member", "village",  False),
+    ("grid_leader", "village",  True),
+    ("unit_head",   "village",  False),
+    ("grid_member", "township", False),
+    ("grid_leader", "township", True),
+    ("unit_head",   "township", True),
+    ("grid_member", "county",   False),
+    ("grid_leader", "county",   True),
+    ("unit_head",   "county",   True),
+))
+
+#: the roles on the chain, in the order of their first step
+_CHAIN_ROLE_NAMES = tuple(dict.fromkeys(step.role for step in CHAIN))
+#: each (level, role) pair's position in :data:`CHAIN` (-1: not on it)
+_STEP_OF = np.full((len(CHAIN_LEVELS), len(_CHAIN_ROLE_NAMES)), -1, dtype=np.int64)
+for _i, _step in enumerate(CHAIN):
+    _STEP_OF[CHAIN_LEVELS.index(_step.level), _CHAIN_ROLE_NAMES.index(_step.role)] = _i
 
 
 def parse_cell(value: str | int) -> int:
@@ -207,6 +265,137 @@ def region_units(store: Store, region_code: str) -> pd.DataFrame:
     return units[units.code.isin(keep)].sort_values("code").reset_index(drop=True)
 
 
+def _reach_sql(level: str) -> str:
+    """How a role holder ``a`` reaches a cell ``c`` from ``level``: on the cell, or on the unit owning it there."""
+    return "a.cell = c.cell" if level == "cell" else f"a.unit_code = c.{level}_code"
+
+
+def _distinct_cells(cells: np.ndarray) -> np.ndarray:
+    """Cells (int64) once each, sorted."""
+    cells = pd.unique(np.asarray(cells, dtype=np.int64))
+    cells.sort()
+    return cells
+
+
+def _query_cells(store: Store, cells: np.ndarray, sql: str) -> pd.DataFrame:
+    """Run ``sql``, which reads the temporary table ``wanted_cells`` (one ``cell`` column), holding ``cells``."""
+    with store.transaction():
+        store.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_cells (cell BIGINT)")
+        store.execute("DELETE FROM wanted_cells")
+        store.insert_arrow("wanted_cells", pa.table({"cell": pa.array(cells)}))
+        found = store.query_df(sql)
+        store.execute("DELETE FROM wanted_cells")
+    return found
+
+
+def chain_holders(store: Store, cells: np.ndarray) -> pd.DataFrame:
+    """Everyone on the responsibility chain of each cell, in the chain's order.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    cells : array of int
+        H3 cells (int64); repeats are looked up once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``cell, step, role, unit, person_id`` sorted by cell, step and person id: ``step`` is the position in
+        :data:`CHAIN`, ``unit`` the unit code the role is held on ('' for a role held on the cell).
+    """
+    cells = _distinct_cells(cells)
+    empty = pd.DataFrame({"cell": np.zeros(0, np.int64), "step": np.zeros(0, np.int64), "role": [], "unit": [],
+                          "person_id": np.zeros(0, np.int64)})
+    roles = ", ".join(f"'{r}'" for r in _CHAIN_ROLE_NAMES)
+    if not len(cells) or not store.scalar(f"SELECT count(*) FROM assignments WHERE role IN ({roles})"):
+        return empty
+    # one equi-join per level (an OR of them would make the join a nested loop)
+    reach = " UNION ALL ".join(
+        f"SELECT c.cell, a.person_id, a.role, COALESCE(a.unit_code, '') AS unit, {depth} AS depth"
+        f" FROM wanted_cells w JOIN cells c ON c.cell = w.cell JOIN assignments a ON {_reach_sql(level)}"
+        f" WHERE a.role IN ({roles})"
+        for depth, level in enumerate(CHAIN_LEVELS))
+    found = _query_cells(store, cells, reach)
+    if found.empty:
+        return empty
+    role = pd.Categorical(found.role, categories=_CHAIN_ROLE_NAMES).codes
+    found["step"] = _STEP_OF[found.depth.to_numpy(dtype=np.int64), role]
+    found["person_id"] = found.person_id.astype(np.int64)
+    found = found[found.step.to_numpy() >= 0]
+    return (found.sort_values(["cell", "step", "person_id"], kind="stable")
+            [["cell", "step", "role", "unit", "person_id"]].reset_index(drop=True))
+
+
+def assignees_for_cells(store: Store, cells: np.ndarray) -> pd.DataFrame:
+    """The person each cell's new task goes to, the first on its chain: ``cell, person_id, role, unit, gap``.
+
+    One row per distinct cell, by cell. ``gap`` is True when no inspector covers the cell; ``person_id`` is <NA>
+    (role and unit missing) when nobody on the chain holds a role.
+    """
+    base = pd.DataFrame({"cell": _distinct_cells(cells)})
+    holders = chain_holders(store, base.cell.to_numpy())
+    if holders.empty:
+        n = len(base)
+        return base.assign(person_id=pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)),
+                           role=None, unit=None, gap=True)
+    first = holders.drop_duplicates("cell")[["cell", "person_id", "role", "unit"]]
+    out = base.merge(first, on="cell", how="left")
+    out["person_id"] = out.person_id.astype("Int64")
+    out["gap"] = out.role.ne("inspector").to_numpy()
+    return out
+
+
+def next_up(store: Store, tasks: pd.DataFrame) -> pd.DataFrame:
+    """The person above each task's assignee on the chain of its cell: where an overdue task goes.
+
+    The next escalation step of :data:`CHAIN` after the assignee's (the first one when the assignee holds no
+    escalation step of the cell) whose first holder (lowest person id) is someone else than the assignee.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    tasks : pandas.DataFrame
+        ``cell, assignee_id, assigned_role, assigned_unit`` per task.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``person_id`` (Int64), ``role``, ``unit`` per task, on the index of ``tasks``; missing at the chain's top.
+    """
+    out = pd.DataFrame({"person_id": pd.array([pd.NA] * len(tasks), dtype="Int64"),
+                        "role": pd.Series([None] * len(tasks), dtype=object),
+                        "unit": pd.Series([None] * len(tasks), dtype=object)}, index=tasks.index)
+    if tasks.empty:
+        return out
+    climb = [i for i, step in enumerate(CHAIN) if step.escalation]
+    cells = tasks.cell.to_numpy(dtype=np.int64)
+    codes = _query_cells(store, _distinct_cells(cells), "SELECT c.cell, c.village_code, c.township_code,"
+                         " c.county_code FROM wanted_cells w JOIN cells c ON c.cell = w.cell")
+    codes = codes.set_index("cell").reindex(cells)
+    role = tasks.assigned_role.to_numpy(dtype=object)
+    unit = tasks.assigned_unit.to_numpy(dtype=object)
+    # the assignee's escalation step: its position among the steps of ``climb``, -1 when none
+    at = np.full(len(tasks), -1, dtype=np.int64)
+    for k, i in reversed(list(enumerate(climb))):
+        code = codes[f"{CHAIN[i].level}_code"].to_numpy(dtype=object)
+        held = pd.notna(code) & (code != "")
+        at = np.where(held & (role == CHAIN[i].role) & (unit == code), k, at)
+    holders = chain_holders(store, cells)
+    firsts = holders[holders.step.isin(climb)].drop_duplicates(["cell", "step"])
+    firsts = firsts.assign(k=firsts.step.map({i: k for k, i in enumerate(climb)}))
+    pairs = pd.DataFrame({"task": np.arange(len(tasks)), "cell": cells, "at": at,
+                          "assignee": tasks.assignee_id.astype("Int64").to_numpy()}).merge(firsts, on="cell")
+    pairs = pairs[(pairs.k > pairs["at"]) & (pairs.person_id != pairs.assignee).fillna(True)]
+    best = pairs.sort_values(["task", "k"]).drop_duplicates("task")
+    rows = best.task.to_numpy()
+    out.iloc[rows, out.columns.get_loc("person_id")] = best.person_id.to_numpy(dtype=np.int64)
+    out.iloc[rows, out.columns.get_loc("role")] = best.role.to_numpy(dtype=object)
+    out.iloc[rows, out.columns.get_loc("unit")] = best.unit.to_numpy(dtype=object)
+    return out
+
+
 def responsible_chain(store: Store, cell: int) -> dict[str, Any]:
     """Who answers for a cell: its owners and every person on the chain up to the county.
 
@@ -235,10 +424,9 @@ def responsible_chain(store: Store, cell: int) -> dict[str, Any]:
     found = store.query(
         "SELECT a.role, a.unit_code, a.cell, p.name, p.person_key, p.phone, r.chain_order, r.label_zh, r.label_en"
         " FROM assignments a JOIN people p ON p.id = a.person_id JOIN roles r ON r.name = a.role"
-        " WHERE a.role IN ('inspector', 'grid_member', 'grid_leader', 'supervisor', 'unit_head')"
-        " AND (a.cell = ? OR a.unit_code IN (?, ?, ?))"
+        f" WHERE a.role IN ({', '.join('?' * len(CHAIN_ROLES))}) AND (a.cell = ? OR a.unit_code IN (?, ?, ?))"
         " ORDER BY r.chain_order, p.person_key",
-        [int(cell), codes["village"], codes["township"], codes["county"]],
+        [*CHAIN_ROLES, int(cell), codes["village"], codes["township"], codes["county"]],
     )
     cell_id = h3.int_to_str(int(cell))
     chain = []

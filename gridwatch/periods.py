@@ -1,7 +1,7 @@
 """Report periods on the plans' cadence: day, week, 旬, month, harvest season and custom ranges, in local time.
 
 每日一调度，每周一汇总，每旬一排名，每月一考核: a period is a range of local
-calendar dates (Asia/Shanghai by default), first and last day included. Fire
+calendar dates (Beijing time by default), first and last day included. Fire
 times are stored in UTC, so a period also gives its UTC bounds: 2026-06-11 in
 Beijing starts at 2026-06-10 16:00 UTC.
 
@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from gridwatch.errors import ValidationError
 from gridwatch.i18n import N_, gettext
-from gridwatch.policy import DispatchPolicy, Period as KeyPeriod
+from gridwatch.policy import TIMEZONE, Period as KeyPeriod
 
 __all__ = ["KINDS", "ReportPeriod", "period_of", "day", "week", "xun", "month", "season", "custom", "parse_date",
            "seasons_from_text"]
@@ -62,7 +62,7 @@ class ReportPeriod:
     kind: str
     start: dt.date
     end: dt.date
-    timezone: str = "Asia/Shanghai"
+    timezone: str = TIMEZONE
     season: str = ""
 
     def __post_init__(self) -> None:
@@ -155,40 +155,39 @@ def parse_date(text: str | dt.date) -> dt.date:
         raise ValidationError("{value!r} is not a date of the form YYYY-MM-DD.", value=text) from exc
 
 
-def day(date: dt.date, timezone: str = "Asia/Shanghai") -> ReportPeriod:
+def day(date: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
     """The local day (每日一调度)."""
     return ReportPeriod("day", date, date, timezone)
 
 
-def week(date: dt.date, timezone: str = "Asia/Shanghai") -> ReportPeriod:
+def week(date: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
     """The week from Monday to Sunday holding ``date`` (每周一汇总)."""
     start = date - dt.timedelta(days=date.weekday())
     return ReportPeriod("week", start, start + dt.timedelta(days=6), timezone)
 
 
-def xun(date: dt.date, timezone: str = "Asia/Shanghai") -> ReportPeriod:
+def xun(date: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
     """The 旬 holding ``date``: days 1–10, 11–20, or 21 to the month's end (每旬一排名)."""
     last = calendar.monthrange(date.year, date.month)[1]
     first_day, last_day = (1, 10) if date.day <= 10 else (11, 20) if date.day <= 20 else (21, last)
     return ReportPeriod("xun", date.replace(day=first_day), date.replace(day=last_day), timezone)
 
 
-def month(date: dt.date, timezone: str = "Asia/Shanghai") -> ReportPeriod:
+def month(date: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
     """The calendar month holding ``date`` (每月一考核)."""
     last = calendar.monthrange(date.year, date.month)[1]
     return ReportPeriod("month", date.replace(day=1), date.replace(day=last), timezone)
 
 
-def season(date: dt.date, seasons: tuple[KeyPeriod, ...] | None = None,
-           timezone: str = "Asia/Shanghai") -> ReportPeriod:
+def season(date: dt.date, seasons: tuple[KeyPeriod, ...], timezone: str = TIMEZONE) -> ReportPeriod:
     """The harvest season (a key period of dispatch) holding ``date``, or else the next one to start.
 
     Parameters
     ----------
-    seasons : tuple of policy.Period, optional
-        The key periods (default: :class:`~gridwatch.policy.DispatchPolicy`'s summer and autumn harvests).
+    seasons : tuple of policy.Period
+        The harvest seasons: the key periods of the policy in force (``policy.dispatch.key_periods``) or those
+        of :func:`seasons_from_text`.
     """
-    seasons = seasons or DispatchPolicy().key_periods
     candidates = []
     for key in seasons:
         for year in (date.year - 1, date.year, date.year + 1):
@@ -208,22 +207,26 @@ def _valid(year: int, month_: int, day_: int) -> dt.date:
     return dt.date(year, month_, min(day_, calendar.monthrange(year, month_)[1]))
 
 
-def custom(start: dt.date, end: dt.date, timezone: str = "Asia/Shanghai") -> ReportPeriod:
+def custom(start: dt.date, end: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
     """Any range of local days, both ends included."""
     return ReportPeriod("custom", start, end, timezone)
 
 
 def period_of(kind: str, date: dt.date | str, *, end: dt.date | str | None = None,
-              seasons: tuple[KeyPeriod, ...] | None = None, timezone: str = "Asia/Shanghai") -> ReportPeriod:
+              seasons: tuple[KeyPeriod, ...] | None = None, timezone: str = TIMEZONE) -> ReportPeriod:
     """The period of ``kind`` (or its CLI name: daily, weekly, xun, monthly) holding ``date``.
 
-    A ``custom`` period runs from ``date`` to ``end``.
+    A ``custom`` period runs from ``date`` to ``end``; a ``season`` needs the harvest ``seasons``
+    (:func:`season`).
     """
     kind = CLI_KINDS.get(kind, kind)
     date = parse_date(date)
     if kind == "custom":
         return custom(date, parse_date(end) if end is not None else date, timezone)
     if kind == "season":
+        if not seasons:
+            raise ValidationError("A season report needs the harvest seasons (the report_seasons setting or the "
+                                  "dispatch key periods); none were given.")
         return season(date, seasons, timezone)
     makers = {"day": day, "week": week, "xun": xun, "month": month}
     if kind not in makers:
@@ -232,10 +235,13 @@ def period_of(kind: str, date: dt.date | str, *, end: dt.date | str | None = Non
     return makers[kind](date, timezone)
 
 
-def seasons_from_text(text: str) -> tuple[KeyPeriod, ...]:
-    """Harvest seasons from ``name=MM-DD..MM-DD,name=MM-DD..MM-DD`` (empty: the dispatch key periods)."""
+def seasons_from_text(text: str, default: tuple[KeyPeriod, ...]) -> tuple[KeyPeriod, ...]:
+    """Harvest seasons from ``name=MM-DD..MM-DD,name=MM-DD..MM-DD``; empty text gives ``default``.
+
+    ``default`` is the key periods of the policy in force (``policy.dispatch.key_periods``).
+    """
     if not str(text or "").strip():
-        return DispatchPolicy().key_periods
+        return tuple(default)
     out = []
     for part in str(text).split(","):
         name, sep, dates = part.partition("=")

@@ -55,7 +55,7 @@ from gridwatch.errors import NotFound, ValidationError
 from gridwatch.i18n import N_, gettext
 from gridwatch.periods import ReportPeriod, seasons_from_text
 from gridwatch.storage import Store
-from gridwatch.policy import DispatchPolicy, Period as KeyPeriod
+from gridwatch.policy import DispatchPolicy, Policy, Period as KeyPeriod
 
 __all__ = ["Column", "Metric", "METRICS", "REPORT_LEVELS", "ReportRules", "Context", "Report", "build_report",
            "compute_metrics", "response_times", "daily_series", "column_labels", "STATUSES", "CONFIRMED",
@@ -132,7 +132,7 @@ class ReportRules:
     threshold_metric: str = "fire_points"
     deduction_yuan: float = 0.0  # the plans give no amount: a local setting only
     document: str = ""  # the document of the local thresholds and deduction (rule_documents)
-    seasons: tuple[KeyPeriod, ...] = field(default_factory=lambda: DispatchPolicy().key_periods)
+    seasons: tuple[KeyPeriod, ...] = DispatchPolicy.key_periods  # the dispatch key periods unless given
     timezone: str = "Asia/Shanghai"
 
     @classmethod
@@ -150,7 +150,8 @@ class ReportRules:
                     if isinstance(documents, Mapping) else "")
         return cls(weights=parse_weights(settings.report_weights), document=document,
                    thresholds=parse_thresholds(settings.report_thresholds), threshold_metric=metric,
-                   deduction_yuan=deduction, seasons=seasons_from_text(settings.report_seasons),
+                   deduction_yuan=deduction, seasons=seasons_from_text(
+                       settings.report_seasons, Policy.from_settings(settings).dispatch.key_periods),
                    timezone=settings.timezone)
 
     def rule_text(self, language: str = "zh_CN") -> str:

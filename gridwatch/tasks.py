@@ -7,6 +7,14 @@ Examples
 Traceback (most recent call last):
 ...
 gridwatch.errors.InvalidTransition: A task cannot go from open to closed; allowed next states: assigned, escalated, withdrawn.
+
+A task's creation is the step from no state (``None``) to one of :data:`CREATED`:
+
+>>> check_transition(None, State.ASSIGNED)
+>>> check_transition(None, State.REPORTED)
+Traceback (most recent call last):
+...
+gridwatch.errors.InvalidTransition: A new task starts as open or assigned, not as reported.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from enum import StrEnum
 
 from gridwatch.errors import InvalidTransition, ValidationError
 
-__all__ = ["Kind", "State", "TRANSITIONS", "check_transition", "Priority", "FINDINGS", "ACTIVE_STATES",
+__all__ = ["Kind", "State", "TRANSITIONS", "CREATED", "check_transition", "Priority", "FINDINGS", "ACTIVE_STATES",
            "check_finding", "derive_state", "naive_utc"]
 
 
@@ -73,8 +81,17 @@ TRANSITIONS: dict[State, tuple[State, ...]] = {
 }
 
 
-def check_transition(current: State | str, target: State | str) -> None:
-    """Raise InvalidTransition unless the table allows ``current → target``."""
+#: the states a task is created in: assigned to the first person on its cell's chain, or open when nobody is on it
+CREATED: tuple[State, ...] = (State.OPEN, State.ASSIGNED)
+
+
+def check_transition(current: State | str | None, target: State | str) -> None:
+    """Raise InvalidTransition unless the table allows ``current → target``; ``current`` None is a task's creation."""
+    if current is None:
+        if State(target) not in CREATED:
+            raise InvalidTransition("A new task starts as open or assigned, not as {target}.",
+                                    target=State(target).value)
+        return
     current, target = State(current), State(target)
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
@@ -128,6 +145,7 @@ def derive_state(events: list[dict]) -> State:
     """
     if not events:
         raise ValidationError("A task without events has no state.")
+    check_transition(None, events[0]["to_state"])
     state = State(events[0]["to_state"])
     for event in events[1:]:
         if event["from_state"] != state:

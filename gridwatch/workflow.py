@@ -1,14 +1,18 @@
-"""Task work in the store: state changes as appended events, proof of presence, escalation, routine patrols.
+"""Task work in the store: opening tasks, state changes as appended events, proof of presence, escalation, patrols.
 
-Every change appends a ``task_events`` row (who, when, from where, what) and
-updates the cached state on ``tasks`` in the same transaction; the state is
-always the last event's target, checked against the transition table.
+This module is the only writer of task state. Every change goes through one door, :func:`record_events`: it
+checks each step against the transition table (a task's creation is the step from no state to ``open`` or
+``assigned``), appends a ``task_events`` row per task (who, when, from where, what) and updates the cached
+columns of ``tasks`` (state, assignee, due time) in the caller's transaction, so the state is always the last
+event's target. Opening tasks in bulk (:func:`open_tasks`), a person's transition, escalation, reassignment
+(:mod:`gridwatch.assignment`) and withdrawal (:func:`withdraw_tasks`) all go through it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,20 +20,20 @@ import h3
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 import shapely.ops
 
+from gridwatch import org
 from gridwatch.crs import geodesic_distance_m
-from gridwatch.dispatch import open_tasks
 from gridwatch.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from gridwatch.i18n import task_title_columns
+from gridwatch.i18n import TaskTitles, task_title_columns
+from gridwatch.policy import Policy
 from gridwatch.storage import Store
-from gridwatch.policy import DispatchPolicy
-from gridwatch.tasks import (ACTIVE_STATES, Kind, Priority, State, check_finding, check_transition,
-                             naive_utc)
+from gridwatch.tasks import ACTIVE_STATES, Kind, Priority, State, check_finding, check_transition, naive_utc
 
-__all__ = ["Fix", "transition", "task_detail", "list_tasks", "escalate_overdue", "generate_patrols",
-           "GPS_TOLERANCE_M"]
+__all__ = ["Fix", "record_events", "open_tasks", "transition", "withdraw_tasks", "task_detail", "list_tasks",
+           "escalate_overdue", "generate_patrols", "GPS_TOLERANCE_M"]
 
 #: a report's GPS fix may lie this far outside the task's cell before it is flagged to the verifier
 GPS_TOLERANCE_M = 150.0
@@ -62,21 +66,260 @@ def distance_outside_cell_m(cell: int, fix: Fix) -> float:
     return float(geodesic_distance_m(lat1=fix.lat, lng1=fix.lng, lat2=nearest.y, lng2=nearest.x))
 
 
-def _task(store: Store, task_id: int) -> dict[str, Any]:
-    rows = store.query("SELECT * FROM tasks WHERE id = ?", [int(task_id)])
+def _row_lock(store: Store) -> str:
+    """SQL that locks the task rows a step reads until its transaction ends, so the check and the write see one state.
+
+    PostgreSQL needs it (``FOR UPDATE``: a second session waits, then reads what the first wrote); DuckDB refuses
+    the second of two concurrent writers of a row by itself (its transactions are optimistic).
+    """
+    return " FOR UPDATE" if store.backend == "postgres" else ""
+
+
+def _task(store: Store, task_id: int, *, lock: bool = False) -> dict[str, Any]:
+    rows = store.query(f"SELECT * FROM tasks WHERE id = ?{_row_lock(store) if lock else ''}", [int(task_id)])
     if not rows:
         raise NotFound("There is no task {id}.", id=task_id)
     return rows[0]
 
 
-def _append(store: Store, task: dict, to_state: State, *, actor: str, now: dt.datetime, detail: dict) -> int:
-    event_id = int(store.scalar("SELECT nextval('task_events_id_seq')"))
-    store.execute(
-        "INSERT INTO task_events (id, task_id, happened_at, actor, from_state, to_state, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [event_id, task["id"], now, actor, task["state"], to_state.value, json.dumps(detail, ensure_ascii=False)])
-    store.execute("UPDATE tasks SET state = ? WHERE id = ?", [to_state.value, task["id"]])
-    return event_id
+#: the cached columns of ``tasks`` a step may set besides the state, with their Arrow types
+CACHED_COLUMNS: dict[str, pa.DataType] = {"assignee_id": pa.int64(), "assigned_role": pa.string(),
+                                          "assigned_unit": pa.string(), "due_at": pa.timestamp("us")}
+
+
+def _texts(values: State | str | Sequence[str] | np.ndarray | pa.Array, n: int) -> pa.Array:
+    """One text per task: a single value repeated, or the values as an Arrow string array."""
+    if isinstance(values, str):
+        return pa.repeat(pa.scalar(str(values), pa.string()), n)
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values
+    return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+
+
+def _details(detail: Mapping[str, Any] | Sequence[Mapping[str, Any]] | pa.Array, n: int) -> pa.Array:
+    """Event details as JSON texts: one mapping for every task, one per task, or the texts already made."""
+    if isinstance(detail, Mapping):
+        return pa.repeat(pa.scalar(json.dumps(detail, ensure_ascii=False), pa.string()), n)
+    if isinstance(detail, (pa.Array, pa.ChunkedArray)):
+        return _texts(detail, n)
+    return pa.array([json.dumps(d, ensure_ascii=False) for d in detail], type=pa.string())
+
+
+def _stored_states(store: Store, ids: np.ndarray) -> pa.Array:
+    """The stored state of each task (in the order of ``ids``), its row locked; a missing task is :class:`NotFound`."""
+    if len(ids) == 1:
+        rows = store.query(f"SELECT id, state FROM tasks WHERE id = ?{_row_lock(store)}", [int(ids[0])])
+        found = pd.DataFrame(rows, columns=["id", "state"])
+    else:
+        found = store.query_df("SELECT id, state FROM tasks WHERE id IN (SELECT unnest(CAST(? AS BIGINT[])))"
+                               f" ORDER BY id{_row_lock(store)}", [[int(i) for i in ids]])
+    at = pd.Index(found.id.to_numpy(dtype=np.int64)).get_indexer(ids)
+    if (at < 0).any():
+        raise NotFound("There is no task {id}.", id=", ".join(str(int(i)) for i in ids[at < 0][:5]))
+    return pa.array(found.state.to_numpy(dtype=object)[at], type=pa.string())
+
+
+def _check_steps(from_states: pa.Array, to_states: pa.Array) -> None:
+    """Check every distinct step ``from → to`` against the transition table (``from`` null: a creation)."""
+    if from_states.null_count == len(from_states):
+        for target in pc.unique(to_states).to_pylist():
+            check_transition(None, target)
+        return
+    steps = pd.DataFrame({"from": from_states.to_pandas(), "to": to_states.to_pandas()}).drop_duplicates()
+    for current, target in steps.itertuples(index=False):
+        check_transition(None if pd.isna(current) else current, target)
+
+
+def record_events(store: Store, task_ids: np.ndarray | Sequence[int] | pa.Array,
+                  to_state: State | str | Sequence[str] | np.ndarray | pa.Array, *, actor: str, now: dt.datetime,
+                  detail: Mapping[str, Any] | Sequence[Mapping[str, Any]] | pa.Array,
+                  columns: Mapping[str, Any] | None = None, created: bool = False) -> np.ndarray | None:
+    """The one door to task state: check each task's step, append its event, update its cached columns.
+
+    Call inside the caller's transaction (nothing is written when a step is refused: the caller's transaction
+    rolls back). One task or many at once: the events are one bulk insert, the tasks one update.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    task_ids : array of int
+        The tasks.
+    to_state : State, str or array of str
+        The state each task goes to (one for all, or one per task).
+    actor : str
+        Who (a user name, or the job's name), recorded on every event.
+    now : datetime.datetime
+        When (naive UTC).
+    detail : mapping, sequence of mappings, or Arrow strings
+        The event's detail: one for all, one per task, or their JSON texts.
+    columns : mapping, optional
+        Other cached columns of :data:`CACHED_COLUMNS` to set, each one value per task.
+    created : bool
+        The tasks were just inserted (by :func:`open_tasks`) with ``to_state``: their first events, the step
+        from no state; ``tasks`` is left as it is.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The new events' ids, in the order of ``task_ids`` (None for created tasks, whose event ids the database
+        draws in bulk).
+
+    Raises
+    ------
+    InvalidTransition
+        A step the transition table does not allow.
+    NotFound
+        A task that does not exist.
+    """
+    ids = np.asarray(task_ids.to_numpy() if isinstance(task_ids, (pa.Array, pa.ChunkedArray)) else task_ids,
+                     dtype=np.int64)
+    n = len(ids)
+    if not n:
+        return None if created else np.zeros(0, dtype=np.int64)
+    unknown = sorted(set(columns or ()) - set(CACHED_COLUMNS))
+    if unknown:
+        raise ValueError(f"record_events sets only the cached columns {sorted(CACHED_COLUMNS)}, not {unknown}")
+    if not created and len(np.unique(ids)) != n:
+        raise ValueError("record_events takes each task once: one step per task and call")
+    to_states = _texts(to_state.value if isinstance(to_state, State) else to_state, n)
+    from_states = pa.nulls(n, pa.string()) if created else _stored_states(store, ids)
+    _check_steps(from_states, to_states)
+    events = {
+        "task_id": pa.array(ids),
+        "happened_at": pa.repeat(pa.scalar(now, type=pa.timestamp("us")), n),
+        "actor": pa.repeat(pa.scalar(actor, pa.string()), n),
+        "from_state": from_states,
+        "to_state": to_states,
+        "detail": _details(detail, n),
+    }
+    if created:
+        store.insert_arrow("task_events", pa.table(events))
+        return None
+    event_ids = store.next_ids("task_events_id_seq", n)
+    if n == 1:
+        store.execute("INSERT INTO task_events (id, task_id, happened_at, actor, from_state, to_state, detail)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      [int(event_ids[0]), int(ids[0]), now, actor, from_states[0].as_py(), to_states[0].as_py(),
+                       events["detail"][0].as_py()])
+    else:
+        store.insert_arrow("task_events", pa.table({"id": pa.array(event_ids), **events}))
+    _update_tasks(store, ids, to_states, columns or {})
+    return event_ids
+
+
+def _update_tasks(store: Store, ids: np.ndarray, states: pa.Array, columns: Mapping[str, Any]) -> None:
+    """Set the cached state (and ``columns``) of the tasks: one statement for one task, a join for many."""
+    names = list(columns)
+    if len(ids) == 1:
+        values = [_column(columns[c], CACHED_COLUMNS[c])[0].as_py() for c in names]
+        store.execute(f"UPDATE tasks SET {', '.join(f'{c} = ?' for c in ['state', *names])} WHERE id = ?",
+                      [states[0].as_py(), *values, int(ids[0])])
+        return
+    store.execute("CREATE TEMP TABLE IF NOT EXISTS task_changes (id BIGINT, state TEXT, assignee_id BIGINT,"
+                  " assigned_role TEXT, assigned_unit TEXT, due_at TIMESTAMP)")
+    store.execute("DELETE FROM task_changes")
+    store.insert_arrow("task_changes", pa.table({
+        "id": pa.array(ids), "state": states,
+        **{c: _column(columns[c], CACHED_COLUMNS[c]) for c in names}}))
+    store.execute(f"UPDATE tasks SET {', '.join(f'{c} = c.{c}' for c in ['state', *names])}"
+                  " FROM task_changes c WHERE tasks.id = c.id")
+    store.execute("DELETE FROM task_changes")
+
+
+def _column(values: Any, kind: pa.DataType) -> pa.Array:
+    """Values of a cached column as an Arrow array of its type (missing values null)."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.cast(kind)
+    if isinstance(values, (pd.Series, pd.Index)) and kind == pa.int64():
+        return pa.array(pd.array(values, dtype="Int64"), type=kind)
+    if kind == pa.timestamp("us"):
+        return pa.array(np.asarray(values).astype("datetime64[us]"), type=kind)
+    return pa.array(np.asarray(values, dtype=object), type=kind, from_pandas=True)
+
+
+def _strings(values: np.ndarray | pa.Array) -> pa.Array:
+    """Text values as an Arrow string array (an Arrow array is taken as it is)."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+
+
+def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str, source_keys: np.ndarray,
+               priority: np.ndarray, due: np.ndarray, titles: TaskTitles | np.ndarray, now: dt.datetime, actor: str,
+               detail: dict, who: pd.DataFrame | None = None) -> int:
+    """Open tasks in bulk, each for its cell's responsible person, with its first event; returns the coverage gaps.
+
+    Call inside a transaction. A task whose cell has nobody on the chain stays ``open`` with no assignee.
+    ``titles`` are a message key and its values (:func:`gridwatch.i18n.task_title_columns`), translated where
+    they are shown; plain texts give tasks without a key. ``source_keys`` and plain titles may be numpy arrays of
+    text or Arrow string arrays. ``who`` is
+    :func:`gridwatch.org.assignees_for_cells` of ``cells`` (or of more cells), when the caller looked it up in
+    the same transaction. Whatever their number, the tasks' ids are drawn from their sequence at once
+    (:meth:`Store.next_ids`), then one Arrow insert writes the tasks and one their first events
+    (:func:`record_events`).
+    """
+    cells = np.asarray(cells, dtype=np.int64)
+    n = len(cells)
+    who = org.assignees_for_cells(store, cells) if who is None else who
+    at = pa.array(pd.Index(who.cell.to_numpy(dtype=np.int64)).get_indexer(cells))  # each task's row of ``who``
+    has_person = who.person_id.notna().to_numpy()
+    state = pa.array([State.OPEN.value, State.ASSIGNED.value]).take(pa.array(has_person.astype(np.int8)).take(at))
+    with store.transaction():
+        ids = pa.array(store.next_ids("tasks_id_seq", n))
+        store.insert_arrow("tasks", pa.table({
+            "id": ids,
+            "kind": pa.repeat(kind.value, n),
+            "cell": pa.array(cells),
+            "source_kind": pa.repeat(source_kind, n),
+            "source_key": _strings(source_keys),
+            "priority": pa.array(np.asarray(priority, dtype=np.int32)),
+            "state": state,
+            "assignee_id": pa.array(who.person_id.astype("Int64").array, type=pa.int64()).take(at),
+            "assigned_role": pa.array(who.role.to_numpy(dtype=object), type=pa.string(), from_pandas=True).take(at),
+            "assigned_unit": pa.array(who.unit.to_numpy(dtype=object), type=pa.string(), from_pandas=True).take(at),
+            "coverage_gap": pa.array(who.gap.to_numpy(dtype=bool)).take(at),
+            "created_at": pa.repeat(pa.scalar(now, type=pa.timestamp("us")), n),
+            "due_at": pa.array(np.asarray(due).astype("datetime64[us]")),
+            **_title_columns(titles, n),
+        }))
+        record_events(store, ids, state, actor=actor, now=now, detail=detail, created=True)
+    return int(who.gap.to_numpy(dtype=bool)[np.asarray(at)].sum())
+
+
+def _title_columns(titles: TaskTitles | np.ndarray | pa.Array, n: int) -> dict[str, pa.Array]:
+    """The ``title``, ``title_key`` and ``title_args`` columns of ``n`` new tasks."""
+    if isinstance(titles, TaskTitles):
+        return {"title": titles.title, "title_key": pa.repeat(titles.key, n), "title_args": titles.args}
+    return {"title": _strings(titles), "title_key": pa.repeat("", n), "title_args": pa.repeat("{}", n)}
+
+
+def withdraw_tasks(store: Store, task_ids: np.ndarray | Sequence[int], *, note: str | Sequence[str], actor: str,
+                   now: dt.datetime | None = None) -> int:
+    """Withdraw the active ones of the tasks (made moot: a newly published layer version); returns how many.
+
+    ``note`` is one note for all, or one per task (in the order of ``task_ids``), kept on each ``withdrawn``
+    event. Tasks already reported, verified, closed or withdrawn are left as they are. Call inside the
+    publication's transaction.
+    """
+    ids = np.asarray(task_ids, dtype=np.int64)
+    if not len(ids):
+        return 0
+    notes = [note] * len(ids) if isinstance(note, str) else list(note)
+    if len(notes) != len(ids):
+        raise ValueError(f"withdraw_tasks: {len(notes)} notes for {len(ids)} tasks")
+    states = [s.value for s in ACTIVE_STATES]
+    with store.transaction():
+        active = store.query_df(
+            "SELECT id FROM tasks WHERE id IN (SELECT unnest(CAST(? AS BIGINT[])))"
+            f" AND state IN ({', '.join('?' * len(states))}) ORDER BY id", [[int(i) for i in ids], *states])
+        todo = active.id.to_numpy(dtype=np.int64)
+        note_of = dict(zip(ids.tolist(), notes, strict=True))
+        record_events(store, todo, State.WITHDRAWN, actor=actor, now=naive_utc(now),
+                      detail=[{"note": note_of[i][:4000]} if note_of[i] else {} for i in todo.tolist()])
+    return int(len(todo))
 
 
 def last_event_id(store: Store, task_id: int) -> int | None:
@@ -142,7 +385,7 @@ def transition(
     to_state = State(to_state)
     now = naive_utc(now)
     with store.transaction():
-        task = _task(store, task_id)
+        task = _task(store, task_id, lock=True)
         replay = _replayed(store, idempotency_key, task["id"])
         if replay is not None:
             return replay
@@ -183,11 +426,13 @@ def transition(
                 raise ValidationError("Rejecting a report needs a reason in the note.")
             if actor_person_id is not None:
                 detail["verifier_id"] = actor_person_id
+        columns = None
         if to_state is State.ASSIGNED and assignee_id is not None:
             detail["from_assignee"] = task["assignee_id"]
             detail["to_assignee"] = int(assignee_id)
-            store.execute("UPDATE tasks SET assignee_id = ? WHERE id = ?", [int(assignee_id), task["id"]])
-        event_id = _append(store, task, to_state, actor=actor, now=now, detail=detail)
+            columns = {"assignee_id": [int(assignee_id)]}
+        event_id = int(record_events(store, [task["id"]], to_state, actor=actor, now=now, detail=detail,
+                                     columns=columns)[0])
         if idempotency_key:
             store.execute("INSERT INTO task_event_keys (idempotency_key, task_id, event_id) VALUES (?, ?, ?)",
                           [idempotency_key, task["id"], event_id])
@@ -250,61 +495,51 @@ def list_tasks(store: Store, *, assignee: str | None = None, state: str | None =
     return store.query_df(sql, [*params, int(limit)])
 
 
-def escalate_overdue(store: Store, *, now: dt.datetime | None = None, policy: DispatchPolicy | None = None,
+def escalate_overdue(store: Store, *, policy: Policy, now: dt.datetime | None = None,
                      actor: str = "escalation") -> dict[str, int]:
     """Move overdue tasks up the responsibility chain; the original assignee stays on the record.
 
-    An overdue task goes from its assignee to the grid leader of the nearest
-    unit, then to the township's head, then the county's; each step appends an
-    ``escalated`` event and gives the new person a fresh SLA.
+    An overdue task goes from its assignee to the next person up its cell's chain (:func:`gridwatch.org.next_up`:
+    the grid leader of the nearest unit, then the township's head, then the county's); each step appends an
+    ``escalated`` event and gives the task a fresh service-level time (``policy``'s hours for its kind). At the
+    top of the chain the task stays with its assignee, with a fresh time.
     """
     now = naive_utc(now)
-    policy = policy or DispatchPolicy()
     active = tuple(s.value for s in ACTIVE_STATES)
     with store.transaction():
         overdue = store.query_df(
-            "SELECT t.id, t.kind, t.cell, t.state, t.assignee_id, t.assigned_role, t.assigned_unit,"
-            " c.village_code, c.township_code, c.county_code FROM tasks t JOIN cells c ON c.cell = t.cell"
-            f" WHERE t.due_at < ? AND t.state IN ({', '.join('?' * len(active))})", [now, *active])
-        moved = 0
-        for task in overdue.to_dict("records"):
-            nxt = _next_up(store, task)
-            detail = {"overdue": True, "from_assignee": task["assignee_id"], "from_role": task["assigned_role"]}
-            if nxt is not None:
-                detail |= {"to_assignee": nxt["person_id"], "to_role": nxt["role"], "to_unit": nxt["unit_code"]}
-                store.execute("UPDATE tasks SET assignee_id = ?, assigned_role = ?, assigned_unit = ?, due_at = ?"
-                              " WHERE id = ?", [nxt["person_id"], nxt["role"], nxt["unit_code"],
-                                                now + dt.timedelta(hours=_sla(policy, task["kind"])), task["id"]])
+            "SELECT t.id, t.kind, t.cell, t.assignee_id, t.assigned_role, t.assigned_unit"
+            " FROM tasks t JOIN cells c ON c.cell = t.cell"
+            f" WHERE t.due_at < ? AND t.state IN ({', '.join('?' * len(active))}) ORDER BY t.id", [now, *active])
+        if overdue.empty:
+            return {"escalated": 0}
+        overdue["assignee_id"] = overdue.assignee_id.astype("Int64")
+        up = org.next_up(store, overdue)
+        moved = up.person_id.notna().to_numpy()
+        details = []
+        for task, nxt, goes in zip(overdue.itertuples(index=False), up.itertuples(index=False), moved, strict=True):
+            detail: dict[str, Any] = {"overdue": True, "from_assignee": _plain(task.assignee_id),
+                                      "from_role": _plain(task.assigned_role)}
+            if goes:
+                detail |= {"to_assignee": int(nxt.person_id), "to_role": nxt.role, "to_unit": nxt.unit}
             else:
                 detail["top_of_chain"] = True
-                store.execute("UPDATE tasks SET due_at = ? WHERE id = ?",
-                              [now + dt.timedelta(hours=_sla(policy, task["kind"])), task["id"]])
-            _append(store, task, State.ESCALATED, actor=actor, now=now, detail=detail)
-            moved += 1
-    return {"escalated": moved}
+            details.append(detail)
+        hours = overdue.kind.map(policy.sla_hours).to_numpy(dtype=float)
+        record_events(store, overdue.id.to_numpy(dtype=np.int64), State.ESCALATED, actor=actor, now=now,
+                      detail=details, columns={
+                          "assignee_id": up.person_id.where(moved, overdue.assignee_id),
+                          "assigned_role": np.where(moved, up.role, overdue.assigned_role),
+                          "assigned_unit": np.where(moved, up.unit, overdue.assigned_unit),
+                          "due_at": np.datetime64(now, "us") + (hours * 3_600_000_000).astype("timedelta64[us]")})
+    return {"escalated": int(len(overdue))}
 
 
-def _sla(policy: DispatchPolicy, kind: str) -> float:
-    return policy.sla_hours if kind == Kind.FIRE_CHECK else policy.sla_by_kind.get(kind, 72.0)
-
-
-#: the chain above an assignee: (role, level) in order
-_CHAIN = (("grid_leader", "village"), ("grid_leader", "township"), ("unit_head", "township"),
-          ("grid_leader", "county"), ("unit_head", "county"))
-
-
-def _next_up(store: Store, task: dict) -> dict | None:
-    """The next person above the task's current assignee on the chain of its cell."""
-    units = {"village": task["village_code"], "township": task["township_code"], "county": task["county_code"]}
-    steps = [(role, units[level]) for role, level in _CHAIN if units[level]]
-    current = (task["assigned_role"], task["assigned_unit"])
-    start = steps.index(current) + 1 if current in steps else 0
-    for role, unit in steps[start:]:
-        rows = store.query("SELECT person_id FROM assignments WHERE role = ? AND unit_code = ? ORDER BY person_id"
-                           " LIMIT 1", [role, unit])
-        if rows and rows[0]["person_id"] != task["assignee_id"]:
-            return {"person_id": rows[0]["person_id"], "role": role, "unit_code": unit}
-    return None
+def _plain(value: Any) -> Any:
+    """A stored value as JSON takes it: None for a missing one, a Python int or text otherwise."""
+    if value is None or pd.isna(value):
+        return None
+    return int(value) if isinstance(value, (int, np.integer)) else value
 
 
 def generate_patrols(store: Store, *, now: dt.datetime | None = None, cadence_days: int = 7,

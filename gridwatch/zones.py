@@ -29,15 +29,15 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
-from gridwatch import layerstore
-from gridwatch.dispatch import open_tasks
+from gridwatch import layerstore, workflow
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.grid import latlng_to_cells
 from gridwatch.i18n import N_, task_title_columns
 from gridwatch.layerfiles import read_layer_file
-from gridwatch.storage import Store
 from gridwatch.policy import DispatchPolicy
+from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES, Kind, Priority, naive_utc
+from gridwatch.workflow import open_tasks
 from layers.base import LayerRead, rejected_frame
 from layers.no_burn_zones import (ZONE_TYPES, ZoneIndex, coal_points_from_features, zone_cells,
                                   zones_from_features)
@@ -186,8 +186,11 @@ def _flags_for(frame: pd.DataFrame, resolution: int, grid: np.ndarray) -> pd.Dat
     return pd.concat(parts, ignore_index=True)
 
 
-def publish_zones(store: Store, version: int, frame: pd.DataFrame, actor: str) -> dict[str, Any]:
+def publish_zones(store: Store, version: int, frame: pd.DataFrame, actor: str, *,
+                  dispatch: DispatchPolicy) -> dict[str, Any]:
     """Publish no-burn zones: replace the zone cell flags and re-check the coal sale points (in a transaction).
+
+    ``dispatch`` gives the service-level hours of the coal checks opened.
 
     Returns
     -------
@@ -211,14 +214,14 @@ def publish_zones(store: Store, version: int, frame: pd.DataFrame, actor: str) -
     _forget_indexes(store)
     zone_index = _zone_index(frame[(frame.zone_type == COAL_ZONE_TYPE).to_numpy()], resolution)
     _, points = _published_frame(store, COAL_POINTS)
-    opened, closed = _sync_coal_tasks(store, points, zone_index, actor=actor)
+    opened, closed = _sync_coal_tasks(store, points, zone_index, actor=actor, dispatch=dispatch)
     coal_cells = flags.cell[(flags.flag == COAL_ZONE_TYPE).to_numpy()]
     recurring = store.query_df(
         "SELECT id, cell FROM tasks WHERE kind = ? AND source_kind = 'cadence' AND state IN ("
         + ", ".join("?" * len(ACTIVE_STATES)) + ")", [Kind.COAL_CHECK.value, *[s.value for s in ACTIVE_STATES]])
-    closed += layerstore.withdraw_tasks(
+    closed += workflow.withdraw_tasks(
         store, recurring.id[~recurring.cell.isin(coal_cells)].to_numpy(dtype=np.int64),
-        note="The cell is no longer in a high-polluting-fuel no-burn zone.")
+        note="The cell is no longer in a high-polluting-fuel no-burn zone.", actor=layerstore.PUBLISH_ACTOR)
     counts = frame.zone_type.value_counts()
     return {
         "cells_added": int((~after.isin(before)).sum()),
@@ -231,15 +234,16 @@ def publish_zones(store: Store, version: int, frame: pd.DataFrame, actor: str) -
     }
 
 
-def publish_coal_points(store: Store, version: int, frame: pd.DataFrame, actor: str) -> dict[str, Any]:
+def publish_coal_points(store: Store, version: int, frame: pd.DataFrame, actor: str, *,
+                        dispatch: DispatchPolicy) -> dict[str, Any]:
     """Publish coal sale points: open a coal check for each loose-coal point inside a high-polluting-fuel zone,
-    withdraw the open checks of points no longer listed or no longer in a zone."""
+    withdraw the open checks of points no longer listed or no longer in a zone (``dispatch``: the checks' hours)."""
     resolution = _resolution(store)
     _, zones = _published_frame(store, ZONES)
     zone_index = None
     if zones is not None:
         zone_index = _zone_index(zones[(zones.zone_type == COAL_ZONE_TYPE).to_numpy()], resolution)
-    opened, closed = _sync_coal_tasks(store, frame, zone_index, actor=actor)
+    opened, closed = _sync_coal_tasks(store, frame, zone_index, actor=actor, dispatch=dispatch)
     inside = _points_in_zone(frame, zone_index, resolution)
     return {"cells_added": 0, "cells_removed": 0, "tasks_opened": opened, "tasks_closed": closed,
             "points": int(len(frame)), "loose_coal": int(frame.loose_coal.sum()),
@@ -268,7 +272,7 @@ def coal_point_keys(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _sync_coal_tasks(store: Store, points: pd.DataFrame | None, zone_index: ZoneIndex | None, *, actor: str,
-                     now: dt.datetime | None = None) -> tuple[int, int]:
+                     dispatch: DispatchPolicy, now: dt.datetime | None = None) -> tuple[int, int]:
     """Open coal checks for loose-coal points in a zone that have none, withdraw active ones no longer due."""
     now = naive_utc(now)
     resolution = _resolution(store)
@@ -286,9 +290,10 @@ def _sync_coal_tasks(store: Store, points: pd.DataFrame | None, zone_index: Zone
                                    "lat": xy[:, 1], "lng": xy[:, 0]}).drop_duplicates("key", ignore_index=True)
     active = existing.state.isin([s.value for s in ACTIVE_STATES]) if len(existing) else pd.Series([], dtype=bool)
     moot = existing[active & ~base.isin(wanted.key)] if len(existing) else existing
-    closed = layerstore.withdraw_tasks(
+    closed = workflow.withdraw_tasks(
         store, moot.id.to_numpy(dtype=np.int64),
-        note="The coal sale point is no longer listed in a high-polluting-fuel no-burn zone.", now=now)
+        note="The coal sale point is no longer listed in a high-polluting-fuel no-burn zone.",
+        actor=layerstore.PUBLISH_ACTOR, now=now)
     live = base[existing.state != "withdrawn"] if len(existing) else base
     fresh = wanted[~wanted.key.isin(live)].reset_index(drop=True)
     if not len(fresh):
@@ -297,7 +302,7 @@ def _sync_coal_tasks(store: Store, points: pd.DataFrame | None, zone_index: Zone
     suffix = fresh.key.map(generation).fillna(0).astype(int)
     keys = np.where(suffix > 0, fresh.key + "#" + (suffix + 1).astype(str), fresh.key)
     cells = latlng_to_cells(fresh.lat.to_numpy(), fresh.lng.to_numpy(), resolution).view(np.int64)
-    hours = DispatchPolicy().sla_by_kind[Kind.COAL_CHECK]
+    hours = dispatch.sla_by_kind[Kind.COAL_CHECK]
     open_tasks(store, kind=Kind.COAL_CHECK, cells=cells, source_kind="coal_sale_point",
                source_keys=np.asarray(keys, dtype=object), priority=np.full(len(fresh), Priority.NO_BURN_ZONE),
                due=np.full(len(fresh), np.datetime64(now + dt.timedelta(hours=hours), "s")),

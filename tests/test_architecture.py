@@ -461,3 +461,74 @@ def test_public_functions_name_their_coordinates_lat_lng(path):
     problems = [f"{name}: {problem}" for name, node in _public_functions(path)
                 for problem in coordinate_name_problems(node)]
     assert problems == [], f"{_rel(path)}: " + "; ".join(problems)
+# -- (e) one door for task state, one responsibility chain, the policy passed in -------------------------------------
+
+import re  # noqa: E402 - this section's own import, kept with it
+
+#: SQL and bulk inserts that write task state or its history
+TASK_WRITES = re.compile(r"INSERT\s+INTO\s+(?:task_events|tasks)\b|UPDATE\s+(?:task_events|tasks)\b"
+                         r"|DELETE\s+FROM\s+(?:task_events|tasks)\b|insert_arrow\(\s*[\"'](?:task_events|tasks)[\"']",
+                         re.IGNORECASE)
+CHAIN_ROLES = {"inspector", "grid_member", "grid_leader", "supervisor", "unit_head"}
+CHAIN_LEVELS = {"cell", "village", "township", "county"}
+
+
+def _sources(*, but: str) -> dict[str, str]:
+    return {_rel(p): p.read_text(encoding="utf-8") for p in PACKAGE_FILES if _rel(p) != but}
+
+
+def test_the_scan_for_task_writes_sees_sql_and_bulk_inserts():
+    for text in ('"INSERT INTO task_events (task_id) VALUES (?)"', "'update tasks set state = ?'",
+                 'store.insert_arrow("tasks", table)', "store.insert_arrow( 'task_events', t)"):
+        assert TASK_WRITES.search(text), text
+    for text in ('"UPDATE tasks_view SET x"', '"SELECT * FROM task_events"', 'insert_arrow("task_changes", t)'):
+        assert not TASK_WRITES.search(text), text
+
+
+def test_only_workflow_writes_task_state_and_its_events():
+    writers = sorted(path for path, text in _sources(but="gridwatch/workflow.py").items() if TASK_WRITES.search(text))
+    assert writers == [], f"task state is written outside gridwatch/workflow.py: {writers}"
+    assert TASK_WRITES.search((PACKAGE / "workflow.py").read_text(encoding="utf-8"))
+
+
+def test_only_the_policy_module_builds_a_dispatch_policy():
+    builders = sorted(path for path, text in _sources(but="gridwatch/policy.py").items()
+                      if re.search(r"\bDispatchPolicy\(", text))
+    assert builders == [], f"DispatchPolicy( outside gridwatch/policy.py: {builders}; pass the policy in"
+
+
+def _chain_definitions(tree: ast.AST) -> list[int]:
+    """Lines of a tree that order the responsibility chain.
+
+    A table named like one, a rank of chain roles (a mapping of two or more of them to numbers), or a (role,
+    level) step.
+    """
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id in ("CHAIN", "_CHAIN", "_ROLE_RANK", "_REACH") for t in targets):
+                found.append(node.lineno)
+        elif isinstance(node, ast.Dict):
+            ranked = [k.value for k, v in zip(node.keys, node.values, strict=True)
+                      if isinstance(k, ast.Constant) and k.value in CHAIN_ROLES
+                      and isinstance(v, ast.Constant) and isinstance(v.value, (int, float))]
+            if len(ranked) >= 2:
+                found.append(node.lineno)
+        elif isinstance(node, ast.Tuple) and len(node.elts) == 2:
+            values = {e.value for e in node.elts if isinstance(e, ast.Constant)}
+            if values & CHAIN_ROLES and values & CHAIN_LEVELS:
+                found.append(node.lineno)
+    return sorted(set(found))
+
+
+def test_the_chain_scan_sees_the_three_forms():
+    tree = ast.parse('_CHAIN = ()\nrank = {"inspector": 0, "grid_member": 1}\nsteps = [("grid_leader", "village")]\n')
+    assert _chain_definitions(tree) == [1, 2, 3]
+
+
+def test_the_responsibility_chain_is_ordered_in_org_only():
+    others = {path: lines for path, text in _sources(but="gridwatch/org.py").items()
+              if (lines := _chain_definitions(ast.parse(text)))}
+    assert others == {}, f"the chain's order is defined outside gridwatch/org.py (org.CHAIN): {others}"
+    assert _chain_definitions(ast.parse((PACKAGE / "org.py").read_text(encoding="utf-8")))

@@ -11,11 +11,11 @@ from streamlit.testing.v1 import AppTest
 
 from gridwatch import assignment, auth, org, services, workflow
 from gridwatch.config import REPO_ROOT
-from gridwatch.dispatch import open_tasks
 from gridwatch.errors import InvalidTransition, PermissionDenied, ValidationError
 from gridwatch.i18n import gettext
 from gridwatch.tasks import Kind
 from gridwatch.audit import open_sealed
+from gridwatch.workflow import open_tasks
 
 from conftest import signed_in
 

@@ -19,9 +19,12 @@ from rasterio.transform import from_origin
 from gridwatch import bare, layerstore, workflow
 from gridwatch.errors import CRSError, ValidationError
 from gridwatch.grid import latlng_to_cells
+from gridwatch.policy import Policy
 from layers.bare_land import bare_cells_from_raster, pixel_area_m2, raster_date
 
 NOW = dt.datetime(2026, 4, 1, 2, 0)
+#: the rules in force: the default policy
+POLICY = Policy()
 
 
 def write_tif(path: Path, data: np.ndarray, *, crs: str | None, transform, nodata=None, tiled=True, tags=None):
@@ -200,7 +203,8 @@ def _cells_of(mask: np.ndarray, transform) -> set[int]:
 
 def test_two_uploads_patches_tasks_and_change(county, tmp_path):
     p1, p2, first, second, transform = _two_dates(tmp_path)
-    one = layerstore.load(county, "bare_land", p1, actor="gis", publish_now=True, bare_class="60", now=NOW)
+    one = layerstore.load(county, "bare_land", p1, actor="gis", policy=POLICY,
+                          publish_now=True, bare_class="60", now=NOW)
     assert one["crs"] == "EPSG:4546"
     d1 = one["differences"]
     bare_first = _cells_of(first == 60, transform)
@@ -212,7 +216,7 @@ def test_two_uploads_patches_tasks_and_change(county, tmp_path):
     assert set(patches.cell) == bare_first and (patches.status == "bare").all()
     assert (patches.first_seen.astype(str) == "2026-01-05").all()
 
-    two = layerstore.load(county, "bare_land", p2, actor="gis", publish_now=True, bare_class=60, now=NOW)
+    two = layerstore.load(county, "bare_land", p2, actor="gis", policy=POLICY, publish_now=True, bare_class=60, now=NOW)
     d2 = two["differences"]
     bare_second = _cells_of(second == 60, transform)
     assert d2["cells_added"] == len(bare_second - bare_first) > 0
@@ -232,15 +236,15 @@ def test_two_uploads_patches_tasks_and_change(county, tmp_path):
     assert set(change["newly_bare"]) == bare_second - bare_first
 
     # re-publishing is idempotent; restoring the first version brings B back and covers C
-    again = layerstore.publish(county, "bare_land", 2, actor="gis", now=NOW)
+    again = layerstore.publish(county, "bare_land", 2, actor="gis", policy=POLICY, now=NOW)
     assert again["tasks_opened"] == again["tasks_closed"] == again["cells_added"] == 0
-    back = layerstore.restore(county, "bare_land", 1, actor="gis", now=NOW)
+    back = layerstore.restore(county, "bare_land", 1, actor="gis", policy=POLICY, now=NOW)
     assert back["cells_added"] == len(bare_first - bare_second) and back["patches_registered"] == 0
 
 
 def test_findings_and_escalation(county, tmp_path):
     p1, _, first, _, transform = _two_dates(tmp_path)
-    layerstore.load(county, "bare_land", p1, actor="gis", publish_now=True, bare_class=60, now=NOW)
+    layerstore.load(county, "bare_land", p1, actor="gis", policy=POLICY, publish_now=True, bare_class=60, now=NOW)
     patches = bare.patches_table(county).sort_values("id")
     # a verified survey report "greened" moves its patch
     task = county.query("SELECT id, source_key FROM tasks WHERE kind = 'bare_land_survey' ORDER BY id LIMIT 1")[0]
@@ -253,11 +257,11 @@ def test_findings_and_escalation(county, tmp_path):
     assert [(a["patch_id"], a["to_status"]) for a in applied] == [(patch, "greened")]
     assert bare.apply_bare_findings(county, now=NOW) == []
     # first seen 2026-01-05: not yet three months on 2026-04-04, escalated on 2026-04-05, once
-    assert bare.escalate_bare_land(county, dt.date(2026, 4, 4), now=NOW)["escalated"] == []
-    esc = bare.escalate_bare_land(county, dt.date(2026, 4, 5), now=NOW)
+    assert bare.escalate_bare_land(county, dt.date(2026, 4, 4), dispatch=POLICY.dispatch, now=NOW)["escalated"] == []
+    esc = bare.escalate_bare_land(county, dt.date(2026, 4, 5), dispatch=POLICY.dispatch, now=NOW)
     assert sorted(esc["escalated"]) == sorted(set(patches.id) - {patch})
     assert esc["tasks_opened"] == len(esc["escalated"])
-    assert bare.escalate_bare_land(county, dt.date(2026, 5, 1), now=NOW)["escalated"] == []
+    assert bare.escalate_bare_land(county, dt.date(2026, 5, 1), dispatch=POLICY.dispatch, now=NOW)["escalated"] == []
     greening = county.query_df("SELECT priority, title FROM tasks WHERE source_kind = 'bare_greening'")
     assert (greening.priority == 3).all() and greening.title.str.contains("绿化").all()
     with pytest.raises(ValidationError):

@@ -131,6 +131,7 @@ def prepared_publish(demo_db, tmp_path_factory):
     import shapely
 
     from gridwatch import layerstore
+    from gridwatch.policy import Policy
 
     folder = tmp_path_factory.mktemp("publish")
     db = copy_db(demo_db, folder, "prepared.duckdb")
@@ -144,10 +145,11 @@ def prepared_publish(demo_db, tmp_path_factory):
         shops = folder / "shops.csv"
         shops.write_text("名称,经度,纬度,是否散煤\n" + "".join(f"煤店{i},{x},{y},是\n" for i, (x, y) in
                                                            enumerate(zip(lng, lat))), encoding="utf-8")
-        layerstore.load(store, "coal_sale_points", shops, actor="gis", crs="EPSG:4326", publish_now=True)
+        layerstore.load(store, "coal_sale_points", shops, actor="gis", policy=Policy(),
+                        crs="EPSG:4326", publish_now=True)
         zones = folder / "zones.geojson"
         gpd.GeoDataFrame({"名称": ["城区禁燃区"], "类型": ["高污染燃料禁燃区"]}, geometry=[zone], crs=4326).to_file(zones)
-        layerstore.load(store, "no_burn_zones", zones, actor="gis")
+        layerstore.load(store, "no_burn_zones", zones, actor="gis", policy=Policy())
     before = _publish_state(db)
     clean = copy_db(db, folder, "clean.duckdb")
     started = time.monotonic()

@@ -17,6 +17,7 @@ from conftest import REPO, SHARED_DATA, copy_db, drop_db, needs_shared
 from gridwatch import heat, layerstore, workflow
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.audit import open_sealed
+from gridwatch.policy import Policy
 from layers.heat_supply import (RadiusIndex, formula_margin_m, geodesic_circle, is_coal, local_distance_m,
                                 read_boilers, read_plants)
 
@@ -25,6 +26,8 @@ PLANTS_CSV = SHARED_DATA / "plants" / "henan_plants_from_wri_raw.csv"
 #: the two ≥ 300 MW coal plants inside 伊川县 (SOURCES.md) and the Luoyang ones whose radius reaches it
 YICHUAN_PLANTS = {"1070746": "Yichuan Longquan Kim Hyung power station", "1075774": "Yichuan-3 power station"}
 NOW = dt.datetime(2026, 3, 1, 2, 0)
+#: the rules in force: the default policy
+POLICY = Policy()
 
 
 def brute_inside(plng, plat, lng, lat, radius):
@@ -199,7 +202,7 @@ def _boilers_csv() -> bytes:
 
 @needs_shared()
 def test_real_plants_and_boilers_published(county):
-    loaded = layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", publish_now=True,
+    loaded = layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", policy=POLICY, publish_now=True,
                              chp=",".join(YICHUAN_PLANTS), now=NOW)
     assert loaded["rows"] == 93 and loaded["rejected"] == 3 and loaded["crs"] == "EPSG:4326"
     diff = loaded["differences"]
@@ -209,10 +212,10 @@ def test_real_plants_and_boilers_published(county):
     assert dict(zip(qualifying.plant_id, qualifying.name)) == YICHUAN_PLANTS
     assert (qualifying.radius_m == 30_000).all() and plants[~plants.qualifies].radius_m.isna().all()
 
-    boilers = layerstore.load(county, "boilers", _boilers_csv(), name="boilers.csv", actor="gis",
+    boilers = layerstore.load(county, "boilers", _boilers_csv(), name="boilers.csv", actor="gis", policy=POLICY,
                               publish_now=True, now=NOW)
     assert boilers["differences"]["boilers_listed"] == 5
-    table = heat.boilers_in_radius(county, today=dt.date(2025, 6, 1)).set_index("boiler_id")
+    table = heat.boilers_in_radius(county, dispatch=POLICY.dispatch, today=dt.date(2025, 6, 1)).set_index("boiler_id")
     assert sorted(table.index) == ["B-chp-small", "B-closed", "B-coal-10km", "B-coal-big", "B-outside"]
     assert table.small.to_dict() == {"B-coal-10km": True, "B-coal-big": False, "B-chp-small": True,
                                      "B-closed": True, "B-outside": True}
@@ -227,7 +230,7 @@ def test_real_plants_and_boilers_published(county):
     assert table.status.to_dict() == {"B-coal-10km": "to_close", "B-coal-big": "to_close",
                                       "B-chp-small": "to_close", "B-closed": "closed", "B-outside": "to_close"}
     # after the deadline, what is still to close is overdue
-    late = heat.boilers_in_radius(county, today=dt.date(2026, 1, 1)).set_index("boiler_id")
+    late = heat.boilers_in_radius(county, dispatch=POLICY.dispatch, today=dt.date(2026, 1, 1)).set_index("boiler_id")
     assert late.status.to_dict()["B-coal-10km"] == "overdue" and late.status.to_dict()["B-closed"] == "closed"
     tasks = county.query_df("SELECT source_key, state, title FROM tasks WHERE kind = 'boiler_check' ORDER BY 1")
     assert tasks.source_key.tolist() == ["B-chp-small", "B-coal-10km", "B-coal-big"]
@@ -237,10 +240,12 @@ def test_real_plants_and_boilers_published(county):
 
 @needs_shared()
 def test_statuses_findings_republish_and_restore(county):
-    layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", publish_now=True, chp="1070746,1075774", now=NOW)
-    layerstore.load(county, "boilers", _boilers_csv(), name="b.csv", actor="gis", publish_now=True, now=NOW)
+    layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", policy=POLICY,
+                    publish_now=True, chp="1070746,1075774", now=NOW)
+    layerstore.load(county, "boilers", _boilers_csv(), name="b.csv", actor="gis", policy=POLICY,
+                    publish_now=True, now=NOW)
     # publishing the same version again changes nothing
-    again = layerstore.publish(county, "boilers", 1, actor="gis", now=NOW)
+    again = layerstore.publish(county, "boilers", 1, actor="gis", policy=POLICY, now=NOW)
     assert again["tasks_opened"] == 0 and again["tasks_closed"] == 0 and again["cells_added"] == 0
 
     # a verified report "integrated" moves the status and withdraws nothing (the task is done)
@@ -250,32 +255,33 @@ def test_statuses_findings_republish_and_restore(county):
     workflow.transition(county, task, "reported", actor="inspector-1", actor_person_id=1, finding="integrated",
                         now=NOW)
     workflow.transition(county, task, "verified", actor="leader-1", actor_person_id=2, now=NOW)
-    applied = heat.apply_boiler_findings(county, now=NOW)
+    applied = heat.apply_boiler_findings(county, dispatch=POLICY.dispatch, now=NOW)
     assert [(a["boiler_id"], a["to_status"]) for a in applied] == [("B-coal-big", "integrated")]
-    assert heat.apply_boiler_findings(county, now=NOW) == []  # once only
+    assert heat.apply_boiler_findings(county, dispatch=POLICY.dispatch, now=NOW) == []  # once only
     history = county.query_df("SELECT boiler_id, from_status, to_status, changed_by, source, task_id"
                               " FROM boiler_status_history WHERE source = 'task'")
     assert history.values.tolist() == [["B-coal-big", "to_close", "integrated", "leader-1", "task", task]]
 
     # staff close a boiler by hand: its open task is withdrawn by layer-publish with a note
-    result = heat.boiler_status_update(county, "B-coal-10km", "closed", actor="county-officer", note="拆除",
-                                       now=NOW)
+    result = heat.boiler_status_update(county, "B-coal-10km", "closed", actor="county-officer",
+                                       dispatch=POLICY.dispatch, note="拆除", now=NOW)
     assert result["changed"] and result["tasks_closed"] == 1
     ev = county.query("SELECT e.actor, e.to_state, e.detail FROM task_events e JOIN tasks t ON t.id = e.task_id"
                       " WHERE t.source_key = 'B-coal-10km' ORDER BY e.id DESC LIMIT 1")[0]
     assert ev["actor"] == "layer-publish" and ev["to_state"] == "withdrawn"
     assert "closed" in json.loads(ev["detail"])["note"]
     with pytest.raises(ValidationError):
-        heat.boiler_status_update(county, "B-coal-10km", "demolished", actor="x")
+        heat.boiler_status_update(county, "B-coal-10km", "demolished", actor="x", dispatch=POLICY.dispatch)
     with pytest.raises(NotFound):
-        heat.boiler_status_update(county, "nope", "closed", actor="x")
+        heat.boiler_status_update(county, "nope", "closed", actor="x", dispatch=POLICY.dispatch)
 
     # a new inventory without B-chp-small: its task is withdrawn; restoring version 1 brings a new task
     lines = _boilers_csv().decode().splitlines()
     v2 = "\n".join(line for line in lines if not line.startswith("B-chp-small")) + "\n"
-    second = layerstore.load(county, "boilers", v2.encode(), name="b2.csv", actor="gis", publish_now=True, now=NOW)
+    second = layerstore.load(county, "boilers", v2.encode(), name="b2.csv", actor="gis", policy=POLICY,
+                             publish_now=True, now=NOW)
     assert second["differences"]["tasks_closed"] == 1 and second["differences"]["cells_removed"] == 1
-    restored = layerstore.restore(county, "boilers", 1, actor="gis", now=NOW)
+    restored = layerstore.restore(county, "boilers", 1, actor="gis", policy=POLICY, now=NOW)
     assert restored["tasks_opened"] == 1
     keys = county.query_df("SELECT source_key, state FROM tasks WHERE source_key LIKE 'B-chp-small%' ORDER BY id")
     assert keys.values.tolist() == [["B-chp-small", "withdrawn"], ["B-chp-small#2", "open"]]
@@ -286,19 +292,21 @@ def test_statuses_findings_republish_and_restore(county):
 
 @needs_shared()
 def test_mark_chp_adds_and_removes_radii(county):
-    layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", publish_now=True, now=NOW)
-    layerstore.load(county, "boilers", _boilers_csv(), name="b.csv", actor="gis", publish_now=True, now=NOW)
-    assert heat.boilers_in_radius(county).empty  # no CHP plant yet
-    marked = heat.mark_chp(county, ["Yichuan Longquan Kim Hyung power station"], actor="gis", now=NOW)
+    layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", policy=POLICY, publish_now=True, now=NOW)
+    layerstore.load(county, "boilers", _boilers_csv(), name="b.csv", actor="gis", policy=POLICY,
+                    publish_now=True, now=NOW)
+    assert heat.boilers_in_radius(county, dispatch=POLICY.dispatch).empty  # no CHP plant yet
+    marked = heat.mark_chp(county, ["Yichuan Longquan Kim Hyung power station"], actor="gis", dispatch=POLICY.dispatch,
+                           now=NOW)
     assert marked["marked"] == ["1070746"] and marked["qualifying"] == 1 and marked["tasks_opened"] == 3
-    assert len(heat.boilers_in_radius(county)) == 5
+    assert len(heat.boilers_in_radius(county, dispatch=POLICY.dispatch)) == 5
     # the mark survives a new upload of the plants without any flag
-    layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", publish_now=True, now=NOW)
+    layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", policy=POLICY, publish_now=True, now=NOW)
     assert heat.plants_table(county).query("qualifies").plant_id.tolist() == ["1070746"]
-    unmarked = heat.mark_chp(county, ["1070746"], chp=False, actor="gis", now=NOW)
+    unmarked = heat.mark_chp(county, ["1070746"], chp=False, actor="gis", dispatch=POLICY.dispatch, now=NOW)
     assert unmarked["qualifying"] == 0 and unmarked["tasks_closed"] == 3 and unmarked["listed"] == 0
     with pytest.raises(NotFound):
-        heat.mark_chp(county, ["no such plant"], actor="gis")
+        heat.mark_chp(county, ["no such plant"], actor="gis", dispatch=POLICY.dispatch)
 
 
 def test_plants_reaching_a_region_and_demo_inventory():
@@ -320,8 +328,10 @@ def test_plants_reaching_a_region_and_demo_inventory():
 def test_cli_heat_supply_boilers_json(county_db, tmp_path):
     db = copy_db(county_db, tmp_path, "cli.duckdb")
     with open_sealed(str(db)) as s:
-        layerstore.load(s, "chp_plants", PLANTS_CSV, actor="gis", publish_now=True, chp="1070746", now=NOW)
-        layerstore.load(s, "boilers", _boilers_csv(), name="b.csv", actor="gis", publish_now=True, now=NOW)
+        layerstore.load(s, "chp_plants", PLANTS_CSV, actor="gis", policy=POLICY,
+                        publish_now=True, chp="1070746", now=NOW)
+        layerstore.load(s, "boilers", _boilers_csv(), name="b.csv", actor="gis", policy=POLICY,
+                        publish_now=True, now=NOW)
     out = subprocess.run([sys.executable, "-m", "gridwatch", "heat-supply", "boilers", "--db", str(db), "--json"],
                          cwd=REPO, capture_output=True, text=True, check=True)
     rows = json.loads(out.stdout)["boilers"]

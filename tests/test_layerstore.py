@@ -13,6 +13,11 @@ from gridwatch import auth, layerstore, services
 from gridwatch.audit import open_sealed
 from gridwatch.cli import main
 from gridwatch.errors import CRSError, NotFound, PermissionDenied, ValidationError
+from gridwatch.policy import Policy
+from gridwatch.storage import open_store
+
+#: the rules in force: the default policy
+POLICY = Policy()
 
 
 def centre(store) -> tuple[float, float]:
@@ -44,8 +49,9 @@ def test_kinds_are_registered_and_unknown_ones_refused():
 
 def test_each_upload_is_a_version_with_its_file_facts_and_features(demo_store, zone_files):
     first, second = zone_files
-    a = layerstore.load(demo_store, "no_burn_zones", first, actor="gis")
-    b = layerstore.load(demo_store, "no_burn_zones", second.read_bytes(), name="第二版.geojson", actor="gis2")
+    a = layerstore.load(demo_store, "no_burn_zones", first, actor="gis", policy=POLICY)
+    b = layerstore.load(demo_store, "no_burn_zones", second.read_bytes(), name="第二版.geojson", actor="gis2",
+                        policy=POLICY)
     assert (a["version"], b["version"]) == (1, 2)
     assert (a["rows"], a["rejected"], a["repaired"], a["crs"], a["published"]) == (2, 0, 0, "EPSG:4326", False)
     versions = layerstore.versions(demo_store, "no_burn_zones")
@@ -68,11 +74,11 @@ def test_each_upload_is_a_version_with_its_file_facts_and_features(demo_store, z
 
 def test_one_published_version_and_restore_publishes_an_older_one_again(demo_store, zone_files):
     first, second = zone_files
-    layerstore.load(demo_store, "no_burn_zones", first, actor="gis", publish_now=True)
-    layerstore.load(demo_store, "no_burn_zones", second, actor="gis", publish_now=True)
+    layerstore.load(demo_store, "no_burn_zones", first, actor="gis", policy=POLICY, publish_now=True)
+    layerstore.load(demo_store, "no_burn_zones", second, actor="gis", policy=POLICY, publish_now=True)
     assert layerstore.published_version(demo_store, "no_burn_zones") == 2
     assert layerstore.versions(demo_store, "no_burn_zones").published.tolist() == [True, False]
-    layerstore.restore(demo_store, "no_burn_zones", 1, actor="lead")
+    layerstore.restore(demo_store, "no_burn_zones", 1, actor="lead", policy=POLICY)
     versions = layerstore.versions(demo_store, "no_burn_zones")
     assert versions.published.tolist() == [False, True] and versions.published_by.tolist()[1] == "lead"
     audit = demo_store.query("SELECT action, subject FROM audit_log WHERE action LIKE 'layer.%'"
@@ -84,13 +90,13 @@ def test_one_published_version_and_restore_publishes_an_older_one_again(demo_sto
 
 def test_a_trial_publication_changes_nothing(demo_store, zone_files):
     first, _ = zone_files
-    loaded = layerstore.load(demo_store, "no_burn_zones", first, actor="gis")
+    loaded = layerstore.load(demo_store, "no_burn_zones", first, actor="gis", policy=POLICY)
     tasks = demo_store.scalar("SELECT count(*) FROM tasks")
     assert loaded["cells_affected"] == loaded["differences"]["cells_added"] > 0
     assert demo_store.scalar("SELECT count(*) FROM layer_cell_flags") == 0
     assert demo_store.scalar("SELECT count(*) FROM layer_publications WHERE kind = 'no_burn_zones'") == 0
     assert layerstore.published_version(demo_store, "no_burn_zones") is None
-    published = layerstore.publish(demo_store, "no_burn_zones", 1, actor="gis")
+    published = layerstore.publish(demo_store, "no_burn_zones", 1, actor="gis", policy=POLICY)
     assert published["cells_added"] == loaded["cells_affected"]
     assert demo_store.scalar("SELECT count(DISTINCT cell) FROM layer_cell_flags") == published["cells_added"]
     assert demo_store.scalar("SELECT count(*) FROM tasks") == tasks
@@ -100,7 +106,7 @@ def test_a_failing_file_stores_no_version(demo_store, tmp_path):
     path = tmp_path / "noprj.csv"
     path.write_text("name,x,y\n甲,380000,3810000\n", encoding="utf-8")
     with pytest.raises(CRSError, match="noprj.csv"):
-        layerstore.load(demo_store, "coal_sale_points", path, actor="gis")
+        layerstore.load(demo_store, "coal_sale_points", path, actor="gis", policy=POLICY)
     assert layerstore.versions(demo_store, "coal_sale_points").empty
 
 

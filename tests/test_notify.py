@@ -22,6 +22,8 @@ from gridwatch import notify, workflow
 from gridwatch.audit import open_sealed
 from gridwatch.errors import ValidationError
 from gridwatch.notify import SendResult, WebhookChannel, channel_from_settings, collect, deliver, notification_log
+from gridwatch.policy import Policy
+from gridwatch.storage import open_store
 
 #: realistic secrets (a WeCom key is a UUID, a DingTalk access token 64 hex digits, a signing secret "SEC…")
 WECOM_KEY = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
@@ -315,7 +317,7 @@ def test_escalate_overdue_feeds_collect(demo_store):
     collect(demo_store, now=now)
     later = demo_store.scalar("SELECT max(due_at) FROM tasks") + dt.timedelta(minutes=1)
     # an aware time: workflow reads a naive one as local time
-    moved = workflow.escalate_overdue(demo_store, now=later.replace(tzinfo=dt.UTC))["escalated"]
+    moved = workflow.escalate_overdue(demo_store, now=later.replace(tzinfo=dt.UTC), policy=Policy())["escalated"]
     assert moved > 0
     assert collect(demo_store, now=later, due_soon_hours=0) == moved
     escalated = demo_store.query_df("SELECT n.person_id, t.assignee_id FROM notifications n JOIN tasks t"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import h3
+import numpy as np
+import pandas as pd
 import pytest
 
 from gridwatch import demo, org, services
@@ -252,3 +254,56 @@ def test_parse_cell_accepts_hex_and_int_and_refuses_the_rest():
     for bad in ("zz", "0", -5, 1 << 70, "8f2a1072b5fffff0"):
         with pytest.raises(ValidationError):
             org.parse_cell(bad)
+
+
+# -- the chain: who a new task goes to, where an overdue one climbs -----------------------------------------------
+
+
+def _first_on_chain(store, cell: int) -> tuple[int | None, str | None]:
+    """The first holder of :data:`org.CHAIN` on one cell, read step by step (lowest person id first)."""
+    own = store.query("SELECT village_code, township_code, county_code FROM cells WHERE cell = ?", [cell])[0]
+    for step in org.CHAIN:
+        where, value = ("cell = ?", cell) if step.level == "cell" else ("unit_code = ?", own[f"{step.level}_code"])
+        rows = store.query(f"SELECT person_id FROM assignments WHERE role = ? AND {where} ORDER BY person_id LIMIT 1",
+                           [step.role, value])
+        if rows:
+            return int(rows[0]["person_id"]), step.role
+    return None, None
+
+
+def test_a_new_task_goes_to_the_first_holder_on_the_chain_of_its_cell(demo_store):
+    cells = demo_store.query_df("SELECT cell FROM cells ORDER BY cell").cell.to_numpy(dtype=np.int64)
+    village = demo_store.scalar("SELECT village_code FROM cells WHERE cell = ?", [int(cells[0])])
+    # a village without its inspectors, a cell with its own grid member: the chain decides
+    demo_store.execute("DELETE FROM assignments WHERE role = 'inspector' AND unit_code = ?", [village])
+    pid = org.add_person(demo_store, person_key="cell-member", name="网格员甲")
+    org.assign_role(demo_store, pid, "grid_member", cell=int(cells[1]))
+    sample = np.concatenate([cells[:3], cells[::97]])
+    who = org.assignees_for_cells(demo_store, sample).set_index("cell")
+    for cell in sample:
+        person, role = _first_on_chain(demo_store, int(cell))
+        row = who.loc[int(cell)]
+        assert (None if pd.isna(row.person_id) else int(row.person_id), row.role) == (person, role), cell
+        assert row.gap == (role != "inspector")
+    assert who.loc[int(cells[1])].role == "grid_member" and who.loc[int(cells[1])].person_id == pid
+
+
+def test_an_overdue_task_climbs_the_escalation_steps_in_order(demo_store):
+    cell = _staffed_cell(demo_store)
+    climb = [(s.role, s.level) for s in org.CHAIN if s.escalation]
+    assert climb == [("grid_leader", "village"), ("grid_leader", "township"), ("unit_head", "township"),
+                     ("grid_leader", "county"), ("unit_head", "county")]
+    own = demo_store.query("SELECT village_code, township_code, county_code FROM cells WHERE cell = ?", [cell])[0]
+    level_of = {own[f"{level}_code"]: level for level in ("village", "township", "county")}
+    first = org.assignees_for_cells(demo_store, [cell]).iloc[0]
+    task = {"cell": cell, "assignee_id": int(first.person_id), "assigned_role": first.role, "assigned_unit": first.unit}
+    climbed = []
+    for _ in range(len(climb) + 1):
+        up = org.next_up(demo_store, pd.DataFrame([task])).iloc[0]
+        if pd.isna(up.person_id):
+            break
+        assert int(up.person_id) != task["assignee_id"]
+        climbed.append((up.role, level_of[up.unit]))
+        task = {"cell": cell, "assignee_id": int(up.person_id), "assigned_role": up.role, "assigned_unit": up.unit}
+    assert climbed and climbed == [step for step in climb if step in climbed]  # in the chain's order, none twice
+    assert climbed[-1] == ("unit_head", "county")  # the top: nobody above

@@ -8,6 +8,10 @@ import pytest
 
 from gridwatch.errors import ValidationError
 from gridwatch.periods import custom, day, month, period_of, season, seasons_from_text, week, xun
+from gridwatch.policy import Policy
+
+#: the key periods of the default policy: the summer and autumn harvests
+HARVESTS = Policy().dispatch.key_periods
 
 D = dt.date
 
@@ -71,14 +75,21 @@ def test_the_utc_to_beijing_date_shift():
 
 
 def test_harvest_seasons_from_the_dispatch_key_periods():
-    p = season(D(2026, 6, 1))
+    p = season(D(2026, 6, 1), HARVESTS)
     assert (p.start, p.end, p.season) == (D(2026, 5, 20), D(2026, 6, 30), "summer_harvest")
-    assert season(D(2026, 10, 1)).season == "autumn_harvest"
-    assert season(D(2026, 8, 1)).start == D(2026, 9, 15)          # between seasons: the next one
-    assert season(D(2026, 6, 1)).previous().start == D(2025, 5, 20)
-    winter = seasons_from_text("winter=12-01..02-28")
+    assert season(D(2026, 10, 1), HARVESTS).season == "autumn_harvest"
+    assert season(D(2026, 8, 1), HARVESTS).start == D(2026, 9, 15)          # between seasons: the next one
+    assert season(D(2026, 6, 1), HARVESTS).previous().start == D(2025, 5, 20)
+    winter = seasons_from_text("winter=12-01..02-28", HARVESTS)
     assert season(D(2026, 1, 10), winter).start == D(2025, 12, 1)  # a season across the new year
     assert season(D(2026, 1, 10), winter).end == D(2026, 2, 28)
+    assert seasons_from_text("", HARVESTS) == HARVESTS  # no setting: the key periods in force
+
+
+def test_a_season_period_needs_the_seasons():
+    assert period_of("season", "2026-06-01", seasons=HARVESTS).season == "summer_harvest"
+    with pytest.raises(ValidationError, match="harvest seasons"):
+        period_of("season", "2026-06-01")
 
 
 def test_custom_ranges_and_the_cli_names():

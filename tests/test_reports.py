@@ -32,6 +32,7 @@ import pytest
 from gridwatch import auth, reports, services, workflow
 from gridwatch.cli import main
 from gridwatch.periods import month, period_of, xun
+from gridwatch.policy import Policy
 from gridwatch.reports import ReportRules, build_report
 
 T = dt.datetime
@@ -84,7 +85,7 @@ def dataset(demo_store, tmp_path):
     work(1, times[1] + dt.timedelta(hours=1), times[1] + dt.timedelta(hours=3), "confirmed_burning")
     work(2, times[2] + dt.timedelta(hours=4), times[2] + dt.timedelta(hours=6), "false_alarm")
     work(6, T(2025, 6, 10, 15, 20), T(2025, 6, 10, 15, 30), "extinguished")
-    assert workflow.escalate_overdue(s, now=T(2025, 6, 15, 8, 0))["escalated"] == 1
+    assert workflow.escalate_overdue(s, now=T(2025, 6, 15, 8, 0), policy=Policy())["escalated"] == 1
     return {"store": s, "task": task, "cells": {"c1": c1[0], "c2": c2[0], "c3": c3[0]}}
 
 

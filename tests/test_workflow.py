@@ -10,7 +10,8 @@ import pytest
 
 from gridwatch import services, workflow
 from gridwatch.cli import main
-from gridwatch.errors import InvalidTransition, PermissionDenied, ValidationError
+from gridwatch.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
+from gridwatch.policy import DispatchPolicy, Policy
 from gridwatch.tasks import State, derive_state
 from gridwatch.workflow import Fix
 
@@ -83,7 +84,7 @@ def test_findings_transitions_and_rejections_are_checked(demo_store):
 def test_overdue_tasks_climb_the_chain_and_keep_the_first_assignee_on_record(demo_store):
     task, *_ = _a_fire_task(demo_store)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
-    first = workflow.escalate_overdue(demo_store, now=later)
+    first = workflow.escalate_overdue(demo_store, now=later, policy=Policy())
     assert first["escalated"] >= 1
     shown = services.task_show(demo_store, services.CLI, task["id"])
     assert shown["state"] == "escalated"
@@ -91,10 +92,60 @@ def test_overdue_tasks_climb_the_chain_and_keep_the_first_assignee_on_record(dem
     assert step["from_assignee"] == task["assignee_id"] and step["from_role"] == "inspector"
     assert step["to_role"] == "grid_leader"
     # a grid leader holds it now; next time it goes one step further up
-    workflow.escalate_overdue(demo_store, now=later + dt.timedelta(days=10))
+    workflow.escalate_overdue(demo_store, now=later + dt.timedelta(days=10), policy=Policy())
     again = services.task_show(demo_store, services.CLI, task["id"])["events"][-1]["detail"]
     assert again["from_role"] == "grid_leader" and again["from_assignee"] == step["to_assignee"]
     assert (again["to_role"], again["to_unit"]) != (step["to_role"], step["to_unit"])
+
+
+def test_escalation_gives_the_service_level_hours_of_the_policy_passed_in(demo_store):
+    task, *_ = _a_fire_task(demo_store)
+    later = dt.datetime(2030, 1, 1, 8, 0)
+    workflow.escalate_overdue(demo_store, now=later, policy=Policy(dispatch=DispatchPolicy(sla_hours=5.0)))
+    due = demo_store.scalar("SELECT due_at FROM tasks WHERE id = ?", [task["id"]])
+    assert due == later + dt.timedelta(hours=5)
+
+
+def _assigned(store, n: int) -> list[int]:
+    return [int(r["id"]) for r in store.query("SELECT id FROM tasks WHERE state = 'assigned' ORDER BY id LIMIT ?",
+                                              [n])]
+
+
+def _history(store, task_id: int) -> list[dict]:
+    return store.query("SELECT actor, from_state, to_state, detail FROM task_events WHERE task_id = ? ORDER BY id",
+                       [task_id])
+
+
+def test_withdrawal_leaves_tasks_no_longer_active_as_they_are(demo_store):
+    a, b = _assigned(demo_store, 2)
+    assert workflow.withdraw_tasks(demo_store, [b], note="moot", actor="layer-publish") == 1
+    assert workflow.withdraw_tasks(demo_store, [a, b], note=["", "again"], actor="layer-publish") == 1
+    assert _history(demo_store, b)[-1] == {"actor": "layer-publish", "from_state": "assigned",
+                                           "to_state": "withdrawn", "detail": '{"note": "moot"}'}
+    assert [e["to_state"] for e in _history(demo_store, b)].count("withdrawn") == 1
+    assert _history(demo_store, a)[-1]["detail"] == "{}"
+    assert {r["state"] for r in demo_store.query("SELECT state FROM tasks WHERE id IN (?, ?)", [a, b])} == {
+        "withdrawn"}
+
+
+def test_the_one_door_checks_every_step_and_a_refused_one_writes_nothing(demo_store):
+    a, b = _assigned(demo_store, 2)
+    workflow.withdraw_tasks(demo_store, [b], note="moot", actor="layer-publish")
+    before = len(_history(demo_store, a))
+    now = dt.datetime(2026, 6, 1, 8, 0)
+    with pytest.raises(InvalidTransition, match="withdrawn to in_progress"):
+        with demo_store.transaction():
+            workflow.record_events(demo_store, [a, b], State.IN_PROGRESS, actor="x", now=now, detail={})
+    assert len(_history(demo_store, a)) == before
+    assert demo_store.scalar("SELECT state FROM tasks WHERE id = ?", [a]) == "assigned"
+    with pytest.raises(InvalidTransition, match="new task"):  # a creation starts open or assigned only
+        workflow.record_events(demo_store, [a], "reported", actor="x", now=now, detail={}, created=True)
+    with pytest.raises(NotFound):
+        workflow.record_events(demo_store, [a, 10**12], State.IN_PROGRESS, actor="x", now=now, detail={})
+    ids = workflow.record_events(demo_store, [a], State.IN_PROGRESS, actor="x", now=now, detail={"note": "n"})
+    assert workflow.last_event_id(demo_store, a) == int(ids[0])
+    assert _history(demo_store, a)[-1] == {"actor": "x", "from_state": "assigned", "to_state": "in_progress",
+                                           "detail": '{"note": "n"}'}
 
 
 def test_routine_patrols_are_weekly_idempotent_and_oldest_first(demo_store):

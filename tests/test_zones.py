@@ -12,12 +12,15 @@ import shapely
 from conftest import SHARED_DATA, needs_shared
 from gridwatch import layerstore, services, zones
 from gridwatch.crs import gcj02_to_wgs84, geodesic_area_m2
-from gridwatch.dispatch import assignees_for_cells
 from gridwatch.errors import ValidationError
 from gridwatch.grid import cells_to_polygons, latlng_to_cells
+from gridwatch.org import assignees_for_cells
+from gridwatch.policy import Policy
 from layers.no_burn_zones import ZoneIndex, zone_type_of
 
 NOW = dt.datetime(2026, 7, 1, 8, 0)
+#: the rules in force: the default policy
+POLICY = Policy()
 
 
 def centre(store) -> tuple[float, float]:
@@ -45,7 +48,7 @@ def flags(store, flag):
 
 
 def load(store, kind, path, **kw):
-    return layerstore.load(store, kind, path, actor="gis", now=NOW, **kw)
+    return layerstore.load(store, kind, path, actor="gis", policy=POLICY, now=NOW, **kw)
 
 
 # -- reading -------------------------------------------------------------------------------------------------------
@@ -164,10 +167,10 @@ def test_republishing_reports_the_cells_that_changed_and_restore_brings_them_bac
     assert small < big
     diff = second["differences"]
     assert (diff["cells_added"], diff["cells_removed"], diff["previous"]) == (0, len(big - small), 1)
-    back = layerstore.restore(demo_store, "no_burn_zones", 1, actor="gis")
+    back = layerstore.restore(demo_store, "no_burn_zones", 1, actor="gis", policy=POLICY)
     assert (back["cells_added"], back["cells_removed"], back["previous"]) == (len(big - small), 0, 2)
     assert set(flags(demo_store, "high_polluting_fuel").cell) == big
-    again = layerstore.publish(demo_store, "no_burn_zones", 1, actor="gis")  # idempotent
+    again = layerstore.publish(demo_store, "no_burn_zones", 1, actor="gis", policy=POLICY)  # idempotent
     assert (again["cells_added"], again["cells_removed"]) == (0, 0)
     history = layerstore.publications(demo_store, "no_burn_zones")
     assert history.action.tolist() == ["publish", "restore", "publish", "publish"]
@@ -200,7 +203,7 @@ def test_loose_coal_points_in_a_fuel_zone_get_checks_that_follow_the_published_z
     assert task.assignee_id == who.person_id and task.state == "assigned"
     assert task.due_at - task.created_at == dt.timedelta(hours=72)  # the coal_check SLA
     # publishing the same zones again changes nothing
-    same = layerstore.publish(demo_store, "no_burn_zones", 1, actor="gis")
+    same = layerstore.publish(demo_store, "no_burn_zones", 1, actor="gis", policy=POLICY)
     assert (same["tasks_opened"], same["tasks_closed"]) == (0, 0)
     # zones without the fuel zone: the check is withdrawn, by layer-publish with a note, not deleted
     straw_only = load(demo_store, "no_burn_zones", zone_file(tmp_path, "s.geojson", [straw], ["秸秆禁烧区"]),
@@ -211,7 +214,7 @@ def test_loose_coal_points_in_a_fuel_zone_get_checks_that_follow_the_published_z
     last = shown["events"][-1]
     assert last["actor"] == "layer-publish" and "no longer" in last["detail"]["note"]
     # restoring the zones opens a new check for the point (the withdrawn one stays as it was)
-    restored = layerstore.restore(demo_store, "no_burn_zones", 1, actor="gis")
+    restored = layerstore.restore(demo_store, "no_burn_zones", 1, actor="gis", policy=POLICY)
     assert (restored["tasks_opened"], restored["tasks_closed"]) == (1, 0)
     keys = demo_store.query_df("SELECT source_key, state FROM tasks WHERE kind = 'coal_check' ORDER BY id")
     assert keys.state.tolist() == ["withdrawn", "assigned"]
@@ -253,7 +256,7 @@ def test_recurring_coal_checks_cover_every_fuel_zone_cell_once_per_cadence(tmp_p
 def test_zhengzhou_fuel_zone_from_gcj02_lands_on_the_true_districts(store):
     services.init_region(store, services.CLI, region="410100", resolution=7)
     path = SHARED_DATA / "zones" / "zhengzhou_jinranqu_five_districts_DERIVED_gcj02.geojson"
-    result = layerstore.load(store, "no_burn_zones", path, actor="gis", crs="gcj02", publish_now=True)
+    result = layerstore.load(store, "no_burn_zones", path, actor="gis", policy=POLICY, crs="gcj02", publish_now=True)
     assert (result["rows"], result["rejected"], result["crs"]) == (1, 0, "gcj02")
     assert result["differences"]["zones"] == {"high_polluting_fuel": 1, "straw_burning": 0}
     raw = gpd.read_file(path).geometry.iloc[0]

@@ -32,6 +32,18 @@ from gridwatch.services.bare import (
     bare_land_patches,
     bare_land_summary,
 )
+from gridwatch.services.display import (
+    BOARD_STATES,
+    TASK_KINDS,
+    State,
+    can_start,
+    cell_centre,
+    cell_centres,
+    latest_report,
+    local_text,
+    moment_text,
+    today,
+)
 from gridwatch.services.fires import (
     Fix,
     fetch_fires,
@@ -75,7 +87,6 @@ from gridwatch.services.leaders import (
     scope_bounds,
     scope_coverage,
 )
-from gridwatch.services.rules import rules
 from gridwatch.services.notices import (
     notifications,
     notify_run,
@@ -135,6 +146,7 @@ from gridwatch.services.reports import (
     report_units,
     report_xlsx,
 )
+from gridwatch.services.rules import rules
 from gridwatch.services.tasks import (
     WORKER_STEPS,
     cell_neighbourhood,
@@ -162,18 +174,6 @@ from gridwatch.services.users import (
     sign_in,
     sign_in_external,
     sign_out,
-)
-from gridwatch.services.display import (
-    BOARD_STATES,
-    TASK_KINDS,
-    State,
-    can_start,
-    cell_centre,
-    cell_centres,
-    latest_report,
-    local_text,
-    moment_text,
-    today,
 )
 
 __all__ = [

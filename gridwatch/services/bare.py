@@ -71,5 +71,6 @@ def bare_land_escalate(store: Store, actor: Actor, *, today: dt.date | None = No
     from gridwatch import bare
     require_system(actor, "bare_land.escalate")
     applied = bare.apply_bare_findings(store)
-    result = bare.escalate_bare_land(store, today or policy(store).today(), actor=actor_name(actor))
+    result = bare.escalate_bare_land(store, today or policy(store).today(), dispatch=policy(store).dispatch,
+                                     actor=actor_name(actor))
     return {"findings_applied": len(applied), **result}

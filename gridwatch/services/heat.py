@@ -12,7 +12,7 @@ import shapely
 from h3ronpy import cells_to_string
 
 from gridwatch import auth
-from gridwatch.services._common import Actor, actor_name, audit, require, require_system, user_of
+from gridwatch.services._common import Actor, actor_name, audit, policy, require, require_system, user_of
 from gridwatch.services.layers import _layer_actor
 from gridwatch.storage import Store
 
@@ -36,7 +36,7 @@ def boilers_in_radius(store: Store, actor: Actor, *,
     the geodesic distance, the small flag and the status in force (``overdue`` after the deadline), nearest first;
     ``listed_only=False`` gives every boiler inside a radius (``listed`` marks the coal ones)."""
     from gridwatch import heat
-    frame = heat.boilers_in_radius(store, today=today, listed_only=listed_only)
+    frame = heat.boilers_in_radius(store, dispatch=policy(store).dispatch, today=today, listed_only=listed_only)
     cells = _heat_scope(store, actor)
     if cells is not None:
         frame = frame[frame.cell.isin(cells)].reset_index(drop=True)
@@ -69,7 +69,8 @@ def heat_mark_chp(store: Store, actor: Actor, plants: list[str], *, chp: bool = 
                   note: str = "") -> dict[str, Any]:
     """Mark published plants as CHP (or not) by id or exact name; radii, boiler list and tasks follow."""
     from gridwatch import heat
-    return heat.mark_chp(store, plants, chp=chp, actor=_layer_actor(store, actor, "layer.publish"), note=note)
+    return heat.mark_chp(store, plants, chp=chp, actor=_layer_actor(store, actor, "layer.publish"),
+                         dispatch=policy(store).dispatch, note=note)
 
 
 def heat_boiler_status(store: Store, actor: Actor, boiler_id: str, status: str, *,
@@ -77,7 +78,8 @@ def heat_boiler_status(store: Store, actor: Actor, boiler_id: str, status: str, 
     """Record a boiler's new status (to_close, closed, integrated, exempt) with who and when."""
     from gridwatch import heat
     name = _layer_actor(store, actor, "layer.publish")
-    result = heat.boiler_status_update(store, boiler_id, status, actor=name, note=note)
+    result = heat.boiler_status_update(store, boiler_id, status, actor=name, dispatch=policy(store).dispatch,
+                                       note=note)
     audit(store, actor=name, action="heat.boiler_status", subject=str(boiler_id), detail=result)
     return result
 
@@ -93,4 +95,4 @@ def demo_heat_supply(store: Store, actor: Actor, region: str) -> dict[str, Any]:
     generated boiler inventory labelled （演示）, loaded and published as layer versions."""
     from gridwatch import heat
     require_system(actor, "heat.demo")
-    return heat.add_demo_heat(store, region=region, actor=actor_name(actor))
+    return heat.add_demo_heat(store, region=region, policy=policy(store), actor=actor_name(actor))

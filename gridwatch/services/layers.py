@@ -56,7 +56,8 @@ def layer_load(store: Store, actor: Actor, kind: str, path_or_bytes: str | Path 
     layerstore.get_kind(kind)
     options = {k: v for k, v in options.items() if v is not None}
     return layerstore.load(store, kind, path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes),
-                           actor=name_of_actor, name=name, crs=crs or None, publish_now=publish, **options)
+                           actor=name_of_actor, policy=policy(store), name=name, crs=crs or None,
+                           publish_now=publish, **options)
 
 
 def layer_list(store: Store, actor: Actor, kind: str | None = None) -> pd.DataFrame:
@@ -106,7 +107,7 @@ def layer_preview(store: Store, actor: Actor, kind: str, version: int, *, tolera
     bounds = [float(v) for v in shapely.total_bounds(geoms)] if len(geoms) else None
     diff = None
     if differences and not info["published"]:
-        diff = layerstore.preview_differences(store, kind, version)
+        diff = layerstore.preview_differences(store, kind, version, policy=policy(store))
     return {"kind": kind, "version": int(version), "info": info, "rows": rows, "shown": len(features),
             "bounds": bounds, "geojson": {"type": "FeatureCollection", "features": features},
             "differences": diff}
@@ -115,13 +116,15 @@ def layer_preview(store: Store, actor: Actor, kind: str, version: int, *, tolera
 def layer_publish(store: Store, actor: Actor, kind: str, version: int) -> dict[str, Any]:
     """Publish a stored version: cell flags and tasks follow it; returns the differences."""
     from gridwatch import layerstore
-    return layerstore.publish(store, kind, int(version), actor=_layer_actor(store, actor, "layer.publish"))
+    return layerstore.publish(store, kind, int(version), actor=_layer_actor(store, actor, "layer.publish"),
+                              policy=policy(store))
 
 
 def layer_restore(store: Store, actor: Actor, kind: str, version: int) -> dict[str, Any]:
     """Publish an earlier version again (roll back); returns the differences."""
     from gridwatch import layerstore
-    return layerstore.restore(store, kind, int(version), actor=_layer_actor(store, actor, "layer.publish"))
+    return layerstore.restore(store, kind, int(version), actor=_layer_actor(store, actor, "layer.publish"),
+                              policy=policy(store))
 
 
 def layer_crs_candidates(store: Store, actor: Actor, path_or_bytes: str | Path | bytes, *, name: str | None = None,

@@ -112,7 +112,7 @@ def report_period(kind: str, date: str | dt.date, *, end: str | dt.date | None =
     rules.check_report_date(_periods.parse_date(date))
     if end is not None:
         rules.check_report_date(_periods.parse_date(end), what="end date")
-    seasons = _periods.seasons_from_text(rules.settings.report_seasons) or rules.dispatch.key_periods
+    seasons = _periods.seasons_from_text(rules.settings.report_seasons, rules.dispatch.key_periods)
     return _periods.period_of(kind, date, end=end, seasons=seasons, timezone=rules.timezone)
 
 

@@ -17,7 +17,7 @@ from gridwatch import auth, workflow
 from gridwatch.crs import wgs84_to_gcj02
 from gridwatch.errors import InvalidTransition, NotFound, ValidationError
 from gridwatch.photos import inspect_photo, photo_preview, store_photo
-from gridwatch.services._common import Actor, actor_name, audit, require, require_system, user_of
+from gridwatch.services._common import Actor, actor_name, audit, policy, require, require_system, user_of
 from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES, FINDINGS, State
 
@@ -73,7 +73,7 @@ def escalate(store: Store, actor: Actor) -> dict[str, int]:
     """Escalate overdue tasks up the chain (a job or the command line)."""
     require_system(actor, "tasks.escalate")
     with store.transaction():
-        result = workflow.escalate_overdue(store, actor=actor_name(actor))
+        result = workflow.escalate_overdue(store, actor=actor_name(actor), policy=policy(store))
         audit(store, actor=actor_name(actor), action="tasks.escalate", detail=result)
     return result
 
@@ -169,7 +169,7 @@ def _apply_verified_finding(store: Store, kind: str) -> None:
     if kind == "boiler_check":
         from gridwatch import heat
 
-        heat.apply_boiler_findings(store)
+        heat.apply_boiler_findings(store, dispatch=policy(store).dispatch)
     elif kind == "bare_land_survey":
         from gridwatch import bare
 
