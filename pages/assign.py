@@ -136,7 +136,7 @@ with ui.show_errors():
             if plan.tasks.empty:
                 st.info(t("No tasks nobody has started are due by the end of this day."))
             else:
-                st.subheader(t("Plan for {day}", day=str(plan.day)))
+                st.subheader(t("Plan for {day}", day=plan.day))
                 colour = t("Colour")
                 table = pd.DataFrame({
                     t("Person"): plan.people.name,

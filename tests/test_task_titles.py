@@ -147,7 +147,7 @@ def test_migration_0014_reads_keys_back_only_from_titles_it_can_render_again(bef
         store.execute("INSERT INTO tasks (kind, cell, source_kind, source_key, priority, state, created_at, due_at,"
                       " title) VALUES (?, 1001, ?, 'k', 2, 'open', '2026-06-01 06:00', '2026-06-01 08:00', ?)",
                       [kind, source_kind, title])
-    assert store.migrate() == ["0014_task_title_keys"]
+    assert store.migrate()[0] == "0014_task_title_keys"  # then any later migrations
     rows = store.query_df("SELECT kind, title, title_key, title_args FROM tasks ORDER BY id")
     assert rows.title_key.tolist() == [key for *_, key in OLD_TASKS]
     assert all(isinstance(json.loads(a), dict) for a in rows.title_args)
@@ -200,9 +200,9 @@ def test_the_fire_page_lists_english_titles_in_english(app_db):
 
     from gridwatch.config import REPO_ROOT
 
-    at = AppTest.from_file(str(REPO_ROOT / "screens" / "fires.py"), default_timeout=60)
-    at.session_state["lang"] = "en"
-    at.run()
+    from conftest import signed_in
+
+    at = signed_in(app_db, "county", REPO_ROOT / "pages" / "fires.py", lang="en").run()
     assert not at.exception, at.exception
     tasks = at.dataframe[0].value
     assert len(tasks) > 30 and tasks.iloc[:, 0].str.startswith("Satellite fire point check").all()

@@ -125,7 +125,7 @@ def with_demo_settings(store: Store, found: Policy) -> Policy:
     from gridwatch import regionstore
 
     unset = {k: v for k, v in DEMO_SETTINGS.items() if not getattr(found.settings, k)}
-    if not unset or store.get_meta("region") is None or not regionstore.is_demo(store):
+    if not unset or store is None or store.get_meta("region") is None or not regionstore.is_demo(store):
         return found
     documents = {**{k: DEMO_DOCUMENT for k in unset}, **dict(found.settings.rule_documents or {})}
     return replace(found, settings=replace(found.settings, **unset, rule_documents=documents))
