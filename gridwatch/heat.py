@@ -238,9 +238,12 @@ def _history(store: Store, rows: pd.DataFrame, *, now: dt.datetime, actor: str, 
     if rows.empty:
         return
     n = len(rows)
+    # a boiler new to the inventory has no earlier status: pandas gives NaN (a float) there once the merge mixes
+    # known and new boilers, which Arrow refuses as text; write it as NULL
+    before = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in rows.from_status]
     store.insert_arrow("boiler_status_history", pa.table({
         "boiler_id": pa.array(rows.boiler_id.astype(str).tolist()),
-        "from_status": pa.array(rows.from_status.tolist(), type=pa.string()),
+        "from_status": pa.array(before, type=pa.string()),
         "to_status": pa.array(rows.to_status.astype(str).tolist()),
         "changed_at": pa.array([now] * n, type=pa.timestamp("us")),
         "changed_by": pa.array([actor] * n),

@@ -345,3 +345,27 @@ def test_cli_heat_supply_boilers_json(county_db, tmp_path):
     _, _, d = GEOD.inv(112.50113, 34.414573, first["lng"], first["lat"])
     assert first["plant_id"] == "1070746" and first["distance_m"] == pytest.approx(d, abs=1e-3)
     drop_db(db)
+
+
+@needs_shared()
+def test_publishing_an_inventory_that_adds_removes_and_changes_boilers(county):
+    layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", policy=POLICY, publish_now=True,
+                    chp="1070746", now=NOW)
+    layerstore.load(county, "boilers", _boilers_csv(), name="b.csv", actor="gis", policy=POLICY,
+                    publish_now=True, now=NOW)
+    lines = _boilers_csv().decode().splitlines()
+    kept = [line for line in lines if not line.startswith(("B-gas", "B-coal-big"))]  # two removed
+    kept = [line.replace(",20,boiler,,", ",20,boiler,closed,") if line.startswith("B-coal-10km") else line
+            for line in kept]  # one changed (status closed in the file)
+    new = lines[1].replace("B-coal-10km", "B-new")  # one added, beside B-coal-10km
+    second = layerstore.load(county, "boilers", ("\n".join([*kept, new]) + "\n").encode(), name="b2.csv",
+                             actor="gis", policy=POLICY, publish_now=True, now=NOW)
+    assert second["differences"]["status_changes"] == 2  # B-new appears, B-coal-10km closed
+    history = county.query("SELECT boiler_id, from_status, to_status FROM boiler_status_history"
+                           " WHERE note = 'boilers version 2' ORDER BY boiler_id")
+    assert [list(row.values()) for row in history] == [["B-coal-10km", "to_close", "closed"],
+                                                       ["B-new", None, "to_close"]]
+    active = dict(county.query_df("SELECT boiler_id, active FROM boilers").values.tolist())
+    assert not active["B-gas"] and not active["B-coal-big"] and active["B-new"]
+    tasks = dict(county.query_df("SELECT source_key, state FROM tasks WHERE kind = 'boiler_check'").values.tolist())
+    assert tasks["B-coal-big"] == "withdrawn" and tasks["B-coal-10km"] == "withdrawn" and tasks["B-new"] == "open"
