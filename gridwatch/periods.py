@@ -28,7 +28,7 @@ from gridwatch.i18n import N_, gettext
 from gridwatch.policy import TIMEZONE, Period as KeyPeriod
 
 __all__ = ["KINDS", "ReportPeriod", "period_of", "day", "week", "xun", "month", "season", "custom", "parse_date",
-           "seasons_from_text"]
+           "seasons_from_text", "add_months"]
 
 #: the kinds of report period, in the plans' order
 KINDS = ("day", "week", "xun", "month", "season", "custom")
@@ -141,6 +141,23 @@ def _year_back(date: dt.date) -> dt.date:
         return date.replace(year=date.year - 1)
     except ValueError:
         return date.replace(year=date.year - 1, day=28)
+
+
+def add_months(date: dt.date, months: int) -> dt.date:
+    """The same day ``months`` calendar months later (earlier when negative), kept inside the month reached.
+
+    A day the target month lacks becomes its last day: 03-31 plus three months is 06-30, 11-30 plus three months is
+    02-28 (02-29 in a leap year). The plans count calendar months (超过三个月): land covered on 03-31 has been
+    covered for three months when 06-30 ends, for more than three months from 07-01.
+
+    Examples
+    --------
+    >>> add_months(dt.date(2026, 3, 31), 3), add_months(dt.date(2023, 11, 30), 3), add_months(dt.date(2026, 1, 5), -2)
+    (datetime.date(2026, 6, 30), datetime.date(2024, 2, 29), datetime.date(2025, 11, 5))
+    """
+    index = date.year * 12 + date.month - 1 + int(months)
+    year, month_ = divmod(index, 12)
+    return _valid(year, month_ + 1, date.day)
 
 
 def parse_date(text: str | dt.date) -> dt.date:
