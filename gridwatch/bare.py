@@ -13,8 +13,8 @@ newly bare, no longer bare, and the change in bare area; registers a patch for e
 newly bare cell (status ``bare``, first-seen date, area), moves patches the imagery no
 longer shows as bare to ``covered``, opens a ``bare_land_survey`` task for each newly
 bare cell and withdraws survey tasks made moot. Survey findings (covered, greened,
-still bare) move patch statuses (:func:`apply_bare_findings`); a patch bare for more
-than three months escalates to greening (:func:`escalate_bare_land`).
+still bare) move patch statuses (:func:`apply_bare_findings`); a patch covered, or still bare, for more
+than three calendar months (strictly more, Beijing days) escalates to greening (:func:`escalate_bare_land`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class BarePolicy:
     Attributes
     ----------
     months : int
-        A patch still bare this many months after it was first seen escalates to greening (3).
+        A patch covered (or still bare) for more than this many calendar months escalates to greening (3;
+        HN-2017 超过三个月的进行绿化).
     min_m2 : float
         A cell counts as bare when it holds at least this much bare area (400 m², a 20 m × 20 m patch).
     """
@@ -456,9 +457,25 @@ def apply_bare_findings(store: Store, *, now: dt.datetime | None = None) -> list
     return out
 
 
+def _due_for_greening(since: pd.Series, today: dt.date, months: int) -> np.ndarray:
+    """Whether more than ``months`` calendar months have passed from each day ``since`` to ``today`` (超过三个月).
+
+    The months end when the day ``since`` plus ``months`` (:func:`gridwatch.periods.add_months`, kept inside the
+    month reached) ends: covered on 03-31, three months end with 06-30, and the land is due on 07-01, not before.
+    """
+    from gridwatch.periods import add_months  # noqa: PLC0415 - periods imports policy, which imports tasks
+
+    return np.asarray([add_months(day, months) < today for day in since], dtype=bool)
+
+
 def escalate_bare_land(store: Store, today: dt.date, *, dispatch: DispatchPolicy, policy: BarePolicy | None = None,
                        now: dt.datetime | None = None, actor: str = "escalation") -> dict[str, Any]:
-    """Escalate patches still bare ``months`` after first seen to greening (once each).
+    """Escalate to greening, once each, patches covered, or still bare, for more than ``months`` calendar months.
+
+    HN-2017: 暂时不能开工的建设用地，建设单位对裸露地面采用可降解材料进行覆盖，超过三个月的进行绿化. A
+    ``covered`` patch counts from the Beijing day it was recorded covered; a patch still ``bare`` from the day it was
+    first seen. Either is due only when strictly more than ``months`` months have passed: on ``today`` after the
+    day that ends them (see :func:`_due_for_greening`). ``today`` is a Beijing date.
 
     Each escalated patch gets ``escalated_at``, a history entry and a high-priority
     ``bare_land_survey`` task (source ``bare_greening``) asking for greening, due
@@ -469,18 +486,33 @@ def escalate_bare_land(store: Store, today: dt.date, *, dispatch: DispatchPolicy
     dict
         ``escalated`` (patch ids), ``tasks_opened``.
     """
+    from gridwatch.policy import Policy  # noqa: PLC0415
+
     policy = policy or BarePolicy.from_settings()
     now = naive_utc(now)
-    limit = (pd.Timestamp(today) - pd.DateOffset(months=policy.months)).date()
     with store.transaction():
-        due = store.query_df("SELECT id, cell, bare_m2, first_seen FROM bare_patches WHERE status = 'bare'"
-                             " AND escalated_at IS NULL AND first_seen <= ? ORDER BY id", [limit])
+        candidates = store.query_df(
+            "SELECT id, cell, bare_m2, first_seen, status, status_changed_at FROM bare_patches"
+            " WHERE status IN ('bare', 'covered') AND escalated_at IS NULL ORDER BY id")
+        if candidates.empty:
+            return {"escalated": [], "tasks_opened": 0}
+        local = Policy()
+        covered = candidates.status.eq("covered").to_numpy()
+        since = pd.Series([local.local_date(pd.Timestamp(c).to_pydatetime()) if is_covered
+                           else pd.Timestamp(f).date()
+                           for f, c, is_covered in zip(candidates.first_seen, candidates.status_changed_at, covered,
+                                                       strict=True)])
+        chosen = _due_for_greening(since, today, policy.months)
+        due = candidates[chosen].reset_index(drop=True)
         if due.empty:
             return {"escalated": [], "tasks_opened": 0}
         ids = due.id.to_numpy(dtype=np.int64)
         store.execute(f"UPDATE bare_patches SET escalated_at = ? WHERE id IN ({', '.join(map(str, ids))})", [now])
-        _patch_history(store, ids, np.full(ids.size, "bare", dtype=object), "bare", now=now, actor=actor,
-                       note=f"escalated: bare for more than {policy.months} months, greening required")
+        days = since[chosen].reset_index(drop=True)
+        for i, row in enumerate(due.itertuples(index=False)):  # one history line per escalated patch
+            _patch_history(store, np.asarray([row.id]), np.asarray([row.status], dtype=object), row.status, now=now,
+                           actor=actor, note=f"escalated: {row.status} for more than {policy.months} months since "
+                                             f"{days[i].isoformat()}, greening required")
         keys = np.asarray([f"{int(i)}:greening" for i in ids], dtype=object)
         known = _existing_keys(store, _GREENING_SOURCE, list(keys))
         fresh = np.asarray([k not in known for k in keys])
@@ -493,7 +525,8 @@ def escalate_bare_land(store: Store, today: dt.date, *, dispatch: DispatchPolicy
                        source_kind=_GREENING_SOURCE, source_keys=keys[fresh],
                        priority=np.full(int(fresh.sum()), Priority.KEY_PERIOD),
                        due=np.full(int(fresh.sum()), np.datetime64(now) + np.timedelta64(int(hours * 3600), "s")),
-                       titles=titles, now=now, actor=actor, detail={"by": actor, "rule": "bare land escalated to greening"})
+                       titles=titles, now=now, actor=actor,
+                       detail={"by": actor, "rule": "bare land escalated to greening"})
     return {"escalated": ids.tolist(), "tasks_opened": int(fresh.sum())}
 
 

@@ -213,13 +213,14 @@ def _heat_and_bare_commands(sub: Any) -> None:
     """``heat-supply boilers|plants|mark-chp|status`` and ``bare-land summary|patches|change|escalate``."""
     hs = sub.add_parser("heat-supply", help="heat-supply radii of CHP plants and the boiler inventory").add_subparsers(
         dest="heat_command", required=True, metavar="HEAT_COMMAND")
-    p = hs.add_parser("boilers", help="every coal boiler and small coal CHP unit inside a radius, with the nearest "
-                                      "plant and the geodesic distance")
+    p = hs.add_parser("boilers", help="every boiler a boiler rule makes due, with its rules (eliminate_35tph: a coal "
+                                      "boiler of 35 t/h or less anywhere; chp_radius: a coal boiler or small coal "
+                                      "CHP unit inside a radius) and the distance to the nearest plant")
     p.add_argument("--today", help="the day statuses are judged on (overdue after the deadline), YYYY-MM-DD")
-    p.add_argument("--all", action="store_true", help="every boiler inside a radius, not only coal ones")
+    p.add_argument("--all", action="store_true", help="every boiler of the inventory, not only those due")
     _common(p)
     p.set_defaults(run=lambda store, a: (lambda rows: {"count": len(rows), "boilers": rows})(
-        _records(services.boilers_in_radius(store, CLI, today=_date(a.today), listed_only=not a.all))))
+        _records(services.boilers_due(store, CLI, today=_date(a.today), listed_only=not a.all))))
     p = hs.add_parser("plants", help="the published plants with their CHP flag and radius")
     _common(p)
     p.set_defaults(run=lambda store, a: _records(services.heat_plants(store, CLI)))

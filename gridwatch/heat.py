@@ -1,19 +1,27 @@
-"""Heat supply: power plants with their CHP flag and radius, and the boiler inventory against the radii.
+"""Heat supply: power plants with their CHP flag and radius, the boiler inventory, and the two boiler rules.
 
 Layer kinds ``chp_plants`` and ``boilers`` (registered with :mod:`gridwatch.layerstore`
 when this module is imported). Publishing plants stores every plant with the CHP
 flag in force (the file's flag unless staff marked the plant, see :func:`mark_chp`)
 and gives each qualifying plant (CHP and at least ``min_chp_mw``) its radius;
-publishing either layer re-evaluates the boilers: the nearest qualifying plant and
-the geodesic distance to it, inside or outside, small (under ``small_boiler_tph``),
-listed (a coal boiler or a small coal CHP unit inside a radius), and one
-``boiler_check`` task per listed boiler still to close. Tasks made moot (the boiler
-left the inventory or the radius, or its status moved on) are withdrawn through
-:func:`gridwatch.workflow.transition`, never deleted.
+publishing either layer re-evaluates the boilers against two separate rules of the plans:
+
+``eliminate_35tph``
+    Region-wide, tied to no radius: every coal boiler of ``small_boiler_tph`` (35 t/h) **or less** is eliminated
+    (HN-2024 §3(3) 全面淘汰35蒸吨/小时以下的燃煤锅炉; XC-2024 3(3) 35蒸噸/小時及以下, the stricter reading, kept).
+    The clause names boilers only: a CHP unit is not judged by this rule.
+``chp_radius``
+    Coal boilers and 落后燃煤小热电机组 (coal units of type ``chp_unit`` as loaded: an inventory lists the small CHP
+    units; they are judged by being such units, never by t/h) inside the ``radius_m`` (30 km) of a CHP plant of at
+    least ``min_chp_mw`` (300 MW) are closed or integrated by ``deadline`` (2025-12-31; HN-2024 §3(3), XC-2024 3(3)).
+
+A boiler due under either rule is ``listed``; each listed boiler still to close in the region has one
+``boiler_check`` task. Tasks made moot (the boiler left the inventory, no rule applies any more, or its status
+moved on) are withdrawn through :func:`gridwatch.workflow.withdraw_tasks`, never deleted.
 
 Statuses are ``to_close``, ``closed``, ``integrated`` and ``exempt`` (no heat
-substitution); a boiler still ``to_close`` after the deadline (2025-12-31) shows
-as ``overdue``. Every change is recorded with who and when
+substitution); a boiler under the radius rule still ``to_close`` after the deadline
+shows as ``overdue`` (the region-wide rule has no date in the clause). Every change is recorded with who and when
 (``boiler_status_history``); a verified ``boiler_check`` report whose finding is
 ``closed`` or ``integrated`` moves the status (:func:`apply_boiler_findings`).
 """
@@ -46,7 +54,7 @@ from layers.heat_supply import (BOILER_STATUSES, RadiusIndex, boilers_from_frame
 
 __all__ = ["HeatPolicy", "read_chp_plants", "read_boiler_inventory", "publish_plants", "publish_boilers",
            "mark_chp", "boiler_status_update", "apply_boiler_findings", "evaluate_boilers", "plants_table",
-           "boilers_table", "boilers_in_radius", "radius_polygons", "ACTOR", "plants_reaching_region",
+           "boilers_table", "boilers_in_radius", "boilers_due", "radius_polygons", "ACTOR", "plants_reaching_region",
            "demo_boilers_csv", "add_demo_heat", "SHIPPED_PLANTS"]
 
 #: the actor recorded for changes a publication makes
@@ -65,9 +73,9 @@ class HeatPolicy:
     radius_m : float
         The radius on the WGS84 ellipsoid (30 km).
     small_boiler_tph : float
-        Boilers below this capacity are flagged small (35 t/h).
+        Coal boilers of this capacity **or less** are eliminated region-wide (35 t/h, inclusive).
     deadline : datetime.date
-        Boilers still to close after this day are overdue (2025-12-31).
+        Boilers under the radius rule still to close after this day are overdue (2025-12-31).
     """
 
     min_chp_mw: float = 300.0
@@ -238,9 +246,12 @@ def _history(store: Store, rows: pd.DataFrame, *, now: dt.datetime, actor: str, 
     if rows.empty:
         return
     n = len(rows)
+    # a boiler new to the inventory has no earlier status: pandas gives NaN (a float) there once the merge mixes
+    # known and new boilers, which Arrow refuses as text; write it as NULL
+    before = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in rows.from_status]
     store.insert_arrow("boiler_status_history", pa.table({
         "boiler_id": pa.array(rows.boiler_id.astype(str).tolist()),
-        "from_status": pa.array(rows.from_status.tolist(), type=pa.string()),
+        "from_status": pa.array(before, type=pa.string()),
         "to_status": pa.array(rows.to_status.astype(str).tolist()),
         "changed_at": pa.array([now] * n, type=pa.timestamp("us")),
         "changed_by": pa.array([actor] * n),
@@ -348,10 +359,11 @@ def evaluate_boilers(store: Store, *, dispatch: DispatchPolicy, actor: str = ACT
             inside, nearest, dist = index.classify(boilers.lng.to_numpy(), boilers.lat.to_numpy())
             plant_ids = np.where(nearest >= 0, plants.plant_id.to_numpy(dtype=object)[np.maximum(nearest, 0)]
                                  if len(plants) else None, None)
-            small = boilers.capacity_tph.to_numpy(dtype=np.float64) < policy.small_boiler_tph
             coal = boilers.coal.to_numpy(dtype=bool)
-            is_unit = boilers.unit_type.eq("chp_unit").to_numpy()
-            listed = inside & coal & (~is_unit | small)
+            is_boiler = boilers.unit_type.ne("chp_unit").to_numpy()
+            # XC-2024 3(3) 35蒸噸/小時及以下: inclusive; boilers only (a CHP unit is not judged by t/h)
+            small = is_boiler & (boilers.capacity_tph.to_numpy(dtype=np.float64) <= policy.small_boiler_tph)
+            listed = coal & (small | inside)  # eliminate_35tph anywhere, or chp_radius inside a radius
             store.execute("CREATE TEMP TABLE IF NOT EXISTS boiler_eval (boiler_id TEXT, in_radius BOOLEAN,"
                           " plant_id TEXT, distance_m DOUBLE, small BOOLEAN, listed BOOLEAN)")
             store.execute("DELETE FROM boiler_eval")
@@ -376,7 +388,7 @@ def _open_boiler_tasks(store: Store, *, policy: HeatPolicy, dispatch: DispatchPo
     """One ``boiler_check`` per listed boiler to close, in the region, without a task that is not withdrawn."""
     due_hours = dispatch.sla_by_kind.get(Kind.BOILER_CHECK, 168.0)
     wanted = store.query_df(
-        "SELECT b.boiler_id, b.cell, b.name, b.capacity_tph, b.small, b.distance_m, p.name AS plant,"
+        "SELECT b.boiler_id, b.cell, b.name, b.capacity_tph, b.small, b.in_radius, b.distance_m, p.name AS plant,"
         " (SELECT count(*) FROM tasks t WHERE t.kind = 'boiler_check' AND t.source_kind = ?"
         "   AND (t.source_key = b.boiler_id OR t.source_key LIKE b.boiler_id || '#%')) AS earlier"
         " FROM boilers b LEFT JOIN heat_plants p ON p.plant_id = b.plant_id"
@@ -389,15 +401,26 @@ def _open_boiler_tasks(store: Store, *, policy: HeatPolicy, dispatch: DispatchPo
     earlier = wanted.earlier.to_numpy(dtype=np.int64)
     keys = np.where(earlier == 0, wanted.boiler_id.astype(str),
                     wanted.boiler_id.astype(str) + "#" + (earlier + 1).astype(str)).astype(object)
-    late = now.date() > policy.deadline
+    radius = wanted.in_radius.to_numpy(dtype=bool)
+    late = radius & (now.date() > policy.deadline)  # the deadline is the radius rule's (2025年年底前)
     priority = np.where(wanted.small.to_numpy(dtype=bool) | late, Priority.KEY_PERIOD, Priority.NORMAL)
-    titles = task_title_columns("boiler_check", {
-        "name": wanted.name.astype(str), "capacity_tph": wanted.capacity_tph.round(1).astype(str),
-        "distance_km": (wanted.distance_m / 1000).round(1).astype(str), "plant": wanted.plant.fillna("").astype(str)})
-    open_tasks(store, kind=Kind.BOILER_CHECK, cells=wanted.cell.to_numpy(dtype=np.int64), source_kind=_TASK_SOURCE,
-               source_keys=keys, priority=priority, due=np.full(len(wanted), np.datetime64(now)
-                                                                + np.timedelta64(int(due_hours * 3600), "s")),
-               titles=titles, now=now, actor=actor, detail={"by": actor, "rule": "boiler_check per listed boiler"})
+    due = np.datetime64(now) + np.timedelta64(int(due_hours * 3600), "s")
+    for in_radius in (True, False):  # one title per rule: the radius rule names the plant and the distance
+        chosen = radius == in_radius
+        if not chosen.any():
+            continue
+        part = wanted[chosen]
+        values = {"name": part.name.astype(str), "capacity_tph": part.capacity_tph.round(1).astype(str)}
+        if in_radius:
+            values.update({"distance_km": (part.distance_m / 1000).round(1).astype(str),
+                           "plant": part.plant.fillna("").astype(str)})
+        else:
+            values["limit_tph"] = np.full(len(part), f"{policy.small_boiler_tph:g}", dtype=object)
+        rule = "chp_radius" if in_radius else "eliminate_35tph"
+        open_tasks(store, kind=Kind.BOILER_CHECK, cells=part.cell.to_numpy(dtype=np.int64), source_kind=_TASK_SOURCE,
+                   source_keys=keys[chosen], priority=priority[chosen], due=np.full(len(part), due),
+                   titles=task_title_columns("boiler_check" if in_radius else "boiler_eliminate", values), now=now,
+                   actor=actor, detail={"by": actor, "rule": f"boiler_check per listed boiler ({rule})"})
     return int(len(wanted))
 
 
@@ -417,7 +440,8 @@ def _withdraw_moot_tasks(store: Store, *, now: dt.datetime) -> int:
         if row.boiler_id is None or pd.isna(row.boiler_id) or not row.active:
             notes.append("withdrawn: the boiler is no longer in the published inventory")
         elif not row.listed:
-            notes.append("withdrawn: the boiler is no longer inside a heat-supply radius")
+            notes.append("withdrawn: no rule lists the boiler any more (not a small coal boiler, not inside a "
+                         "heat-supply radius)")
         else:
             notes.append(f"withdrawn: the boiler's status is now {row.status}")
     return workflow.withdraw_tasks(store, moot.id.to_numpy(), note=notes, actor=layerstore.PUBLISH_ACTOR, now=now)
@@ -563,7 +587,12 @@ def plants_table(store: Store) -> pd.DataFrame:
 
 def boilers_table(store: Store, *, today: dt.date | None = None, policy: HeatPolicy | None = None,
                   listed_only: bool = False) -> pd.DataFrame:
-    """Active boilers with nearest plant, distance, flags and the status in force (``overdue`` derived)."""
+    """Active boilers with the rules that make them due, nearest plant and distance, and the status in force.
+
+    ``rules`` lists ``eliminate_35tph`` (a coal boiler of ``small_boiler_tph`` or less, anywhere) and ``chp_radius``
+    (a coal boiler or small coal CHP unit inside a radius); ``plant_id`` and ``distance_m`` are given where a radius
+    applies. ``status`` is ``overdue`` for a boiler under the radius rule still to close after its deadline.
+    """
     policy = policy or HeatPolicy.from_settings()
     today = today or dt.date.today()
     frame = store.query_df(
@@ -574,7 +603,13 @@ def boilers_table(store: Store, *, today: dt.date | None = None, policy: HeatPol
         " FROM boilers b LEFT JOIN heat_plants p ON p.plant_id = b.plant_id LEFT JOIN cells c ON c.cell = b.cell"
         " WHERE b.active" + (" AND b.listed" if listed_only else "") +
         " ORDER BY b.distance_m NULLS LAST, b.boiler_id")
-    late = (frame.recorded_status == "to_close") & (today > policy.deadline)
+    coal = frame.coal.astype(bool)
+    eliminate = (coal & frame.small.astype(bool)).to_numpy()
+    radius = (coal & frame.in_radius.astype(bool)).to_numpy()
+    frame.insert(frame.columns.get_loc("listed") + 1, "rules",
+                 [[name for name, due in (("eliminate_35tph", e), ("chp_radius", r)) if due]
+                  for e, r in zip(eliminate, radius, strict=True)])
+    late = (frame.recorded_status == "to_close").to_numpy() & radius & (today > policy.deadline)
     frame.insert(frame.columns.get_loc("recorded_status"), "status",
                  np.where(late, "overdue", frame.recorded_status.astype(object)))
     return frame
@@ -582,13 +617,27 @@ def boilers_table(store: Store, *, today: dt.date | None = None, policy: HeatPol
 
 def boilers_in_radius(store: Store, *, dispatch: DispatchPolicy, today: dt.date | None = None,
                       policy: HeatPolicy | None = None, listed_only: bool = True) -> pd.DataFrame:
-    """Every listed boiler (coal boiler or small coal CHP unit inside a radius) with its plant and distance;
-    with ``listed_only=False`` every boiler inside a radius (gas, large CHP units too, ``listed`` says which).
+    """Every coal boiler and small coal CHP unit inside a radius (the ``chp_radius`` rule) with plant and distance.
 
-    Verified findings not applied yet are applied first (:func:`apply_boiler_findings`, with ``dispatch``)."""
+    With ``listed_only=False`` every boiler inside a radius (gas ones too). Verified findings not applied yet are
+    applied first (:func:`apply_boiler_findings`, with ``dispatch``).
+    """
     apply_boiler_findings(store, dispatch=dispatch)
-    frame = boilers_table(store, today=today, policy=policy, listed_only=listed_only)
-    return frame if listed_only else frame[frame.in_radius].reset_index(drop=True)
+    frame = boilers_table(store, today=today, policy=policy)
+    chosen = frame.in_radius & (frame.rules.map(lambda r: "chp_radius" in r) if listed_only else True)
+    return frame[chosen].reset_index(drop=True)
+
+
+def boilers_due(store: Store, *, dispatch: DispatchPolicy, today: dt.date | None = None,
+                policy: HeatPolicy | None = None, listed_only: bool = True) -> pd.DataFrame:
+    """Every boiler due under either rule, each with ``rules`` (``eliminate_35tph``, ``chp_radius`` or both).
+
+    ``boiler_id`` is the id as loaded; ``plant_id`` and ``distance_m`` (geodesic, to the nearest qualifying plant)
+    are given where the radius rule applies. ``listed_only=False`` gives every active boiler, ``rules`` empty for
+    those no rule lists. Verified findings not applied yet are applied first (:func:`apply_boiler_findings`).
+    """
+    apply_boiler_findings(store, dispatch=dispatch)
+    return boilers_table(store, today=today, policy=policy, listed_only=listed_only)
 
 
 def radius_polygons(store: Store, *, vertices: int = 128) -> list[dict[str, Any]]:

@@ -253,6 +253,7 @@ TASK_TITLES: dict[str, str] = {
     "bare_land_survey": N_("Bare land survey {area_m2} m² ({date})"),
     "bare_greening": N_("Bare land to be greened, first seen {first_seen}, {area_m2} m²"),
     "boiler_check": N_("Coal boiler check {name} {capacity_tph} t/h, {distance_km} km from {plant}"),
+    "boiler_eliminate": N_("Coal boiler to eliminate {name} {capacity_tph} t/h ({limit_tph} t/h or less)"),
     "coal_sale_point": N_("Loose coal sale point check: {name}"),
     "coal_recheck": N_("Follow-up check of loose coal in a no-burn zone"),
 }

@@ -1,4 +1,4 @@
-"""Report periods on the plans' cadence: day, week, 旬, month, harvest season and custom ranges, in local time.
+"""Calendar periods in Beijing time: day, week, 旬, month, two months, quarter, half year, year, season, custom.
 
 每日一调度，每周一汇总，每旬一排名，每月一考核: a period is a range of local
 calendar dates (Beijing time by default), first and last day included. Fire
@@ -28,19 +28,28 @@ from gridwatch.i18n import N_, gettext
 from gridwatch.policy import TIMEZONE, Period as KeyPeriod
 
 __all__ = ["KINDS", "ReportPeriod", "period_of", "day", "week", "xun", "month", "season", "custom", "parse_date",
-           "seasons_from_text"]
+           "seasons_from_text", "add_months", "two_months", "quarter", "half_year", "year", "months_period",
+           "period_at", "CALENDAR_KINDS"]
 
-#: the kinds of report period, in the plans' order
-KINDS = ("day", "week", "xun", "month", "season", "custom")
+#: the kinds of report period, in the plans' order (HN-2017 §11: 每日一调度，每周一汇总，每旬一排名，每月一考核，
+#: 每两个月一评比，半年一奖惩，年终综期考核; quarters as well)
+KINDS = ("day", "week", "xun", "month", "two_months", "quarter", "half_year", "year", "season", "custom")
+#: the calendar kinds that tile every year without gaps or overlaps
+CALENDAR_KINDS = ("day", "week", "xun", "month", "two_months", "quarter", "half_year", "year")
+#: months per period of the kinds made of whole calendar months (each starts in January and tiles the year)
+MONTH_SPANS = {"month": 1, "two_months": 2, "quarter": 3, "half_year": 6, "year": 12}
 #: the CLI's names of the kinds
-CLI_KINDS = {"daily": "day", "weekly": "week", "xun": "xun", "monthly": "month", "season": "season",
+CLI_KINDS = {"daily": "day", "weekly": "week", "xun": "xun", "monthly": "month", "two-monthly": "two_months",
+             "quarterly": "quarter", "half-yearly": "half_year", "yearly": "year", "season": "season",
              "custom": "custom"}
 _XUN_NAMES = (N_("{year}-{month:02d}, first ten days"), N_("{year}-{month:02d}, middle ten days"),
               N_("{year}-{month:02d}, last days"))
 #: the names of the default harvest seasons (the dispatch key periods), for translation
 _SEASON_NAMES = (N_("summer_harvest"), N_("autumn_harvest"))
 _KIND_LABELS = {"day": N_("Daily dispatch"), "week": N_("Weekly summary"), "xun": N_("Ten-day ranking"),
-                "month": N_("Monthly assessment"), "season": N_("Harvest season"), "custom": N_("Custom range")}
+                "month": N_("Monthly assessment"), "two_months": N_("Two-monthly comparison"),
+                "quarter": N_("Quarter"), "half_year": N_("Half-year rewards and penalties"),
+                "year": N_("Year-end assessment"), "season": N_("Harvest season"), "custom": N_("Custom range")}
 
 
 @dataclass(frozen=True)
@@ -99,8 +108,8 @@ class ReportPeriod:
             return week(self.start - dt.timedelta(days=7), self.timezone)
         if self.kind == "xun":
             return xun(self.start - dt.timedelta(days=1), self.timezone)
-        if self.kind == "month":
-            return month(self.start - dt.timedelta(days=1), self.timezone)
+        if self.kind in MONTH_SPANS:
+            return months_period(self.kind, self.start - dt.timedelta(days=1), self.timezone)
         if self.kind == "season":
             return ReportPeriod("season", _year_back(self.start), _year_back(self.end), self.timezone, self.season)
         return custom(self.start - dt.timedelta(days=self.days), self.start - dt.timedelta(days=1), self.timezone)
@@ -115,6 +124,8 @@ class ReportPeriod:
             return gettext(_XUN_NAMES[index], language).format(year=self.start.year, month=self.start.month)
         if self.kind == "month":
             return gettext("{year}-{month:02d}", language).format(year=self.start.year, month=self.start.month)
+        if self.kind in MONTH_SPANS:
+            return gettext("{start} to {end}", language).format(start=start, end=end)
         if self.kind == "season":
             return gettext("{season} {year} ({start} to {end})", language).format(
                 season=gettext(self.season, language), year=self.start.year, start=start, end=end)
@@ -141,6 +152,23 @@ def _year_back(date: dt.date) -> dt.date:
         return date.replace(year=date.year - 1)
     except ValueError:
         return date.replace(year=date.year - 1, day=28)
+
+
+def add_months(date: dt.date, months: int) -> dt.date:
+    """The same day ``months`` calendar months later (earlier when negative), kept inside the month reached.
+
+    A day the target month lacks becomes its last day: 03-31 plus three months is 06-30, 11-30 plus three months is
+    02-28 (02-29 in a leap year). The plans count calendar months (超过三个月): land covered on 03-31 has been
+    covered for three months when 06-30 ends, for more than three months from 07-01.
+
+    Examples
+    --------
+    >>> add_months(dt.date(2026, 3, 31), 3), add_months(dt.date(2023, 11, 30), 3), add_months(dt.date(2026, 1, 5), -2)
+    (datetime.date(2026, 6, 30), datetime.date(2024, 2, 29), datetime.date(2025, 11, 5))
+    """
+    index = date.year * 12 + date.month - 1 + int(months)
+    year, month_ = divmod(index, 12)
+    return _valid(year, month_ + 1, date.day)
 
 
 def parse_date(text: str | dt.date) -> dt.date:
@@ -177,6 +205,46 @@ def month(date: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
     """The calendar month holding ``date`` (每月一考核)."""
     last = calendar.monthrange(date.year, date.month)[1]
     return ReportPeriod("month", date.replace(day=1), date.replace(day=last), timezone)
+
+
+def months_period(kind: str, date: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
+    """The period of whole calendar months holding ``date``: ``month``, ``two_months`` (Jan–Feb, Mar–Apr, …;
+    每两个月一评比), ``quarter``, ``half_year`` (半年一奖惩) or ``year`` (年终综期考核)."""
+    if kind not in MONTH_SPANS:
+        raise ValidationError("Unknown report period {kind}; use one of {kinds}.", kind=kind,
+                              kinds=", ".join(MONTH_SPANS))
+    span = MONTH_SPANS[kind]
+    first = (date.month - 1) // span * span + 1
+    last = first + span - 1
+    return ReportPeriod(kind, dt.date(date.year, first, 1),
+                        dt.date(date.year, last, calendar.monthrange(date.year, last)[1]), timezone)
+
+
+def two_months(date: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
+    """The two calendar months holding ``date``: January–February, March–April, … (每两个月一评比)."""
+    return months_period("two_months", date, timezone)
+
+
+def quarter(date: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
+    """The calendar quarter holding ``date``."""
+    return months_period("quarter", date, timezone)
+
+
+def half_year(date: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
+    """January–June or July–December (半年一奖惩)."""
+    return months_period("half_year", date, timezone)
+
+
+def year(date: dt.date, timezone: str = TIMEZONE) -> ReportPeriod:
+    """The calendar year holding ``date`` (年终综期考核)."""
+    return months_period("year", date, timezone)
+
+
+def period_at(kind: str, moment: dt.datetime, timezone: str = TIMEZONE) -> ReportPeriod:
+    """The calendar period of ``kind`` holding a moment (naive means UTC, as stored), cut in Beijing time."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return period_of(kind, moment.astimezone(ZoneInfo(timezone)).date(), timezone=timezone)
 
 
 def season(date: dt.date, seasons: tuple[KeyPeriod, ...], timezone: str = TIMEZONE) -> ReportPeriod:
@@ -228,7 +296,8 @@ def period_of(kind: str, date: dt.date | str, *, end: dt.date | str | None = Non
             raise ValidationError("A season report needs the harvest seasons (the report_seasons setting or the "
                                   "dispatch key periods); none were given.")
         return season(date, seasons, timezone)
-    makers = {"day": day, "week": week, "xun": xun, "month": month}
+    makers = {"day": day, "week": week, "xun": xun, "month": month, "two_months": two_months, "quarter": quarter,
+              "half_year": half_year, "year": year}
     if kind not in makers:
         raise ValidationError("Unknown report period {kind}; use one of {kinds}.", kind=kind,
                               kinds=", ".join(KINDS))

@@ -418,7 +418,7 @@ def _boilers(ctx: Context, frame: pd.DataFrame) -> pd.DataFrame:
     """Coal boilers and small coal CHP units still to close inside heat-supply radii (the inventory in force)."""
     return ctx.query(
         " SELECT sc.unit_code, count(b.boiler_id) AS boilers_in_radius FROM sc JOIN boilers b ON b.cell = sc.cell"
-        " WHERE b.active AND b.listed AND b.status = 'to_close' GROUP BY 1")
+        " WHERE b.active AND b.listed AND b.in_radius AND b.status = 'to_close' GROUP BY 1")
 
 
 def _bare_land(ctx: Context, frame: pd.DataFrame) -> pd.DataFrame:

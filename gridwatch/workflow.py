@@ -546,16 +546,25 @@ def generate_patrols(store: Store, *, now: dt.datetime | None = None, cadence_da
                      actor: str = "patrols") -> dict[str, int]:
     """Open the routine patrol due now for every cell (weekly by default, as in the 1 km grid rule); idempotent.
 
-    One task per cell and cadence window; cells nobody has visited for longest get the earliest due times.
+    Weekly means the calendar week, Monday to Sunday in Beijing time (HN-2017 每周巡查): one task per cell and
+    week, due within that week. Another ``cadence_days`` gives windows of that many days. Cells nobody has visited
+    for longest get the earliest due times.
     """
+    from gridwatch.periods import period_at  # noqa: PLC0415 - periods imports policy, which imports tasks
+
     now = naive_utc(now)
-    window = int((now - dt.datetime(2024, 1, 1)).days // cadence_days)
+    if cadence_days == 7:
+        week = period_at("week", now)
+        window_key, (_, window_end) = f"week:{week.start.isoformat()}", week.utc_bounds()
+    else:
+        window = int((now - dt.datetime(2024, 1, 1)).days // cadence_days)
+        window_key, window_end = f"{cadence_days}d:{window}", now + dt.timedelta(days=cadence_days)
     with store.transaction():
         cells = store.query_df(
             "SELECT c.cell, max(e.happened_at) AS last_visit FROM cells c"
             " LEFT JOIN tasks t ON t.cell = c.cell LEFT JOIN task_events e ON e.task_id = t.id"
             " AND e.to_state = 'reported' GROUP BY c.cell")
-        key = cells.cell.astype(str) + f":{cadence_days}d:{window}"
+        key = cells.cell.astype(str) + f":{window_key}"
         existing = store.query_df("SELECT source_key FROM tasks WHERE kind = 'routine_patrol'")
         fresh = cells[~key.isin(existing.source_key)].copy()
         fresh["source_key"] = key[fresh.index]
@@ -563,11 +572,13 @@ def generate_patrols(store: Store, *, now: dt.datetime | None = None, cadence_da
             return {"created": 0, "cells": int(len(cells))}
         never = fresh.last_visit.isna()
         order = fresh.assign(never=~never).sort_values(["never", "last_visit"], na_position="first").reset_index()
-        spread = pd.to_timedelta(np.linspace(0, cadence_days * 24 - 1, len(order)), unit="h")
-        due = pd.Timestamp(now) + pd.Timedelta(hours=24) + spread
+        # due from a day after now (or the last hour of the window, if sooner) up to the window's end
+        first_due = min(pd.Timestamp(now) + pd.Timedelta(hours=24), pd.Timestamp(window_end) - pd.Timedelta(hours=1))
+        hours = max((pd.Timestamp(window_end) - first_due) / pd.Timedelta(hours=1), 0.0)
+        due = first_due + pd.to_timedelta(np.linspace(0, hours, len(order)), unit="h")
         open_tasks(store, kind=Kind.ROUTINE_PATROL, cells=order.cell.to_numpy(dtype=np.int64),
                    source_kind="cadence", source_keys=order.source_key.to_numpy(dtype=object),
                    priority=np.full(len(order), Priority.ROUTINE), due=due.to_numpy(),
                    titles=task_title_columns("routine_patrol", n=len(order)), now=now, actor=actor,
-                   detail={"by": "patrols", "cadence_days": cadence_days})
+                   detail={"by": "patrols", "cadence_days": cadence_days, "window": window_key})
     return {"created": int(len(order)), "cells": int(len(cells)), "never_visited": int(never.sum())}

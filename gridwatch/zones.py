@@ -379,8 +379,9 @@ def generate_coal_checks(store: Store, *, now: dt.datetime | None = None, cadenc
                          actor: str = "coal-checks") -> dict[str, int]:
     """Open the recurring coal check (回头看) due now for every cell of a high-polluting-fuel zone; idempotent.
 
-    One ``coal_check`` per zone cell and cadence window (monthly by default, the ``coal_check_cadence_days``
-    setting), due times spread over the window, cells checked longest ago first.
+    One ``coal_check`` per zone cell and cadence window, due times spread over the window, cells checked longest ago
+    first. The default cadence (``coal_check_cadence_days`` = 30, "monthly") is the calendar month in Beijing time;
+    another number of days gives windows of that many days.
 
     Returns
     -------
@@ -396,7 +397,15 @@ def generate_coal_checks(store: Store, *, now: dt.datetime | None = None, cadenc
     if cadence < 1:
         raise ValidationError("The coal check cadence must be a whole number of days, at least 1 (got {value}).",
                               value=cadence_days)
-    window = int((now - dt.datetime(2024, 1, 1)).days // cadence)
+    if cadence == DEFAULT_COAL_CADENCE_DAYS:  # "monthly": the calendar month in Beijing time, not 30-day windows
+        from gridwatch.periods import period_at  # noqa: PLC0415 - periods imports policy, which imports tasks
+
+        month = period_at("month", now)
+        window_key = f"month:{month.start.isoformat()[:7]}"
+        window_hours = (month.utc_bounds()[1] - now).total_seconds() / 3600
+    else:
+        window_key = f"{cadence}d:{int((now - dt.datetime(2024, 1, 1)).days // cadence)}"
+        window_hours = cadence * 24 + 24.0  # as before: the first due a day after now, the last a window later
     with store.transaction():
         cells = store.query_df(
             "SELECT f.cell, max(e.happened_at) AS last_visit FROM"
@@ -405,7 +414,7 @@ def generate_coal_checks(store: Store, *, now: dt.datetime | None = None, cadenc
             " AND e.to_state = 'reported' GROUP BY f.cell", [ZONES, COAL_ZONE_TYPE, Kind.COAL_CHECK.value])
         if cells.empty:
             return {"created": 0, "cells": 0, "cadence_days": cadence}
-        key = cells.cell.astype(str) + f":{cadence}d:{window}"
+        key = cells.cell.astype(str) + f":{window_key}"
         existing = store.query_df("SELECT source_key FROM tasks WHERE kind = ? AND source_kind = 'cadence'",
                                   [Kind.COAL_CHECK.value])
         fresh = cells[~key.isin(existing.source_key)].copy()
@@ -414,8 +423,10 @@ def generate_coal_checks(store: Store, *, now: dt.datetime | None = None, cadenc
             return {"created": 0, "cells": int(len(cells)), "cadence_days": cadence}
         order = fresh.assign(never=fresh.last_visit.notna()).sort_values(
             ["never", "last_visit"], na_position="first").reset_index(drop=True)
-        spread = pd.to_timedelta(np.linspace(0, cadence * 24 - 1, len(order)), unit="h")
-        due = pd.Timestamp(now) + pd.Timedelta(hours=24) + spread
+        # due from a day after now (or the window's last hour, if sooner) up to the window's end
+        first_due = min(24.0, max(window_hours - 1, 0.0))
+        spread = pd.to_timedelta(np.linspace(first_due, max(window_hours, first_due), len(order)), unit="h")
+        due = pd.Timestamp(now) + spread
         open_tasks(store, kind=Kind.COAL_CHECK, cells=order.cell.to_numpy(dtype=np.int64), source_kind="cadence",
                    source_keys=order.source_key.to_numpy(dtype=object),
                    priority=np.full(len(order), Priority.ROUTINE), due=due.to_numpy(),

@@ -256,9 +256,9 @@ def test_findings_and_escalation(county, tmp_path):
     patch = int(task["source_key"].split(":")[0])
     assert [(a["patch_id"], a["to_status"]) for a in applied] == [(patch, "greened")]
     assert bare.apply_bare_findings(county, now=NOW) == []
-    # first seen 2026-01-05: not yet three months on 2026-04-04, escalated on 2026-04-05, once
-    assert bare.escalate_bare_land(county, dt.date(2026, 4, 4), dispatch=POLICY.dispatch, now=NOW)["escalated"] == []
-    esc = bare.escalate_bare_land(county, dt.date(2026, 4, 5), dispatch=POLICY.dispatch, now=NOW)
+    # first seen 2026-01-05: three months end with 2026-04-05; more than three months (超过三个月) from 04-06, once
+    assert bare.escalate_bare_land(county, dt.date(2026, 4, 5), dispatch=POLICY.dispatch, now=NOW)["escalated"] == []
+    esc = bare.escalate_bare_land(county, dt.date(2026, 4, 6), dispatch=POLICY.dispatch, now=NOW)
     assert sorted(esc["escalated"]) == sorted(set(patches.id) - {patch})
     assert esc["tasks_opened"] == len(esc["escalated"])
     assert bare.escalate_bare_land(county, dt.date(2026, 5, 1), dispatch=POLICY.dispatch, now=NOW)["escalated"] == []
@@ -266,3 +266,37 @@ def test_findings_and_escalation(county, tmp_path):
     assert (greening.priority == 3).all() and greening.title.str.contains("绿化").all()
     with pytest.raises(ValidationError):
         bare.patch_status_update(county, patch, "paved", actor="x")
+
+
+def test_covered_land_is_due_for_greening_strictly_after_three_calendar_months(county, tmp_path):
+    """HN-2017 覆盖…超过三个月的进行绿化: covered on 2026-03-31 (Beijing) is due on 07-01, not on 06-30."""
+    p1, *_ = _two_dates(tmp_path)
+    layerstore.load(county, "bare_land", p1, actor="gis", policy=POLICY, publish_now=True, bare_class=60, now=NOW)
+    ids = bare.patches_table(county).sort_values("id").id.tolist()
+    covered, later = ids[0], ids[1]
+    # 2026-03-30 17:00 UTC is 2026-03-31 01:00 in Beijing: the day that counts is the Beijing one
+    bare.patch_status_update(county, covered, "covered", actor="site", now=dt.datetime(2026, 3, 30, 17, 0))
+    bare.patch_status_update(county, later, "covered", actor="site", now=dt.datetime(2026, 4, 1, 2, 0))
+    for other in ids[2:]:
+        bare.patch_status_update(county, other, "greened", actor="site", now=NOW)
+    assert bare.escalate_bare_land(county, dt.date(2026, 6, 30), dispatch=POLICY.dispatch, now=NOW)["escalated"] == []
+    first = bare.escalate_bare_land(county, dt.date(2026, 7, 1), dispatch=POLICY.dispatch, now=NOW)
+    assert first["escalated"] == [covered] and first["tasks_opened"] == 1
+    assert bare.escalate_bare_land(county, dt.date(2026, 7, 1), dispatch=POLICY.dispatch, now=NOW)["escalated"] == []
+    second = bare.escalate_bare_land(county, dt.date(2026, 7, 2), dispatch=POLICY.dispatch, now=NOW)
+    assert second["escalated"] == [later]
+    note = county.query("SELECT note FROM bare_patch_history WHERE patch_id = ? ORDER BY id DESC LIMIT 1", [covered])
+    assert note[0]["note"].startswith("escalated: covered for more than 3 months since 2026-03-31")
+
+
+def test_months_are_added_in_calendar_months():
+    from gridwatch.periods import add_months
+
+    assert add_months(dt.date(2026, 3, 31), 3) == dt.date(2026, 6, 30)
+    assert add_months(dt.date(2026, 3, 30), 3) == dt.date(2026, 6, 30)
+    assert add_months(dt.date(2025, 11, 30), 3) == dt.date(2026, 2, 28)
+    assert add_months(dt.date(2027, 11, 30), 3) == dt.date(2028, 2, 29)
+    assert add_months(dt.date(2026, 12, 15), 3) == dt.date(2027, 3, 15)
+    due = bare._due_for_greening(pd.Series([dt.date(2026, 3, 31)] * 3), dt.date(2026, 6, 30), 3)
+    assert not due.any()
+    assert bare._due_for_greening(pd.Series([dt.date(2026, 3, 31)]), dt.date(2026, 7, 1), 3).all()

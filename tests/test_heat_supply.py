@@ -190,9 +190,9 @@ def _boilers_csv() -> bytes:
             ("B-outside", "燃煤", 10, "boiler", "", 180, 12_000),         # listed, outside the county: no task
             ("B-gas", "燃气", 10, "boiler", "", 0, 5_000),                 # not coal: not listed
             ("B-chp-small", "燃煤", 30, "chp_unit", "", 270, 8_000),      # small coal CHP unit: listed
-            ("B-chp-big", "燃煤", 75, "chp_unit", "", 300, 8_000),        # large CHP unit: not listed
+            ("B-chp-big", "燃煤", 75, "chp_unit", "", 300, 8_000),        # a coal CHP unit: listed, t/h aside
             ("B-closed", "燃煤", 10, "boiler", "closed", 45, 10_000),     # listed, no task
-            ("B-far", "燃煤", 10, "boiler", "", 200, 60_000)]             # outside every radius
+            ("B-far", "燃煤", 10, "boiler", "", 200, 60_000)]             # outside every radius: eliminated
     lines = ["boiler_id,name,fuel,capacity_tph,unit_type,status,longitude,latitude"]
     for bid, fuel, cap, kind, status, az, dist in rows:
         lng, lat, _ = GEOD.fwd(plant[0], plant[1], az, dist)
@@ -214,26 +214,27 @@ def test_real_plants_and_boilers_published(county):
 
     boilers = layerstore.load(county, "boilers", _boilers_csv(), name="boilers.csv", actor="gis", policy=POLICY,
                               publish_now=True, now=NOW)
-    assert boilers["differences"]["boilers_listed"] == 5
+    assert boilers["differences"]["boilers_listed"] == 7  # six inside a radius, B-far by the 35 t/h rule
     table = heat.boilers_in_radius(county, dispatch=POLICY.dispatch, today=dt.date(2025, 6, 1)).set_index("boiler_id")
-    assert sorted(table.index) == ["B-chp-small", "B-closed", "B-coal-10km", "B-coal-big", "B-outside"]
-    assert table.small.to_dict() == {"B-coal-10km": True, "B-coal-big": False, "B-chp-small": True,
-                                     "B-closed": True, "B-outside": True}
+    assert sorted(table.index) == ["B-chp-big", "B-chp-small", "B-closed", "B-coal-10km", "B-coal-big", "B-outside"]
+    # a CHP unit is never "small" by t/h: the 35 t/h rule names boilers
+    assert table.small.to_dict() == {"B-coal-10km": True, "B-coal-big": False, "B-chp-small": False,
+                                     "B-chp-big": False, "B-closed": True, "B-outside": True}
     assert table.in_region.to_dict() == {"B-coal-10km": True, "B-coal-big": True, "B-chp-small": True,
-                                         "B-closed": True, "B-outside": False}
+                                         "B-chp-big": True, "B-closed": True, "B-outside": False}
     # distances and nearest plants against pyproj's geodesic to both qualifying plants
     best, best_d = brute_nearest(qualifying.lng.to_numpy(), qualifying.lat.to_numpy(), table.lng.to_numpy(),
                                  table.lat.to_numpy())
     assert table.plant_id.tolist() == qualifying.plant_id.to_numpy()[best].tolist()
     assert np.allclose(table.distance_m.to_numpy(), best_d, atol=1e-6)
     assert table.loc["B-coal-10km", "distance_m"] == pytest.approx(best_d[table.index.get_loc("B-coal-10km")])
-    assert table.status.to_dict() == {"B-coal-10km": "to_close", "B-coal-big": "to_close",
+    assert table.status.to_dict() == {"B-coal-10km": "to_close", "B-coal-big": "to_close", "B-chp-big": "to_close",
                                       "B-chp-small": "to_close", "B-closed": "closed", "B-outside": "to_close"}
     # after the deadline, what is still to close is overdue
     late = heat.boilers_in_radius(county, dispatch=POLICY.dispatch, today=dt.date(2026, 1, 1)).set_index("boiler_id")
     assert late.status.to_dict()["B-coal-10km"] == "overdue" and late.status.to_dict()["B-closed"] == "closed"
     tasks = county.query_df("SELECT source_key, state, title FROM tasks WHERE kind = 'boiler_check' ORDER BY 1")
-    assert tasks.source_key.tolist() == ["B-chp-small", "B-coal-10km", "B-coal-big"]
+    assert tasks.source_key.tolist() == ["B-chp-big", "B-chp-small", "B-coal-10km", "B-coal-big"]
     assert (tasks.state == "open").all()  # no people in this store: open, unassigned
     assert "燃煤锅炉核查" in tasks.title[0]
 
@@ -296,15 +297,20 @@ def test_mark_chp_adds_and_removes_radii(county):
     layerstore.load(county, "boilers", _boilers_csv(), name="b.csv", actor="gis", policy=POLICY,
                     publish_now=True, now=NOW)
     assert heat.boilers_in_radius(county, dispatch=POLICY.dispatch).empty  # no CHP plant yet
+    # the region-wide 35 t/h rule needs no plant: the small coal boilers are due already
+    due = heat.boilers_due(county, dispatch=POLICY.dispatch)
+    assert sorted(due.boiler_id) == ["B-closed", "B-coal-10km", "B-far", "B-outside"]
+    assert due.rules.map(tuple).unique().tolist() == [("eliminate_35tph",)] and due.distance_m.isna().all()
     marked = heat.mark_chp(county, ["Yichuan Longquan Kim Hyung power station"], actor="gis", dispatch=POLICY.dispatch,
                            now=NOW)
+    # B-coal-10km has its task from the 35 t/h rule already; the CHP units and the 40 t/h boiler are new
     assert marked["marked"] == ["1070746"] and marked["qualifying"] == 1 and marked["tasks_opened"] == 3
-    assert len(heat.boilers_in_radius(county, dispatch=POLICY.dispatch)) == 5
+    assert len(heat.boilers_in_radius(county, dispatch=POLICY.dispatch)) == 6
     # the mark survives a new upload of the plants without any flag
     layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", policy=POLICY, publish_now=True, now=NOW)
     assert heat.plants_table(county).query("qualifies").plant_id.tolist() == ["1070746"]
     unmarked = heat.mark_chp(county, ["1070746"], chp=False, actor="gis", dispatch=POLICY.dispatch, now=NOW)
-    assert unmarked["qualifying"] == 0 and unmarked["tasks_closed"] == 3 and unmarked["listed"] == 0
+    assert unmarked["qualifying"] == 0 and unmarked["tasks_closed"] == 3 and unmarked["listed"] == 4
     with pytest.raises(NotFound):
         heat.mark_chp(county, ["no such plant"], actor="gis", dispatch=POLICY.dispatch)
 
@@ -330,18 +336,55 @@ def test_cli_heat_supply_boilers_json(county_db, tmp_path):
     with open_sealed(str(db)) as s:
         layerstore.load(s, "chp_plants", PLANTS_CSV, actor="gis", policy=POLICY,
                         publish_now=True, chp="1070746", now=NOW)
-        layerstore.load(s, "boilers", _boilers_csv(), name="b.csv", actor="gis", policy=POLICY,
+        extra = []
+        for bid, cap, az, dist in (("B-35.0-far", 35.0, 200, 60_000), ("B-35.5-far", 35.5, 200, 60_000),
+                                   ("B-35.0-near", 35.0, 120, 9_000)):
+            lng, lat, _ = GEOD.fwd(112.50113, 34.414573, az, dist)
+            extra.append(f"{bid},{bid}（演示）,燃煤,{cap},boiler,,{lng:.9f},{lat:.9f}")
+        csv = _boilers_csv().decode() + "\n".join(extra) + "\n"
+        layerstore.load(s, "boilers", csv.encode(), name="b.csv", actor="gis", policy=POLICY,
                         publish_now=True, now=NOW)
     out = subprocess.run([sys.executable, "-m", "gridwatch", "heat-supply", "boilers", "--db", str(db), "--json"],
                          cwd=REPO, capture_output=True, text=True, check=True)
     rows = json.loads(out.stdout)["boilers"]
-    assert sorted(r["boiler_id"] for r in rows) == ["B-chp-small", "B-closed", "B-coal-10km", "B-coal-big",
-                                                    "B-outside"]
+    rules = {r["boiler_id"]: r["rules"] for r in rows}
+    assert rules == {
+        "B-chp-big": ["chp_radius"], "B-chp-small": ["chp_radius"], "B-coal-big": ["chp_radius"],
+        "B-coal-10km": ["eliminate_35tph", "chp_radius"], "B-closed": ["eliminate_35tph", "chp_radius"],
+        "B-outside": ["eliminate_35tph", "chp_radius"], "B-far": ["eliminate_35tph"],
+        "B-35.0-far": ["eliminate_35tph"], "B-35.0-near": ["eliminate_35tph", "chp_radius"]}  # 35.0 t/h: inclusive
+    by_id = {r["boiler_id"]: r for r in rows}
+    assert by_id["B-35.0-far"]["distance_m"] is None and by_id["B-35.0-far"]["plant_id"] is None
+    assert by_id["B-35.0-near"]["distance_m"] == pytest.approx(9_000, abs=1e-3)
     everything = json.loads(subprocess.run(
         [sys.executable, "-m", "gridwatch", "heat-supply", "boilers", "--all", "--db", str(db), "--json"],
         cwd=REPO, capture_output=True, text=True, check=True).stdout)["boilers"]
-    assert sorted(r["boiler_id"] for r in everything if not r["listed"]) == ["B-chp-big", "B-gas"]
-    first = min(rows, key=lambda r: r["distance_m"])
+    assert sorted(r["boiler_id"] for r in everything if not r["rules"]) == ["B-35.5-far", "B-gas"]
+    first = min((r for r in rows if r["distance_m"] is not None), key=lambda r: r["distance_m"])
     _, _, d = GEOD.inv(112.50113, 34.414573, first["lng"], first["lat"])
     assert first["plant_id"] == "1070746" and first["distance_m"] == pytest.approx(d, abs=1e-3)
     drop_db(db)
+
+
+@needs_shared()
+def test_publishing_an_inventory_that_adds_removes_and_changes_boilers(county):
+    layerstore.load(county, "chp_plants", PLANTS_CSV, actor="gis", policy=POLICY, publish_now=True,
+                    chp="1070746", now=NOW)
+    layerstore.load(county, "boilers", _boilers_csv(), name="b.csv", actor="gis", policy=POLICY,
+                    publish_now=True, now=NOW)
+    lines = _boilers_csv().decode().splitlines()
+    kept = [line for line in lines if not line.startswith(("B-gas", "B-coal-big"))]  # two removed
+    kept = [line.replace(",20,boiler,,", ",20,boiler,closed,") if line.startswith("B-coal-10km") else line
+            for line in kept]  # one changed (status closed in the file)
+    new = lines[1].replace("B-coal-10km", "B-new")  # one added, beside B-coal-10km
+    second = layerstore.load(county, "boilers", ("\n".join([*kept, new]) + "\n").encode(), name="b2.csv",
+                             actor="gis", policy=POLICY, publish_now=True, now=NOW)
+    assert second["differences"]["status_changes"] == 2  # B-new appears, B-coal-10km closed
+    history = county.query("SELECT boiler_id, from_status, to_status FROM boiler_status_history"
+                           " WHERE note = 'boilers version 2' ORDER BY boiler_id")
+    assert [list(row.values()) for row in history] == [["B-coal-10km", "to_close", "closed"],
+                                                       ["B-new", None, "to_close"]]
+    active = dict(county.query_df("SELECT boiler_id, active FROM boilers").values.tolist())
+    assert not active["B-gas"] and not active["B-coal-big"] and active["B-new"]
+    tasks = dict(county.query_df("SELECT source_key, state FROM tasks WHERE kind = 'boiler_check'").values.tolist())
+    assert tasks["B-coal-big"] == "withdrawn" and tasks["B-coal-10km"] == "withdrawn" and tasks["B-new"] == "open"

@@ -93,3 +93,24 @@ def test_the_review_screen_shows_the_board_and_gaps(app_db):
     assert [tab.label for tab in at.tabs] == ["任务看板", "进度落后人员", "覆盖缺口", "久未巡查单元", "冲突留存"]
     assert "无巡查员的网格单元" in [m.label for m in at.metric]
     assert len(at.dataframe) >= 3
+
+
+def test_not_visited_means_not_this_calendar_week_in_beijing(demo_store):
+    from gridwatch.periods import period_at
+    from gridwatch.services.leaders import cell_status
+
+    leader = _user(demo_store, "leader")
+    inspector = _user(demo_store, "inspector")
+    task = services.my_tasks(demo_store, inspector).iloc[0]
+    services.work_on(demo_store, inspector, int(task.id), "in_progress")
+    services.work_on(demo_store, inspector, int(task.id), "reported", finding=services.findings(task.kind)[0])
+    visited = demo_store.scalar("SELECT max(happened_at) FROM task_events WHERE to_state = 'reported'")
+    week = period_at("week", visited)
+    _, next_monday = week.utc_bounds()
+    cell = int(task.cell)
+    this_week = cell_status(demo_store, leader, now=visited + dt.timedelta(minutes=1)).set_index("cell")
+    next_week = cell_status(demo_store, leader, now=next_monday + dt.timedelta(minutes=1)).set_index("cell")
+    assert this_week.status[cell] != "not_observed"
+    # less than seven days may have passed, yet the visit lies in last week: the cell is not observed this week
+    assert next_week.status[cell] in ("not_observed", "overdue", "active")
+    assert (next_week.status[cell] == "not_observed") or next_week.active[cell] > 0

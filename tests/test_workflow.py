@@ -173,3 +173,15 @@ def test_cli_tasks_and_patrols(demo_copy):
     made = json.loads(out[-1])
     assert made["created"] == 0 and made["cells"] > 1800  # the demo opened this week's round already
     assert main(["tasks", "show", "999999", "--db", str(db)], out=out.append) == 2
+
+
+def test_patrol_weeks_run_monday_to_sunday_in_beijing(demo_store):
+    cells = demo_store.scalar("SELECT count(*) FROM cells")
+    monday = dt.datetime(2025, 11, 16, 16, 0)  # Monday 2025-11-17 00:00 in Beijing
+    assert workflow.generate_patrols(demo_store, now=monday)["created"] == cells
+    sunday_night = dt.datetime(2025, 11, 23, 15, 59)  # Sunday 23:59 in Beijing: still the same week
+    assert workflow.generate_patrols(demo_store, now=sunday_night)["created"] == 0
+    due = demo_store.query_df("SELECT min(due_at) AS first, max(due_at) AS last FROM tasks"
+                              " WHERE kind = 'routine_patrol' AND source_key LIKE '%:week:2025-11-17'")
+    assert due["last"][0] <= dt.datetime(2025, 11, 23, 16, 0)  # due by the end of Sunday, Beijing time
+    assert workflow.generate_patrols(demo_store, now=sunday_night + dt.timedelta(minutes=1))["created"] == cells

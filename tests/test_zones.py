@@ -238,7 +238,11 @@ def test_recurring_coal_checks_cover_every_fuel_zone_cell_once_per_cadence(tmp_p
     assert sorted(tasks.cell) == sorted(fuel_cells) and set(tasks.title) == {"禁燃区散煤回头看"}
     assert tasks.due_at.min() >= NOW + dt.timedelta(hours=24)
     assert tasks.due_at.max() <= NOW + dt.timedelta(hours=24 + 30 * 24)
-    assert zones.generate_coal_checks(demo_store, now=NOW + dt.timedelta(days=31))["created"] == len(fuel_cells)
+    # "monthly" is the calendar month in Beijing: NOW is 07-01 16:00 there; 07-31 15:59 UTC is still July, 16:00 not
+    assert tasks.due_at.max() <= dt.datetime(2026, 7, 31, 16, 0)
+    assert zones.generate_coal_checks(demo_store, now=dt.datetime(2026, 7, 31, 15, 59))["created"] == 0
+    assert zones.generate_coal_checks(demo_store, now=dt.datetime(2026, 7, 31, 16, 0))["created"] == len(fuel_cells)
+    assert zones.generate_coal_checks(demo_store, now=NOW + dt.timedelta(days=31))["created"] == 0
     assert zones.generate_coal_checks(demo_store, now=NOW, cadence_days=7)["created"] == len(fuel_cells)
     with pytest.raises(ValidationError, match="cadence"):
         zones.generate_coal_checks(demo_store, now=NOW, cadence_days=0)

@@ -57,6 +57,7 @@ from gridwatch.services.fires import (
     ingest_fires,
 )
 from gridwatch.services.heat import (
+    boilers_due,
     boilers_in_radius,
     demo_heat_supply,
     heat_boiler_history,
@@ -217,6 +218,7 @@ __all__ = [
     "bare_land_escalate",
     "bare_land_patches",
     "bare_land_summary",
+    "boilers_due",
     "boilers_in_radius",
     "cell_neighbourhood",
     "cell_status",

@@ -66,11 +66,13 @@ def bare_land_patches(store: Store, actor: Actor, *, status: str | None = None) 
 
 
 def bare_land_escalate(store: Store, actor: Actor, *, today: dt.date | None = None) -> dict[str, Any]:
-    """Apply verified survey findings, then escalate patches bare for longer than ``bare_land_months`` to
-    greening (a high-priority survey task each, once); a job or the command line, on Beijing's today by default."""
+    """Apply verified survey findings, then escalate patches covered (or still bare) for more than
+    ``bare_land_months`` calendar months to greening (a high-priority survey task each, once); a job or the command
+    line, on Beijing's today by default."""
     from gridwatch import bare
     require_system(actor, "bare_land.escalate")
     applied = bare.apply_bare_findings(store)
-    result = bare.escalate_bare_land(store, today or policy(store).today(), dispatch=policy(store).dispatch,
-                                     actor=actor_name(actor))
+    rules = policy(store)
+    result = bare.escalate_bare_land(store, today or rules.today(), dispatch=rules.dispatch,
+                                     policy=bare.BarePolicy.from_settings(rules.settings), actor=actor_name(actor))
     return {"findings_applied": len(applied), **result}

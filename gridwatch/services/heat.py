@@ -43,6 +43,19 @@ def boilers_in_radius(store: Store, actor: Actor, *,
     return _with_cell_ids(frame)
 
 
+def boilers_due(store: Store, actor: Actor, *, today: dt.date | None = None,
+                listed_only: bool = True) -> pd.DataFrame:
+    """Every boiler due under either boiler rule, with ``rules`` (``eliminate_35tph``, ``chp_radius``), its
+    ``boiler_id`` as loaded, and the nearest qualifying plant and geodesic distance where a radius applies;
+    ``listed_only=False`` gives every boiler of the inventory."""
+    from gridwatch import heat
+    frame = heat.boilers_due(store, dispatch=policy(store).dispatch, today=today, listed_only=listed_only)
+    cells = _heat_scope(store, actor)
+    if cells is not None:
+        frame = frame[frame.cell.isin(cells)].reset_index(drop=True)
+    return _with_cell_ids(frame)
+
+
 def heat_plants(store: Store, actor: Actor) -> pd.DataFrame:
     """The published power plants with their CHP flag (file or staff mark), qualification and radius.
 

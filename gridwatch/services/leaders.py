@@ -22,7 +22,8 @@ def cell_status(store: Store, user: auth.User, *, now: dt.datetime | None = None
     """Per cell in the user's scope, for the leaders' map: its status and last visit.
 
     ``overdue`` (a task past its due time), ``active`` (tasks open), ``not_observed`` (nobody has reported from
-    the cell within ``patrol_days``, the routine patrol cadence) or ``clean``. Routine patrols alone do not make
+    the cell this calendar week, Monday to Sunday in Beijing time, the routine patrol cadence; another
+    ``patrol_days`` than 7 gives that many days back) or ``clean``. Routine patrols alone do not make
     a cell active. Columns: ``cell`` (int64), ``cell_id`` (hex), ``status``, ``status_code`` (index in
     :data:`gridwatch.maps.STATUSES`), ``active``, ``overdue``, ``last_visit`` (UTC, NaT when never).
     """
@@ -39,7 +40,13 @@ def cell_status(store: Store, user: auth.User, *, now: dt.datetime | None = None
         " WHERE e.to_state = 'reported' GROUP BY t.cell")
     frame = frame.merge(tasks, on="cell", how="left").merge(visits, on="cell", how="left")
     frame = frame.fillna({"active": 0, "overdue": 0})
-    seen = frame.last_visit.notna() & (frame.last_visit >= pd.Timestamp(now) - pd.Timedelta(days=patrol_days))
+    if patrol_days == 7:  # this calendar week in Beijing (每周巡查), not a rolling seven days
+        from gridwatch.periods import period_at  # noqa: PLC0415
+
+        since = pd.Timestamp(period_at("week", now).utc_bounds()[0])
+    else:
+        since = pd.Timestamp(now) - pd.Timedelta(days=patrol_days)
+    seen = frame.last_visit.notna() & (frame.last_visit >= since)
     frame["status"] = np.select([frame.overdue > 0, frame.active > 0, ~seen], ["overdue", "active", "not_observed"],
                                 "clean")
     frame["status_code"] = frame.status.map({s: i for i, s in enumerate(STATUSES)}).astype(np.int8)
