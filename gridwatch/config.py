@@ -62,6 +62,10 @@ class Settings:
         Fiscal deduction per fire point (an example default; set the local rule).
     report_seasons : str
         Harvest seasons ``name=MM-DD..MM-DD,...``; empty uses the dispatch key periods.
+    api_max_body_kb : float
+        Largest request body the HTTP API reads (KB); a larger one is refused before it is read (413).
+    api_alarm_batch : int
+        Most alarms the HTTP API stores in one transaction (those that arrive together are stored together).
     """
 
     db: str = str(DEFAULT_DB_PATH)
@@ -100,6 +104,9 @@ class Settings:
     report_threshold_metric: str = "fire_points"
     report_deduction_yuan: float = 10000.0
     report_seasons: str = ""
+    # the HTTP API (gridwatch.api): request bodies, and alarms stored per transaction
+    api_max_body_kb: float = 64.0
+    api_alarm_batch: int = 200
 
     @classmethod
     def load(
