@@ -5,7 +5,7 @@ DuckDB commits one small transaction in about a millisecond and a half, and ever
 entry). Twenty clients posting at once would queue on those commits one by one. So the routes hand each alarm to
 :class:`AlarmWriter`, whose thread takes every alarm waiting when it is free — one or a few hundred — identifies
 their integrations, admits them under each one's rate, and stores them with their tasks through
-:func:`gridwatch.services.post_alarms` in one transaction: the more arrive at once, the larger the batch, so the
+:func:`gridwatch.services.post_alarm_groups` in one transaction: the more arrive at once, the larger the batch, so the
 commits stay few while each alarm waits at most about one batch.
 
 Rates are fixed one-minute windows counted in this process (:class:`RateWindows`), under a lock, not in the
@@ -102,13 +102,19 @@ class AlarmWriter:
     rates : RateWindows
         The integrations' call counts.
     max_batch : int
-        At most this many alarms per transaction.
+        At most this many alarms per transaction (1: one transaction per alarm, as they come).
+    gather_s, gather_most_s : float
+        After the first alarm of a batch, wait for more until none has come for ``gather_s`` seconds, at most
+        ``gather_most_s`` in all.
     """
 
-    def __init__(self, store: Callable[[], Store], rates: RateWindows, *, max_batch: int = 200) -> None:
+    def __init__(self, store: Callable[[], Store], rates: RateWindows, *, max_batch: int = 200,
+                 gather_s: float = 0.002, gather_most_s: float = 0.010) -> None:
         self._store = store
         self._rates = rates
         self.max_batch = max(1, int(max_batch))
+        self.gather_s = gather_s
+        self.gather_most_s = gather_most_s
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -148,9 +154,13 @@ class AlarmWriter:
             if first is _STOP:
                 break
             batch = [first]
-            while len(batch) < self.max_batch:
+            # alarms arrive in waves (each client sends its next one when answered): take the wave that is still
+            # arriving too, until none has come for gather_s (or gather_most_s has passed)
+            until = time.monotonic() + self.gather_most_s
+            while len(batch) < self.max_batch and self.max_batch > 1:
+                wait = min(self.gather_s, until - time.monotonic())
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:
@@ -202,8 +212,11 @@ class AlarmWriter:
                 for actor_name, subject, detail in refusals:
                     services.audit(store, actor=actor_name, action="api.alarms.post", subject=subject[:200],
                                    detail={"outcome": "refused", **detail})
-                return [(positions, services.post_alarms(store, actor, [batch[i].body for i in positions]))
-                        for actor, positions in admitted]
+                if not admitted:
+                    return []
+                found = services.post_alarm_groups(store, services.API, [
+                    (actor, [batch[i].body for i in positions]) for actor, positions in admitted])
+                return [(positions, outcomes) for (_, positions), outcomes in zip(admitted, found, strict=True)]
 
         try:
             done = store.retrying(work)

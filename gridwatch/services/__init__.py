@@ -305,6 +305,7 @@ from gridwatch.services.alarms import (  # noqa: E402
     AlarmOutcome,
     alarm_outcome,
     alarm_show,
+    post_alarm_groups,
     post_alarms,
     read_alarm,
 )
@@ -326,5 +327,5 @@ __all__ += [
     "ALARM_FIELDS", "API", "Alarm", "AlarmOutcome", "CATEGORIES", "CRS_NAMES", "DEFAULT_RATE_PER_MINUTE",
     "INTEGRATION_ACTIONS", "IntegrationActor", "SIGNATURE_HEADER", "SOURCES", "TOKEN_PREFIX", "alarm_outcome",
     "alarm_show", "deliver_webhooks", "integration_actor", "integration_add", "integration_list",
-    "integration_revoke", "post_alarms", "read_alarm", "sign_body", "task_page",
+    "integration_revoke", "post_alarm_groups", "post_alarms", "read_alarm", "sign_body", "task_page",
 ]

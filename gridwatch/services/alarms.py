@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,18 +22,17 @@ from typing import Any
 import h3
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from gridwatch import regionstore, workflow
 from gridwatch.crs import gcj02_to_wgs84
-from gridwatch.dispatch import open_tasks
+from gridwatch.dispatch import assignees_for_cells, open_tasks
 from gridwatch.errors import GridwatchError, NotFound, OutsideRegion, PermissionDenied, ValidationError
-from gridwatch.services._common import Actor, IntegrationActor, actor_name, policy, require
+from gridwatch.services._common import Actor, IntegrationActor, actor_name, policy, require, require_system
 from gridwatch.storage import Store
 from gridwatch.tasks import Kind, Priority, naive_utc
 
 __all__ = ["SOURCES", "CATEGORIES", "CRS_NAMES", "ALARM_FIELDS", "Alarm", "AlarmOutcome", "read_alarm",
-           "post_alarms", "alarm_show", "alarm_outcome"]
+           "post_alarms", "post_alarm_groups", "alarm_show", "alarm_outcome"]
 
 #: where an alarm comes from
 SOURCES = ("video", "drone", "hotline", "other")
@@ -209,18 +209,19 @@ def _answer(row: Mapping[str, Any]) -> dict[str, Any]:
             "assignee": person}
 
 
-def _placed(store: Store, actor: IntegrationActor, alarms: list[Alarm]) -> tuple[np.ndarray, list[Any]]:
-    """The cell of each alarm, or the refusal of one outside the region, the integration's unit or its source."""
+#: an alarm as read, with the integration that sent it: (integration, alarm)
+Sent = tuple[IntegrationActor, Alarm]
+
+
+def _placed(store: Store, sent: list[Sent]) -> tuple[np.ndarray, list[Any]]:
+    """The cell of each alarm, or the refusal of one outside the region, its integration's unit or source."""
     grid = regionstore.grid(store)
-    lat = np.array([a.lat for a in alarms], dtype=np.float64)
-    lng = np.array([a.lng for a in alarms], dtype=np.float64)
+    lat = np.array([a.lat for _, a in sent], dtype=np.float64)
+    lng = np.array([a.lng for _, a in sent], dtype=np.float64)
     cells, pos = grid.locate(lat, lng)
-    inside_unit = np.zeros(len(alarms), dtype=bool)
-    for level in grid.owner:
-        inside_unit |= grid.owner_codes(level, pos) == actor.unit
-    inside_unit |= actor.unit == grid.region_code
+    owners = [grid.owner_codes(level, pos) for level in grid.owner]
     refusals: list[Any] = []
-    for i, alarm in enumerate(alarms):
+    for i, (actor, alarm) in enumerate(sent):
         if pos[i] < 0:
             refusals.append(OutsideRegion(
                 "The point (lat {lat}, lng {lng}) lies outside the region {region} ({name}); "
@@ -229,7 +230,7 @@ def _placed(store: Store, actor: IntegrationActor, alarms: list[Alarm]) -> tuple
         elif alarm.source != actor.source:
             refusals.append(PermissionDenied("The integration {name} sends {allowed} alarms, not {source}.",
                                              name=actor.name, allowed=actor.source, source=alarm.source))
-        elif not inside_unit[i]:
+        elif actor.unit != grid.region_code and all(codes[i] != actor.unit for codes in owners):
             refusals.append(PermissionDenied("The alarm {external_id} lies outside the unit {unit} the integration "
                                              "{name} is scoped to.", external_id=alarm.external_id,
                                              unit=actor.unit, name=actor.name))
@@ -253,64 +254,95 @@ def _plan(store: Store, alarms: list[Alarm], now: dt.datetime) -> tuple[np.ndarr
     return priority, due, titles
 
 
-_STAGING = ("CREATE TEMP TABLE IF NOT EXISTS incoming_alarms (integration_id BIGINT, external_id TEXT, source TEXT,"
-            " category TEXT, lat DOUBLE PRECISION, lng DOUBLE PRECISION, crs TEXT, cell BIGINT,"
-            " observed_at TIMESTAMP, received_at TIMESTAMP, description TEXT, contact TEXT)")
 _COLUMNS = ("integration_id, external_id, source, category, lat, lng, crs, cell, observed_at, received_at,"
             " description, contact")
 _ANSWER_SQL = ("SELECT a.id AS alarm_id, a.external_id, a.task_id, a.problem_id, a.cell, p.person_key,"
                " p.name AS person_name, t.assigned_role FROM alarms a LEFT JOIN tasks t ON t.id = a.task_id"
                " LEFT JOIN people p ON p.id = t.assignee_id")
 
+#: who each cell's tasks go to (:func:`gridwatch.dispatch.assignees_for_cells` of the whole grid) and the answer's
+#: assignee per cell, per store, until the assignments or the grid change
+_who_cache: dict[int, tuple[tuple, pd.DataFrame, dict[int, dict[str, Any] | None]]] = {}
+_who_lock = threading.Lock()
 
-def _store_new(store: Store, actor: IntegrationActor, alarms: list[Alarm], cells: np.ndarray,
-               now: dt.datetime) -> dict[str, dict[str, Any]]:
-    """Insert the alarms whose key is free and open their tasks; the answers of the new ones by external id."""
-    n = len(alarms)
-    store.execute(_STAGING)
-    store.execute("DELETE FROM incoming_alarms")
-    store.insert_arrow("incoming_alarms", pa.table({
-        "integration_id": pa.repeat(pa.scalar(actor.id, pa.int64()), n),
-        "external_id": pa.array([a.external_id for a in alarms], pa.string()),
-        "source": pa.array([a.source for a in alarms], pa.string()),
-        "category": pa.array([a.category for a in alarms], pa.string()),
-        "lat": pa.array([a.lat for a in alarms], pa.float64()),
-        "lng": pa.array([a.lng for a in alarms], pa.float64()),
-        "crs": pa.array([a.crs for a in alarms], pa.string()),
-        "cell": pa.array(cells, pa.int64()),
-        "observed_at": pa.array([a.observed_at for a in alarms], pa.timestamp("us")),
-        "received_at": pa.repeat(pa.scalar(now, pa.timestamp("us")), n),
-        "description": pa.array([a.description for a in alarms], pa.string()),
-        "contact": pa.array([a.contact for a in alarms], pa.string()),
-    }))
+
+def _assignees(store: Store) -> tuple[pd.DataFrame, dict[int, dict[str, Any] | None]]:
+    """The person every cell's tasks go to (dispatch's rule), looked up for the whole grid once, and as answered.
+
+    Alarms arrive a few at a time, and looking up the chain for a handful of cells costs as much as for all of
+    them; the answer changes only when an assignment is added or removed (new ids, or fewer rows) or the grid is
+    built again, which the key below notices.
+    """
+    row = store.query("SELECT count(*) AS n, max(id) AS last FROM assignments")[0]
+    stamp = (int(row["n"]), row["last"], store.get_meta("grid_built_at", ""))
+    with _who_lock:
+        cached = _who_cache.get(id(store))
+        if cached is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+    grid = regionstore.grid(store)
+    who = assignees_for_cells(store, grid.cells.view(np.int64))
+    people = {int(r["id"]): r for r in store.query("SELECT id, person_key, name FROM people")}
+    answered: dict[int, dict[str, Any] | None] = {}
+    for cell, person, role in zip(who.cell.tolist(), who.person_id.tolist(), who.role.tolist(), strict=True):
+        found = people.get(int(person)) if person is not None and not pd.isna(person) else None
+        answered[int(cell)] = None if found is None else {"person_key": found["person_key"], "name": found["name"],
+                                                          "role": role}
+    with _who_lock:
+        _who_cache[id(store)] = (stamp, who, answered)
+    return who, answered
+
+
+def _values(rows: int, columns: int) -> str:
+    """``(?, …), (?, …)``: the VALUES of a multi-row statement."""
+    one = "(" + ", ".join("?" * columns) + ")"
+    return ", ".join([one] * rows)
+
+
+def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray,
+               now: dt.datetime) -> dict[tuple[int, str], dict[str, Any]]:
+    """Insert the alarms whose key is free and open their tasks (``opener`` records who opened them); the answers
+    of the new ones by (integration id, external id)."""
+    rows = [[actor.id, a.external_id, a.source, a.category, a.lat, a.lng, a.crs, int(c), a.observed_at, now,
+             a.description, a.contact] for (actor, a), c in zip(sent, cells, strict=True)]
     # the unique key decides which alarms are new: a copy already stored (or stored by a concurrent transaction
     # that commits first) inserts nothing here
-    inserted = store.query(f"INSERT INTO alarms ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming_alarms"
-                           " ON CONFLICT (integration_id, external_id) DO NOTHING RETURNING id, external_id")
-    store.execute("DELETE FROM incoming_alarms")
+    inserted = store.query(f"INSERT INTO alarms ({_COLUMNS}) VALUES {_values(len(rows), 12)}"
+                           " ON CONFLICT (integration_id, external_id) DO NOTHING RETURNING id, integration_id,"
+                           " external_id", [v for row in rows for v in row])
     if not inserted:
         return {}
-    ids = {r["external_id"]: int(r["id"]) for r in inserted}
-    fresh = [i for i, a in enumerate(alarms) if a.external_id in ids]
-    new = [alarms[i] for i in fresh]
+    ids = {(int(r["integration_id"]), r["external_id"]): int(r["id"]) for r in inserted}
+    fresh = [i for i, (actor, a) in enumerate(sent) if (actor.id, a.external_id) in ids]
+    new = [sent[i][1] for i in fresh]
+    keys = [ids[sent[i][0].id, sent[i][1].external_id] for i in fresh]
     priority, due, titles = _plan(store, new, now)
+    who, answered = _assignees(store)
     floor = int(store.scalar("SELECT nextval('tasks_id_seq')"))  # the tasks opened next have larger ids
     open_tasks(store, kind=Kind.MANUAL, cells=cells[fresh], source_kind="alarm",
-               source_keys=np.array([str(ids[a.external_id]) for a in new], dtype=object), priority=priority,
-               due=due, titles=titles, now=now, actor=actor_name(actor),
-               detail={"by": "alarm", "integration": actor.name, "source": actor.source})
-    opened = store.query_df("SELECT id AS task_id, source_key FROM tasks WHERE id > ? AND source_kind = 'alarm'",
-                            [floor])
-    store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_alarm_tasks (alarm_id BIGINT, task_id BIGINT)")
-    store.execute("DELETE FROM incoming_alarm_tasks")
-    store.insert_arrow("incoming_alarm_tasks", pa.table({
-        "alarm_id": pa.array(opened.source_key.astype(np.int64).to_numpy(), pa.int64()),
-        "task_id": pa.array(opened.task_id.to_numpy(dtype=np.int64), pa.int64())}))
-    store.execute("UPDATE alarms SET task_id = l.task_id FROM incoming_alarm_tasks l WHERE alarms.id = l.alarm_id")
-    store.execute("DELETE FROM incoming_alarm_tasks")
-    rows = store.query(f"{_ANSWER_SQL} WHERE a.integration_id = ? AND a.id IN ({', '.join('?' * len(ids))})",
-                       [actor.id, *ids.values()])
-    return {r["external_id"]: _answer(r) for r in rows}
+               source_keys=np.array([str(k) for k in keys], dtype=object), priority=priority, due=due,
+               titles=titles, now=now, actor=opener, detail={"by": "alarm"}, who=who)
+    opened = store.query("SELECT id, source_key FROM tasks WHERE id > ? AND source_kind = 'alarm'", [floor])
+    task_of = {int(r["source_key"]): int(r["id"]) for r in opened}
+    pairs = [[alarm_id, task_of[alarm_id]] for alarm_id in keys]
+    store.execute("UPDATE alarms SET task_id = v.task_id FROM (VALUES "
+                  + ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(pairs))
+                  + ") AS v (alarm_id, task_id) WHERE alarms.id = v.alarm_id", [v for pair in pairs for v in pair])
+    return {(sent[i][0].id, sent[i][1].external_id): {
+        "alarm_id": key, "task_id": task_of[key], "problem_id": None, "cell": _hex(cells[i]),
+        "assignee": answered.get(int(cells[i]))} for i, key in zip(fresh, keys, strict=True)}
+
+
+def _stored(store: Store, wanted: list[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:
+    """The answers of alarms stored before, by (integration id, external id)."""
+    found: dict[tuple[int, str], dict[str, Any]] = {}
+    by_integration: dict[int, list[str]] = {}
+    for integration, external_id in dict.fromkeys(wanted):
+        by_integration.setdefault(integration, []).append(external_id)
+    for integration, external_ids in by_integration.items():
+        rows = store.query(f"{_ANSWER_SQL} WHERE a.integration_id = ? AND a.external_id IN"
+                           f" ({', '.join('?' * len(external_ids))})", [integration, *external_ids])
+        found |= {(integration, r["external_id"]): _answer(r) for r in rows}
+    return found
 
 
 def post_alarms(store: Store, actor: Actor, bodies: Sequence[Mapping[str, Any]], *,
@@ -340,62 +372,87 @@ def post_alarms(store: Store, actor: Actor, bodies: Sequence[Mapping[str, Any]],
         actor_name(actor)  # no actor at all is a programming error (TypeError)
         raise PermissionDenied("Alarms come from integrations through the HTTP API; a person reports through the "
                                "app's screens.")
-    require(store, actor, "alarm.post")
+    return _post(store, actor_name(actor), [(actor, bodies)], now)[0]
+
+
+def post_alarm_groups(store: Store, actor: Actor,
+                      groups: Sequence[tuple[IntegrationActor, Sequence[Mapping[str, Any]]]], *,
+                      now: dt.datetime | None = None) -> list[list[AlarmOutcome]]:
+    """:func:`post_alarms` for the alarms of several integrations at once, in one transaction (the API's intake, a
+    system actor, stores what arrived together; each integration is checked as the sender of its own).
+
+    The tasks' first events name ``actor`` (``system:api``) as who opened them; the alarms and the audit record name
+    each integration.
+    """
+    require_system(actor, "alarms.intake")
+    return _post(store, actor_name(actor), groups, now)
+
+
+def _post(store: Store, opener: str, groups: Sequence[tuple[IntegrationActor, Sequence[Mapping[str, Any]]]],
+          now: dt.datetime | None) -> list[list[AlarmOutcome]]:
     now = naive_utc(now)
-    outcomes: list[AlarmOutcome | None] = [None] * len(bodies)
-    read: list[tuple[int, Alarm]] = []
-    for i, body in enumerate(bodies):
-        try:
-            read.append((i, read_alarm(body, now=now)))
-        except GridwatchError as exc:
-            outcomes[i] = AlarmOutcome(error=exc)
+    for integration, _ in groups:
+        if not isinstance(integration, IntegrationActor):
+            raise PermissionDenied("Alarms come from integrations through the HTTP API; a person reports through "
+                                   "the app's screens.")
+        require(store, integration, "alarm.post")
+    outcomes: list[list[AlarmOutcome | None]] = [[None] * len(bodies) for _, bodies in groups]
+    read: list[tuple[int, int]] = []  # (group, position) of each alarm read
+    sent: list[Sent] = []
+    for g, (integration, bodies) in enumerate(groups):
+        for i, body in enumerate(bodies):
+            try:
+                sent.append((integration, read_alarm(body, now=now)))
+                read.append((g, i))
+            except GridwatchError as exc:
+                outcomes[g][i] = AlarmOutcome(error=exc)
     with store.transaction():
-        if read:
-            cells, refusals = _placed(store, actor, [a for _, a in read])
-            first: dict[str, int] = {}  # one insert per external id in the batch; the copies repeat it
-            wanted: list[int] = []
-            for k, ((i, alarm), refusal) in enumerate(zip(read, refusals, strict=True)):
+        if sent:
+            cells, refusals = _placed(store, sent)
+            first: dict[tuple[int, str], int] = {}  # one insert per key in the batch; its copies repeat it
+            for k, refusal in enumerate(refusals):
+                g, i = read[k]
+                key = (sent[k][0].id, sent[k][1].external_id)
                 if refusal is not None:
-                    outcomes[i] = AlarmOutcome(error=refusal)
-                elif alarm.external_id not in first:
-                    first[alarm.external_id] = i
-                    wanted.append(k)
-            new = _store_new(store, actor, [read[k][1] for k in wanted], cells[wanted], now) if wanted else {}
-            stored = list(dict.fromkeys(a.external_id for i, a in read
-                                        if outcomes[i] is None and a.external_id not in new))
-            if stored:
-                rows = store.query(f"{_ANSWER_SQL} WHERE a.integration_id = ? AND a.external_id IN"
-                                   f" ({', '.join('?' * len(stored))})", [actor.id, *stored])
-                known = {r["external_id"]: _answer(r) for r in rows}
-            else:
-                known = {}
-            for i, alarm in read:
-                if outcomes[i] is not None:
+                    outcomes[g][i] = AlarmOutcome(error=refusal)
+                elif key not in first:
+                    first[key] = k
+            wanted = sorted(first.values())
+            new = _store_new(store, opener, [sent[k] for k in wanted], cells[wanted], now) if wanted else {}
+            keys = [(sent[k][0].id, sent[k][1].external_id) for k in range(len(sent))]
+            known = _stored(store, [key for k, key in enumerate(keys)
+                                    if refusals[k] is None and key not in new])
+            for k, key in enumerate(keys):
+                g, i = read[k]
+                if outcomes[g][i] is not None:
                     continue
-                if alarm.external_id in new and first[alarm.external_id] == i:
-                    outcomes[i] = AlarmOutcome(created=True, answer=new[alarm.external_id])
+                if key in new and first[key] == k:
+                    outcomes[g][i] = AlarmOutcome(created=True, answer=new[key])
                 else:
-                    answer = new.get(alarm.external_id) or known.get(alarm.external_id)
-                    outcomes[i] = AlarmOutcome(answer=answer) if answer else AlarmOutcome(error=NotFound(
+                    answer = new.get(key) or known.get(key)
+                    outcomes[g][i] = AlarmOutcome(answer=answer) if answer else AlarmOutcome(error=NotFound(
                         "The alarm {external_id} was being stored by another request; send it again.",
-                        external_id=alarm.external_id))
-        _audit_posts(store, actor, bodies, outcomes)
-    return [o if o is not None else AlarmOutcome() for o in outcomes]
+                        external_id=key[1]))
+        _audit_posts(store, groups, outcomes)
+    return [[o if o is not None else AlarmOutcome() for o in found] for found in outcomes]
 
 
-def _audit_posts(store: Store, actor: IntegrationActor, bodies: Sequence[Mapping[str, Any]],
-                 outcomes: Sequence[AlarmOutcome | None]) -> None:
-    """One audit entry per posted alarm: what it became (created, repeated, refused and why)."""
-    rows = []
-    for body, outcome in zip(bodies, outcomes, strict=True):
-        subject = str(body.get("external_id", ""))[:200] if isinstance(body, Mapping) else ""
-        if outcome is None or outcome.error is not None:
-            detail = {"outcome": "refused", "reason": str(outcome.error) if outcome else ""}
-        else:
-            detail = {"outcome": "created" if outcome.created else "repeated",
-                      **{k: outcome.answer[k] for k in ("alarm_id", "task_id")}}
-        rows.append([actor.username, "api.alarms.post", subject, json.dumps(detail, ensure_ascii=False)])
-    store.executemany("INSERT INTO audit_log (actor, action, subject, detail) VALUES (?, ?, ?, ?)", rows)
+def _audit_posts(store: Store, groups: Sequence[tuple[IntegrationActor, Sequence[Mapping[str, Any]]]],
+                 outcomes: Sequence[Sequence[AlarmOutcome | None]]) -> None:
+    """One audit entry per posted alarm, under its integration: what it became (created, repeated, refused, why)."""
+    rows: list[list[Any]] = []
+    for (actor, bodies), found in zip(groups, outcomes, strict=True):
+        for body, outcome in zip(bodies, found, strict=True):
+            subject = str(body.get("external_id", ""))[:200] if isinstance(body, Mapping) else ""
+            if outcome is None or outcome.error is not None:
+                detail = {"outcome": "refused", "reason": str(outcome.error) if outcome else ""}
+            else:
+                detail = {"outcome": "created" if outcome.created else "repeated",
+                          **{k: outcome.answer[k] for k in ("alarm_id", "task_id")}}
+            rows.append([actor.username, "api.alarms.post", subject, json.dumps(detail, ensure_ascii=False)])
+    if rows:
+        store.execute(f"INSERT INTO audit_log (actor, action, subject, detail) VALUES {_values(len(rows), 4)}",
+                      [v for row in rows for v in row])
 
 
 def alarm_outcome(events: Sequence[Mapping[str, Any]], *, upto: int | None = None) -> dict[str, Any]:
