@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _layers_commands(sub)
     _heat_and_bare_commands(sub)
     _report_commands(sub)
+    _integrations_commands(sub)
     return parser
 
 
@@ -513,3 +514,33 @@ def _dossier(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     return {"unit": args.unit, "events": int(len(frame)), "files": written or None,
             **({"rows": _records(frame)} if args.json and not written else {})}
 
+
+
+# -- integrations (the HTTP API's callers) -------------------------------------------------------------------------
+
+def _integrations_commands(sub: Any) -> None:
+    """``integrations add|list|revoke|deliver``: other systems that post alarms through the HTTP API."""
+    ig = sub.add_parser("integrations", help="other systems posting alarms through the HTTP API (video, drones, "
+                                             "hotlines)").add_subparsers(dest="integrations_command", required=True,
+                                                                         metavar="INTEGRATIONS_COMMAND")
+    p = ig.add_parser("add", help="create an integration; prints its token (and webhook secret) once")
+    p.add_argument("name", help="the integration's name (3 to 40 of a-z 0-9 . _ -), e.g. hotline-12345")
+    p.add_argument("--source", required=True, choices=services.SOURCES, help="the source of its alarms")
+    p.add_argument("--unit", required=True, help="code of the unit whose cells its alarms may lie in")
+    p.add_argument("--rate-per-minute", type=int, default=services.DEFAULT_RATE_PER_MINUTE,
+                   help=f"calls a minute it may make (default {services.DEFAULT_RATE_PER_MINUTE})")
+    p.add_argument("--webhook-url", default="", help="where the outcomes of its alarms are posted (signed)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.integration_add(
+        store, CLI, a.name, source=a.source, unit=a.unit, rate_per_minute=a.rate_per_minute,
+        webhook_url=a.webhook_url))
+    p = ig.add_parser("list", help="every integration: scope, rate, webhook, alarms, deliveries (no tokens)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.integration_list(store, CLI))
+    p = ig.add_parser("revoke", help="refuse an integration's token from now on")
+    p.add_argument("name", help="the integration's name")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.integration_revoke(store, CLI, a.name))
+    p = ig.add_parser("deliver", help="post the outcomes of alarms that are due to the integrations' webhooks")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.deliver_webhooks(store, CLI))

@@ -67,6 +67,10 @@ class Settings:
     rule_documents : mapping
         The document number the county entered for each local setting (本地设置), by setting name; shown with the
         rule wherever it is applied (``python -m gridwatch rules``).
+    api_max_body_kb : float
+        Largest request body the HTTP API reads (KB); a larger one is refused before it is read (413).
+    api_alarm_batch : int
+        Most alarms the HTTP API stores in one transaction (those that arrive together are stored together).
     """
 
     db: str = str(DEFAULT_DB_PATH)
@@ -107,6 +111,9 @@ class Settings:
     report_seasons: str = ""
     # the document (文号) behind each local setting (本地设置), by setting name
     rule_documents: Mapping[str, str] = field(default_factory=dict)
+    # the HTTP API (gridwatch.api): request bodies, and alarms stored per transaction
+    api_max_body_kb: float = 64.0
+    api_alarm_batch: int = 200
 
     @classmethod
     def load(

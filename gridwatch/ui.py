@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import folium
 import pandas as pd
@@ -26,10 +26,13 @@ from gridwatch.firms import FetchScheduler
 from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext, translate_error, translate_text
 from gridwatch.storage import Store
 
+if TYPE_CHECKING:
+    from gridwatch.api import Api
+
 __all__ = ["store", "language", "t", "t_filled", "show_errors", "language_picker", "settings", "fire_fetcher", "user",
            "sign_out", "account_box", "remember_session", "oidc_providers", "oidc_login", "translate", "flash",
            "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap", "through_app",
-           "task_title", "task_titles", "md", "t_plain", "client_address"]
+           "task_title", "task_titles", "md", "t_plain", "client_address", "api_routes", "api_lifespan"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -64,15 +67,43 @@ def fire_fetcher() -> FetchScheduler | None:
 
 @st.cache_resource
 def notifier() -> FetchScheduler:
-    """The process's notification schedule: escalate overdue tasks, then announce what changed."""
+    """The process's notification schedule: escalate overdue tasks, announce what changed, and post the outcomes
+    of alarms to the webhooks of the integrations that sent them."""
     config = settings()
     the_store = store()
 
     def run() -> None:
         services.escalate(the_store, services.SCHEDULER)
         services.notify_run(the_store, services.SCHEDULER, config)
+        services.deliver_webhooks(the_store, services.SCHEDULER)
 
-    return FetchScheduler(run, interval_s=config.notify_interval_minutes * 60, name="notify").start()
+    return FetchScheduler(run, interval_s=float(config.notify_interval_minutes) * 60, name="notify").start()
+
+
+@st.cache_resource
+def _api() -> Api:
+    from gridwatch.api import Api
+
+    return Api(store, settings())
+
+
+def api_routes() -> list:
+    """The HTTP API's routes (``/api/v1/…``), which ``app.py`` serves beside the screens on the same port."""
+    return _api().routes()
+
+
+@contextlib.asynccontextmanager
+async def api_lifespan(_app: object) -> AsyncIterator[None]:
+    """The server's start and stop: the schedules run from the start (an integration's outcomes are posted even
+    when nobody opens a screen), and alarms still waiting are stored before the process ends."""
+    fire_fetcher()
+    notifier()
+    server = _api()
+    server.start()
+    try:
+        yield
+    finally:
+        server.stop()
 
 
 def language() -> str:

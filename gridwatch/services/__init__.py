@@ -323,3 +323,39 @@ __all__ += [
     "moment_text",
     "today",
 ]
+
+# -- the HTTP API's domain: alarms from other systems, integrations, outcome webhooks, the task reads offered ------
+from gridwatch.services._common import INTEGRATION_ACTIONS, IntegrationActor  # noqa: E402
+from gridwatch.services.alarms import (  # noqa: E402
+    ALARM_FIELDS,
+    CATEGORIES,
+    CRS_NAMES,
+    SOURCES,
+    Alarm,
+    AlarmOutcome,
+    alarm_outcome,
+    alarm_show,
+    post_alarm_groups,
+    post_alarms,
+    read_alarm,
+)
+from gridwatch.services.integrations import (  # noqa: E402
+    API,
+    DEFAULT_RATE_PER_MINUTE,
+    SIGNATURE_HEADER,
+    TOKEN_PREFIX,
+    deliver_webhooks,
+    integration_actor,
+    integration_add,
+    integration_list,
+    integration_revoke,
+    sign_body,
+    task_page,
+)
+
+__all__ += [
+    "ALARM_FIELDS", "API", "Alarm", "AlarmOutcome", "CATEGORIES", "CRS_NAMES", "DEFAULT_RATE_PER_MINUTE",
+    "INTEGRATION_ACTIONS", "IntegrationActor", "SIGNATURE_HEADER", "SOURCES", "TOKEN_PREFIX", "alarm_outcome",
+    "alarm_show", "deliver_webhooks", "integration_actor", "integration_add", "integration_list",
+    "integration_revoke", "post_alarm_groups", "post_alarms", "read_alarm", "sign_body", "task_page",
+]

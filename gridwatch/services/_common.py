@@ -37,8 +37,36 @@ class SystemActor:
         return f"system:{self.name}"
 
 
-#: who acts: a signed-in user (checked) or a system actor (recorded as such)
-Actor = auth.User | SystemActor
+@dataclass(frozen=True)
+class IntegrationActor:
+    """Another system calling through the HTTP API with its token, recorded as ``integration:<name>``.
+
+    It may post alarms of its own ``source`` on the cells of its ``unit`` and read its own alarms back, nothing
+    else (:data:`INTEGRATION_ACTIONS`).
+
+    Examples
+    --------
+    >>> IntegrationActor(1, "hotline-12345", "410329", "hotline", 600).username
+    'integration:hotline-12345'
+    """
+
+    id: int
+    name: str
+    unit: str
+    source: str
+    rate_per_minute: int
+
+    @property
+    def username(self) -> str:
+        """The name under which its calls are recorded."""
+        return f"integration:{self.name}"
+
+
+#: what an integration may do (on the cells of its unit)
+INTEGRATION_ACTIONS = frozenset({"alarm.post", "alarm.view"})
+
+#: who acts: a signed-in user (checked), an integration (checked) or a system actor (recorded as such)
+Actor = auth.User | SystemActor | IntegrationActor
 
 #: the command line
 CLI = SystemActor("cli")
@@ -55,7 +83,7 @@ MANAGE_PEOPLE = "people.manage"
 
 def actor_name(actor: Actor) -> str:
     """The name recorded for an actor (a user name, or ``system:<name>``)."""
-    if isinstance(actor, (auth.User, SystemActor)):
+    if isinstance(actor, (auth.User, SystemActor, IntegrationActor)):
         return actor.username
     raise TypeError(f"a service needs an actor (a signed-in user or a system actor), not {actor!r}")
 
@@ -64,9 +92,29 @@ def require(store: Store, actor: Actor, action: str, *, cell: int | None = None,
     """Refuse (and record the refusal) unless the actor may do ``action`` here; system actors may do everything."""
     if isinstance(actor, SystemActor):
         return
+    if isinstance(actor, IntegrationActor):
+        _require_integration(store, actor, action, cell=cell, unit=unit)
+        return
     if not isinstance(actor, auth.User):
         raise TypeError(f"a service needs an actor (a signed-in user or a system actor), not {actor!r}")
     auth.require(store, actor, action, cell=cell, unit=unit)
+
+
+def _require_integration(store: Store, actor: IntegrationActor, action: str, *, cell: int | None,
+                         unit: str | None) -> None:
+    """Refuse an integration anything but its own actions, and any cell or unit outside its unit."""
+    from gridwatch.errors import PermissionDenied
+
+    if action not in INTEGRATION_ACTIONS:
+        raise PermissionDenied("The integration {name} may not {action}.", name=actor.name, action=action)
+    if cell is not None and not store.scalar(
+            "SELECT count(*) FROM cells WHERE cell = ? AND ? IN (city_code, county_code, township_code, village_code)",
+            [int(cell), actor.unit]):
+        raise PermissionDenied("The integration {name} may not {action} here: the place lies outside its unit "
+                               "{unit}.", name=actor.name, action=action, unit=actor.unit)
+    if unit is not None and unit != actor.unit:
+        raise PermissionDenied("The integration {name} may not {action} for unit {target}; it is scoped to "
+                               "{unit}.", name=actor.name, action=action, target=unit, unit=actor.unit)
 
 
 def require_region(store: Store, actor: Actor, action: str) -> None:
