@@ -184,7 +184,7 @@ def test_alarms_outside_the_region_the_unit_or_the_source_are_refused_each_with_
 def test_a_gcj02_position_is_converted_on_arrival(hotline):
     store, actor, _ = hotline
     lat, lng = _spot(store, n=3)
-    g_lng, g_lat = wgs84_to_gcj02(lng, lat)
+    g_lat, g_lng = wgs84_to_gcj02(lat=lat, lng=lng)
     answer = services.post_alarms(store, actor, [_alarm("gcj", float(g_lat), float(g_lng), crs="gcj02")])[0].answer
     stored = store.query("SELECT lat, lng, crs FROM alarms WHERE id = ?", [answer["alarm_id"]])[0]
     assert stored["crs"] == "gcj02" and abs(stored["lat"] - lat) < 2e-5 and abs(stored["lng"] - lng) < 2e-5

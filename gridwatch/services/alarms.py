@@ -166,7 +166,7 @@ def read_alarm(fields: Mapping[str, Any], *, now: dt.datetime | None = None) -> 
     lat = _number(fields, "lat", -90, 90)
     lng = _number(fields, "lng", -180, 180)
     if crs == "gcj02":
-        lng, lat = (float(v) for v in gcj02_to_wgs84(lng, lat))
+        lat, lng = (float(v) for v in gcj02_to_wgs84(lat=lat, lng=lng))
     observed = fields.get("observed_at")
     try:
         moment = dt.datetime.fromisoformat(observed) if isinstance(observed, str) else None
