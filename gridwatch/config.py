@@ -41,8 +41,6 @@ class Settings:
         H3 resolution of the grid (8 ≈ 0.6 km² in Henan).
     language : str
         ``zh_CN`` (default) or ``en``.
-    timezone : str
-        Zone in which dates are shown and periods cut.
     basemap_url : str
         XYZ tile template for maps (WGS84/CGCS2000 tiles; GCJ-02 tiles would sit ≈500 m off); empty means none.
     basemap_attribution : str
@@ -77,7 +75,6 @@ class Settings:
     region: str = "410329"
     resolution: int = 8
     language: str = "zh_CN"
-    timezone: str = "Asia/Shanghai"
     basemap_url: str = ""
     basemap_attribution: str = ""
     tianditu_key: str = ""

@@ -62,6 +62,7 @@ import pyarrow as pa
 from gridwatch.errors import ValidationError
 from gridwatch.i18n import DEFAULT_LANGUAGE, task_titles
 from gridwatch.storage import Store
+from gridwatch.policy import TIMEZONE
 from gridwatch.tasks import ACTIVE_STATES, naive_utc
 from gridwatch.webio import Answer, Verdict, clip
 
@@ -484,7 +485,7 @@ def _payloads(facts: pd.DataFrame, timezone: str) -> list[str]:
 
 
 def collect(store: Store, *, now: dt.datetime | None = None, due_soon_hours: float = 2.0,
-            timezone: str = "Asia/Shanghai") -> int:
+            timezone: str = TIMEZONE) -> int:
     """Store a ``pending`` notification for every fact not yet announced; returns how many were added.
 
     Parameters

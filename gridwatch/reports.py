@@ -55,7 +55,7 @@ from gridwatch.errors import NotFound, ValidationError
 from gridwatch.i18n import N_, gettext
 from gridwatch.periods import ReportPeriod, seasons_from_text
 from gridwatch.storage import Store
-from gridwatch.policy import DispatchPolicy, Policy, Period as KeyPeriod
+from gridwatch.policy import TIMEZONE, DispatchPolicy, Policy, Period as KeyPeriod
 
 __all__ = ["Column", "Metric", "METRICS", "REPORT_LEVELS", "ReportRules", "Context", "Report", "build_report",
            "compute_metrics", "response_times", "daily_series", "column_labels", "STATUSES", "CONFIRMED",
@@ -133,7 +133,7 @@ class ReportRules:
     deduction_yuan: float = 0.0  # the plans give no amount: a local setting only
     document: str = ""  # the document of the local thresholds and deduction (rule_documents)
     seasons: tuple[KeyPeriod, ...] = DispatchPolicy.key_periods  # the dispatch key periods unless given
-    timezone: str = "Asia/Shanghai"
+    timezone: str = TIMEZONE  # Beijing time (gridwatch.policy)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "ReportRules":
@@ -152,7 +152,7 @@ class ReportRules:
                    thresholds=parse_thresholds(settings.report_thresholds), threshold_metric=metric,
                    deduction_yuan=deduction, seasons=seasons_from_text(
                        settings.report_seasons, Policy.from_settings(settings).dispatch.key_periods),
-                   timezone=settings.timezone)
+                   timezone=TIMEZONE)
 
     def rule_text(self, language: str = "zh_CN") -> str:
         """The score rule as written next to the table, e.g. ``得分 = 1×卫星火点 + …；得分越低排名越前``."""
@@ -193,7 +193,7 @@ def fires_source(store: Store) -> str:
             " dispatch = 'not_dispatched' AS filtered, in_region FROM fire_points)")
 
 
-def latest_fire_day(store: Store, timezone: str = "Asia/Shanghai") -> dt.date | None:
+def latest_fire_day(store: Store, timezone: str = TIMEZONE) -> dt.date | None:
     """The local day of the latest dispatched detection, or None."""
     latest = store.scalar(f"SELECT max(acq_time) FROM {fires_source(store)} f WHERE dispatched")
     return None if latest is None else pd.Timestamp(latest).tz_localize("UTC").tz_convert(timezone).date()

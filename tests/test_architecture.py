@@ -231,8 +231,7 @@ def test_empty_package_markers_have_a_docstring_too():
 PAGE_FILES = sorted(REPO.glob("pages/*.py"))
 ZONE = "Asia/" + "Shanghai"
 #: modules that still name the zone themselves until they take it from gridwatch.policy (remove each when it does)
-ZONE_NOT_YET_FROM_POLICY = {"gridwatch/assignment.py", "gridwatch/config.py", "gridwatch/notify.py",
-                            "gridwatch/periods.py", "gridwatch/reports.py"}
+ZONE_NOT_YET_FROM_POLICY: set[str] = set()
 
 
 def _repository_python() -> list[Path]:
