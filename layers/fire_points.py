@@ -22,17 +22,19 @@ Accepted variants
       column names in any case with surrounding spaces; values quoted or not;
       comma, tab or semicolon separated (the header decides).
 
-How it is fast
-    The file is memory-mapped and parsed by ``pyarrow.csv`` in parallel blocks
-    (quoting off, so one physical line is one record and line numbers are
-    exact), numeric columns typed by the parser. When a line has the wrong
-    number of fields the parse runs again on one thread, where the invalid-row
-    handler numbers the lines it collects. A numeric column holding text
-    makes the parser run again with that column as text, checked row by row.
-    Low-cardinality text columns (dates, times, satellites, confidence, ...) are
-    dictionary-encoded and only their distinct values are parsed in Python;
-    everything else is numpy. Line breaks are indexed only when some row is
-    rejected, to quote it.
+How it is fast, and bounded
+    The file is streamed through ``pyarrow.csv`` in blocks of 4 MB (quoting
+    off, so one physical line is one record), numeric columns typed by the
+    parser; the parse runs one block ahead on its own thread while the previous
+    block is checked and converted, and the invalid-row handler numbers the
+    lines it sets aside, so every row's line number is exact. A numeric column
+    holding text makes the parser run again with that column as text, checked
+    row by row. Low-cardinality text columns (dates, times, satellites,
+    confidence, ...) are dictionary-encoded and only their distinct values are
+    parsed in Python; everything else is numpy. The rejected lines are read
+    again at the end, to quote them. Nothing holds the whole file: a read holds
+    a few blocks and the rows it accepts, and a file whose unusable lines pass
+    :data:`MAX_UNUSABLE_ROWS` and outnumber its good rows is refused at once.
 
 Examples
 --------
@@ -47,15 +49,18 @@ Examples
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
-import mmap
+import io
+import queue
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -65,7 +70,7 @@ import pyarrow.csv as pacsv
 
 from gridwatch.errors import ValidationError
 
-from .base import LayerRead, N_, empty_rejected, rejected_frame
+from .base import N_, LayerRead, empty_rejected, rejected_frame
 
 __all__ = [
     "SOURCE",
@@ -80,6 +85,7 @@ __all__ = [
     "FIRE_TYPE_STATIC",
     "REJECT_REASONS",
     "REQUIRED_COLUMNS",
+    "MAX_UNUSABLE_ROWS",
     "FirePointsLayer",
     "read_firms",
 ]
@@ -178,10 +184,18 @@ _DAYNIGHT = {"d": 0, "day": 0, "n": 1, "night": 1}
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _NS_PER_S = 1_000_000_000
 _SNIFF_BYTES = 4096
-#: parser block size: large blocks mean few chunks to combine
-_BLOCK_SIZE = 1 << 24
-#: block size of the parallel parse: enough blocks to keep both cores busy on a file of a million rows
-_BLOCK_SIZE_THREADS = 1 << 22
+#: parser block size: one batch of the streaming parse (what a read holds beyond the rows it accepts), and so the
+#: longest line a file may have
+_BLOCK_SIZE = 1 << 22
+#: the longest start of a file before its header ends (a FIRMS header is about 120 bytes)
+_MAX_HEADER_BYTES = 1 << 16
+#: bytes read at a time when the content is scanned or recoded
+_CHUNK = 1 << 22
+#: unusable lines (rejected, malformed or blank) from which a file whose unusable lines outnumber its good rows is
+#: refused as a whole: it is not a FIRMS file, and listing each of its lines would flood memory and the database
+MAX_UNUSABLE_ROWS = 10_000
+#: column names quoted in the error about a header that lacks required columns
+_MAX_NAMES_SHOWN = 40
 
 
 # --------------------------------------------------------------------------
@@ -189,115 +203,154 @@ _BLOCK_SIZE_THREADS = 1 << 22
 # --------------------------------------------------------------------------
 
 
-class _Content:
-    """The file's content from ``start`` on: bytes, or a read-only memory map of the file.
+class _Stream(io.RawIOBase):
+    """The content as UTF-8 bytes, ending with a line break.
 
-    Mapping a large file saves copying it before parsing; both kinds support
-    ``find`` and slicing, which is all the reader does with the content in Python.
+    ``decoder`` recodes the underlying bytes (UTF-16, or UTF-8 whose undecodable
+    bytes are replaced); without one they pass unchanged. A line break is added
+    at the end when the content lacks one.
     """
 
-    def __init__(self, raw: bytes | mmap.mmap) -> None:
-        self.raw = raw
-        self.start = 0
-        self._ends: np.ndarray | list[bytes] | None = None
+    def __init__(self, raw: BinaryIO, decoder: codecs.IncrementalDecoder | None) -> None:
+        super().__init__()
+        self._raw, self._decoder = raw, decoder
+        self._pending = memoryview(b"")
+        self._last = b"\n"
+        self._eof = False
+        self._position = 0
 
-    @classmethod
-    def load(cls, source: str | Path | bytes, name: str | None) -> tuple[_Content, str]:
-        """Load a path (memory-mapped) or bytes; also return the name to report it under."""
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            return cls(bytes(source)), name if name is not None else "<bytes>"
-        if isinstance(source, str) and ("\n" in source or "\r" in source):
-            raise TypeError("read_firms takes a path or the file's bytes; pass CSV text as bytes (text.encode()).")
-        path = Path(source)
-        with path.open("rb") as handle:
-            try:
-                raw: bytes | mmap.mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            except (ValueError, OSError):  # an empty file, or one that cannot be mapped
-                raw = handle.read()
-        return cls(raw), name if name is not None else str(path)
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
 
     def close(self) -> None:
-        """Release the memory map (if it is still exported, garbage collection releases it later)."""
-        if isinstance(self.raw, mmap.mmap):
-            try:
-                self.raw.close()
-            except BufferError:  # pragma: no cover - an arrow buffer still refers to it
-                pass
+        self._raw.close()
+        super().close()
 
-    def replace(self, data: bytes) -> None:
-        """Continue with ``data`` (converted or repaired content)."""
-        self.close()
-        self.raw, self.start, self._ends = data, 0, None
+    def _fill(self, size: int) -> None:
+        while not self._pending and not self._eof:
+            data = self._raw.read(size)
+            chunk = self._decoder.decode(data, final=not data).encode("utf-8") if self._decoder else data
+            if chunk:
+                self._last = chunk[-1:]
+                self._pending = memoryview(chunk)
+            elif not data:
+                self._eof = True
+                if self._last not in (b"\n", b"\r"):
+                    self._pending = memoryview(b"\n")
 
-    def tail(self) -> bytes:
-        """Return a copy of the content from ``start`` on."""
-        return bytes(self.raw[self.start:])
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._decoder is None and not self._pending and not self._eof and view:
+            n = self._raw.readinto(view) or 0
+            if n:
+                self._last = bytes(view[n - 1:n])
+                self._position += n
+                return n
+        self._fill(max(len(view), 1 << 16))
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self._position += n
+        return n
+
+
+class _Source:
+    """Where the content comes from (a path or bytes), how it is recoded, and where its header starts.
+
+    Nothing holds the whole file: each pass (the parse, a scan, the lines of
+    rejected rows) reads it again as a stream.
+    """
+
+    def __init__(self, source: str | Path | bytes, name: str | None) -> None:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self._data: bytes | None = bytes(source)
+            self._path: Path | None = None
+            self.label = name if name is not None else "<bytes>"
+        else:
+            if isinstance(source, str) and ("\n" in source or "\r" in source):
+                raise TypeError("read_firms takes a path or the file's bytes; pass CSV text as bytes "
+                                "(text.encode()).")
+            self._data, self._path = None, Path(source)
+            self._path.open("rb").close()  # a missing or unreadable path fails here, as an OSError
+            self.label = name if name is not None else str(source)
+        #: bytes before the content (a UTF-8 byte-order mark)
+        self.raw_start = 0
+        #: ``utf-16``, ``utf-8`` (undecodable bytes replaced) or None (UTF-8 as it is)
+        self.encoding: str | None = None
+        #: offset of the header in the (recoded) content
+        self.start = 0
+
+    def _raw(self, offset: int) -> BinaryIO:
+        raw: BinaryIO = io.BytesIO(self._data) if self._data is not None else open(self._path, "rb")  # noqa: SIM115
+        raw.seek(offset)
+        return raw
+
+    def raw_head(self, size: int) -> bytes:
+        """Return the first ``size`` bytes of the file as they are."""
+        with self._raw(0) as raw:
+            return raw.read(size)
+
+    def stream(self) -> io.BufferedReader:
+        """Open the content from the header on (from its start until the header is located).
+
+        It comes as UTF-8 and ends with a line break.
+        """
+        if self.encoding is None:
+            return io.BufferedReader(_Stream(self._raw(self.raw_start + self.start), None), buffer_size=1 << 16)
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace" if self.encoding == "utf-8"
+                                                              else "strict")
+        stream = io.BufferedReader(_Stream(self._raw(self.raw_start), decoder), buffer_size=1 << 16)
+        stream.read(self.start)
+        return stream
 
     def head(self, size: int) -> bytes:
-        return bytes(self.raw[self.start:self.start + size])
-
-    @property
-    def empty(self) -> bool:
-        return self.start >= len(self.raw)
+        """Return the first ``size`` bytes of the content from the header on."""
+        with self.stream() as stream:
+            return stream.read(size)
 
     def contains(self, sub: bytes) -> bool:
-        return self.raw.find(sub, self.start) >= 0
+        """Tell whether the content from the header on holds the byte ``sub``."""
+        with self.stream() as stream:
+            while chunk := stream.read(_CHUNK):
+                if sub in chunk:
+                    return True
+        return False
 
-    def line_end(self) -> int:
-        """Position of the first line break from ``start`` (the length when there is none)."""
-        newline = self.raw.find(b"\n", self.start)
-        end = len(self.raw) if newline < 0 else newline
-        cr = self.raw.find(b"\r", self.start, end)
-        return end if cr < 0 else cr
+    def lines(self, numbers: Sequence[int]) -> dict[int, str]:
+        """Lines ``numbers`` (1-based from the header) as text without their line breaks.
 
-    def skip_line(self, end: int) -> None:
-        """Move ``start`` past the line that ends at ``end``."""
-        self.start = end + (2 if self.raw[end:end + 2] == b"\r\n" else 1)
-
-    def reader(self) -> pa.BufferReader:
-        """Return an arrow reader over the content (no copy)."""
-        return pa.BufferReader(pa.py_buffer(self.raw).slice(self.start))
-
-    def line(self, number: int) -> str:
-        """Line ``number`` (1-based, from ``start``) as text, without its line break.
-
-        The first call indexes the line breaks (vectorised); files with lone CR
-        line breaks are split with ``bytes.splitlines`` instead.
+        Line breaks are LF, CRLF or CR, as for the parser; undecodable bytes are replaced.
         """
-        if self._ends is None:
-            self._ends = self._line_ends()
-        if isinstance(self._ends, list):
-            return self._ends[number - 1].decode("utf-8", "replace")
-        ends, size = self._ends, len(self.raw) - self.start
-        begin = 0 if number == 1 else int(ends[number - 2]) + 1
-        end = int(ends[number - 1]) if number - 1 < len(ends) else size
-        text = bytes(self.raw[self.start + begin:self.start + end])
-        return (text[:-1] if text.endswith(b"\r") else text).decode("utf-8", "replace")
-
-    def _line_ends(self) -> np.ndarray | list[bytes]:
-        """Positions of the LF line breaks, or (lone CRs present) the lines themselves."""
-        buf = np.frombuffer(self.raw, dtype=np.uint8)[self.start:]
-        cr = np.flatnonzero(buf == 13)
-        if cr.size and (cr[-1] + 1 >= buf.size or not (buf[cr + 1] == 10).all()):
-            del buf
-            return self.tail().splitlines()
-        ends = np.flatnonzero(buf == 10)
-        del buf
-        return ends
+        wanted = iter(sorted(set(numbers)))
+        target = next(wanted, None)
+        found: dict[int, str] = {}
+        if target is None:
+            return found
+        with io.TextIOWrapper(self.stream(), encoding="utf-8", errors="replace", newline=None) as text:
+            for number, line in enumerate(text, start=1):
+                if number == target:
+                    found[number] = line[:-1] if line.endswith("\n") else line
+                    target = next(wanted, None)
+                    if target is None:
+                        break
+        return found
 
 
-def _check_text(content: _Content, label: str) -> None:
-    """Drop a UTF-8 BOM, convert UTF-16 (with BOM) to UTF-8, refuse what is not text."""
-    head = content.head(_SNIFF_BYTES)
-    if head.startswith(b"\xef\xbb\xbf"):
-        content.start += 3
-        head = head[3:]
-    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            content.replace(content.tail().decode("utf-16").encode("utf-8"))
-        except UnicodeDecodeError:
-            raise ValidationError("{file} is not CSV text: it holds binary data.", file=label) from None
-        head = content.head(_SNIFF_BYTES)
+def _check_text(source: _Source) -> None:
+    """Drop a UTF-8 BOM, read UTF-16 (with BOM) as UTF-8, refuse what is not text."""
+    label = source.label
+    raw = source.raw_head(_SNIFF_BYTES)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        source.raw_start = 3
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        source.encoding = "utf-16"
+    try:
+        head = source.head(_SNIFF_BYTES)
+    except UnicodeDecodeError:
+        raise ValidationError("{file} is not CSV text: it holds binary data.", file=label) from None
     if b"\x00" in head:
         raise ValidationError("{file} is not CSV text: it holds binary data.", file=label)
     start = head.lstrip()
@@ -306,16 +359,46 @@ def _check_text(content: _Content, label: str) -> None:
                               file=label, start=start[:60].decode("utf-8", "replace").splitlines()[0])
 
 
-def _skip_blank_lines(content: _Content) -> int:
-    """Skip whitespace-only lines before the header; return how many were skipped."""
-    skipped = 0
-    while not content.empty:
-        end = content.line_end()
-        if content.raw[content.start:end].strip():
-            break
-        content.skip_line(end)
+def _line_end(data: bytes, start: int) -> int:
+    """Position of the first line break (LF or CR) from ``start``, -1 when there is none."""
+    newline = data.find(b"\n", start)
+    cr = data.find(b"\r", start, newline if newline >= 0 else len(data))
+    return cr if cr >= 0 else newline
+
+
+def _locate_header(source: _Source) -> tuple[int, str | None]:
+    """Skip whitespace-only lines before the header; return how many were skipped and the header (None: empty).
+
+    Raises
+    ------
+    ValidationError
+        The header does not end within the first :data:`_MAX_HEADER_BYTES` bytes, or is not UTF-8.
+    """
+    try:
+        head = source.head(_MAX_HEADER_BYTES + 1)
+    except UnicodeDecodeError:
+        raise ValidationError("{file} is not CSV text: it holds binary data.", file=source.label) from None
+    position, skipped = 0, 0
+    while True:
+        end = _line_end(head, position)
+        if end < 0 and len(head) > _MAX_HEADER_BYTES:
+            raise ValidationError(
+                "{file} is not a FIRMS active-fire CSV: its header does not end within its first {limit} KB "
+                "(a FIRMS header is one short line).", file=source.label, limit=_MAX_HEADER_BYTES // 1024)
+        end = len(head) if end < 0 else end
+        line = head[position:end]
+        if line.strip():
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValidationError("{file} is not CSV text: its first line is not UTF-8.",
+                                      file=source.label) from None
+            source.start = position
+            return skipped, text
+        if end >= len(head):
+            return skipped, None
+        position = end + (2 if head[end:end + 2] == b"\r\n" else 1)
         skipped += 1
-    return skipped
 
 
 # --------------------------------------------------------------------------
@@ -337,6 +420,13 @@ def _sniff_delimiter(header: str) -> str:
         if candidate in header:
             return candidate
     return ","
+
+
+def _names_shown(names: list[str]) -> str:
+    """Return the column names for an error message: the first :data:`_MAX_NAMES_SHOWN`, then an ellipsis."""
+    if not names:
+        return "none"
+    return ", ".join(names[:_MAX_NAMES_SHOWN]) + (" …" if len(names) > _MAX_NAMES_SHOWN else "")
 
 
 class _Header:
@@ -371,7 +461,7 @@ class _Header:
         if missing:
             raise ValidationError(
                 "{file} is not a FIRMS active-fire CSV: it lacks the column(s) {missing}; the columns found are "
-                "{found}.", file=label, missing=", ".join(missing), found=", ".join(n for n in given if n) or "none")
+                "{found}.", file=label, missing=", ".join(missing), found=_names_shown([n for n in given if n]))
         absent = [c for c in _NOTED_OPTIONAL if c not in self.source]
         if absent:
             warnings.append(_W_OPTIONAL.format(columns=", ".join(absent)))
@@ -391,39 +481,178 @@ class _Header:
 
 @dataclass
 class _Parsed:
-    """The parser's output: the needed columns, each row's line number, malformed and blank lines."""
+    """One batch of the parser's output: the needed columns and each row's line number."""
 
     table: pa.Table
     lines: np.ndarray  # int64, 1-based from the header
-    malformed: list[tuple[int, str, int]]  # (line, text, number of fields)
-    blank: int
     quoted: bool
 
 
-def _parse(content: _Content, header: _Header, label: str, warnings: list[str]) -> _Parsed:
-    """Run the CSV parser with numeric columns typed; a column holding text is parsed again as text.
+class _Parser:
+    """One streaming parse of the content in blocks of :data:`_BLOCK_SIZE`: typed batches with line numbers.
+
+    Numeric columns are typed except ``as_text``; the invalid-row handler sets
+    aside blank lines, malformed lines (with their number, text and field
+    count) and, in a file with quotes, lines whose quoted field held the
+    delimiter (parsed again with :mod:`csv` and added to their batch). The
+    parse runs on one thread, where the handler's row numbers count every line
+    with the header as 1 and come in order, so each batch's rows take the next
+    numbers the handler did not.
+    """
+
+    def __init__(self, source: _Source, header: _Header, *, as_text: set[str], quoted: bool) -> None:
+        self.source, self.header, self.as_text, self.quoted = source, header, as_text, quoted
+        self.skipped: list[int] = []
+        self.rescued: list[tuple[int, list[str]]] = []
+        self.malformed: list[tuple[int, str, int]] = []
+        self.blank = 0
+        #: malformed and blank lines
+        self.unusable = 0
+        #: the handler stopped the parse: the file is mostly unusable lines
+        self.garbage = False
+        self._passed = 0  # skipped numbers below next_line
+        self._next_line = 2
+        self._blank_chars = header.delimiter + ' \t"'
+
+    def _on_invalid(self, row: Any) -> str:
+        text, number = row.text, row.number
+        self.skipped.append(number)
+        if not text.strip(self._blank_chars):
+            self.blank += 1
+        elif (self.quoted and '"' in text
+              and len(fields := _split_fields(text, self.header.delimiter)) == len(self.header.names)):
+            self.rescued.append((number, fields))  # a quoted field held the delimiter
+            return "skip"
+        else:
+            self.malformed.append((number, text, row.actual_columns))
+        self.unusable += 1
+        if self.unusable > MAX_UNUSABLE_ROWS and 2 * self.unusable > number:
+            self.garbage = True
+            return "error"
+        return "skip"
+
+    def batches(self) -> Iterator[_Parsed]:
+        """Parse the content; yield each block's rows (a last batch of rescued lines may follow).
+
+        The parse runs on its own thread, one block ahead of the caller (who checks and converts the batch before),
+        so the two cores share the work; at most two parsed blocks wait.
+        """
+        header = self.header
+        include = list(dict.fromkeys(header.source.values()))
+        floats = {header.source[c] for c in _FLOAT_COLUMNS if c in header.source}
+        # text columns arrive dictionary-encoded from the parser (few distinct values: dates, satellites, ...);
+        # a file with quotes keeps plain text, since rescued lines are appended as text
+        text = pa.string() if self.quoted else pa.dictionary(pa.int32(), pa.string())
+        types = {n: pa.float64() if n in floats and n not in self.as_text else pa.string() if n in floats else text
+                 for n in include}
+        ready: queue.Queue[_Parsed | BaseException | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def parse() -> None:
+            try:
+                with self.source.stream() as stream:
+                    reader = pacsv.open_csv(
+                        stream,
+                        read_options=pacsv.ReadOptions(use_threads=False, column_names=header.names, skip_rows=1,
+                                                       block_size=_BLOCK_SIZE),
+                        parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char=False,
+                                                         ignore_empty_lines=False,
+                                                         invalid_row_handler=self._on_invalid),
+                        convert_options=pacsv.ConvertOptions(column_types=types, include_columns=include,
+                                                             null_values=[""], strings_can_be_null=False,
+                                                             quoted_strings_can_be_null=False),
+                    )
+                    for batch in reader:
+                        if stop.is_set():
+                            return
+                        ready.put(self._numbered(pa.Table.from_batches([batch]), include))
+                    if self.rescued:
+                        ready.put(self._numbered(reader.schema.empty_table(), include))
+                ready.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                ready.put(exc)
+
+        worker = threading.Thread(target=parse, name="firms-parse", daemon=True)
+        worker.start()
+        try:
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():  # let a parse waiting to hand over a block see the stop
+                try:
+                    ready.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            worker.join()
+
+    def _numbered(self, table: pa.Table, include: list[str]) -> _Parsed:
+        """Give the batch's rows their line numbers; add the rescued lines set aside so far, in line order."""
+        n = table.num_rows
+        pending = np.asarray(self.skipped[self._passed:], dtype=np.int64)
+        if len(pending) and pending[0] < self._next_line:  # pragma: no cover - pyarrow changed its numbering
+            raise RuntimeError(f"pyarrow numbered an invalid row {pending[0]} after row {self._next_line - 1}")
+        lines = np.arange(self._next_line, self._next_line + n + len(pending), dtype=np.int64)
+        if len(pending):
+            lines = lines[~np.isin(lines, pending)]
+        lines = lines[:n]
+        if n:
+            self._next_line = int(lines[-1]) + 1
+            self._passed += int(np.searchsorted(pending, self._next_line))
+        if self.rescued:
+            rescued, self.rescued = self.rescued, []
+            position = self.header.position
+            extra = pa.table({c: pa.array([f[position[c]] for _, f in rescued], pa.string()) for c in include})
+            table = pa.concat_tables([table, extra.select(table.column_names).cast(table.schema)])
+            lines = np.concatenate([lines, np.array([number for number, _ in rescued], dtype=np.int64)])
+            order = np.argsort(lines, kind="stable")
+            table, lines = table.take(pa.array(order)), lines[order]
+        return _Parsed(table=table, lines=lines, quoted=self.quoted)
+
+
+def _parse(source: _Source, header: _Header, warnings: list[str], offset: int) -> _Collected:
+    """Parse and check the content batch by batch; a column holding text is parsed again as text.
 
     A value that is not a number stops arrow's typed conversion; the error names the
     column, which the next run reads as text (to be checked row by row). Invalid
     UTF-8 is replaced, with a warning.
+
+    Raises
+    ------
+    ValidationError
+        The content is not CSV (a line longer than a parser block, binary data), or its unusable lines pass
+        :data:`MAX_UNUSABLE_ROWS` and outnumber its good rows.
     """
-    quoted = content.contains(b'"')
+    label = source.label
+    quoted = source.contains(b'"')
     floats = [header.source[c] for c in _FLOAT_COLUMNS if c in header.source]
     as_text = set(floats) if quoted else set()
-    threads = not quoted
     for _ in range(len(floats) + 3):
+        parser = _Parser(source, header, as_text=as_text, quoted=quoted)
+        collected = _Collected(header, offset)
         try:
-            parsed = _parse_once(content, header, as_text=as_text, quoted=quoted, threads=threads)
-            if parsed is not None:
-                return parsed
-            threads = False  # some line is invalid: numbering it needs the parse on one thread
+            for parsed in parser.batches():
+                collected.add(_convert(parsed, header, offset))
+                collected.check(label, parser)
+            collected.check(label, parser, final=True)
+            return collected.finish(source, parser)
+        except UnicodeDecodeError:
+            raise ValidationError("{file} is not CSV text: it holds binary data.", file=label) from None
         except pa.ArrowInvalid as exc:
+            if parser.garbage:
+                raise collected.refusal(label, parser) from None
             text = str(exc)
             column = re.match(r"In CSV column #(\d+)", text)
             name = header.names[int(column[1])] if column and int(column[1]) < len(header.names) else None
-            if "UTF8" in text or "UTF-8" in text:
-                content.replace(content.tail().decode("utf-8", "replace").encode("utf-8"))
+            if ("UTF8" in text or "UTF-8" in text) and source.encoding is None:
+                source.encoding = "utf-8"
                 warnings.append(_W_UTF8)
+            elif "straddl" in text:
+                raise ValidationError("{file} is not a FIRMS active-fire CSV: it has a line longer than {limit} MB "
+                                      "(FIRMS lines are about 100 bytes).", file=label,
+                                      limit=_BLOCK_SIZE // 2**20) from None
             elif "conversion error" in text and name in floats and name not in as_text:
                 as_text.add(name)
             elif "conversion error" in text and not as_text.issuperset(floats):
@@ -432,76 +661,6 @@ def _parse(content: _Content, header: _Header, label: str, warnings: list[str]) 
                 raise ValidationError("{file} could not be read as CSV: {error}", file=label, error=text) from None
     raise ValidationError("{file} could not be read as CSV: {error}", file=label,  # pragma: no cover
                           error="the parser kept failing")
-
-
-def _parse_once(content: _Content, header: _Header, *, as_text: set[str], quoted: bool,
-                threads: bool = False) -> _Parsed | None:
-    """Parse once: numeric columns typed except ``as_text``; invalid rows collected by number.
-
-    With ``threads`` the blocks are parsed in parallel, where the invalid-row
-    handler cannot number rows: then None is returned as soon as a row is
-    invalid (the caller parses again on one thread), and otherwise every line
-    is a row, numbered in order.
-    """
-    expected = len(header.names)
-    delimiter = header.delimiter
-    skipped: list[int] = []
-    rescued: list[tuple[int, list[str]]] = []
-    malformed: list[tuple[int, str, int]] = []
-    blank = 0
-    blank_chars = delimiter + ' \t"'
-
-    def on_invalid(row: Any) -> str:
-        nonlocal blank
-        if threads:
-            skipped.append(-1)
-            return "skip"
-        text = row.text
-        skipped.append(row.number)
-        if not text.strip(blank_chars):
-            blank += 1
-        elif quoted and '"' in text and len(fields := _split_fields(text, delimiter)) == expected:
-            rescued.append((row.number, fields))  # a quoted field held the delimiter
-        else:
-            malformed.append((row.number, text, row.actual_columns))
-        return "skip"
-
-    include = list(dict.fromkeys(header.source.values()))
-    floats = {header.source[c] for c in _FLOAT_COLUMNS if c in header.source}
-    # text columns arrive dictionary-encoded from the parser (few distinct values: dates, satellites, ...);
-    # a file with quotes keeps plain text, since rescued lines are appended as text
-    text = pa.string() if quoted else pa.dictionary(pa.int32(), pa.string())
-    types = {n: pa.float64() if n in floats and n not in as_text else pa.string() if n in floats else text
-             for n in include}
-    table = pacsv.read_csv(
-        content.reader(),
-        read_options=pacsv.ReadOptions(use_threads=threads, column_names=header.names, skip_rows=1,
-                                       block_size=_BLOCK_SIZE_THREADS if threads else _BLOCK_SIZE),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, ignore_empty_lines=False,
-                                         invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(column_types=types, include_columns=include, null_values=[""],
-                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
-    )
-    if threads and skipped:
-        return None
-    # With quoting off every physical line is one record, and on one thread the handler's row numbers
-    # count every record with the header as 1, so the parsed rows take the numbers the handler did not.
-    total = table.num_rows + len(skipped)
-    lines = np.arange(2, total + 2, dtype=np.int64)
-    if skipped:
-        gone = np.asarray(skipped, dtype=np.int64)
-        if gone.min() < 2 or gone.max() > total + 1:  # pragma: no cover - pyarrow changed its numbering
-            raise RuntimeError(f"pyarrow numbered invalid rows {gone.min()}..{gone.max()} among {total} rows")
-        keep = np.ones(total, dtype=bool)
-        keep[gone - 2] = False
-        lines = lines[keep]
-    if rescued:
-        extra = pa.table({n: pa.array([f[header.position[n]] for _, f in rescued], pa.string()) for n in include})
-        table = pa.concat_tables([table, extra.select(table.column_names)])
-        lines = np.concatenate([lines, np.array([n for n, _ in rescued], dtype=np.int64)])
-        order = np.argsort(lines, kind="stable")
-        table, lines = table.take(pa.array(order)), lines[order]
-    return _Parsed(table=table, lines=lines, malformed=malformed, blank=blank, quoted=quoted)
 
 
 # --------------------------------------------------------------------------
@@ -700,7 +859,7 @@ def read_firms(source: str | Path | bytes, /, *, name: str | None = None) -> Lay
 
     Parameters
     ----------
-    source : str, Path or bytes
+    source : path or bytes
         The file's path (a ``str`` is a path), or the file's content as bytes.
     name : str, optional
         The name to report the file under (default: the path as given, or ``"<bytes>"``).
@@ -741,45 +900,159 @@ def read_firms(source: str | Path | bytes, /, *, name: str | None = None) -> Lay
     Raises
     ------
     ValidationError
-        The file is not CSV text (binary data, an HTML page), or lacks a required
-        column (:data:`REQUIRED_COLUMNS` and ``bright_ti4`` or ``brightness``).
+        The file is not CSV text (binary data, an HTML page, a header or a line
+        longer than the reader takes), lacks a required column
+        (:data:`REQUIRED_COLUMNS` and ``bright_ti4`` or ``brightness``), or is
+        mostly lines that cannot be used (more than :data:`MAX_UNUSABLE_ROWS`,
+        outnumbering the good rows).
     OSError
         The path cannot be read.
 
     Notes
     -----
     An empty file, or one with only a header, is not an error: it has no rows.
-    The parse runs in parallel blocks; a file with malformed lines is parsed again on one thread (numbering
-    them needs it).
+    The file is read as a stream, block by block, and never held whole: what a
+    read holds is one block and the rows it accepts.
     """
-    content, label = _Content.load(source, name)
-    try:
-        return _read(content, label)
-    finally:
-        content.close()
-
-
-def _read(content: _Content, label: str) -> LayerRead:
+    source = _Source(source, name)
+    label = source.label
     warnings: list[str] = []
-    _check_text(content, label)
-    offset = _skip_blank_lines(content)
-    if content.empty:
+    _check_text(source)
+    offset, header_text = _locate_header(source)
+    if header_text is None:
         return _empty_result(label, [_W_EMPTY])
-    end = content.line_end()
-    try:
-        header_text = bytes(content.raw[content.start:end]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError("{file} is not CSV text: its first line is not UTF-8.", file=label) from None
     header = _Header(header_text, label, warnings)
-    if content.raw[-1:] not in (b"\n", b"\r"):
-        content.replace(content.tail() + b"\n")
-    parsed = _parse(content, header, label, warnings)
-    return _convert(parsed, content, header, label, offset, warnings)
+    return _parse(source, header, warnings, offset).result(label, warnings)
 
 
-def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, offset: int,
-             warnings: list[str]) -> LayerRead:
-    """Check and convert the parsed columns (vectorised); quote and explain the rejected rows."""
+@dataclass
+class _Rejects:
+    """Rows of one batch that fail a check: line, reason code and what explaining them takes."""
+
+    lines: np.ndarray
+    codes: np.ndarray
+    lat: np.ndarray
+    lng: np.ndarray
+    lat_empty: np.ndarray
+    lat_bad: np.ndarray
+    is_modis: np.ndarray
+    #: both coordinates empty: a line of bare separators (a blank line) unless its text says otherwise
+    maybe_blank: np.ndarray
+
+
+@dataclass
+class _Part:
+    """One batch checked and converted: its accepted rows, its rejected ones, and counts for the warnings."""
+
+    frame: pd.DataFrame
+    rejects: _Rejects
+    not_numbers: dict[str, int]
+    bad_types: int
+    mismatched: int
+
+
+class _Collected:
+    """The batches of one parse: accepted rows, rejected rows, counts; refuses a file of mostly unusable lines."""
+
+    def __init__(self, header: _Header, offset: int) -> None:
+        self.header, self.offset = header, offset
+        self.parts: list[_Part] = []
+        self.accepted = 0
+        self.rejected = 0
+        self.rows: pd.DataFrame | None = None
+        self.rejected_rows: pd.DataFrame | None = None
+        self.blank = 0
+
+    def add(self, part: _Part) -> None:
+        self.parts.append(part)
+        self.accepted += len(part.frame)
+        self.rejected += len(part.rejects.lines)
+
+    def check(self, label: str, parser: _Parser, *, final: bool = False) -> None:
+        """Refuse the file when its unusable lines pass :data:`MAX_UNUSABLE_ROWS` and outnumber its good rows."""
+        if parser.garbage or (self.rejected + parser.unusable > MAX_UNUSABLE_ROWS
+                              and self.rejected + parser.unusable > self.accepted):
+            raise self.refusal(label, parser)
+
+    def refusal(self, label: str, parser: _Parser) -> ValidationError:
+        bad = self.rejected + parser.unusable
+        return ValidationError(
+            "{file} is not a FIRMS active-fire CSV: {count} of its first {lines} lines cannot be used, more than "
+            "{limit} and more than the good ones; nothing was read from it.", file=label, count=bad,
+            lines=bad + self.accepted, limit=MAX_UNUSABLE_ROWS)
+
+    def finish(self, source: _Source, parser: _Parser) -> _Collected:
+        """Quote and explain the rejected rows (their lines read again), tell blank lines apart, combine the rows."""
+        header, offset = self.header, self.offset
+        rejects = [p.rejects for p in self.parts if len(p.rejects.lines)]
+        texts = source.lines(np.concatenate([r.lines for r in rejects]).tolist()) if rejects else {}
+        line: list[int] = []
+        code: list[str] = []
+        message: list[str] = []
+        raw: list[str] = []
+        for number, text, found in parser.malformed:
+            line.append(number + offset)
+            code.append("malformed")
+            message.append(_MESSAGES["malformed"][0].format(found=found, expected=len(header.names)))
+            raw.append(text)
+        blank = parser.blank
+        blank_chars = header.delimiter + ' \t"'
+        for r in rejects:
+            for j in range(len(r.lines)):
+                number = int(r.lines[j])
+                text = texts.get(number, "")
+                if r.maybe_blank[j] and not text.strip(blank_chars):
+                    blank += 1
+                    continue
+                why = REJECT_REASONS[r.codes[j]]
+                line.append(number + offset)
+                code.append(why)
+                message.append(_explain(why, _split_fields(text, header.delimiter), header, float(r.lat[j]),
+                                        float(r.lng[j]), bool(r.lat_empty[j]), bool(r.lat_bad[j]),
+                                        bool(r.is_modis[j])))
+                raw.append(text)
+        self.blank = blank
+        self.rejected_rows = rejected_frame(line, code, message, raw) if line else empty_rejected()
+        frames = [p.frame for p in self.parts if len(p.frame)]
+        if not frames:
+            self.rows = _empty_frame()
+        else:
+            rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, copy=False)
+            if not rows.line.is_monotonic_increasing:  # rescued lines of a later block came with an earlier one
+                rows = rows.sort_values("line", kind="stable", ignore_index=True)
+            self.rows = rows
+        return self
+
+    def result(self, label: str, warnings: list[str]) -> LayerRead:
+        """Return the read, with the warnings in the order the checks run."""
+        for canonical in _FLOAT_COLUMNS[2:]:
+            count = sum(p.not_numbers.get(canonical, 0) for p in self.parts)
+            if count:
+                warnings.append(_W_NUMBER.format(count=count, column=self.header.source[canonical]))
+        if self.blank:
+            warnings.append(_W_BLANK.format(count=self.blank))
+        if bad_types := sum(p.bad_types for p in self.parts):
+            warnings.append(_W_TYPE.format(count=bad_types))
+        if mismatched := sum(p.mismatched for p in self.parts):
+            warnings.append(_W_INSTRUMENT.format(count=mismatched))
+        rows, rejected = self.rows, self.rejected_rows
+        return LayerRead(source=label, frame=rows, rejected=rejected, read=len(rows) + len(rejected),
+                         warnings=warnings)
+
+
+def _empty_frame() -> pd.DataFrame:
+    none = np.zeros(0, dtype=np.int64)
+    text = _text_column((None, None), none)
+    return _assemble({
+        **{c: none.astype(float) for c in _FLOAT_COLUMNS},
+        "line": none, "acq_time": pd.Series(none.view("M8[ns]")).dt.tz_localize("UTC"), "satellite": text,
+        "instrument": text, "confidence": _int_column(none, none), "confidence_class": text, "daynight": text,
+        "version": text, "fire_type": _int_column(none, none), "source": text,
+    })
+
+
+def _convert(parsed: _Parsed, header: _Header, offset: int) -> _Part:
+    """Check and convert one batch's parsed columns (vectorised); set aside its rejected rows."""
     table, lines = parsed.table, parsed.lines
     n = table.num_rows
 
@@ -790,6 +1063,7 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
     lat, lat_empty, lat_bad = _floats(col("latitude"), parsed.quoted)
     lng, lng_empty, lng_bad = _floats(col("longitude"), parsed.quoted)
     measures: dict[str, np.ndarray] = {}
+    not_numbers: dict[str, int] = {}
     for canonical in _FLOAT_COLUMNS[2:]:
         column = col(canonical)
         if column is None:
@@ -797,7 +1071,7 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
             continue
         measures[canonical], _, bad = _floats(column, parsed.quoted)
         if bad.any():
-            warnings.append(_W_NUMBER.format(count=int(bad.sum()), column=header.source[canonical]))
+            not_numbers[canonical] = int(bad.sum())
 
     dates, date_codes = _factor(col("acq_date"))
     times, time_codes = _factor(col("acq_time"))
@@ -807,7 +1081,7 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
     sat_lut = _lookup(sats, _parse_satellite)
     modis_lut = (sat_lut >= 0) & (sat_lut <= 1)
     known = sat_lut >= 0
-    # one instrument in the whole file (the usual case) spares the per-row choices
+    # one instrument in the whole batch (the usual case) spares the per-row choices
     uniform = bool(modis_lut[known].all()) or not modis_lut[known].any()
     all_modis = bool(known.any() and modis_lut[known].all())
     modis_value_lut = _lookup(confs, _parse_modis_confidence)
@@ -849,17 +1123,10 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
         if mask is not None:
             reason[mask] = _CODE[code]
 
-    # Lines of bare separators parse as all-empty rows: they are blank lines, not rejects.
-    blanks = parsed.blank
-    if lat_empty.any():
-        for i in np.flatnonzero(lat_empty & lng_empty):
-            if not content.line(int(lines[i])).strip(header.delimiter + ' \t"'):
-                reason[i] = -1
-                blanks += 1
-    if blanks:
-        warnings.append(_W_BLANK.format(count=blanks))
-
-    rejected = _rejected(parsed, content, header, reason, lines, offset, lat, lng, lat_empty, lat_bad, is_modis)
+    # Lines of bare separators parse as rows with empty coordinates: their text tells them from rejects later.
+    bad = np.flatnonzero(reason > 0)
+    rejects = _Rejects(lines=lines[bad], codes=reason[bad], lat=lat[bad], lng=lng[bad], lat_empty=lat_empty[bad],
+                       lat_bad=lat_bad[bad], is_modis=is_modis[bad], maybe_blank=(lat_empty & lng_empty)[bad])
 
     # The accepted rows.
     idx = np.flatnonzero(reason == 0)
@@ -883,6 +1150,7 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
         confidence = _int_column(np.where(rows_modis, modis_value_lut[conf_rows], 0), ~rows_modis)
     sat_rows = sel(sat_codes)
     seconds = day_lut[sel(date_codes)] * 86_400 + second_lut[sel(time_codes)]
+    fire_type, bad_types = _fire_type(col("fire_type"), sel, m)
     others: dict[str, Any] = {
         "line": sel(lines) + offset,
         "acq_time": pd.Series((seconds * _NS_PER_S).view("M8[ns]"), copy=False).dt.tz_localize("UTC"),
@@ -893,37 +1161,13 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
         "daynight": (_text_column([("D", "N")[v] if v >= 0 else None for v in dn_lut], sel(dn_codes))
                      if dn_lut is not None else _text_column((None,), np.zeros(m, dtype=np.int32))),
         "version": _version(col("version"), sel, m),
-        "fire_type": _fire_type(col("fire_type"), sel, m, warnings),
+        "fire_type": fire_type,
         "source": _text_column((SOURCE,), np.zeros(m, dtype=np.int32)),
     }
-    _check_instrument(col("instrument"), sel, sat_lut, sat_rows, warnings)
+    mismatched = _mismatched_instruments(col("instrument"), sel, sat_lut, sat_rows)
     others.update({"latitude": sel(lat), "longitude": sel(lng), **{c: sel(v) for c, v in measures.items()}})
-    return LayerRead(source=label, frame=_assemble(others), rejected=rejected, read=m + len(rejected),
-                     warnings=warnings)
-
-
-def _rejected(parsed: _Parsed, content: _Content, header: _Header, reason: np.ndarray, lines: np.ndarray,
-              offset: int, lat: np.ndarray, lng: np.ndarray, lat_empty: np.ndarray, lat_bad: np.ndarray,
-              is_modis: np.ndarray) -> pd.DataFrame:
-    """List the rejected rows with line numbers, reason codes, English messages and the original lines."""
-    line: list[int] = []
-    code: list[str] = []
-    message: list[str] = []
-    raw: list[str] = []
-    for number, text, found in parsed.malformed:
-        line.append(number + offset)
-        code.append("malformed")
-        message.append(_MESSAGES["malformed"][0].format(found=found, expected=len(header.names)))
-        raw.append(text)
-    for i in np.flatnonzero(reason > 0):
-        text = content.line(int(lines[i]))
-        why = REJECT_REASONS[reason[i]]
-        line.append(int(lines[i]) + offset)
-        code.append(why)
-        message.append(_explain(why, int(i), _split_fields(text, header.delimiter), header, lat, lng, lat_empty,
-                                lat_bad, is_modis))
-        raw.append(text)
-    return rejected_frame(line, code, message, raw) if line else empty_rejected()
+    return _Part(frame=_assemble(others), rejects=rejects, not_numbers=not_numbers, bad_types=bad_types,
+                 mismatched=mismatched)
 
 
 def _version(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray], m: int) -> pd.Series:
@@ -933,52 +1177,48 @@ def _version(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndar
     return _text_column([_clean(u) or None for u in uniques], sel(codes))
 
 
-def _fire_type(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray], m: int,
-               warnings: list[str]) -> pd.arrays.IntegerArray:
+def _fire_type(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray],
+               m: int) -> tuple[pd.arrays.IntegerArray, int]:
+    """Return the ``type`` of the accepted rows, and how many are not 0-3 (left empty)."""
     if column is None:
-        return _int_column(np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool))
+        return _int_column(np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool)), 0
     uniques, codes = _factor(column)
     values = _lookup(uniques, _parse_fire_type)[sel(codes)]
-    unknown = int((values == -2).sum())
-    if unknown:
-        warnings.append(_W_TYPE.format(count=unknown))
-    return _int_column(np.maximum(values, 0), values < 0)
+    return _int_column(np.maximum(values, 0), values < 0), int((values == -2).sum())
 
 
-def _check_instrument(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray], sat_lut: np.ndarray,
-                      sat_rows: np.ndarray, warnings: list[str]) -> None:
-    """Warn when the ``instrument`` column contradicts the satellite (the satellite decides)."""
+def _mismatched_instruments(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray],
+                            sat_lut: np.ndarray, sat_rows: np.ndarray) -> int:
+    """Count accepted rows whose ``instrument`` column contradicts their satellite (the satellite decides)."""
     if column is None or not len(sat_rows):
-        return
+        return 0
     uniques, codes = _factor(column)
     kinds = ("", "MODIS", "VIIRS")
     given = np.array([kinds.index(g) if (g := _clean(u).upper()) in kinds else 3 for u in uniques], dtype=np.int8)
     derived = np.where((sat_lut >= 0) & (sat_lut <= 1), 1, 2).astype(np.int8)
     used = np.unique(derived[sat_lut >= 0])  # distinct values only: cheap
     if len(used) == 1 and set(given.tolist()) <= {0, int(used[0])}:
-        return  # one instrument, and the column agrees wherever it is filled
+        return 0  # one instrument, and the column agrees wherever it is filled
     given_rows = given[sel(codes)]
-    mismatched = int(((given_rows != 0) & (given_rows != derived[sat_rows])).sum())
-    if mismatched:
-        warnings.append(_W_INSTRUMENT.format(count=mismatched))
+    return int(((given_rows != 0) & (given_rows != derived[sat_rows])).sum())
 
 
-def _explain(code: str, i: int, fields: list[str], header: _Header, lat: np.ndarray, lng: np.ndarray,
-             lat_empty: np.ndarray, lat_bad: np.ndarray, is_modis: np.ndarray) -> str:
-    """Explain rejected row ``i`` in English."""
+def _explain(code: str, fields: list[str], header: _Header, lat: float, lng: float, lat_empty: bool,
+             lat_bad: bool, is_modis: bool) -> str:
+    """Explain a rejected row in English, quoting the values of its line."""
     templates = _MESSAGES[code]
     if code == "coordinate_missing":
-        return templates[0].format(column="latitude" if lat_empty[i] else "longitude")
+        return templates[0].format(column="latitude" if lat_empty else "longitude")
     if code == "coordinate_not_number":
-        column = "latitude" if lat_bad[i] or not np.isfinite(lat[i]) else "longitude"
+        column = "latitude" if lat_bad or not np.isfinite(lat) else "longitude"
         return templates[0].format(column=column, value=header.field(fields, column))
     if code == "coordinate_out_of_range":
-        swapped = abs(lat[i]) > 90 and abs(lng[i]) <= 90
+        swapped = abs(lat) > 90 and abs(lng) <= 90
         latitude, longitude = header.field(fields, "latitude"), header.field(fields, "longitude")
         return templates[1 if swapped else 0].format(latitude=latitude, longitude=longitude)
     column = {"bad_date": "acq_date", "bad_time": "acq_time", "unknown_satellite": "satellite",
               "bad_confidence": "confidence", "bad_daynight": "daynight"}[code]
-    template = templates[1 if code == "bad_confidence" and not is_modis[i] else 0]
+    template = templates[1 if code == "bad_confidence" and not is_modis else 0]
     return template.format(value=header.field(fields, column))
 
 
