@@ -16,7 +16,7 @@ from h3ronpy import cells_to_string
 from gridwatch import auth, workflow
 from gridwatch.crs import wgs84_to_gcj02
 from gridwatch.errors import InvalidTransition, NotFound
-from gridwatch.photos import inspect_photo, photo_preview, store_photo
+from gridwatch.photos import inspect_report_photos, photo_preview, store_photo
 from gridwatch.services._common import SYSTEM, audit
 from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES, FINDINGS
@@ -91,7 +91,7 @@ def work_on(store: Store, user: auth.User, task_id: int, to_state: str, *, findi
         auth.require(store, user, "task.work")
     else:
         auth.require(store, user, "task.work", cell=cell)
-    checked = [(name, inspect_photo(data, name=name)) for name, data in photos]
+    checked = inspect_report_photos(photos)  # their number and total size, then each one's size and pixels
 
     # photos first, in their own transaction (content-addressed, stored once): input that loses a race to another
     # person's change is kept for the leader with its photos
