@@ -200,8 +200,11 @@ class Settings:
                 limits[name] = kind(value)
             except (TypeError, ValueError):
                 limits[name] = 0
+            if limits[name] <= 0 and kind is int:
+                raise ValidationError("The setting {name} is {value!r}; give a whole number above 0.", name=name,
+                                      value=value)
             if limits[name] <= 0:
-                raise ValidationError("The setting {name} is {value!r}; give a positive {kind}.", name=name,
-                                      value=value, kind="whole number" if kind is int else "number")
+                raise ValidationError("The setting {name} is {value!r}; give a number above 0.", name=name,
+                                      value=value)
         return replace(self, resolution=resolution, region=str(self.region), firms_interval_minutes=interval,
                        firms_days=days, **limits)
