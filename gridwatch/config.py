@@ -29,7 +29,7 @@ DEFAULT_DB_PATH = REPO_ROOT / "data" / "gridwatch.duckdb"
 
 #: the settings that bound what one upload may make a reader do, and their types
 _LIMITS = {"max_upload_mb": float, "archive_max_unpacked_mb": float, "archive_max_entries": int,
-           "photo_max_mb": float, "photo_max_megapixels": float, "photo_max_count": int,
+           "kml_max_mb": float, "photo_max_mb": float, "photo_max_megapixels": float, "photo_max_count": int,
            "photo_max_total_mb": float}
 
 
@@ -64,6 +64,9 @@ class Settings:
         anything is unpacked, and again while unpacking.
     archive_max_entries : int
         Most files an archive may hold.
+    kml_max_mb : float
+        Largest KML document read (a ``.kml``, or the one inside a KMZ): GDAL holds a KML whole in memory, at about
+        fifteen times its size.
     photo_max_mb : float
         Largest photo accepted.
     photo_max_megapixels : float
@@ -96,6 +99,7 @@ class Settings:
     # what one upload may make a reader do (gridwatch.ingest, gridwatch.photos)
     archive_max_unpacked_mb: float = 500.0
     archive_max_entries: int = 10_000
+    kml_max_mb: float = 30.0
     photo_max_mb: float = 15.0
     photo_max_megapixels: float = 60.0
     photo_max_count: int = 10

@@ -8,7 +8,8 @@ Reading an upload is bounded and never reaches the network. An archive (a
 zipped Shapefile, a KMZ) is checked on its directory (how many files, the total
 they unpack to, their paths) before anything is unpacked, and gridwatch unpacks
 what GDAL needs itself, under the same limits (``archive_max_entries``,
-``archive_max_unpacked_mb``), so GDAL only ever opens plain files. A file whose
+``archive_max_unpacked_mb``), so GDAL only ever opens plain files; a KML, which
+GDAL holds whole in memory, may have ``kml_max_mb``. A file whose
 text asks for other data (a GeoJSON ``crs`` link, a ``/vsicurl/`` path, a VRT
 or GDALG document, a KML ``<NetworkLink>``) is refused before GDAL opens it, and
 GDAL runs under :data:`layers.untrusted.GDAL_NO_NETWORK`, without the drivers
@@ -201,6 +202,15 @@ def _refuse_network_references(files: list[Path], name: str) -> None:
                                   "again.", file=name, construct=found)
 
 
+def _check_kml_size(size: int, name: str, settings: Settings) -> None:
+    """Refuse a KML document past ``kml_max_mb``: GDAL holds a KML whole in memory, at about fifteen times its size."""
+    limit = float(settings.kml_max_mb)
+    if size > limit * 2**20:
+        raise ValidationError("{file} holds a KML document of {size:.0f} MB; gridwatch reads KML of up to {limit:g} MB "
+                              "(the setting kml_max_mb), since it is held whole in memory. Save the layer as GeoJSON, "
+                              "a GeoPackage or a zipped Shapefile instead.", file=name, size=size / 2**20, limit=limit)
+
+
 def _siblings(path: Path) -> list[Path]:
     """List a Shapefile's files: those beside it with its name (any case) and another extension."""
     stem = path.stem.lower() + "."
@@ -241,8 +251,13 @@ def _prepared_dataset(path: Path, tmp: Path, settings: Settings) -> _Dataset:
             raise ValidationError("{file} holds no .kml document.", file=name)
         main = next((i for i in kmls if i.filename == "doc.kml"), None) or min(
             kmls, key=lambda i: (i.filename.count("/"), i.filename))
+        _check_kml_size(main.file_size, name, settings)
         files = _unpack(path, [main], tmp, name, settings)
         dataset = _Dataset(files[0])
+    elif suffix == ".kml":
+        _check_kml_size(path.stat().st_size, name, settings)
+        files = [path]
+        dataset = _Dataset(path)
     elif suffix == ".shp":
         files = _siblings(path)
         dataset = _Dataset(path, shapefile=True)
