@@ -23,18 +23,20 @@ Accepted variants
       comma, tab or semicolon separated (the header decides).
 
 How it is fast, and bounded
-    The file is streamed through ``pyarrow.csv`` in blocks of 4 MB (quoting
-    off, so one physical line is one record), numeric columns typed by the
-    parser; the parse runs one block ahead on its own thread while the previous
-    block is checked and converted, and the invalid-row handler numbers the
-    lines it sets aside, so every row's line number is exact. A numeric column
-    holding text makes the parser run again with that column as text, checked
-    row by row. Low-cardinality text columns (dates, times, satellites,
-    confidence, ...) are dictionary-encoded and only their distinct values are
-    parsed in Python; everything else is numpy. The rejected lines are read
-    again at the end, to quote them. Nothing holds the whole file: a read holds
-    a few blocks and the rows it accepts, and a file whose unusable lines pass
-    :data:`MAX_UNUSABLE_ROWS` and outnumber its good rows is refused at once.
+    A first pass scans the file for quotes, overlong lines and bytes that are
+    not UTF-8. Then it is read in chunks of 4 MB cut after a line break, each
+    parsed by ``pyarrow.csv`` (quoting off, so one physical line is one record;
+    numeric columns typed by the parser) on a thread of its own that runs one
+    chunk ahead while the previous chunk is checked and converted. The
+    invalid-row handler numbers the lines it sets aside, so every row's line
+    number is exact. A numeric column holding text makes the parser run again
+    with that column as text, checked row by row. Low-cardinality text columns
+    (dates, times, satellites, confidence, ...) are dictionary-encoded and only
+    their distinct values are parsed in Python; everything else is numpy. The
+    rejected lines are read again at the end, to quote them. Nothing holds the
+    whole file: a read holds a few chunks and the rows it accepts, and a file
+    whose unusable lines pass :data:`MAX_UNUSABLE_ROWS` and outnumber its good
+    rows is refused as soon as they do.
 
 Examples
 --------
@@ -55,6 +57,7 @@ import datetime as dt
 import io
 import queue
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -184,13 +187,14 @@ _DAYNIGHT = {"d": 0, "day": 0, "n": 1, "night": 1}
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _NS_PER_S = 1_000_000_000
 _SNIFF_BYTES = 4096
-#: parser block size: one batch of the streaming parse (what a read holds beyond the rows it accepts), and so the
-#: longest line a file may have
+#: the size of the chunks parsed one at a time (a read holds a few of them beyond the rows it accepts)
 _BLOCK_SIZE = 1 << 22
 #: the longest start of a file before its header ends (a FIRMS header is about 120 bytes)
 _MAX_HEADER_BYTES = 1 << 16
-#: bytes read at a time when the content is scanned or recoded
+#: bytes read at a time when the content is recoded
 _CHUNK = 1 << 22
+#: a line this long is not a FIRMS line (they are about 100 bytes): the file is refused
+_LONG_LINE = 1 << 19
 #: unusable lines (rejected, malformed or blank) from which a file whose unusable lines outnumber its good rows is
 #: refused as a whole: it is not a FIRMS file, and listing each of its lines would flood memory and the database
 MAX_UNUSABLE_ROWS = 10_000
@@ -203,65 +207,13 @@ _MAX_NAMES_SHOWN = 40
 # --------------------------------------------------------------------------
 
 
-class _Stream(io.RawIOBase):
-    """The content as UTF-8 bytes, ending with a line break.
-
-    ``decoder`` recodes the underlying bytes (UTF-16, or UTF-8 whose undecodable
-    bytes are replaced); without one they pass unchanged. A line break is added
-    at the end when the content lacks one.
-    """
-
-    def __init__(self, raw: BinaryIO, decoder: codecs.IncrementalDecoder | None) -> None:
-        super().__init__()
-        self._raw, self._decoder = raw, decoder
-        self._pending = memoryview(b"")
-        self._last = b"\n"
-        self._eof = False
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-    def _fill(self, size: int) -> None:
-        while not self._pending and not self._eof:
-            data = self._raw.read(size)
-            chunk = self._decoder.decode(data, final=not data).encode("utf-8") if self._decoder else data
-            if chunk:
-                self._last = chunk[-1:]
-                self._pending = memoryview(chunk)
-            elif not data:
-                self._eof = True
-                if self._last not in (b"\n", b"\r"):
-                    self._pending = memoryview(b"\n")
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._decoder is None and not self._pending and not self._eof and view:
-            n = self._raw.readinto(view) or 0
-            if n:
-                self._last = bytes(view[n - 1:n])
-                self._position += n
-                return n
-        self._fill(max(len(view), 1 << 16))
-        n = min(len(view), len(self._pending))
-        view[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        self._position += n
-        return n
-
-
 class _Source:
     """Where the content comes from (a path or bytes), how it is recoded, and where its header starts.
 
-    Nothing holds the whole file: each pass (the parse, a scan, the lines of
-    rejected rows) reads it again as a stream.
+    Nothing holds the whole file: each pass (a scan, the parse, the lines of
+    rejected rows) reads it again as a stream. Content that is not UTF-8 as it
+    is (UTF-16, or undecodable bytes to replace) is recoded once, chunk by
+    chunk, into a temporary file that the passes read instead.
     """
 
     def __init__(self, source: str | Path | bytes, name: str | None) -> None:
@@ -282,6 +234,14 @@ class _Source:
         self.encoding: str | None = None
         #: offset of the header in the (recoded) content
         self.start = 0
+        self._folder: tempfile.TemporaryDirectory | None = None
+        self._recoded: dict[str, Path] = {}
+
+    def close(self) -> None:
+        """Remove the recoded copy, if one was made."""
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder, self._recoded = None, {}
 
     def _raw(self, offset: int) -> BinaryIO:
         raw: BinaryIO = io.BytesIO(self._data) if self._data is not None else open(self._path, "rb")  # noqa: SIM115
@@ -293,31 +253,36 @@ class _Source:
         with self._raw(0) as raw:
             return raw.read(size)
 
-    def stream(self) -> io.BufferedReader:
-        """Open the content from the header on (from its start until the header is located).
-
-        It comes as UTF-8 and ends with a line break.
-        """
+    def _content(self) -> tuple[bytes | Path, int]:
+        """Give the bytes or the file holding the content as UTF-8, and where the content starts in it."""
         if self.encoding is None:
-            return io.BufferedReader(_Stream(self._raw(self.raw_start + self.start), None), buffer_size=1 << 16)
-        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace" if self.encoding == "utf-8"
-                                                              else "strict")
-        stream = io.BufferedReader(_Stream(self._raw(self.raw_start), decoder), buffer_size=1 << 16)
-        stream.read(self.start)
-        return stream
+            return (self._data if self._data is not None else self._path), self.raw_start
+        if self.encoding not in self._recoded:
+            if self._folder is None:
+                self._folder = tempfile.TemporaryDirectory(prefix="gridwatch-firms-")
+            target = Path(self._folder.name) / f"{self.encoding}.csv"
+            decoder = codecs.getincrementaldecoder(self.encoding)(
+                errors="replace" if self.encoding == "utf-8" else "strict")
+            with self._raw(self.raw_start) as raw, target.open("wb") as out:
+                while True:
+                    data = raw.read(_CHUNK)
+                    out.write(decoder.decode(data, final=not data).encode("utf-8"))
+                    if not data:
+                        break
+            self._recoded[self.encoding] = target
+        return self._recoded[self.encoding], 0
+
+    def stream(self) -> BinaryIO:
+        """Open the content from the header on (from its start until the header is located), as UTF-8."""
+        where, offset = self._content()
+        handle: BinaryIO = io.BytesIO(where) if isinstance(where, bytes) else open(where, "rb")  # noqa: SIM115
+        handle.seek(offset + self.start)
+        return handle
 
     def head(self, size: int) -> bytes:
         """Return the first ``size`` bytes of the content from the header on."""
         with self.stream() as stream:
             return stream.read(size)
-
-    def contains(self, sub: bytes) -> bool:
-        """Tell whether the content from the header on holds the byte ``sub``."""
-        with self.stream() as stream:
-            while chunk := stream.read(_CHUNK):
-                if sub in chunk:
-                    return True
-        return False
 
     def lines(self, numbers: Sequence[int]) -> dict[int, str]:
         """Lines ``numbers`` (1-based from the header) as text without their line breaks.
@@ -366,8 +331,11 @@ def _line_end(data: bytes, start: int) -> int:
     return cr if cr >= 0 else newline
 
 
-def _locate_header(source: _Source) -> tuple[int, str | None]:
-    """Skip whitespace-only lines before the header; return how many were skipped and the header (None: empty).
+def _locate_header(source: _Source) -> tuple[int, str | None, bool]:
+    """Skip whitespace-only lines before the header.
+
+    Returns how many were skipped, the header (None: the file is empty) and whether a line break follows it (else
+    the file has no rows).
 
     Raises
     ------
@@ -394,9 +362,9 @@ def _locate_header(source: _Source) -> tuple[int, str | None]:
                 raise ValidationError("{file} is not CSV text: its first line is not UTF-8.",
                                       file=source.label) from None
             source.start = position
-            return skipped, text
+            return skipped, text, end < len(head)
         if end >= len(head):
-            return skipped, None
+            return skipped, None, False
         position = end + (2 if head[end:end + 2] == b"\r\n" else 1)
         skipped += 1
 
@@ -407,9 +375,12 @@ def _locate_header(source: _Source) -> tuple[int, str | None]:
 
 
 def _split_fields(line: str, delimiter: str) -> list[str]:
-    """Fields of one line; quoted fields are honoured only when the line holds a quote."""
+    """Fields of one line; quoted fields are honoured only when the line holds a quote (and quotes make sense)."""
     if '"' in line:
-        return next(csv.reader([line], delimiter=delimiter), [])
+        try:
+            return next(csv.reader([line], delimiter=delimiter), [])
+        except csv.Error:  # stray line breaks or NULs: not CSV quoting
+            pass
     return line.split(delimiter)
 
 
@@ -488,20 +459,28 @@ class _Parsed:
     quoted: bool
 
 
-class _Parser:
-    """One streaming parse of the content in blocks of :data:`_BLOCK_SIZE`: typed batches with line numbers.
+class _NotUTF8(Exception):
+    """A chunk of the content is not valid UTF-8: the parse starts again on the content recoded."""
 
-    Numeric columns are typed except ``as_text``; the invalid-row handler sets
-    aside blank lines, malformed lines (with their number, text and field
-    count) and, in a file with quotes, lines whose quoted field held the
-    delimiter (parsed again with :mod:`csv` and added to their batch). The
-    parse runs on one thread, where the handler's row numbers count every line
-    with the header as 1 and come in order, so each batch's rows take the next
-    numbers the handler did not.
+
+class _Parser:
+    """One parse of the content, chunk by chunk: typed batches with line numbers.
+
+    The content is read in chunks of about :data:`_BLOCK_SIZE` cut after a line
+    break, each checked (no line of :data:`_LONG_LINE` bytes, UTF-8) and parsed
+    on its own by ``pyarrow.csv`` on one thread (nothing reads ahead, so memory
+    holds a few chunks whatever the file's size). Numeric columns are typed
+    except ``as_text``, and in a chunk with quotes every column is text. The
+    invalid-row handler sets aside blank lines, malformed lines (with their
+    number, text and field count) and, in a chunk with quotes, lines whose
+    quoted field held the delimiter (parsed again with :mod:`csv` and added to
+    their batch). The handler numbers a chunk's lines from its first (the
+    header is line 1 of the first), so each chunk's rows take the numbers of its
+    lines the handler did not.
     """
 
-    def __init__(self, source: _Source, header: _Header, *, as_text: set[str], quoted: bool) -> None:
-        self.source, self.header, self.as_text, self.quoted = source, header, as_text, quoted
+    def __init__(self, source: _Source, header: _Header, *, as_text: set[str]) -> None:
+        self.source, self.header, self.as_text = source, header, as_text
         self.skipped: list[int] = []
         self.rescued: list[tuple[int, list[str]]] = []
         self.malformed: list[tuple[int, str, int]] = []
@@ -510,16 +489,16 @@ class _Parser:
         self.unusable = 0
         #: the handler stopped the parse: the file is mostly unusable lines
         self.garbage = False
-        self._passed = 0  # skipped numbers below next_line
-        self._next_line = 2
+        self._before = 0  # lines before the chunk being parsed
+        self._quoted = False  # the chunk being parsed holds a quote
         self._blank_chars = header.delimiter + ' \t"'
 
     def _on_invalid(self, row: Any) -> str:
-        text, number = row.text, row.number
+        text, number = row.text, self._before + row.number
         self.skipped.append(number)
         if not text.strip(self._blank_chars):
             self.blank += 1
-        elif (self.quoted and '"' in text
+        elif (self._quoted and '"' in text
               and len(fields := _split_fields(text, self.header.delimiter)) == len(self.header.names)):
             self.rescued.append((number, fields))  # a quoted field held the delimiter
             return "skip"
@@ -531,43 +510,93 @@ class _Parser:
             return "error"
         return "skip"
 
-    def batches(self) -> Iterator[_Parsed]:
-        """Parse the content; yield each block's rows (a last batch of rescued lines may follow).
+    def _chunks(self, stop: threading.Event) -> Iterator[bytearray]:
+        """Yield the content in chunks of about :data:`_BLOCK_SIZE`, each cut after a line break and checked.
 
-        The parse runs on its own thread, one block ahead of the caller (who checks and converts the batch before),
-        so the two cores share the work; at most two parsed blocks wait.
+        A chunk ends after its last LF, or (a file with CR line breaks) its last CR but one that ends the data read,
+        which may be half of a CRLF; data without a line break is read on, up to a line of twice
+        :data:`_LONG_LINE`.
+
+        Raises
+        ------
+        ValidationError
+            A line of more than :data:`_LONG_LINE` bytes (a stretch that long without a line break, looked for
+            aligned, so any line of twice that length is found).
+        _NotUTF8
+            A chunk that is not UTF-8, in content read as it is.
+        """
+        rest = b""
+        check_utf8 = self.source.encoding is None
+        with self.source.stream() as stream:
+            while not stop.is_set():
+                buffer = bytearray(rest)
+                buffer += stream.read(_BLOCK_SIZE)
+                end = len(buffer) == len(rest)  # what is left ends without a line break
+                if end and not buffer:
+                    return
+                cut = len(buffer) if end else (buffer.rfind(b"\n") + 1
+                                               or buffer.rfind(b"\r", 0, len(buffer) - 1) + 1)
+                if (not cut and len(buffer) > 2 * _LONG_LINE) or any(
+                        buffer.find(b"\n", at, at + _LONG_LINE) < 0 and buffer.find(b"\r", at, at + _LONG_LINE) < 0
+                        for at in range(0, cut - _LONG_LINE + 1, _LONG_LINE)):
+                    raise ValidationError("{file} is not a FIRMS active-fire CSV: it has a line of more than {limit} "
+                                          "KB (FIRMS lines are about 100 bytes).", file=self.source.label,
+                                          limit=_LONG_LINE // 1024)
+                if not cut:
+                    rest = bytes(buffer)
+                    continue
+                rest = bytes(buffer[cut:])
+                del buffer[cut:]
+                if check_utf8 and not buffer.isascii():  # FIRMS files are ASCII: the check is rarely needed
+                    try:
+                        buffer.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise _NotUTF8 from None
+                yield buffer
+                if end:
+                    return
+
+    def batches(self) -> Iterator[_Parsed]:
+        """Parse the content; yield each chunk's rows.
+
+        The parse runs on its own thread, a chunk ahead of the caller (who checks and converts the chunk before),
+        so the two cores share the work; at most two parsed chunks wait.
         """
         header = self.header
         include = list(dict.fromkeys(header.source.values()))
         floats = {header.source[c] for c in _FLOAT_COLUMNS if c in header.source}
         # text columns arrive dictionary-encoded from the parser (few distinct values: dates, satellites, ...);
-        # a file with quotes keeps plain text, since rescued lines are appended as text
-        text = pa.string() if self.quoted else pa.dictionary(pa.int32(), pa.string())
-        types = {n: pa.float64() if n in floats and n not in self.as_text else pa.string() if n in floats else text
-                 for n in include}
+        # a chunk with quotes is all plain text, checked value by value, since rescued lines are added as text
+        dictionary = pa.dictionary(pa.int32(), pa.string())
+        typed = {n: pa.float64() if n in floats and n not in self.as_text else pa.string() if n in floats
+                 else dictionary for n in include}
+        parse_options = pacsv.ParseOptions(delimiter=header.delimiter, quote_char=False, ignore_empty_lines=False,
+                                           invalid_row_handler=self._on_invalid)
+        convert = {quoted: pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in include} if quoted else typed, include_columns=include,
+            null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=False) for quoted in (False, True)}
         ready: queue.Queue[_Parsed | BaseException | None] = queue.Queue(maxsize=2)
         stop = threading.Event()
 
         def parse() -> None:
             try:
-                with self.source.stream() as stream:
-                    reader = pacsv.open_csv(
-                        stream,
-                        read_options=pacsv.ReadOptions(use_threads=False, column_names=header.names, skip_rows=1,
-                                                       block_size=_BLOCK_SIZE),
-                        parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char=False,
-                                                         ignore_empty_lines=False,
-                                                         invalid_row_handler=self._on_invalid),
-                        convert_options=pacsv.ConvertOptions(column_types=types, include_columns=include,
-                                                             null_values=[""], strings_can_be_null=False,
-                                                             quoted_strings_can_be_null=False),
-                    )
-                    for batch in reader:
-                        if stop.is_set():
-                            return
-                        ready.put(self._numbered(pa.Table.from_batches([batch]), include))
-                    if self.rescued:
-                        ready.put(self._numbered(reader.schema.empty_table(), include))
+                first = 1  # the number of the chunk's first line
+                for chunk in self._chunks(stop):
+                    self._before, self._quoted = first - 1, b'"' in chunk
+                    marked = len(self.skipped)
+                    table = pacsv.read_csv(
+                        pa.BufferReader(pa.py_buffer(chunk)),  # arrow copies what it keeps
+                        read_options=pacsv.ReadOptions(use_threads=False, column_names=header.names,
+                                                       skip_rows=1 if first == 1 else 0,
+                                                       block_size=len(chunk) + 1),
+                        parse_options=parse_options, convert_options=convert[self._quoted])
+                    # every line of the chunk is a row or went to the handler (the header too, in the first)
+                    count = table.num_rows + len(self.skipped) - marked + (first == 1)
+                    lines = np.arange(max(first, 2), first + count, dtype=np.int64)
+                    if len(self.skipped) > marked:
+                        lines = lines[~np.isin(lines, np.asarray(self.skipped[marked:], dtype=np.int64))]
+                    first += count
+                    ready.put(self._numbered(table, lines, include))
                 ready.put(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 ready.put(exc)
@@ -581,56 +610,46 @@ class _Parser:
                 yield item
         finally:
             stop.set()
-            while worker.is_alive():  # let a parse waiting to hand over a block see the stop
+            while worker.is_alive():  # let a parse waiting to hand over a chunk see the stop
                 try:
                     ready.get(timeout=0.05)
                 except queue.Empty:
                     pass
             worker.join()
 
-    def _numbered(self, table: pa.Table, include: list[str]) -> _Parsed:
-        """Give the batch's rows their line numbers; add the rescued lines set aside so far, in line order."""
-        n = table.num_rows
-        pending = np.asarray(self.skipped[self._passed:], dtype=np.int64)
-        if len(pending) and pending[0] < self._next_line:  # pragma: no cover - pyarrow changed its numbering
-            raise RuntimeError(f"pyarrow numbered an invalid row {pending[0]} after row {self._next_line - 1}")
-        lines = np.arange(self._next_line, self._next_line + n + len(pending), dtype=np.int64)
-        if len(pending):
-            lines = lines[~np.isin(lines, pending)]
-        lines = lines[:n]
-        if n:
-            self._next_line = int(lines[-1]) + 1
-            self._passed += int(np.searchsorted(pending, self._next_line))
+    def _numbered(self, table: pa.Table, lines: np.ndarray, include: list[str]) -> _Parsed:
+        """Give the chunk's rows their line numbers; add its rescued lines, in line order."""
+        if len(lines) != table.num_rows:  # pragma: no cover - pyarrow changed how it counts lines
+            raise RuntimeError(f"pyarrow parsed {table.num_rows} rows from {len(lines)} lines")
         if self.rescued:
             rescued, self.rescued = self.rescued, []
             position = self.header.position
             extra = pa.table({c: pa.array([f[position[c]] for _, f in rescued], pa.string()) for c in include})
-            table = pa.concat_tables([table, extra.select(table.column_names).cast(table.schema)])
+            table = pa.concat_tables([table, extra.select(table.column_names)])
             lines = np.concatenate([lines, np.array([number for number, _ in rescued], dtype=np.int64)])
             order = np.argsort(lines, kind="stable")
             table, lines = table.take(pa.array(order)), lines[order]
-        return _Parsed(table=table, lines=lines, quoted=self.quoted)
+        return _Parsed(table=table, lines=lines, quoted=self._quoted)
 
 
 def _parse(source: _Source, header: _Header, warnings: list[str], offset: int) -> _Collected:
     """Parse and check the content batch by batch; a column holding text is parsed again as text.
 
     A value that is not a number stops arrow's typed conversion; the error names the
-    column, which the next run reads as text (to be checked row by row). Invalid
-    UTF-8 is replaced, with a warning.
+    column, which the next run reads as text (to be checked row by row). Content
+    that is not UTF-8 is parsed again with undecodable bytes replaced, with a warning.
 
     Raises
     ------
     ValidationError
-        The content is not CSV (a line longer than a parser block, binary data), or its unusable lines pass
-        :data:`MAX_UNUSABLE_ROWS` and outnumber its good rows.
+        The content is not CSV (a line of more than :data:`_LONG_LINE` bytes, binary data), or its unusable lines
+        pass :data:`MAX_UNUSABLE_ROWS` and outnumber its good rows.
     """
     label = source.label
-    quoted = source.contains(b'"')
     floats = [header.source[c] for c in _FLOAT_COLUMNS if c in header.source]
-    as_text = set(floats) if quoted else set()
+    as_text: set[str] = set()
     for _ in range(len(floats) + 3):
-        parser = _Parser(source, header, as_text=as_text, quoted=quoted)
+        parser = _Parser(source, header, as_text=as_text)
         collected = _Collected(header, offset)
         try:
             for parsed in parser.batches():
@@ -638,6 +657,9 @@ def _parse(source: _Source, header: _Header, warnings: list[str], offset: int) -
                 collected.check(label, parser)
             collected.check(label, parser, final=True)
             return collected.finish(source, parser)
+        except _NotUTF8:
+            source.encoding = "utf-8"
+            warnings.append(_W_UTF8)
         except UnicodeDecodeError:
             raise ValidationError("{file} is not CSV text: it holds binary data.", file=label) from None
         except pa.ArrowInvalid as exc:
@@ -646,14 +668,7 @@ def _parse(source: _Source, header: _Header, warnings: list[str], offset: int) -
             text = str(exc)
             column = re.match(r"In CSV column #(\d+)", text)
             name = header.names[int(column[1])] if column and int(column[1]) < len(header.names) else None
-            if ("UTF8" in text or "UTF-8" in text) and source.encoding is None:
-                source.encoding = "utf-8"
-                warnings.append(_W_UTF8)
-            elif "straddl" in text:
-                raise ValidationError("{file} is not a FIRMS active-fire CSV: it has a line longer than {limit} MB "
-                                      "(FIRMS lines are about 100 bytes).", file=label,
-                                      limit=_BLOCK_SIZE // 2**20) from None
-            elif "conversion error" in text and name in floats and name not in as_text:
+            if "conversion error" in text and name in floats and name not in as_text:
                 as_text.add(name)
             elif "conversion error" in text and not as_text.issuperset(floats):
                 as_text.update(floats)
@@ -915,13 +930,22 @@ def read_firms(source: str | Path | bytes, /, *, name: str | None = None) -> Lay
     read holds is one block and the rows it accepts.
     """
     source = _Source(source, name)
+    try:
+        return _read(source)
+    finally:
+        source.close()
+
+
+def _read(source: _Source) -> LayerRead:
     label = source.label
     warnings: list[str] = []
     _check_text(source)
-    offset, header_text = _locate_header(source)
+    offset, header_text, rows = _locate_header(source)
     if header_text is None:
         return _empty_result(label, [_W_EMPTY])
     header = _Header(header_text, label, warnings)
+    if not rows:
+        return _empty_result(label, warnings)
     return _parse(source, header, warnings, offset).result(label, warnings)
 
 
@@ -1017,7 +1041,7 @@ class _Collected:
         if not frames:
             self.rows = _empty_frame()
         else:
-            rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, copy=False)
+            rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
             if not rows.line.is_monotonic_increasing:  # rescued lines of a later block came with an earlier one
                 rows = rows.sort_values("line", kind="stable", ignore_index=True)
             self.rows = rows
