@@ -9,12 +9,12 @@ zipped Shapefile, a KMZ) is checked on its directory (how many files, the total
 they unpack to, their paths) before anything is unpacked, and gridwatch unpacks
 what GDAL needs itself, under the same limits (``archive_max_entries``,
 ``archive_max_unpacked_mb``), so GDAL only ever opens plain files; a KML, which
-GDAL holds whole in memory, may have ``kml_max_mb``. A file whose
-text asks for other data (a GeoJSON ``crs`` link, a ``/vsicurl/`` path, a VRT
-or GDALG document, a KML ``<NetworkLink>``) is refused before GDAL opens it, and
-GDAL runs under :data:`layers.untrusted.GDAL_NO_NETWORK`, without the drivers
-that fetch or open other datasets (set for the whole process when this module
-is imported).
+GDAL holds whole in memory, may have ``kml_max_mb``. A file whose text asks for
+other data (a GeoJSON ``crs`` link, a ``/vsicurl/`` path, a VRT or GDALG
+document, a KML ``<NetworkLink>``) is refused before GDAL opens it, and GDAL
+runs under :data:`layers.untrusted.GDAL_NO_NETWORK`, without the drivers that
+fetch or open other datasets (set for the whole process when this module is
+imported).
 """
 
 from __future__ import annotations
@@ -365,6 +365,7 @@ def _choose_layer(dataset: str, name: str, layer: str | None, *, non_empty_only:
         raise ValidationError("{file} has no layer {layer!r}; its layers are {layers}.", file=name, layer=layer,
                               layers=", ".join(layer_names))
     return layer
+
 
 def list_layers(path: str | Path) -> list[str]:
     """The layer names of a vector file (a GeoPackage's tables, a KML's folders), for a layer picker."""

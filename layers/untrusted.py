@@ -62,8 +62,8 @@ _LINK_ELEMENT = re.compile(rb"<\s*(?:[a-z_][\w.-]*:)?networklink\b")
 #: bytes read at a time, and kept from one read to the next so that a needle split between them is found
 _CHUNK = 1 << 23
 _OVERLAP = 64
-#: the most a ``crs`` member may take (a CRS by name or link is a few dozen bytes)
-_CRS_WINDOW = 4096
+#: the most a ``crs`` member may take (a CRS by name or link is a few dozen bytes; WKT in a name a few KB)
+_CRS_WINDOW = 1 << 16
 #: occurrences of one needle looked at in one chunk (a file may name "crs" in every feature's properties)
 _MAX_CHECKS = 100
 
@@ -143,44 +143,20 @@ def _confirm(needle: bytes, data: bytes, lower: bytes, start: int, window_at) ->
 
 def _crs_link(after: bytes) -> str | None:
     """Return ``"crs": {"type": "link"}`` when the member after a ``"crs"`` key links to a CRS to fetch."""
-    text = after.lstrip()
-    if not text.startswith(b":"):
+    text = after.decode("utf-8", "replace").lstrip()
+    if not text.startswith(":"):
         return None
     text = text[1:].lstrip()
-    if not text.startswith(b"{"):
+    if not text.startswith("{"):
         return None
-    body = _json_object(text)
-    if body is None:  # no end within the window: far longer than any CRS by name
-        return '"crs": {…}'
     try:
-        crs = json.loads(body)
+        crs, _ = json.JSONDecoder().raw_decode(text)
     except ValueError:
-        return None  # GDAL will not make sense of it either
-    kind = str(crs.get("type", "")).lower() if isinstance(crs, dict) else ""
-    properties = crs.get("properties") if isinstance(crs, dict) else None
+        # not JSON within the window: far longer than any CRS when the file goes on (else GDAL refuses it too)
+        return '"crs": {…}' if len(after) >= _CRS_WINDOW else None
+    kind = str(crs.get("type", "")).lower()
+    properties = crs.get("properties")
     keys = {str(k).lower() for k in properties} if isinstance(properties, dict) else set()
     if kind in ("link", "url") or keys & {"href", "url", "link"}:
-        return '"crs": {"type": "%s"}' % (kind or "link")
-    return None
-
-
-def _json_object(text: bytes) -> bytes | None:
-    """Return the JSON object ``text`` starts with (to its closing brace); None when it does not end in ``text``."""
-    depth, in_string, escaped = 0, False, False
-    for i, byte in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte == 0x7B:  # {
-            depth += 1
-        elif byte == 0x7D:  # }
-            depth -= 1
-            if depth == 0:
-                return text[:i + 1]
+        return '"crs": {"type": "%s"}' % (kind if kind in ("link", "url") else "link")
     return None
