@@ -402,7 +402,8 @@ def read_raw(path: str | Path, /, *, layer: str | None = None, encoding: str | N
     ------
     ValidationError
         Missing or unreadable file, several layers and none chosen, unknown layer, unsafe zip, an archive past
-        ``archive_max_entries`` or ``archive_max_unpacked_mb``, a request for data elsewhere.
+        ``archive_max_entries`` or ``archive_max_unpacked_mb``, a KML past ``kml_max_mb``, a request for data
+        elsewhere.
     """
     path = Path(path)
     name = path.name

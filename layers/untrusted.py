@@ -53,10 +53,13 @@ GDAL_SKIP_DRIVERS = (
     "STACTA", "ADBC", "GPSBabel", "AIVector", "GML", "GMLAS", "KMLSUPEROVERLAY",
 )
 
-#: what is looked for in a file (lower case): a network file system, a KML network link, documents that open
-#: other data (VRT, GDALG, WFS, WMS, WMTS, WCS), a GeoJSON ``crs`` member
-_NEEDLES = (b"/vsi", b"networklink", b"<ogrvrtdatasource", b"<vrtdataset", b"<ogrwfsdatasource", b"<gdal_wms",
-            b"<gdal_wmts", b"<wcs_gdal", b"gdal_streamed_alg", b'"crs"')
+#: what is looked for in a file (lower case; each found is then confirmed or dismissed): a network file system, a
+#: KML network link, documents that open other data (OGR VRT and WFS, GDAL VRT, WMS, WMTS, WCS, GDALG), a GeoJSON
+#: ``crs`` member; few needles, since each is a pass over the file
+_NEEDLES = (b"/vsi", b"networklink", b"datasource", b"vrtdataset", b"gdal", b'"crs"')
+#: the documents a needle may belong to
+_DOCUMENTS = {b"datasource": (b"<ogrvrtdatasource", b"<ogrwfsdatasource"), b"vrtdataset": (b"<vrtdataset",),
+              b"gdal": (b"<gdal_wms", b"<gdal_wmts", b"<wcs_gdal", b"gdal_streamed_alg")}
 _NETWORK_FS = re.compile(rb"/vsi(?:curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)\w*")
 _LINK_ELEMENT = re.compile(rb"<\s*(?:[a-z_][\w.-]*:)?networklink\b")
 #: bytes read at a time, and kept from one read to the next so that a needle split between them is found
@@ -135,10 +138,12 @@ def _confirm(needle: bytes, data: bytes, lower: bytes, start: int, window_at) ->
         return "<NetworkLink>" if _LINK_ELEMENT.search(before) else None
     if needle == b'"crs"':
         return _crs_link(window_at(start + len(needle)))
-    if needle == b"gdal_streamed_alg":
-        return '"gdal_streamed_alg"'
-    end = start + len(needle)
-    return data[start:end].decode("ascii", "replace") + ">"
+    for document in _DOCUMENTS[needle]:
+        at = start - document.index(needle)
+        if at >= 0 and lower[at:at + len(document)] == document:
+            found = data[at:at + len(document)].decode("ascii", "replace")
+            return f'"{found}"' if found.lower() == "gdal_streamed_alg" else found + ">"
+    return None
 
 
 def _crs_link(after: bytes) -> str | None:
