@@ -210,7 +210,7 @@ _MAX_NAMES_SHOWN = 40
 class _Source:
     """Where the content comes from (a path or bytes), how it is recoded, and where its header starts.
 
-    Nothing holds the whole file: each pass (a scan, the parse, the lines of
+    Nothing holds the whole file: each pass (the header, the parse, the lines of
     rejected rows) reads it again as a stream. Content that is not UTF-8 as it
     is (UTF-16, or undecodable bytes to replace) is recoded once, chunk by
     chunk, into a temporary file that the passes read instead.
@@ -816,7 +816,12 @@ def _parse_fire_type(text: str) -> int:
 
 
 def _text_column(entries: Sequence[str | None], codes: np.ndarray) -> pd.Series:
-    """Return a ``str`` Series of ``entries[codes]`` (None gives a missing value).
+    """Return a ``str`` Series of ``entries[codes]`` (None gives a missing value)."""
+    return _text_array(entries, codes).to_pandas()
+
+
+def _text_array(entries: Sequence[str | None], codes: np.ndarray) -> pa.Array:
+    """Return an arrow array of ``entries[codes]`` (None gives a missing value).
 
     Entries of one byte width (one value, ``D``/``N``, ``MODIS``/``VIIRS``) are laid
     out directly as fixed-width bytes; others go through arrow's ``take``.
@@ -834,7 +839,7 @@ def _text_column(entries: Sequence[str | None], codes: np.ndarray) -> pd.Series:
         array = pa.nulls(m, pa.large_string())
     else:
         array = pa.array(list(entries), pa.large_string()).take(pa.array(codes.astype(np.int32, copy=False)))
-    return array.to_pandas()
+    return array
 
 
 def _int_column(values: np.ndarray, missing: np.ndarray) -> pd.arrays.IntegerArray:
@@ -968,7 +973,8 @@ class _Rejects:
 class _Part:
     """One batch checked and converted: its accepted rows, its rejected ones, and counts for the warnings."""
 
-    frame: pd.DataFrame
+    columns: dict[str, Any]
+    rows: int
     rejects: _Rejects
     not_numbers: dict[str, int]
     bad_types: int
@@ -989,7 +995,7 @@ class _Collected:
 
     def add(self, part: _Part) -> None:
         self.parts.append(part)
-        self.accepted += len(part.frame)
+        self.accepted += part.rows
         self.rejected += len(part.rejects.lines)
 
     def check(self, label: str, parser: _Parser, *, final: bool = False) -> None:
@@ -1037,14 +1043,8 @@ class _Collected:
                 raw.append(text)
         self.blank = blank
         self.rejected_rows = rejected_frame(line, code, message, raw) if line else empty_rejected()
-        frames = [p.frame for p in self.parts if len(p.frame)]
-        if not frames:
-            self.rows = _empty_frame()
-        else:
-            rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-            if not rows.line.is_monotonic_increasing:  # rescued lines of a later block came with an earlier one
-                rows = rows.sort_values("line", kind="stable", ignore_index=True)
-            self.rows = rows
+        parts = [p.columns for p in self.parts if p.rows]
+        self.rows = _combine(parts) if parts else _empty_frame()
         return self
 
     def result(self, label: str, warnings: list[str]) -> LayerRead:
@@ -1165,50 +1165,68 @@ def _convert(parsed: _Parsed, header: _Header, offset: int) -> _Part:
     if uniform:
         class_entries = [CONFIDENCE_CLASSES[c] if c >= 0 else None
                          for c in (modis_class_lut if all_modis else viirs_class_lut)]
-        confidence_class = _text_column(class_entries, conf_rows)
-        confidence = (_int_column(modis_value_lut[conf_rows], np.zeros(m, dtype=bool)) if all_modis
-                      else _int_column(np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool)))
+        confidence_class = _text_array(class_entries, conf_rows)
+        confidence = ((modis_value_lut[conf_rows], np.zeros(m, dtype=bool)) if all_modis
+                      else (np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool)))
     else:
         classes = np.where(rows_modis, modis_class_lut[conf_rows], viirs_class_lut[conf_rows])
-        confidence_class = _text_column(CONFIDENCE_CLASSES, classes)
-        confidence = _int_column(np.where(rows_modis, modis_value_lut[conf_rows], 0), ~rows_modis)
+        confidence_class = _text_array(CONFIDENCE_CLASSES, classes)
+        confidence = (np.where(rows_modis, modis_value_lut[conf_rows], 0), ~rows_modis)
     sat_rows = sel(sat_codes)
-    seconds = day_lut[sel(date_codes)] * 86_400 + second_lut[sel(time_codes)]
     fire_type, bad_types = _fire_type(col("fire_type"), sel, m)
-    others: dict[str, Any] = {
+    # the batch's columns, combined with the other batches' at the end: numpy arrays, arrow text arrays,
+    # (values, missing) pairs of integers, and acq_time as seconds since 1970
+    columns: dict[str, Any] = {
         "line": sel(lines) + offset,
-        "acq_time": pd.Series((seconds * _NS_PER_S).view("M8[ns]"), copy=False).dt.tz_localize("UTC"),
-        "satellite": _text_column([SATELLITE_NAMES[s] if s >= 0 else None for s in sat_lut], sat_rows),
-        "instrument": _text_column([INSTRUMENTS[SATELLITE_NAMES[s]] if s >= 0 else None for s in sat_lut], sat_rows),
+        "acq_time": day_lut[sel(date_codes)] * 86_400 + second_lut[sel(time_codes)],
+        "satellite": _text_array([SATELLITE_NAMES[s] if s >= 0 else None for s in sat_lut], sat_rows),
+        "instrument": _text_array([INSTRUMENTS[SATELLITE_NAMES[s]] if s >= 0 else None for s in sat_lut], sat_rows),
         "confidence": confidence,
         "confidence_class": confidence_class,
-        "daynight": (_text_column([("D", "N")[v] if v >= 0 else None for v in dn_lut], sel(dn_codes))
-                     if dn_lut is not None else _text_column((None,), np.zeros(m, dtype=np.int32))),
+        "daynight": (_text_array([("D", "N")[v] if v >= 0 else None for v in dn_lut], sel(dn_codes))
+                     if dn_lut is not None else _text_array((None,), np.zeros(m, dtype=np.int32))),
         "version": _version(col("version"), sel, m),
         "fire_type": fire_type,
-        "source": _text_column((SOURCE,), np.zeros(m, dtype=np.int32)),
+        "source": _text_array((SOURCE,), np.zeros(m, dtype=np.int32)),
+        "latitude": sel(lat), "longitude": sel(lng), **{c: sel(v) for c, v in measures.items()},
     }
     mismatched = _mismatched_instruments(col("instrument"), sel, sat_lut, sat_rows)
-    others.update({"latitude": sel(lat), "longitude": sel(lng), **{c: sel(v) for c, v in measures.items()}})
-    return _Part(frame=_assemble(others), rejects=rejects, not_numbers=not_numbers, bad_types=bad_types,
+    return _Part(columns=columns, rows=m, rejects=rejects, not_numbers=not_numbers, bad_types=bad_types,
                  mismatched=mismatched)
 
 
-def _version(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray], m: int) -> pd.Series:
+def _combine(parts: list[dict[str, Any]]) -> pd.DataFrame:
+    """Build the output frame from the columns of the batches (each column combined once)."""
+    columns: dict[str, Any] = {}
+    for name in COLUMNS:
+        pieces = [p[name] for p in parts]
+        first = pieces[0]
+        if isinstance(first, pa.Array):
+            columns[name] = pa.chunked_array(pieces).to_pandas()
+        elif isinstance(first, tuple):
+            columns[name] = _int_column(np.concatenate([v for v, _ in pieces]), np.concatenate([m for _, m in pieces]))
+        else:
+            columns[name] = np.concatenate(pieces) if len(pieces) > 1 else first
+    seconds = np.asarray(columns["acq_time"], dtype=np.int64)
+    columns["acq_time"] = pd.Series((seconds * _NS_PER_S).view("M8[ns]"), copy=False).dt.tz_localize("UTC")
+    return _assemble(columns)
+
+
+def _version(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray], m: int) -> pa.Array:
     if column is None:
-        return _text_column((None,), np.zeros(m, dtype=np.int32))
+        return _text_array((None,), np.zeros(m, dtype=np.int32))
     uniques, codes = _factor(column)
-    return _text_column([_clean(u) or None for u in uniques], sel(codes))
+    return _text_array([_clean(u) or None for u in uniques], sel(codes))
 
 
 def _fire_type(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray],
-               m: int) -> tuple[pd.arrays.IntegerArray, int]:
-    """Return the ``type`` of the accepted rows, and how many are not 0-3 (left empty)."""
+               m: int) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+    """Return the ``type`` of the accepted rows (values, missing), and how many are not 0-3 (left empty)."""
     if column is None:
-        return _int_column(np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool)), 0
+        return (np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool)), 0
     uniques, codes = _factor(column)
     values = _lookup(uniques, _parse_fire_type)[sel(codes)]
-    return _int_column(np.maximum(values, 0), values < 0), int((values == -2).sum())
+    return (np.maximum(values, 0), values < 0), int((values == -2).sum())
 
 
 def _mismatched_instruments(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray],
