@@ -27,6 +27,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB_PATH = REPO_ROOT / "data" / "gridwatch.duckdb"
 
 
+#: the settings that bound what one upload may make a reader do, and their types
+_LIMITS = {"max_upload_mb": float, "archive_max_unpacked_mb": float, "archive_max_entries": int,
+           "kml_max_mb": float, "photo_max_mb": float, "photo_max_megapixels": float, "photo_max_count": int,
+           "photo_max_total_mb": float}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings of one gridwatch process.
@@ -51,6 +57,22 @@ class Settings:
         Where the administrators' "back up now" writes its folders.
     max_upload_mb : float
         Largest file accepted by any upload or load, checked before the file is read.
+    archive_max_unpacked_mb : float
+        Largest total an archive (zip, KMZ, zipped Shapefile) may unpack to: checked on its directory before
+        anything is unpacked, and again while unpacking.
+    archive_max_entries : int
+        Most files an archive may hold.
+    kml_max_mb : float
+        Largest KML document read (a ``.kml``, or the one inside a KMZ): GDAL holds a KML whole in memory, at about
+        fifteen times its size.
+    photo_max_mb : float
+        Largest photo accepted.
+    photo_max_megapixels : float
+        Most pixels a photo may have, read from its header before it is decoded.
+    photo_max_count : int
+        Most photos one report from the field may carry.
+    photo_max_total_mb : float
+        Largest total size of the photos of one report.
     report_weights : str or mapping
         Weights of the ranking score, ``metric=weight,...`` (lower score ranks first).
     report_thresholds : str or mapping
@@ -80,6 +102,14 @@ class Settings:
     tianditu_key: str = ""
     backup_dir: str = str(REPO_ROOT / "data" / "backups")
     max_upload_mb: float = 200.0
+    # what one upload may make a reader do (gridwatch.ingest, gridwatch.photos)
+    archive_max_unpacked_mb: float = 500.0
+    archive_max_entries: int = 10_000
+    kml_max_mb: float = 30.0
+    photo_max_mb: float = 15.0
+    photo_max_megapixels: float = 60.0
+    photo_max_count: int = 10
+    photo_max_total_mb: float = 80.0
     sla_hours: Mapping[str, float] = field(default_factory=dict)
     firms_map_key: str = ""
     firms_base_url: str = "https://firms.modaps.eosdis.nasa.gov"
@@ -178,5 +208,18 @@ class Settings:
         except (TypeError, ValueError) as exc:
             raise ValidationError("FIRMS fetch settings must be numbers (interval {interval}, days {days}).",
                                   interval=self.firms_interval_minutes, days=self.firms_days) from exc
+        limits = {}
+        for name, kind in _LIMITS.items():
+            value = getattr(self, name)
+            try:
+                limits[name] = kind(value)
+            except (TypeError, ValueError):
+                limits[name] = 0
+            if limits[name] <= 0 and kind is int:
+                raise ValidationError("The setting {name} is {value!r}; give a whole number above 0.", name=name,
+                                      value=value)
+            if limits[name] <= 0:
+                raise ValidationError("The setting {name} is {value!r}; give a number above 0.", name=name,
+                                      value=value)
         return replace(self, resolution=resolution, region=str(self.region), firms_interval_minutes=interval,
-                       firms_days=days)
+                       firms_days=days, **limits)

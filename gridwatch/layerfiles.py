@@ -1,12 +1,13 @@
 """Reading any vector layer file GIS staff have into checked WGS84 features.
 
 Formats: GeoJSON, zipped Shapefile (with or without ``.prj``; UTF-8 or GBK attributes), GeoPackage (a layer
-picked when several), KML/KMZ (network links never followed), CSV with coordinate columns. The file's CRS is used;
+picked when several), KML/KMZ (a network link is refused), CSV with coordinate columns. The file's CRS is used;
 a file that declares none is never guessed: :class:`gridwatch.errors.CRSError` lists the candidate CRSs that fit its
 coordinates, and :func:`crs_candidates` previews each (bounds after reprojection, share of features inside the
 region) so a screen can let the user pick. Invalid polygons are repaired and reported, or rejected when the repair
 changes their area by more than a threshold; features without a usable geometry are rejected row by row, never the
-whole file.
+whole file. Every read is bounded and reaches no network (archives, GDAL's settings and the files that ask for data
+elsewhere: see :mod:`gridwatch.ingest`).
 
 Examples
 --------
@@ -102,7 +103,8 @@ def _pick_column(columns: list[str], wanted: str | None, names: tuple[str, ...],
 
 
 def _read_text_table(path: Path) -> tuple[pd.DataFrame, str]:
-    head = path.read_bytes()[:65536]
+    with path.open("rb") as handle:
+        head = handle.read(65536)
     first = head.split(b"\n", 1)[0]
     sep = max((b",", b"\t", b";"), key=first.count).decode()
     for encoding in ("utf-8-sig", "gb18030"):

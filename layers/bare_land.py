@@ -45,6 +45,7 @@ import math
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -63,6 +64,8 @@ from rasterio.windows import Window
 from gridwatch.crs import WGS84
 from gridwatch.errors import CRSError, ValidationError
 from gridwatch.grid import cells_to_latlng, cells_to_polygons
+
+from .untrusted import GDAL_NO_NETWORK
 
 __all__ = ["bare_cells_from_raster", "raster_windows", "raster_date", "pixel_area_m2", "CELL_COLUMNS"]
 
@@ -124,9 +127,28 @@ def raster_windows(src: rasterio.io.DatasetReader, window_size: int | None = Non
             yield Window(col, row, min(ww, width - col), min(wh, height - row))
 
 
+#: how a TIFF starts (little- and big-endian, classic and BigTIFF)
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+@contextmanager
+def _open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
+    """Open an uploaded GeoTIFF: TIFF bytes only, the GTiff driver only, and GDAL without network.
+
+    A VRT (or any other document that names data elsewhere) under a ``.tif`` name is refused by its first bytes,
+    and the GTiff driver is the only one GDAL may try.
+    """
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic not in _TIFF_MAGIC:
+        raise ValidationError("{file} is not a GeoTIFF: it does not start as a TIFF file does.", file=Path(path).name)
+    with rasterio.Env(**GDAL_NO_NETWORK), rasterio.open(path, driver="GTiff") as src:
+        yield src
+
+
 def raster_date(path: str | Path) -> dt.date | None:
     """The acquisition date a GeoTIFF carries (``TIFFTAG_DATETIME`` or an ``ACQUISITION_DATE`` tag), if any."""
-    with rasterio.open(path) as src:
+    with _open_raster(path) as src:
         tags = src.tags()
     for key in ("ACQUISITION_DATE", "acquisition_date", "DATE", "TIFFTAG_DATETIME"):
         text = str(tags.get(key, "")).strip()
@@ -467,7 +489,7 @@ class _Job:
         inverse = ~self.transform
         found: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
         scratch = _Scratch()
-        with rasterio.open(self.path) as src:
+        with _open_raster(self.path) as src:
             for window in windows:
                 masks = self._masks(src, window, scratch)
                 if masks is not None:
@@ -551,7 +573,7 @@ def bare_cells_from_raster(
         raise ValidationError("Give either the bare land-cover classes or an index threshold for {file}, not "
                               "both or neither.", file=Path(path).name)
     classes = None if bare_classes is None else np.asarray(list(bare_classes), dtype=np.float64)
-    with rasterio.open(path) as src:
+    with _open_raster(path) as src:
         if not 1 <= band <= src.count:
             raise ValidationError("{file} has {count} band(s); band {band} does not exist.", file=Path(path).name,
                                   count=src.count, band=band)

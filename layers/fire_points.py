@@ -22,17 +22,21 @@ Accepted variants
       column names in any case with surrounding spaces; values quoted or not;
       comma, tab or semicolon separated (the header decides).
 
-How it is fast
-    The file is memory-mapped and parsed by ``pyarrow.csv`` in parallel blocks
-    (quoting off, so one physical line is one record and line numbers are
-    exact), numeric columns typed by the parser. When a line has the wrong
-    number of fields the parse runs again on one thread, where the invalid-row
-    handler numbers the lines it collects. A numeric column holding text
-    makes the parser run again with that column as text, checked row by row.
-    Low-cardinality text columns (dates, times, satellites, confidence, ...) are
-    dictionary-encoded and only their distinct values are parsed in Python;
-    everything else is numpy. Line breaks are indexed only when some row is
-    rejected, to quote it.
+How it is fast, and bounded
+    A first pass scans the file for quotes, overlong lines and bytes that are
+    not UTF-8. Then it is read in chunks of 4 MB cut after a line break, each
+    parsed by ``pyarrow.csv`` (quoting off, so one physical line is one record;
+    numeric columns typed by the parser) on a thread of its own that runs one
+    chunk ahead while the previous chunk is checked and converted. The
+    invalid-row handler numbers the lines it sets aside, so every row's line
+    number is exact. A numeric column holding text makes the parser run again
+    with that column as text, checked row by row. Low-cardinality text columns
+    (dates, times, satellites, confidence, ...) are dictionary-encoded and only
+    their distinct values are parsed in Python; everything else is numpy. The
+    rejected lines are read again at the end, to quote them. Nothing holds the
+    whole file: a read holds a few chunks and the rows it accepts, and a file
+    whose unusable lines pass :data:`MAX_UNUSABLE_ROWS` and outnumber its good
+    rows is refused as soon as they do.
 
 Examples
 --------
@@ -47,15 +51,19 @@ Examples
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
-import mmap
+import io
+import queue
 import re
-from collections.abc import Callable, Sequence
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -65,7 +73,7 @@ import pyarrow.csv as pacsv
 
 from gridwatch.errors import ValidationError
 
-from .base import LayerRead, N_, empty_rejected, rejected_frame
+from .base import N_, LayerRead, empty_rejected, rejected_frame
 
 __all__ = [
     "SOURCE",
@@ -80,6 +88,7 @@ __all__ = [
     "FIRE_TYPE_STATIC",
     "REJECT_REASONS",
     "REQUIRED_COLUMNS",
+    "MAX_UNUSABLE_ROWS",
     "FirePointsLayer",
     "read_firms",
 ]
@@ -178,10 +187,19 @@ _DAYNIGHT = {"d": 0, "day": 0, "n": 1, "night": 1}
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _NS_PER_S = 1_000_000_000
 _SNIFF_BYTES = 4096
-#: parser block size: large blocks mean few chunks to combine
-_BLOCK_SIZE = 1 << 24
-#: block size of the parallel parse: enough blocks to keep both cores busy on a file of a million rows
-_BLOCK_SIZE_THREADS = 1 << 22
+#: the size of the chunks parsed one at a time (a read holds a few of them beyond the rows it accepts)
+_BLOCK_SIZE = 1 << 22
+#: the longest start of a file before its header ends (a FIRMS header is about 120 bytes)
+_MAX_HEADER_BYTES = 1 << 16
+#: bytes read at a time when the content is recoded
+_CHUNK = 1 << 22
+#: a line this long is not a FIRMS line (they are about 100 bytes): the file is refused
+_LONG_LINE = 1 << 19
+#: unusable lines (rejected, malformed or blank) from which a file whose unusable lines outnumber its good rows is
+#: refused as a whole: it is not a FIRMS file, and listing each of its lines would flood memory and the database
+MAX_UNUSABLE_ROWS = 10_000
+#: column names quoted in the error about a header that lacks required columns
+_MAX_NAMES_SHOWN = 40
 
 
 # --------------------------------------------------------------------------
@@ -189,115 +207,115 @@ _BLOCK_SIZE_THREADS = 1 << 22
 # --------------------------------------------------------------------------
 
 
-class _Content:
-    """The file's content from ``start`` on: bytes, or a read-only memory map of the file.
+class _Source:
+    """Where the content comes from (a path or bytes), how it is recoded, and where its header starts.
 
-    Mapping a large file saves copying it before parsing; both kinds support
-    ``find`` and slicing, which is all the reader does with the content in Python.
+    Nothing holds the whole file: each pass (the header, the parse, the lines of
+    rejected rows) reads it again as a stream. Content that is not UTF-8 as it
+    is (UTF-16, or undecodable bytes to replace) is recoded once, chunk by
+    chunk, into a temporary file that the passes read instead.
     """
 
-    def __init__(self, raw: bytes | mmap.mmap) -> None:
-        self.raw = raw
-        self.start = 0
-        self._ends: np.ndarray | list[bytes] | None = None
-
-    @classmethod
-    def load(cls, source: str | Path | bytes, name: str | None) -> tuple[_Content, str]:
-        """Load a path (memory-mapped) or bytes; also return the name to report it under."""
+    def __init__(self, source: str | Path | bytes, name: str | None) -> None:
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return cls(bytes(source)), name if name is not None else "<bytes>"
-        if isinstance(source, str) and ("\n" in source or "\r" in source):
-            raise TypeError("read_firms takes a path or the file's bytes; pass CSV text as bytes (text.encode()).")
-        path = Path(source)
-        with path.open("rb") as handle:
-            try:
-                raw: bytes | mmap.mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            except (ValueError, OSError):  # an empty file, or one that cannot be mapped
-                raw = handle.read()
-        return cls(raw), name if name is not None else str(path)
+            self._data: bytes | None = bytes(source)
+            self._path: Path | None = None
+            self.label = name if name is not None else "<bytes>"
+        else:
+            if isinstance(source, str) and ("\n" in source or "\r" in source):
+                raise TypeError("read_firms takes a path or the file's bytes; pass CSV text as bytes "
+                                "(text.encode()).")
+            self._data, self._path = None, Path(source)
+            self._path.open("rb").close()  # a missing or unreadable path fails here, as an OSError
+            self.label = name if name is not None else str(source)
+        #: bytes before the content (a UTF-8 byte-order mark)
+        self.raw_start = 0
+        #: ``utf-16``, ``utf-8`` (undecodable bytes replaced) or None (UTF-8 as it is)
+        self.encoding: str | None = None
+        #: offset of the header in the (recoded) content
+        self.start = 0
+        self._folder: tempfile.TemporaryDirectory | None = None
+        self._recoded: dict[str, Path] = {}
 
     def close(self) -> None:
-        """Release the memory map (if it is still exported, garbage collection releases it later)."""
-        if isinstance(self.raw, mmap.mmap):
-            try:
-                self.raw.close()
-            except BufferError:  # pragma: no cover - an arrow buffer still refers to it
-                pass
+        """Remove the recoded copy, if one was made."""
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder, self._recoded = None, {}
 
-    def replace(self, data: bytes) -> None:
-        """Continue with ``data`` (converted or repaired content)."""
-        self.close()
-        self.raw, self.start, self._ends = data, 0, None
+    def _raw(self, offset: int) -> BinaryIO:
+        raw: BinaryIO = io.BytesIO(self._data) if self._data is not None else open(self._path, "rb")  # noqa: SIM115
+        raw.seek(offset)
+        return raw
 
-    def tail(self) -> bytes:
-        """Return a copy of the content from ``start`` on."""
-        return bytes(self.raw[self.start:])
+    def raw_head(self, size: int) -> bytes:
+        """Return the first ``size`` bytes of the file as they are."""
+        with self._raw(0) as raw:
+            return raw.read(size)
+
+    def _content(self) -> tuple[bytes | Path, int]:
+        """Give the bytes or the file holding the content as UTF-8, and where the content starts in it."""
+        if self.encoding is None:
+            return (self._data if self._data is not None else self._path), self.raw_start
+        if self.encoding not in self._recoded:
+            if self._folder is None:
+                self._folder = tempfile.TemporaryDirectory(prefix="gridwatch-firms-")
+            target = Path(self._folder.name) / f"{self.encoding}.csv"
+            decoder = codecs.getincrementaldecoder(self.encoding)(
+                errors="replace" if self.encoding == "utf-8" else "strict")
+            with self._raw(self.raw_start) as raw, target.open("wb") as out:
+                while True:
+                    data = raw.read(_CHUNK)
+                    out.write(decoder.decode(data, final=not data).encode("utf-8"))
+                    if not data:
+                        break
+            self._recoded[self.encoding] = target
+        return self._recoded[self.encoding], 0
+
+    def stream(self) -> BinaryIO:
+        """Open the content from the header on (from its start until the header is located), as UTF-8."""
+        where, offset = self._content()
+        handle: BinaryIO = io.BytesIO(where) if isinstance(where, bytes) else open(where, "rb")  # noqa: SIM115
+        handle.seek(offset + self.start)
+        return handle
 
     def head(self, size: int) -> bytes:
-        return bytes(self.raw[self.start:self.start + size])
+        """Return the first ``size`` bytes of the content from the header on."""
+        with self.stream() as stream:
+            return stream.read(size)
 
-    @property
-    def empty(self) -> bool:
-        return self.start >= len(self.raw)
+    def lines(self, numbers: Sequence[int]) -> dict[int, str]:
+        """Lines ``numbers`` (1-based from the header) as text without their line breaks.
 
-    def contains(self, sub: bytes) -> bool:
-        return self.raw.find(sub, self.start) >= 0
-
-    def line_end(self) -> int:
-        """Position of the first line break from ``start`` (the length when there is none)."""
-        newline = self.raw.find(b"\n", self.start)
-        end = len(self.raw) if newline < 0 else newline
-        cr = self.raw.find(b"\r", self.start, end)
-        return end if cr < 0 else cr
-
-    def skip_line(self, end: int) -> None:
-        """Move ``start`` past the line that ends at ``end``."""
-        self.start = end + (2 if self.raw[end:end + 2] == b"\r\n" else 1)
-
-    def reader(self) -> pa.BufferReader:
-        """Return an arrow reader over the content (no copy)."""
-        return pa.BufferReader(pa.py_buffer(self.raw).slice(self.start))
-
-    def line(self, number: int) -> str:
-        """Line ``number`` (1-based, from ``start``) as text, without its line break.
-
-        The first call indexes the line breaks (vectorised); files with lone CR
-        line breaks are split with ``bytes.splitlines`` instead.
+        Line breaks are LF, CRLF or CR, as for the parser; undecodable bytes are replaced.
         """
-        if self._ends is None:
-            self._ends = self._line_ends()
-        if isinstance(self._ends, list):
-            return self._ends[number - 1].decode("utf-8", "replace")
-        ends, size = self._ends, len(self.raw) - self.start
-        begin = 0 if number == 1 else int(ends[number - 2]) + 1
-        end = int(ends[number - 1]) if number - 1 < len(ends) else size
-        text = bytes(self.raw[self.start + begin:self.start + end])
-        return (text[:-1] if text.endswith(b"\r") else text).decode("utf-8", "replace")
-
-    def _line_ends(self) -> np.ndarray | list[bytes]:
-        """Positions of the LF line breaks, or (lone CRs present) the lines themselves."""
-        buf = np.frombuffer(self.raw, dtype=np.uint8)[self.start:]
-        cr = np.flatnonzero(buf == 13)
-        if cr.size and (cr[-1] + 1 >= buf.size or not (buf[cr + 1] == 10).all()):
-            del buf
-            return self.tail().splitlines()
-        ends = np.flatnonzero(buf == 10)
-        del buf
-        return ends
+        wanted = iter(sorted(set(numbers)))
+        target = next(wanted, None)
+        found: dict[int, str] = {}
+        if target is None:
+            return found
+        with io.TextIOWrapper(self.stream(), encoding="utf-8", errors="replace", newline=None) as text:
+            for number, line in enumerate(text, start=1):
+                if number == target:
+                    found[number] = line[:-1] if line.endswith("\n") else line
+                    target = next(wanted, None)
+                    if target is None:
+                        break
+        return found
 
 
-def _check_text(content: _Content, label: str) -> None:
-    """Drop a UTF-8 BOM, convert UTF-16 (with BOM) to UTF-8, refuse what is not text."""
-    head = content.head(_SNIFF_BYTES)
-    if head.startswith(b"\xef\xbb\xbf"):
-        content.start += 3
-        head = head[3:]
-    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            content.replace(content.tail().decode("utf-16").encode("utf-8"))
-        except UnicodeDecodeError:
-            raise ValidationError("{file} is not CSV text: it holds binary data.", file=label) from None
-        head = content.head(_SNIFF_BYTES)
+def _check_text(source: _Source) -> None:
+    """Drop a UTF-8 BOM, read UTF-16 (with BOM) as UTF-8, refuse what is not text."""
+    label = source.label
+    raw = source.raw_head(_SNIFF_BYTES)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        source.raw_start = 3
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        source.encoding = "utf-16"
+    try:
+        head = source.head(_SNIFF_BYTES)
+    except UnicodeDecodeError:
+        raise ValidationError("{file} is not CSV text: it holds binary data.", file=label) from None
     if b"\x00" in head:
         raise ValidationError("{file} is not CSV text: it holds binary data.", file=label)
     start = head.lstrip()
@@ -306,16 +324,49 @@ def _check_text(content: _Content, label: str) -> None:
                               file=label, start=start[:60].decode("utf-8", "replace").splitlines()[0])
 
 
-def _skip_blank_lines(content: _Content) -> int:
-    """Skip whitespace-only lines before the header; return how many were skipped."""
-    skipped = 0
-    while not content.empty:
-        end = content.line_end()
-        if content.raw[content.start:end].strip():
-            break
-        content.skip_line(end)
+def _line_end(data: bytes, start: int) -> int:
+    """Position of the first line break (LF or CR) from ``start``, -1 when there is none."""
+    newline = data.find(b"\n", start)
+    cr = data.find(b"\r", start, newline if newline >= 0 else len(data))
+    return cr if cr >= 0 else newline
+
+
+def _locate_header(source: _Source) -> tuple[int, str | None, bool]:
+    """Skip whitespace-only lines before the header.
+
+    Returns how many were skipped, the header (None: the file is empty) and whether a line break follows it (else
+    the file has no rows).
+
+    Raises
+    ------
+    ValidationError
+        The header does not end within the first :data:`_MAX_HEADER_BYTES` bytes, or is not UTF-8.
+    """
+    try:
+        head = source.head(_MAX_HEADER_BYTES + 1)
+    except UnicodeDecodeError:
+        raise ValidationError("{file} is not CSV text: it holds binary data.", file=source.label) from None
+    position, skipped = 0, 0
+    while True:
+        end = _line_end(head, position)
+        if end < 0 and len(head) > _MAX_HEADER_BYTES:
+            raise ValidationError(
+                "{file} is not a FIRMS active-fire CSV: its header does not end within its first {limit} KB "
+                "(a FIRMS header is one short line).", file=source.label, limit=_MAX_HEADER_BYTES // 1024)
+        end = len(head) if end < 0 else end
+        line = head[position:end]
+        if line.strip():
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValidationError("{file} is not CSV text: its first line is not UTF-8.",
+                                      file=source.label) from None
+            source.start = position
+            return skipped, text, end < len(head)
+        if end >= len(head):
+            return skipped, None, False
+        position = end + (2 if head[end:end + 2] == b"\r\n" else 1)
         skipped += 1
-    return skipped
 
 
 # --------------------------------------------------------------------------
@@ -324,9 +375,12 @@ def _skip_blank_lines(content: _Content) -> int:
 
 
 def _split_fields(line: str, delimiter: str) -> list[str]:
-    """Fields of one line; quoted fields are honoured only when the line holds a quote."""
+    """Fields of one line; quoted fields are honoured only when the line holds a quote (and quotes make sense)."""
     if '"' in line:
-        return next(csv.reader([line], delimiter=delimiter), [])
+        try:
+            return next(csv.reader([line], delimiter=delimiter), [])
+        except csv.Error:  # stray line breaks or NULs: not CSV quoting
+            pass
     return line.split(delimiter)
 
 
@@ -337,6 +391,13 @@ def _sniff_delimiter(header: str) -> str:
         if candidate in header:
             return candidate
     return ","
+
+
+def _names_shown(names: list[str]) -> str:
+    """Return the column names for an error message: the first :data:`_MAX_NAMES_SHOWN`, then an ellipsis."""
+    if not names:
+        return "none"
+    return ", ".join(names[:_MAX_NAMES_SHOWN]) + (" …" if len(names) > _MAX_NAMES_SHOWN else "")
 
 
 class _Header:
@@ -371,7 +432,7 @@ class _Header:
         if missing:
             raise ValidationError(
                 "{file} is not a FIRMS active-fire CSV: it lacks the column(s) {missing}; the columns found are "
-                "{found}.", file=label, missing=", ".join(missing), found=", ".join(n for n in given if n) or "none")
+                "{found}.", file=label, missing=", ".join(missing), found=_names_shown([n for n in given if n]))
         absent = [c for c in _NOTED_OPTIONAL if c not in self.source]
         if absent:
             warnings.append(_W_OPTIONAL.format(columns=", ".join(absent)))
@@ -391,40 +452,223 @@ class _Header:
 
 @dataclass
 class _Parsed:
-    """The parser's output: the needed columns, each row's line number, malformed and blank lines."""
+    """One batch of the parser's output: the needed columns and each row's line number."""
 
     table: pa.Table
     lines: np.ndarray  # int64, 1-based from the header
-    malformed: list[tuple[int, str, int]]  # (line, text, number of fields)
-    blank: int
     quoted: bool
 
 
-def _parse(content: _Content, header: _Header, label: str, warnings: list[str]) -> _Parsed:
-    """Run the CSV parser with numeric columns typed; a column holding text is parsed again as text.
+class _NotUTF8(Exception):
+    """A chunk of the content is not valid UTF-8: the parse starts again on the content recoded."""
+
+
+class _Parser:
+    """One parse of the content, chunk by chunk: typed batches with line numbers.
+
+    The content is read in chunks of about :data:`_BLOCK_SIZE` cut after a line
+    break, each checked (no line of :data:`_LONG_LINE` bytes, UTF-8) and parsed
+    on its own by ``pyarrow.csv`` on one thread (nothing reads ahead, so memory
+    holds a few chunks whatever the file's size). Numeric columns are typed
+    except ``as_text``, and in a chunk with quotes every column is text. The
+    invalid-row handler sets aside blank lines, malformed lines (with their
+    number, text and field count) and, in a chunk with quotes, lines whose
+    quoted field held the delimiter (parsed again with :mod:`csv` and added to
+    their batch). The handler numbers a chunk's lines from its first (the
+    header is line 1 of the first), so each chunk's rows take the numbers of its
+    lines the handler did not.
+    """
+
+    def __init__(self, source: _Source, header: _Header, *, as_text: set[str]) -> None:
+        self.source, self.header, self.as_text = source, header, as_text
+        self.skipped: list[int] = []
+        self.rescued: list[tuple[int, list[str]]] = []
+        self.malformed: list[tuple[int, str, int]] = []
+        self.blank = 0
+        #: malformed and blank lines
+        self.unusable = 0
+        #: the handler stopped the parse: the file is mostly unusable lines
+        self.garbage = False
+        self._before = 0  # lines before the chunk being parsed
+        self._quoted = False  # the chunk being parsed holds a quote
+        self._blank_chars = header.delimiter + ' \t"'
+
+    def _on_invalid(self, row: Any) -> str:
+        text, number = row.text, self._before + row.number
+        self.skipped.append(number)
+        if not text.strip(self._blank_chars):
+            self.blank += 1
+        elif (self._quoted and '"' in text
+              and len(fields := _split_fields(text, self.header.delimiter)) == len(self.header.names)):
+            self.rescued.append((number, fields))  # a quoted field held the delimiter
+            return "skip"
+        else:
+            self.malformed.append((number, text, row.actual_columns))
+        self.unusable += 1
+        if self.unusable > MAX_UNUSABLE_ROWS and 2 * self.unusable > number:
+            self.garbage = True
+            return "error"
+        return "skip"
+
+    def _chunks(self, stop: threading.Event) -> Iterator[bytearray]:
+        """Yield the content in chunks of about :data:`_BLOCK_SIZE`, each cut after a line break and checked.
+
+        A chunk ends after its last LF, or (a file with CR line breaks) its last CR but one that ends the data read,
+        which may be half of a CRLF; data without a line break is read on, up to a line of twice
+        :data:`_LONG_LINE`.
+
+        Raises
+        ------
+        ValidationError
+            A line of more than :data:`_LONG_LINE` bytes (a stretch that long without a line break, looked for
+            aligned, so any line of twice that length is found).
+        _NotUTF8
+            A chunk that is not UTF-8, in content read as it is.
+        """
+        rest = b""
+        check_utf8 = self.source.encoding is None
+        with self.source.stream() as stream:
+            while not stop.is_set():
+                buffer = bytearray(rest)
+                buffer += stream.read(_BLOCK_SIZE)
+                end = len(buffer) == len(rest)  # what is left ends without a line break
+                if end and not buffer:
+                    return
+                cut = len(buffer) if end else (buffer.rfind(b"\n") + 1
+                                               or buffer.rfind(b"\r", 0, len(buffer) - 1) + 1)
+                if (not cut and len(buffer) > 2 * _LONG_LINE) or any(
+                        buffer.find(b"\n", at, at + _LONG_LINE) < 0 and buffer.find(b"\r", at, at + _LONG_LINE) < 0
+                        for at in range(0, cut - _LONG_LINE + 1, _LONG_LINE)):
+                    raise ValidationError("{file} is not a FIRMS active-fire CSV: it has a line of more than {limit} "
+                                          "KB (FIRMS lines are about 100 bytes).", file=self.source.label,
+                                          limit=_LONG_LINE // 1024)
+                if not cut:
+                    rest = bytes(buffer)
+                    continue
+                rest = bytes(buffer[cut:])
+                del buffer[cut:]
+                if check_utf8 and not buffer.isascii():  # FIRMS files are ASCII: the check is rarely needed
+                    try:
+                        buffer.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise _NotUTF8 from None
+                yield buffer
+                if end:
+                    return
+
+    def batches(self) -> Iterator[_Parsed]:
+        """Parse the content; yield each chunk's rows.
+
+        The parse runs on its own thread, a chunk ahead of the caller (who checks and converts the chunk before),
+        so the two cores share the work; at most two parsed chunks wait.
+        """
+        header = self.header
+        include = list(dict.fromkeys(header.source.values()))
+        floats = {header.source[c] for c in _FLOAT_COLUMNS if c in header.source}
+        # text columns arrive dictionary-encoded from the parser (few distinct values: dates, satellites, ...);
+        # a chunk with quotes is all plain text, checked value by value, since rescued lines are added as text
+        dictionary = pa.dictionary(pa.int32(), pa.string())
+        typed = {n: pa.float64() if n in floats and n not in self.as_text else pa.string() if n in floats
+                 else dictionary for n in include}
+        parse_options = pacsv.ParseOptions(delimiter=header.delimiter, quote_char=False, ignore_empty_lines=False,
+                                           invalid_row_handler=self._on_invalid)
+        convert = {quoted: pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in include} if quoted else typed, include_columns=include,
+            null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=False) for quoted in (False, True)}
+        ready: queue.Queue[_Parsed | BaseException | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def parse() -> None:
+            try:
+                first = 1  # the number of the chunk's first line
+                for chunk in self._chunks(stop):
+                    self._before, self._quoted = first - 1, b'"' in chunk
+                    marked = len(self.skipped)
+                    table = pacsv.read_csv(
+                        pa.BufferReader(pa.py_buffer(chunk)),  # arrow copies what it keeps
+                        read_options=pacsv.ReadOptions(use_threads=False, column_names=header.names,
+                                                       skip_rows=1 if first == 1 else 0,
+                                                       block_size=len(chunk) + 1),
+                        parse_options=parse_options, convert_options=convert[self._quoted])
+                    # every line of the chunk is a row or went to the handler (the header too, in the first)
+                    count = table.num_rows + len(self.skipped) - marked + (first == 1)
+                    lines = np.arange(max(first, 2), first + count, dtype=np.int64)
+                    if len(self.skipped) > marked:
+                        lines = lines[~np.isin(lines, np.asarray(self.skipped[marked:], dtype=np.int64))]
+                    first += count
+                    ready.put(self._numbered(table, lines, include))
+                ready.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                ready.put(exc)
+
+        worker = threading.Thread(target=parse, name="firms-parse", daemon=True)
+        worker.start()
+        try:
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():  # let a parse waiting to hand over a chunk see the stop
+                try:
+                    ready.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            worker.join()
+
+    def _numbered(self, table: pa.Table, lines: np.ndarray, include: list[str]) -> _Parsed:
+        """Give the chunk's rows their line numbers; add its rescued lines, in line order."""
+        if len(lines) != table.num_rows:  # pragma: no cover - pyarrow changed how it counts lines
+            raise RuntimeError(f"pyarrow parsed {table.num_rows} rows from {len(lines)} lines")
+        if self.rescued:
+            rescued, self.rescued = self.rescued, []
+            position = self.header.position
+            extra = pa.table({c: pa.array([f[position[c]] for _, f in rescued], pa.string()) for c in include})
+            table = pa.concat_tables([table, extra.select(table.column_names)])
+            lines = np.concatenate([lines, np.array([number for number, _ in rescued], dtype=np.int64)])
+            order = np.argsort(lines, kind="stable")
+            table, lines = table.take(pa.array(order)), lines[order]
+        return _Parsed(table=table, lines=lines, quoted=self._quoted)
+
+
+def _parse(source: _Source, header: _Header, warnings: list[str], offset: int) -> _Collected:
+    """Parse and check the content batch by batch; a column holding text is parsed again as text.
 
     A value that is not a number stops arrow's typed conversion; the error names the
-    column, which the next run reads as text (to be checked row by row). Invalid
-    UTF-8 is replaced, with a warning.
+    column, which the next run reads as text (to be checked row by row). Content
+    that is not UTF-8 is parsed again with undecodable bytes replaced, with a warning.
+
+    Raises
+    ------
+    ValidationError
+        The content is not CSV (a line of more than :data:`_LONG_LINE` bytes, binary data), or its unusable lines
+        pass :data:`MAX_UNUSABLE_ROWS` and outnumber its good rows.
     """
-    quoted = content.contains(b'"')
+    label = source.label
     floats = [header.source[c] for c in _FLOAT_COLUMNS if c in header.source]
-    as_text = set(floats) if quoted else set()
-    threads = not quoted
+    as_text: set[str] = set()
     for _ in range(len(floats) + 3):
+        parser = _Parser(source, header, as_text=as_text)
+        collected = _Collected(header, offset)
         try:
-            parsed = _parse_once(content, header, as_text=as_text, quoted=quoted, threads=threads)
-            if parsed is not None:
-                return parsed
-            threads = False  # some line is invalid: numbering it needs the parse on one thread
+            for parsed in parser.batches():
+                collected.add(_convert(parsed, header, offset))
+                collected.check(label, parser)
+            collected.check(label, parser, final=True)
+            return collected.finish(source, parser)
+        except _NotUTF8:
+            source.encoding = "utf-8"
+            warnings.append(_W_UTF8)
+        except UnicodeDecodeError:
+            raise ValidationError("{file} is not CSV text: it holds binary data.", file=label) from None
         except pa.ArrowInvalid as exc:
+            if parser.garbage:
+                raise collected.refusal(label, parser) from None
             text = str(exc)
             column = re.match(r"In CSV column #(\d+)", text)
             name = header.names[int(column[1])] if column and int(column[1]) < len(header.names) else None
-            if "UTF8" in text or "UTF-8" in text:
-                content.replace(content.tail().decode("utf-8", "replace").encode("utf-8"))
-                warnings.append(_W_UTF8)
-            elif "conversion error" in text and name in floats and name not in as_text:
+            if "conversion error" in text and name in floats and name not in as_text:
                 as_text.add(name)
             elif "conversion error" in text and not as_text.issuperset(floats):
                 as_text.update(floats)
@@ -432,76 +676,6 @@ def _parse(content: _Content, header: _Header, label: str, warnings: list[str]) 
                 raise ValidationError("{file} could not be read as CSV: {error}", file=label, error=text) from None
     raise ValidationError("{file} could not be read as CSV: {error}", file=label,  # pragma: no cover
                           error="the parser kept failing")
-
-
-def _parse_once(content: _Content, header: _Header, *, as_text: set[str], quoted: bool,
-                threads: bool = False) -> _Parsed | None:
-    """Parse once: numeric columns typed except ``as_text``; invalid rows collected by number.
-
-    With ``threads`` the blocks are parsed in parallel, where the invalid-row
-    handler cannot number rows: then None is returned as soon as a row is
-    invalid (the caller parses again on one thread), and otherwise every line
-    is a row, numbered in order.
-    """
-    expected = len(header.names)
-    delimiter = header.delimiter
-    skipped: list[int] = []
-    rescued: list[tuple[int, list[str]]] = []
-    malformed: list[tuple[int, str, int]] = []
-    blank = 0
-    blank_chars = delimiter + ' \t"'
-
-    def on_invalid(row: Any) -> str:
-        nonlocal blank
-        if threads:
-            skipped.append(-1)
-            return "skip"
-        text = row.text
-        skipped.append(row.number)
-        if not text.strip(blank_chars):
-            blank += 1
-        elif quoted and '"' in text and len(fields := _split_fields(text, delimiter)) == expected:
-            rescued.append((row.number, fields))  # a quoted field held the delimiter
-        else:
-            malformed.append((row.number, text, row.actual_columns))
-        return "skip"
-
-    include = list(dict.fromkeys(header.source.values()))
-    floats = {header.source[c] for c in _FLOAT_COLUMNS if c in header.source}
-    # text columns arrive dictionary-encoded from the parser (few distinct values: dates, satellites, ...);
-    # a file with quotes keeps plain text, since rescued lines are appended as text
-    text = pa.string() if quoted else pa.dictionary(pa.int32(), pa.string())
-    types = {n: pa.float64() if n in floats and n not in as_text else pa.string() if n in floats else text
-             for n in include}
-    table = pacsv.read_csv(
-        content.reader(),
-        read_options=pacsv.ReadOptions(use_threads=threads, column_names=header.names, skip_rows=1,
-                                       block_size=_BLOCK_SIZE_THREADS if threads else _BLOCK_SIZE),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, ignore_empty_lines=False,
-                                         invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(column_types=types, include_columns=include, null_values=[""],
-                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
-    )
-    if threads and skipped:
-        return None
-    # With quoting off every physical line is one record, and on one thread the handler's row numbers
-    # count every record with the header as 1, so the parsed rows take the numbers the handler did not.
-    total = table.num_rows + len(skipped)
-    lines = np.arange(2, total + 2, dtype=np.int64)
-    if skipped:
-        gone = np.asarray(skipped, dtype=np.int64)
-        if gone.min() < 2 or gone.max() > total + 1:  # pragma: no cover - pyarrow changed its numbering
-            raise RuntimeError(f"pyarrow numbered invalid rows {gone.min()}..{gone.max()} among {total} rows")
-        keep = np.ones(total, dtype=bool)
-        keep[gone - 2] = False
-        lines = lines[keep]
-    if rescued:
-        extra = pa.table({n: pa.array([f[header.position[n]] for _, f in rescued], pa.string()) for n in include})
-        table = pa.concat_tables([table, extra.select(table.column_names)])
-        lines = np.concatenate([lines, np.array([n for n, _ in rescued], dtype=np.int64)])
-        order = np.argsort(lines, kind="stable")
-        table, lines = table.take(pa.array(order)), lines[order]
-    return _Parsed(table=table, lines=lines, malformed=malformed, blank=blank, quoted=quoted)
 
 
 # --------------------------------------------------------------------------
@@ -642,7 +816,12 @@ def _parse_fire_type(text: str) -> int:
 
 
 def _text_column(entries: Sequence[str | None], codes: np.ndarray) -> pd.Series:
-    """Return a ``str`` Series of ``entries[codes]`` (None gives a missing value).
+    """Return a ``str`` Series of ``entries[codes]`` (None gives a missing value)."""
+    return _text_array(entries, codes).to_pandas()
+
+
+def _text_array(entries: Sequence[str | None], codes: np.ndarray) -> pa.Array:
+    """Return an arrow array of ``entries[codes]`` (None gives a missing value).
 
     Entries of one byte width (one value, ``D``/``N``, ``MODIS``/``VIIRS``) are laid
     out directly as fixed-width bytes; others go through arrow's ``take``.
@@ -660,7 +839,7 @@ def _text_column(entries: Sequence[str | None], codes: np.ndarray) -> pd.Series:
         array = pa.nulls(m, pa.large_string())
     else:
         array = pa.array(list(entries), pa.large_string()).take(pa.array(codes.astype(np.int32, copy=False)))
-    return array.to_pandas()
+    return array
 
 
 def _int_column(values: np.ndarray, missing: np.ndarray) -> pd.arrays.IntegerArray:
@@ -700,7 +879,7 @@ def read_firms(source: str | Path | bytes, /, *, name: str | None = None) -> Lay
 
     Parameters
     ----------
-    source : str, Path or bytes
+    source : path or bytes
         The file's path (a ``str`` is a path), or the file's content as bytes.
     name : str, optional
         The name to report the file under (default: the path as given, or ``"<bytes>"``).
@@ -741,45 +920,163 @@ def read_firms(source: str | Path | bytes, /, *, name: str | None = None) -> Lay
     Raises
     ------
     ValidationError
-        The file is not CSV text (binary data, an HTML page), or lacks a required
-        column (:data:`REQUIRED_COLUMNS` and ``bright_ti4`` or ``brightness``).
+        The file is not CSV text (binary data, an HTML page, a header or a line
+        longer than the reader takes), lacks a required column
+        (:data:`REQUIRED_COLUMNS` and ``bright_ti4`` or ``brightness``), or is
+        mostly lines that cannot be used (more than :data:`MAX_UNUSABLE_ROWS`,
+        outnumbering the good rows).
     OSError
         The path cannot be read.
 
     Notes
     -----
     An empty file, or one with only a header, is not an error: it has no rows.
-    The parse runs in parallel blocks; a file with malformed lines is parsed again on one thread (numbering
-    them needs it).
+    The file is read as a stream, block by block, and never held whole: what a
+    read holds is one block and the rows it accepts.
     """
-    content, label = _Content.load(source, name)
+    source = _Source(source, name)
     try:
-        return _read(content, label)
+        return _read(source)
     finally:
-        content.close()
+        source.close()
 
 
-def _read(content: _Content, label: str) -> LayerRead:
+def _read(source: _Source) -> LayerRead:
+    label = source.label
     warnings: list[str] = []
-    _check_text(content, label)
-    offset = _skip_blank_lines(content)
-    if content.empty:
+    _check_text(source)
+    offset, header_text, rows = _locate_header(source)
+    if header_text is None:
         return _empty_result(label, [_W_EMPTY])
-    end = content.line_end()
-    try:
-        header_text = bytes(content.raw[content.start:end]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError("{file} is not CSV text: its first line is not UTF-8.", file=label) from None
     header = _Header(header_text, label, warnings)
-    if content.raw[-1:] not in (b"\n", b"\r"):
-        content.replace(content.tail() + b"\n")
-    parsed = _parse(content, header, label, warnings)
-    return _convert(parsed, content, header, label, offset, warnings)
+    if not rows:
+        return _empty_result(label, warnings)
+    return _parse(source, header, warnings, offset).result(label, warnings)
 
 
-def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, offset: int,
-             warnings: list[str]) -> LayerRead:
-    """Check and convert the parsed columns (vectorised); quote and explain the rejected rows."""
+@dataclass
+class _Rejects:
+    """Rows of one batch that fail a check: line, reason code and what explaining them takes."""
+
+    lines: np.ndarray
+    codes: np.ndarray
+    lat: np.ndarray
+    lng: np.ndarray
+    lat_empty: np.ndarray
+    lat_bad: np.ndarray
+    is_modis: np.ndarray
+    #: both coordinates empty: a line of bare separators (a blank line) unless its text says otherwise
+    maybe_blank: np.ndarray
+
+
+@dataclass
+class _Part:
+    """One batch checked and converted: its accepted rows, its rejected ones, and counts for the warnings."""
+
+    columns: dict[str, Any]
+    rows: int
+    rejects: _Rejects
+    not_numbers: dict[str, int]
+    bad_types: int
+    mismatched: int
+
+
+class _Collected:
+    """The batches of one parse: accepted rows, rejected rows, counts; refuses a file of mostly unusable lines."""
+
+    def __init__(self, header: _Header, offset: int) -> None:
+        self.header, self.offset = header, offset
+        self.parts: list[_Part] = []
+        self.accepted = 0
+        self.rejected = 0
+        self.rows: pd.DataFrame | None = None
+        self.rejected_rows: pd.DataFrame | None = None
+        self.blank = 0
+
+    def add(self, part: _Part) -> None:
+        self.parts.append(part)
+        self.accepted += part.rows
+        self.rejected += len(part.rejects.lines)
+
+    def check(self, label: str, parser: _Parser, *, final: bool = False) -> None:
+        """Refuse the file when its unusable lines pass :data:`MAX_UNUSABLE_ROWS` and outnumber its good rows."""
+        if parser.garbage or (self.rejected + parser.unusable > MAX_UNUSABLE_ROWS
+                              and self.rejected + parser.unusable > self.accepted):
+            raise self.refusal(label, parser)
+
+    def refusal(self, label: str, parser: _Parser) -> ValidationError:
+        bad = self.rejected + parser.unusable
+        return ValidationError(
+            "{file} is not a FIRMS active-fire CSV: {count} of its first {lines} lines cannot be used, more than "
+            "{limit} and more than the good ones; nothing was read from it.", file=label, count=bad,
+            lines=bad + self.accepted, limit=MAX_UNUSABLE_ROWS)
+
+    def finish(self, source: _Source, parser: _Parser) -> _Collected:
+        """Quote and explain the rejected rows (their lines read again), tell blank lines apart, combine the rows."""
+        header, offset = self.header, self.offset
+        rejects = [p.rejects for p in self.parts if len(p.rejects.lines)]
+        texts = source.lines(np.concatenate([r.lines for r in rejects]).tolist()) if rejects else {}
+        line: list[int] = []
+        code: list[str] = []
+        message: list[str] = []
+        raw: list[str] = []
+        for number, text, found in parser.malformed:
+            line.append(number + offset)
+            code.append("malformed")
+            message.append(_MESSAGES["malformed"][0].format(found=found, expected=len(header.names)))
+            raw.append(text)
+        blank = parser.blank
+        blank_chars = header.delimiter + ' \t"'
+        for r in rejects:
+            for j in range(len(r.lines)):
+                number = int(r.lines[j])
+                text = texts.get(number, "")
+                if r.maybe_blank[j] and not text.strip(blank_chars):
+                    blank += 1
+                    continue
+                why = REJECT_REASONS[r.codes[j]]
+                line.append(number + offset)
+                code.append(why)
+                message.append(_explain(why, _split_fields(text, header.delimiter), header, float(r.lat[j]),
+                                        float(r.lng[j]), bool(r.lat_empty[j]), bool(r.lat_bad[j]),
+                                        bool(r.is_modis[j])))
+                raw.append(text)
+        self.blank = blank
+        self.rejected_rows = rejected_frame(line, code, message, raw) if line else empty_rejected()
+        parts = [p.columns for p in self.parts if p.rows]
+        self.rows = _combine(parts) if parts else _empty_frame()
+        return self
+
+    def result(self, label: str, warnings: list[str]) -> LayerRead:
+        """Return the read, with the warnings in the order the checks run."""
+        for canonical in _FLOAT_COLUMNS[2:]:
+            count = sum(p.not_numbers.get(canonical, 0) for p in self.parts)
+            if count:
+                warnings.append(_W_NUMBER.format(count=count, column=self.header.source[canonical]))
+        if self.blank:
+            warnings.append(_W_BLANK.format(count=self.blank))
+        if bad_types := sum(p.bad_types for p in self.parts):
+            warnings.append(_W_TYPE.format(count=bad_types))
+        if mismatched := sum(p.mismatched for p in self.parts):
+            warnings.append(_W_INSTRUMENT.format(count=mismatched))
+        rows, rejected = self.rows, self.rejected_rows
+        return LayerRead(source=label, frame=rows, rejected=rejected, read=len(rows) + len(rejected),
+                         warnings=warnings)
+
+
+def _empty_frame() -> pd.DataFrame:
+    none = np.zeros(0, dtype=np.int64)
+    text = _text_column((None, None), none)
+    return _assemble({
+        **{c: none.astype(float) for c in _FLOAT_COLUMNS},
+        "line": none, "acq_time": pd.Series(none.view("M8[ns]")).dt.tz_localize("UTC"), "satellite": text,
+        "instrument": text, "confidence": _int_column(none, none), "confidence_class": text, "daynight": text,
+        "version": text, "fire_type": _int_column(none, none), "source": text,
+    })
+
+
+def _convert(parsed: _Parsed, header: _Header, offset: int) -> _Part:
+    """Check and convert one batch's parsed columns (vectorised); set aside its rejected rows."""
     table, lines = parsed.table, parsed.lines
     n = table.num_rows
 
@@ -790,6 +1087,7 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
     lat, lat_empty, lat_bad = _floats(col("latitude"), parsed.quoted)
     lng, lng_empty, lng_bad = _floats(col("longitude"), parsed.quoted)
     measures: dict[str, np.ndarray] = {}
+    not_numbers: dict[str, int] = {}
     for canonical in _FLOAT_COLUMNS[2:]:
         column = col(canonical)
         if column is None:
@@ -797,7 +1095,7 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
             continue
         measures[canonical], _, bad = _floats(column, parsed.quoted)
         if bad.any():
-            warnings.append(_W_NUMBER.format(count=int(bad.sum()), column=header.source[canonical]))
+            not_numbers[canonical] = int(bad.sum())
 
     dates, date_codes = _factor(col("acq_date"))
     times, time_codes = _factor(col("acq_time"))
@@ -807,7 +1105,7 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
     sat_lut = _lookup(sats, _parse_satellite)
     modis_lut = (sat_lut >= 0) & (sat_lut <= 1)
     known = sat_lut >= 0
-    # one instrument in the whole file (the usual case) spares the per-row choices
+    # one instrument in the whole batch (the usual case) spares the per-row choices
     uniform = bool(modis_lut[known].all()) or not modis_lut[known].any()
     all_modis = bool(known.any() and modis_lut[known].all())
     modis_value_lut = _lookup(confs, _parse_modis_confidence)
@@ -849,17 +1147,10 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
         if mask is not None:
             reason[mask] = _CODE[code]
 
-    # Lines of bare separators parse as all-empty rows: they are blank lines, not rejects.
-    blanks = parsed.blank
-    if lat_empty.any():
-        for i in np.flatnonzero(lat_empty & lng_empty):
-            if not content.line(int(lines[i])).strip(header.delimiter + ' \t"'):
-                reason[i] = -1
-                blanks += 1
-    if blanks:
-        warnings.append(_W_BLANK.format(count=blanks))
-
-    rejected = _rejected(parsed, content, header, reason, lines, offset, lat, lng, lat_empty, lat_bad, is_modis)
+    # Lines of bare separators parse as rows with empty coordinates: their text tells them from rejects later.
+    bad = np.flatnonzero(reason > 0)
+    rejects = _Rejects(lines=lines[bad], codes=reason[bad], lat=lat[bad], lng=lng[bad], lat_empty=lat_empty[bad],
+                       lat_bad=lat_bad[bad], is_modis=is_modis[bad], maybe_blank=(lat_empty & lng_empty)[bad])
 
     # The accepted rows.
     idx = np.flatnonzero(reason == 0)
@@ -874,111 +1165,102 @@ def _convert(parsed: _Parsed, content: _Content, header: _Header, label: str, of
     if uniform:
         class_entries = [CONFIDENCE_CLASSES[c] if c >= 0 else None
                          for c in (modis_class_lut if all_modis else viirs_class_lut)]
-        confidence_class = _text_column(class_entries, conf_rows)
-        confidence = (_int_column(modis_value_lut[conf_rows], np.zeros(m, dtype=bool)) if all_modis
-                      else _int_column(np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool)))
+        confidence_class = _text_array(class_entries, conf_rows)
+        confidence = ((modis_value_lut[conf_rows], np.zeros(m, dtype=bool)) if all_modis
+                      else (np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool)))
     else:
         classes = np.where(rows_modis, modis_class_lut[conf_rows], viirs_class_lut[conf_rows])
-        confidence_class = _text_column(CONFIDENCE_CLASSES, classes)
-        confidence = _int_column(np.where(rows_modis, modis_value_lut[conf_rows], 0), ~rows_modis)
+        confidence_class = _text_array(CONFIDENCE_CLASSES, classes)
+        confidence = (np.where(rows_modis, modis_value_lut[conf_rows], 0), ~rows_modis)
     sat_rows = sel(sat_codes)
-    seconds = day_lut[sel(date_codes)] * 86_400 + second_lut[sel(time_codes)]
-    others: dict[str, Any] = {
+    fire_type, bad_types = _fire_type(col("fire_type"), sel, m)
+    # the batch's columns, combined with the other batches' at the end: numpy arrays, arrow text arrays,
+    # (values, missing) pairs of integers, and acq_time as seconds since 1970
+    columns: dict[str, Any] = {
         "line": sel(lines) + offset,
-        "acq_time": pd.Series((seconds * _NS_PER_S).view("M8[ns]"), copy=False).dt.tz_localize("UTC"),
-        "satellite": _text_column([SATELLITE_NAMES[s] if s >= 0 else None for s in sat_lut], sat_rows),
-        "instrument": _text_column([INSTRUMENTS[SATELLITE_NAMES[s]] if s >= 0 else None for s in sat_lut], sat_rows),
+        "acq_time": day_lut[sel(date_codes)] * 86_400 + second_lut[sel(time_codes)],
+        "satellite": _text_array([SATELLITE_NAMES[s] if s >= 0 else None for s in sat_lut], sat_rows),
+        "instrument": _text_array([INSTRUMENTS[SATELLITE_NAMES[s]] if s >= 0 else None for s in sat_lut], sat_rows),
         "confidence": confidence,
         "confidence_class": confidence_class,
-        "daynight": (_text_column([("D", "N")[v] if v >= 0 else None for v in dn_lut], sel(dn_codes))
-                     if dn_lut is not None else _text_column((None,), np.zeros(m, dtype=np.int32))),
+        "daynight": (_text_array([("D", "N")[v] if v >= 0 else None for v in dn_lut], sel(dn_codes))
+                     if dn_lut is not None else _text_array((None,), np.zeros(m, dtype=np.int32))),
         "version": _version(col("version"), sel, m),
-        "fire_type": _fire_type(col("fire_type"), sel, m, warnings),
-        "source": _text_column((SOURCE,), np.zeros(m, dtype=np.int32)),
+        "fire_type": fire_type,
+        "source": _text_array((SOURCE,), np.zeros(m, dtype=np.int32)),
+        "latitude": sel(lat), "longitude": sel(lng), **{c: sel(v) for c, v in measures.items()},
     }
-    _check_instrument(col("instrument"), sel, sat_lut, sat_rows, warnings)
-    others.update({"latitude": sel(lat), "longitude": sel(lng), **{c: sel(v) for c, v in measures.items()}})
-    return LayerRead(source=label, frame=_assemble(others), rejected=rejected, read=m + len(rejected),
-                     warnings=warnings)
+    mismatched = _mismatched_instruments(col("instrument"), sel, sat_lut, sat_rows)
+    return _Part(columns=columns, rows=m, rejects=rejects, not_numbers=not_numbers, bad_types=bad_types,
+                 mismatched=mismatched)
 
 
-def _rejected(parsed: _Parsed, content: _Content, header: _Header, reason: np.ndarray, lines: np.ndarray,
-              offset: int, lat: np.ndarray, lng: np.ndarray, lat_empty: np.ndarray, lat_bad: np.ndarray,
-              is_modis: np.ndarray) -> pd.DataFrame:
-    """List the rejected rows with line numbers, reason codes, English messages and the original lines."""
-    line: list[int] = []
-    code: list[str] = []
-    message: list[str] = []
-    raw: list[str] = []
-    for number, text, found in parsed.malformed:
-        line.append(number + offset)
-        code.append("malformed")
-        message.append(_MESSAGES["malformed"][0].format(found=found, expected=len(header.names)))
-        raw.append(text)
-    for i in np.flatnonzero(reason > 0):
-        text = content.line(int(lines[i]))
-        why = REJECT_REASONS[reason[i]]
-        line.append(int(lines[i]) + offset)
-        code.append(why)
-        message.append(_explain(why, int(i), _split_fields(text, header.delimiter), header, lat, lng, lat_empty,
-                                lat_bad, is_modis))
-        raw.append(text)
-    return rejected_frame(line, code, message, raw) if line else empty_rejected()
+def _combine(parts: list[dict[str, Any]]) -> pd.DataFrame:
+    """Build the output frame from the columns of the batches (each column combined once)."""
+    columns: dict[str, Any] = {}
+    for name in COLUMNS:
+        pieces = [p[name] for p in parts]
+        first = pieces[0]
+        if isinstance(first, pa.Array):
+            columns[name] = pa.chunked_array(pieces).to_pandas()
+        elif isinstance(first, tuple):
+            columns[name] = _int_column(np.concatenate([v for v, _ in pieces]), np.concatenate([m for _, m in pieces]))
+        else:
+            columns[name] = np.concatenate(pieces) if len(pieces) > 1 else first
+    seconds = np.asarray(columns["acq_time"], dtype=np.int64)
+    columns["acq_time"] = pd.Series((seconds * _NS_PER_S).view("M8[ns]"), copy=False).dt.tz_localize("UTC")
+    return _assemble(columns)
 
 
-def _version(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray], m: int) -> pd.Series:
+def _version(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray], m: int) -> pa.Array:
     if column is None:
-        return _text_column((None,), np.zeros(m, dtype=np.int32))
+        return _text_array((None,), np.zeros(m, dtype=np.int32))
     uniques, codes = _factor(column)
-    return _text_column([_clean(u) or None for u in uniques], sel(codes))
+    return _text_array([_clean(u) or None for u in uniques], sel(codes))
 
 
-def _fire_type(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray], m: int,
-               warnings: list[str]) -> pd.arrays.IntegerArray:
+def _fire_type(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray],
+               m: int) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+    """Return the ``type`` of the accepted rows (values, missing), and how many are not 0-3 (left empty)."""
     if column is None:
-        return _int_column(np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool))
+        return (np.zeros(m, dtype=np.int64), np.ones(m, dtype=bool)), 0
     uniques, codes = _factor(column)
     values = _lookup(uniques, _parse_fire_type)[sel(codes)]
-    unknown = int((values == -2).sum())
-    if unknown:
-        warnings.append(_W_TYPE.format(count=unknown))
-    return _int_column(np.maximum(values, 0), values < 0)
+    return (np.maximum(values, 0), values < 0), int((values == -2).sum())
 
 
-def _check_instrument(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray], sat_lut: np.ndarray,
-                      sat_rows: np.ndarray, warnings: list[str]) -> None:
-    """Warn when the ``instrument`` column contradicts the satellite (the satellite decides)."""
+def _mismatched_instruments(column: pa.ChunkedArray | None, sel: Callable[[np.ndarray], np.ndarray],
+                            sat_lut: np.ndarray, sat_rows: np.ndarray) -> int:
+    """Count accepted rows whose ``instrument`` column contradicts their satellite (the satellite decides)."""
     if column is None or not len(sat_rows):
-        return
+        return 0
     uniques, codes = _factor(column)
     kinds = ("", "MODIS", "VIIRS")
     given = np.array([kinds.index(g) if (g := _clean(u).upper()) in kinds else 3 for u in uniques], dtype=np.int8)
     derived = np.where((sat_lut >= 0) & (sat_lut <= 1), 1, 2).astype(np.int8)
     used = np.unique(derived[sat_lut >= 0])  # distinct values only: cheap
     if len(used) == 1 and set(given.tolist()) <= {0, int(used[0])}:
-        return  # one instrument, and the column agrees wherever it is filled
+        return 0  # one instrument, and the column agrees wherever it is filled
     given_rows = given[sel(codes)]
-    mismatched = int(((given_rows != 0) & (given_rows != derived[sat_rows])).sum())
-    if mismatched:
-        warnings.append(_W_INSTRUMENT.format(count=mismatched))
+    return int(((given_rows != 0) & (given_rows != derived[sat_rows])).sum())
 
 
-def _explain(code: str, i: int, fields: list[str], header: _Header, lat: np.ndarray, lng: np.ndarray,
-             lat_empty: np.ndarray, lat_bad: np.ndarray, is_modis: np.ndarray) -> str:
-    """Explain rejected row ``i`` in English."""
+def _explain(code: str, fields: list[str], header: _Header, lat: float, lng: float, lat_empty: bool,
+             lat_bad: bool, is_modis: bool) -> str:
+    """Explain a rejected row in English, quoting the values of its line."""
     templates = _MESSAGES[code]
     if code == "coordinate_missing":
-        return templates[0].format(column="latitude" if lat_empty[i] else "longitude")
+        return templates[0].format(column="latitude" if lat_empty else "longitude")
     if code == "coordinate_not_number":
-        column = "latitude" if lat_bad[i] or not np.isfinite(lat[i]) else "longitude"
+        column = "latitude" if lat_bad or not np.isfinite(lat) else "longitude"
         return templates[0].format(column=column, value=header.field(fields, column))
     if code == "coordinate_out_of_range":
-        swapped = abs(lat[i]) > 90 and abs(lng[i]) <= 90
+        swapped = abs(lat) > 90 and abs(lng) <= 90
         latitude, longitude = header.field(fields, "latitude"), header.field(fields, "longitude")
         return templates[1 if swapped else 0].format(latitude=latitude, longitude=longitude)
     column = {"bad_date": "acq_date", "bad_time": "acq_time", "unknown_satellite": "satellite",
               "bad_confidence": "confidence", "bad_daynight": "daynight"}[code]
-    template = templates[1 if code == "bad_confidence" and not is_modis[i] else 0]
+    template = templates[1 if code == "bad_confidence" and not is_modis else 0]
     return template.format(value=header.field(fields, column))
 
 

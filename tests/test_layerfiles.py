@@ -140,18 +140,23 @@ KML = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def test_kml_and_kmz_are_read_without_following_network_links(tmp_path):
-    kml = tmp_path / "points.kml"
-    kml.write_text(KML, encoding="utf-8")
-    kmz = tmp_path / "points.kmz"
-    with zipfile.ZipFile(kmz, "w") as z:
-        z.writestr("doc.kml", KML)
-    for path in (kml, kmz):
-        got = read_layer_file(path, geometry="point")
-        assert got.crs == "EPSG:4326"
-        assert got.attributes["Name"].tolist() == ["甲煤店", "乙煤店"]
-        assert [(g.x, g.y) for g in got.geoms] == [(112.41, 34.41), (112.46, 34.41)]
-        assert any("1 network link" in w for w in got.warnings)
+def test_kml_and_kmz_are_read_and_network_links_refused(tmp_path):
+    without_link = "\n".join(line for line in KML.splitlines() if "NetworkLink" not in line)
+    for text, refused in ((KML, True), (without_link, False)):
+        kml = tmp_path / "points.kml"
+        kml.write_text(text, encoding="utf-8")
+        kmz = tmp_path / "points.kmz"
+        with zipfile.ZipFile(kmz, "w") as z:
+            z.writestr("doc.kml", text)
+        for path in (kml, kmz):
+            if refused:
+                with pytest.raises(ValidationError, match=r"points.km[lz] refers to data elsewhere \(<NetworkLink>\)"):
+                    read_layer_file(path, geometry="point")
+                continue
+            got = read_layer_file(path, geometry="point")
+            assert got.crs == "EPSG:4326"
+            assert got.attributes["Name"].tolist() == ["甲煤店", "乙煤店"]
+            assert [(g.x, g.y) for g in got.geoms] == [(112.41, 34.41), (112.46, 34.41)]
 
 
 def test_csv_with_coordinate_columns_gbk_and_bad_rows(tmp_path):

@@ -9,6 +9,7 @@ Every public service takes the store and an :data:`Actor` as its first two argum
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,14 +182,45 @@ def with_demo_settings(store: Store, found: Policy) -> Policy:
 
 
 
+#: the longest upload name, in bytes (a file system takes 255)
+_MAX_NAME_BYTES = 200
+
+
+def upload_name(name: str | None) -> str:
+    r"""Give the name an upload is written and reported under: its last path part, never a path.
+
+    ``../../zones.zip`` gives ``zones.zip`` and no name gives ``upload``.
+
+    Raises
+    ------
+    ValidationError
+        The name has no file part (``..``, ``/``), holds a NUL or another control character, or is longer than a
+        file system takes.
+
+    Examples
+    --------
+    >>> upload_name("../../zones.zip"), upload_name(None), upload_name(r"C:\data\村界.kmz")
+    ('zones.zip', 'upload', '村界.kmz')
+    """
+    if not name:
+        return "upload"
+    base = re.split(r"[\\/]", name)[-1].strip()
+    if (base in ("", ".", "..") or any(ord(c) < 32 or ord(c) == 127 for c in base)
+            or len(base.encode("utf-8")) > _MAX_NAME_BYTES):
+        raise ValidationError("The upload name {name!r} is not a file name gridwatch can keep (a path, a control "
+                              "character, or more than {limit} bytes); give the file a plain name such as zones.zip.",
+                              name=name[:100], limit=_MAX_NAME_BYTES)
+    return base
+
+
 def check_upload_size(source: str | Path | bytes, *, name: str | None = None) -> None:
-    """Refuse a file larger than ``max_upload_mb`` before anything reads it."""
+    """Refuse a file larger than ``max_upload_mb``, or an upload name that is no file name, before it is read."""
     limit = float(Settings.load().max_upload_mb)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        size, label = len(source), name or "upload"
+        size, label = len(source), upload_name(name)
     else:
         path = Path(source)
-        size, label = (path.stat().st_size if path.is_file() else 0), name or path.name
+        size, label = (path.stat().st_size if path.is_file() else 0), upload_name(name) if name else path.name
     if size > limit * (1 << 20):
         raise ValidationError("{file} is {size:.0f} MB, more than the {limit:g} MB a file may have; split it or ask an "
                               "administrator to raise max_upload_mb.", file=label, size=size / (1 << 20), limit=limit)
@@ -207,7 +239,7 @@ def audit(store: Store, *, actor: str, action: str, subject: str = "", detail: d
 
 def _upload_path(source: str | Path | bytes, name: str | None, workdir: Path) -> Path:
     if isinstance(source, (bytes, bytearray, memoryview)):
-        path = workdir / Path(name or "upload").name
+        path = workdir / upload_name(name)
         path.write_bytes(bytes(source))
         return path
     return Path(source)

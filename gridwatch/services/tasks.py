@@ -16,7 +16,7 @@ from h3ronpy import cells_to_string
 from gridwatch import auth, workflow
 from gridwatch.crs import wgs84_to_gcj02
 from gridwatch.errors import InvalidTransition, NotFound, ValidationError
-from gridwatch.photos import inspect_photo, photo_preview, store_photo
+from gridwatch.photos import inspect_report_photos, photo_preview, store_photo
 from gridwatch.services._common import Actor, actor_name, audit, policy, require, require_system, user_of
 from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES, FINDINGS, State
@@ -110,7 +110,7 @@ def work_on(store: Store, user: auth.User, task_id: int, to_state: str, *, findi
         raise InvalidTransition("A worker starts a task or reports on it; {state} is set by leaders and by the "
                                 "system.", state=to_state)
     _require_task(store, user, task_id, "task.work")
-    checked = [(name, inspect_photo(data, name=name)) for name, data in photos]
+    checked = inspect_report_photos(photos)  # their number and total size, then each one's size and pixels
 
     # photos first, in their own transaction (content-addressed, stored once): input that loses a race to another
     # person's change is kept for the leader with its photos
