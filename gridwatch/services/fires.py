@@ -28,7 +28,7 @@ from gridwatch.fires import (
 )
 from gridwatch.firms import FirmsClient, region_bbox
 from gridwatch.layerstore import sha256_of
-from gridwatch.policy import DispatchPolicy
+from gridwatch.policy import EARLIEST_DATA, DispatchPolicy
 from gridwatch.services._common import (
     Actor,
     actor_name,
@@ -74,10 +74,11 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
     path = Path(path)
     policy = policy or policy_of(store).dispatch
     clock = StageClock()
+    now = naive_utc(now)  # the ingest's clock: rows acquired after it are refused, the persistence window ends at it
     with ThreadPoolExecutor(max_workers=1) as hasher:
         checksum = hasher.submit(sha256_of, path)  # hashed while the file is parsed (hashlib releases the GIL)
         with clock("read"):
-            result = read_firms(path)
+            result = read_firms(path, now=now, earliest=EARLIEST_DATA)
             frame = result.frame
         with clock("checksum"):
             sha256 = checksum.result()
@@ -96,7 +97,6 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
         # While the incidents, tasks and events are written (DuckDB releases the GIL), two threads work out the
         # tasks' priorities, due times and titles, lay out the new detections' rows and find the passes seen.
         bounds = regionstore.bounds(store)
-        now = naive_utc(now)  # the same moment for the plan made meanwhile and the rows stored
         with ThreadPoolExecutor(max_workers=2) as helpers:
             plan = helpers.submit(plan_fire_dispatch, tri.incidents, policy=policy, now=now)
             laid_out = (helpers.submit(firestore.detection_rows, frame, tri, batch=batch,
