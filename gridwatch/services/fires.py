@@ -65,7 +65,8 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
     file must not interleave.
 
     Returns ``{"file", "batch", "read", "accepted", "rejected", "duplicates", "outside_region",
-    "not_dispatched", "incidents", "tasks_created", "coverage_gaps", "passes", "stage_seconds"}``: ``accepted``
+    "not_dispatched", "flagged", "incidents", "tasks_created", "coverage_gaps", "passes", "stage_seconds"}``:
+    ``flagged`` counts dispatched detections flagged as possible static heat sources; ``accepted``
     counts new valid detections stored; ``read = accepted + rejected + duplicates``. Detections concern the whole
     region, so only a job or the command line ingests them (``policy`` defaults to the store's).
     """
@@ -90,10 +91,9 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
             columns = fire_columns(frame)
             known = firestore.known_keys(store, columns.keys)
         with clock("triage"):
-            latest = pd.Timestamp(frame.acq_time.max()) if len(frame) else pd.Timestamp.now(tz="UTC")
             tri = triage(frame, grid, policy=policy, known_keys=known,
-                         burn_days=firestore.burn_days(store, policy, latest), columns=columns,
-                         zone_test=_zone_test(store))
+                         burn_days=firestore.burn_days(store, policy, now), columns=columns,
+                         zone_test=_zone_test(store), now=now)
         # While the incidents, tasks and events are written (DuckDB releases the GIL), two threads work out the
         # tasks' priorities, due times and titles, lay out the new detections' rows and find the passes seen.
         bounds = regionstore.bounds(store)
