@@ -2,9 +2,11 @@
 
 A detection's jurisdiction is its cell's owner. Detections are merged when
 they repeat (same latitude, longitude, acquisition time and satellite), kept
-but not dispatched when they are low-confidence or likely static heat sources
-(FIRMS type 2, or a cell burning on many separate days), and grouped into one
-incident per cell and overpass (satellite and acquisition time).
+but not dispatched when they are low-confidence or static heat sources (FIRMS
+type 2), and grouped into one incident per cell and overpass (satellite and
+acquisition time). A cell burning on many separate days within the window
+ending *now* is flagged as a possible static heat source, never set aside:
+repeated burning is still burning, counted and dispatched (and checked).
 
 Every stage works on whole numpy columns: satellites, confidence classes and
 outcomes are small integer codes (:data:`SATELLITE_NAMES`, :data:`OUTCOMES`),
@@ -15,9 +17,11 @@ counts per group are ``bincount``; no Python loop runs over points or cells.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -25,15 +29,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gridwatch.grid import Grid
+from gridwatch.i18n import N_
 from gridwatch.policy import DispatchPolicy
 from layers.fire_points import CONFIDENCE_CLASSES, SATELLITE_NAMES
 
-__all__ = ["REASONS", "OUTCOMES", "StageClock", "TriageResult", "FireColumns", "fire_columns", "fire_keys",
-           "incident_keys", "triage", "observed_passes", "hash_columns", "satellite_codes", "satellite_codes_of",
-           "satellite_names", "text_codes", "utc_datetimes"]
+__all__ = ["REASONS", "FLAGS", "FLAG_LABELS", "OUTCOMES", "StageClock", "TriageResult", "FireColumns", "fire_columns",
+           "fire_keys", "incident_keys", "triage", "observed_passes", "hash_columns", "satellite_codes",
+           "satellite_codes_of", "satellite_names", "text_codes", "utc_datetimes"]
 
-#: why a detection inside the region is not dispatched
+#: why a detection inside the region is not dispatched; ``persistent_heat`` is no longer given (repeated burning is
+#: dispatched and flagged, see :data:`FLAGS`) and stays so that rows stored by earlier versions keep their code
 REASONS = ("static_source", "persistent_heat", "low_confidence")
+#: flags of dispatched detections: their cell burned on ``persistent_days`` or more days within the window
+FLAGS = ("possible_static_source",)
+#: what a flag means, as shown (translated through the catalog)
+FLAG_LABELS = MappingProxyType({"possible_static_source": N_("possible static heat source — please verify")})
 #: a detection's stored outcome code -> name: dispatched, one of :data:`REASONS`, or outside the region
 OUTCOMES = ("dispatched", *REASONS, "outside_region")
 DISPATCHED, STATIC_SOURCE, PERSISTENT_HEAT, LOW_CONFIDENCE, OUTSIDE_REGION = range(len(OUTCOMES))
@@ -219,11 +229,12 @@ class TriageResult:
     ``in_region``         bool
     ``in_no_burn_zone``   bool (the zone test, inside the region only)
     ``outcome``           code in :data:`OUTCOMES` (int8)
+    ``possible_static_source``  bool: the cell keeps burning (flagged, still dispatched)
     ``incident_key``      Int64, <NA> unless dispatched
     ====================  ==========================================================
 
     ``incidents`` holds one row per incident among the dispatched detections:
-    ``key, cell, satellite, acq_time, points, max_frp, in_no_burn_zone`` (its
+    ``key, cell, satellite, acq_time, points, max_frp, in_no_burn_zone, possible_static_source`` (its
     units are its cell's; ``satellite`` is :func:`satellite_names`, a categorical).
     """
 
@@ -232,6 +243,7 @@ class TriageResult:
     duplicates: int
     outside_region: int
     not_dispatched: dict[str, int]
+    flagged: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict:
         """The counts of the ingest report."""
@@ -240,6 +252,7 @@ class TriageResult:
             "duplicates": self.duplicates,
             "outside_region": self.outside_region,
             "not_dispatched": self.not_dispatched,
+            "flagged": self.flagged,
             "incidents": int(len(self.incidents)),
         }
 
@@ -263,6 +276,7 @@ def triage(
     burn_days: Callable[[np.ndarray], pd.DataFrame] | None = None,
     zone_test: ZoneTest | None = None,
     columns: FireColumns | None = None,
+    now: dt.datetime | None = None,
 ) -> TriageResult:
     """Decide jurisdiction, duplicates, filters and incidents for detections read from a file.
 
@@ -282,12 +296,15 @@ def triage(
         Keys of detections already stored (duplicates of these are dropped).
     burn_days : callable, optional
         ``burn_days(cells) -> DataFrame(cell, day)``: stored local days with
-        detections in these cells within the persistence window.
+        detections in these cells within the persistence window (ending at ``now``).
     zone_test : callable, optional
         ``zone_test(lat, lng, cells) -> bool array``: inside a no-burn zone
         (``cells`` as uint64 H3 indexes of the new detections).
     columns : FireColumns, optional
         :func:`fire_columns` of ``frame``, when the caller has them already (for the duplicate keys).
+    now : datetime, optional
+        The ingest's clock (naive means UTC; default: this machine's): the persistence window is the
+        ``persistent_window_days`` before it, never anchored on the detections' own dates.
     """
     if columns is None:
         columns = fire_columns(frame)
@@ -307,14 +324,15 @@ def triage(
     cell = cells.view(np.int64)
     fire_type = new(frame.fire_type.to_numpy(dtype=np.float64, na_value=-1.0))
     low = new(text_codes(frame.confidence_class, CONFIDENCE_CLASSES) == 0) & (not policy.dispatch_low_confidence)
-    outcome = _outcomes(cell, new(utc), inside, fire_type == FIRE_TYPE_STATIC, low, policy, burn_days)
+    outcome = _outcomes(inside, fire_type == FIRE_TYPE_STATIC, low)
+    flagged = _persistent(cell, new(utc), inside, policy, burn_days, _naive_utc64(now))
     frp = new(frame.frp.to_numpy(dtype=np.float64, na_value=np.nan))
     incident_key, incidents = _incidents(cell, new(sat), new(minutes), new(stable), new(utc), frp, zone,
-                                         outcome == DISPATCHED)
+                                         outcome == DISPATCHED, flagged)
     points = pd.DataFrame({
         "row": rows, "key": new(keys), "satellite": new(sat), "acq_time": new(utc), "latitude": lat, "longitude": lng,
         "cell": cell, "position": pos, "in_region": inside, "in_no_burn_zone": zone, "outcome": outcome,
-        "incident_key": incident_key,
+        "possible_static_source": flagged, "incident_key": incident_key,
     }, copy=False)
     counts = np.bincount(outcome, minlength=len(OUTCOMES))
     return TriageResult(
@@ -323,7 +341,16 @@ def triage(
         duplicates=int(len(frame) - len(rows)),
         outside_region=int(counts[OUTSIDE_REGION]),
         not_dispatched={r: int(counts[OUTCOMES.index(r)]) for r in REASONS if counts[OUTCOMES.index(r)]},
+        flagged={"possible_static_source": int(flagged.sum())} if flagged.any() else {},
     )
+
+
+def _naive_utc64(now: dt.datetime | None) -> np.datetime64:
+    """``now`` (default: the clock) as a naive UTC datetime64[ns]."""
+    now = now or dt.datetime.now(dt.UTC)
+    if now.tzinfo is not None:
+        now = now.astimezone(dt.UTC).replace(tzinfo=None)
+    return np.datetime64(now, "ns")
 
 
 def _new_rows(keys: np.ndarray, known_keys: np.ndarray) -> np.ndarray:
@@ -335,23 +362,29 @@ def _new_rows(keys: np.ndarray, known_keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(new)
 
 
-def _outcomes(cell: np.ndarray, utc: np.ndarray, inside: np.ndarray, static: np.ndarray, low: np.ndarray,
-              policy: DispatchPolicy, burn_days: Callable[[np.ndarray], pd.DataFrame] | None) -> np.ndarray:
-    """Outcome code per detection; the first that applies wins: outside, static source, persistent heat, low."""
-    outcome = np.full(len(cell), DISPATCHED, dtype=np.int8)
+def _outcomes(inside: np.ndarray, static: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Outcome code per detection; the first that applies wins: outside, static source, low confidence.
+
+    Repeated burning is no outcome: it is a flag of dispatched detections (:func:`_persistent`).
+    """
+    outcome = np.full(len(inside), DISPATCHED, dtype=np.int8)
     outcome[low] = LOW_CONFIDENCE
-    outcome[_persistent(cell, utc, inside, policy, burn_days)] = PERSISTENT_HEAT
     outcome[static] = STATIC_SOURCE
     outcome[~inside] = OUTSIDE_REGION
     return outcome
 
 
 def _persistent(cell: np.ndarray, utc: np.ndarray, inside: np.ndarray, policy: DispatchPolicy,
-                burn_days: Callable[[np.ndarray], pd.DataFrame] | None) -> np.ndarray:
-    """Detections in cells that burn on ``persistent_days`` or more separate local days (counting stored ones)."""
+                burn_days: Callable[[np.ndarray], pd.DataFrame] | None, now: np.datetime64) -> np.ndarray:
+    """Detections in cells that burn on ``persistent_days`` or more separate local days in the window ending at
+    ``now`` (counting stored ones); only detections within the window count, so a stray date moves nothing.
+    """
     if not inside.any() or policy.persistent_days <= 0:
         return np.zeros(len(cell), dtype=bool)
-    where = np.flatnonzero(inside)
+    since = now - np.timedelta64(policy.persistent_window_days, "D")
+    where = np.flatnonzero(inside & (utc >= since))  # the reader refused rows later than now
+    if not len(where):
+        return np.zeros(len(cell), dtype=bool)
     codes, cells = pd.factorize(cell[where])  # each inside detection's cell as 0..k-1
     days = policy.local_dates(utc[where]).astype(np.int64)
     if burn_days is not None:
@@ -372,7 +405,8 @@ def _persistent(cell: np.ndarray, utc: np.ndarray, inside: np.ndarray, policy: D
 
 
 def _incidents(cell: np.ndarray, sat: np.ndarray, minutes: np.ndarray, stable: np.ndarray, utc: np.ndarray,
-               frp: np.ndarray, zone: np.ndarray, go: np.ndarray) -> tuple[pd.arrays.IntegerArray, pd.DataFrame]:
+               frp: np.ndarray, zone: np.ndarray, go: np.ndarray,
+               flagged: np.ndarray) -> tuple[pd.arrays.IntegerArray, pd.DataFrame]:
     """Each dispatched detection's incident key, and one row per incident (first detection's cell and pass)."""
     take = np.flatnonzero(go)
     keys = hash_columns(cell[take], minutes[take], stable[take])
@@ -393,6 +427,7 @@ def _incidents(cell: np.ndarray, sat: np.ndarray, minutes: np.ndarray, stable: n
         "points": np.bincount(codes, minlength=k).astype(np.int64),
         "max_frp": max_frp,
         "in_no_burn_zone": np.bincount(codes, weights=zone[take], minlength=k) > 0,
+        "possible_static_source": np.bincount(codes, weights=flagged[take], minlength=k) > 0,
     })
     return per_point, incidents
 

@@ -8,6 +8,7 @@ Services speak of fires through these functions; the SQL stays here, as the regi
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import numpy as np
@@ -36,13 +37,15 @@ def known_keys(store: Store, keys: np.ndarray) -> np.ndarray:
     store.execute("DROP TABLE incoming_keys")
     return found.key.to_numpy(dtype=np.int64)
 
-def burn_days(store: Store, policy: DispatchPolicy, latest: pd.Timestamp):
+def burn_days(store: Store, policy: DispatchPolicy, now: dt.datetime):
     """``lookup(cells) -> DataFrame(cell, day)``: stored local days with detections in these cells, in the window.
 
-    Nothing is looked up cell by cell while no stored detection lies in the window (a first ingest, a new season).
+    The window is the ``persistent_window_days`` before ``now`` (the ingest's clock, naive UTC), never anchored on
+    the dates of a file. Nothing is looked up cell by cell while no stored detection lies in the window (a first
+    ingest, a new season).
     """
     def lookup(cells: np.ndarray) -> pd.DataFrame:
-        since = (latest - pd.Timedelta(days=policy.persistent_window_days)).tz_localize(None)
+        since = pd.Timestamp(now).tz_localize(None) - pd.Timedelta(days=policy.persistent_window_days)
         if not store.scalar("SELECT count(*) FROM fire_detections WHERE acq_time >= ?", [since.to_pydatetime()]):
             return pd.DataFrame({"cell": np.zeros(0, dtype=np.int64), "day": np.zeros(0, dtype="datetime64[D]")})
         store.execute("CREATE TEMP TABLE IF NOT EXISTS hot_cells (cell BIGINT)")

@@ -89,6 +89,8 @@ __all__ = [
     "REJECT_REASONS",
     "REQUIRED_COLUMNS",
     "MAX_UNUSABLE_ROWS",
+    "EARLIEST_ACQUISITION",
+    "FUTURE_TOLERANCE",
     "FirePointsLayer",
     "read_firms",
 ]
@@ -143,6 +145,13 @@ _MESSAGES: dict[str, tuple[str, ...]] = {
     ),
     "bad_date": (N_("The acq_date {value!r} is not a date (YYYY-MM-DD or M/D/YYYY)."),),
     "bad_time": (N_("The acq_time {value!r} is not a UTC time of day (HHMM such as 0538 or 538, or HH:MM)."),),
+    "acquired_in_future": (
+        N_("The acquisition {date} {time} UTC is later than the time of reading ({now} UTC, allowing {minutes} "
+           "minutes of clock difference); a detection cannot come from the future: check acq_date and acq_time."),
+    ),
+    "acquired_before_record": (
+        N_("The acq_date {value!r} is before {earliest}, the start of the satellite fire record; check the date."),
+    ),
     "unknown_satellite": (
         N_("Unknown satellite {value!r}; FIRMS uses T or A (MODIS), N, N20 or 1, N21 or 2 (VIIRS)."),
     ),
@@ -155,6 +164,14 @@ _MESSAGES: dict[str, tuple[str, ...]] = {
 #: reason codes of rejected rows, in the order they are checked
 REJECT_REASONS = tuple(_MESSAGES)
 _CODE = {code: i for i, code in enumerate(REJECT_REASONS)}  # 0 = malformed, never set by the vector checks
+
+#: the first day of the satellite fire record (MODIS on Terra); equals ``gridwatch.policy.EARLIEST_DATA``, which
+#: this leaf module may not import (the service passes that one)
+EARLIEST_ACQUISITION = dt.date(2000, 11, 1)
+#: how far past the reading's "now" an acquisition may lie: FIRMS products are published hours after the overpass
+#: (near-real-time about three hours), so a genuine detection is always in the past; the tolerance only absorbs
+#: clock differences between this server and the satellite ground segment and the minute rounding of acq_time
+FUTURE_TOLERANCE = dt.timedelta(hours=1)
 
 _W_EMPTY = N_("The file is empty.")
 _W_BLANK = N_("Skipped {count} empty lines.")
@@ -632,7 +649,7 @@ class _Parser:
         return _Parsed(table=table, lines=lines, quoted=self._quoted)
 
 
-def _parse(source: _Source, header: _Header, warnings: list[str], offset: int) -> _Collected:
+def _parse(source: _Source, header: _Header, warnings: list[str], offset: int, limits: _Limits) -> _Collected:
     """Parse and check the content batch by batch; a column holding text is parsed again as text.
 
     A value that is not a number stops arrow's typed conversion; the error names the
@@ -650,10 +667,10 @@ def _parse(source: _Source, header: _Header, warnings: list[str], offset: int) -
     as_text: set[str] = set()
     for _ in range(len(floats) + 3):
         parser = _Parser(source, header, as_text=as_text)
-        collected = _Collected(header, offset)
+        collected = _Collected(header, offset, limits)
         try:
             for parsed in parser.batches():
-                collected.add(_convert(parsed, header, offset))
+                collected.add(_convert(parsed, header, offset, limits))
                 collected.check(label, parser)
             collected.check(label, parser, final=True)
             return collected.finish(source, parser)
@@ -874,7 +891,8 @@ def _empty_result(label: str, warnings: list[str]) -> LayerRead:
                      warnings=warnings)
 
 
-def read_firms(source: str | Path | bytes, /, *, name: str | None = None) -> LayerRead:
+def read_firms(source: str | Path | bytes, /, *, name: str | None = None, now: dt.datetime | None = None,
+               earliest: dt.date = EARLIEST_ACQUISITION) -> LayerRead:
     """Read a NASA FIRMS active-fire CSV file (MODIS or VIIRS, NRT or archive) into canonical columns.
 
     Parameters
@@ -883,6 +901,11 @@ def read_firms(source: str | Path | bytes, /, *, name: str | None = None) -> Lay
         The file's path (a ``str`` is a path), or the file's content as bytes.
     name : str, optional
         The name to report the file under (default: the path as given, or ``"<bytes>"``).
+    now : datetime, optional
+        The moment of reading (naive means UTC; default: this machine's clock). A row acquired later than
+        ``now`` plus :data:`FUTURE_TOLERANCE` is rejected (``acquired_in_future``); the ingest passes its clock.
+    earliest : date, optional
+        The first day of the satellite record; a row acquired before it is rejected (``acquired_before_record``).
 
     Returns
     -------
@@ -934,14 +957,52 @@ def read_firms(source: str | Path | bytes, /, *, name: str | None = None) -> Lay
     The file is read as a stream, block by block, and never held whole: what a
     read holds is one block and the rows it accepts.
     """
+    if now is None:
+        now = dt.datetime.now(dt.UTC)
+    if now.tzinfo is not None:
+        now = now.astimezone(dt.UTC).replace(tzinfo=None)
+    limits = _Limits(now=now, earliest=earliest)
     source = _Source(source, name)
     try:
-        return _read(source)
+        return _read(source, limits)
     finally:
         source.close()
 
 
-def _read(source: _Source) -> LayerRead:
+@dataclass(frozen=True)
+class _Limits:
+    """The acquisition times a reading accepts: from ``earliest`` (a date) to ``now`` (naive UTC) plus tolerance."""
+
+    now: dt.datetime
+    earliest: dt.date
+
+    @property
+    def first_day(self) -> int:
+        """Days since 1970 of :attr:`earliest`."""
+        return self.earliest.toordinal() - _EPOCH_ORDINAL
+
+    @property
+    def last_second(self) -> int:
+        """Seconds since 1970 of the latest acquisition accepted."""
+        return int((self.now + FUTURE_TOLERANCE - dt.datetime(1970, 1, 1)).total_seconds())
+
+
+def _date_checks(day_lut: np.ndarray, date_codes: np.ndarray, second_lut: np.ndarray, time_codes: np.ndarray,
+                 limits: _Limits) -> list[tuple[str, np.ndarray | None]]:
+    """Rows acquired after ``now`` (plus tolerance) or before the record; judged on distinct dates first (cheap)."""
+    valid = day_lut >= 0
+    early = valid & (day_lut < limits.first_day)
+    last = limits.last_second
+    late = valid & (day_lut * 86_400 > last - 86_400)  # dates on which some time of day may lie beyond the limit
+    future = None
+    if late.any():
+        rows = late[date_codes]
+        seconds = day_lut[date_codes] * 86_400 + np.maximum(second_lut[time_codes], 0)
+        future = rows & (seconds > last) & (second_lut[time_codes] >= 0)
+    return [("acquired_in_future", future), ("acquired_before_record", early[date_codes] if early.any() else None)]
+
+
+def _read(source: _Source, limits: _Limits) -> LayerRead:
     label = source.label
     warnings: list[str] = []
     _check_text(source)
@@ -951,7 +1012,7 @@ def _read(source: _Source) -> LayerRead:
     header = _Header(header_text, label, warnings)
     if not rows:
         return _empty_result(label, warnings)
-    return _parse(source, header, warnings, offset).result(label, warnings)
+    return _parse(source, header, warnings, offset, limits).result(label, warnings)
 
 
 @dataclass
@@ -984,8 +1045,8 @@ class _Part:
 class _Collected:
     """The batches of one parse: accepted rows, rejected rows, counts; refuses a file of mostly unusable lines."""
 
-    def __init__(self, header: _Header, offset: int) -> None:
-        self.header, self.offset = header, offset
+    def __init__(self, header: _Header, offset: int, limits: _Limits) -> None:
+        self.header, self.offset, self.limits = header, offset, limits
         self.parts: list[_Part] = []
         self.accepted = 0
         self.rejected = 0
@@ -1039,7 +1100,7 @@ class _Collected:
                 code.append(why)
                 message.append(_explain(why, _split_fields(text, header.delimiter), header, float(r.lat[j]),
                                         float(r.lng[j]), bool(r.lat_empty[j]), bool(r.lat_bad[j]),
-                                        bool(r.is_modis[j])))
+                                        bool(r.is_modis[j]), self.limits))
                 raw.append(text)
         self.blank = blank
         self.rejected_rows = rejected_frame(line, code, message, raw) if line else empty_rejected()
@@ -1075,7 +1136,7 @@ def _empty_frame() -> pd.DataFrame:
     })
 
 
-def _convert(parsed: _Parsed, header: _Header, offset: int) -> _Part:
+def _convert(parsed: _Parsed, header: _Header, offset: int, limits: _Limits) -> _Part:
     """Check and convert one batch's parsed columns (vectorised); set aside its rejected rows."""
     table, lines = parsed.table, parsed.lines
     n = table.num_rows
@@ -1138,6 +1199,7 @@ def _convert(parsed: _Parsed, header: _Header, offset: int) -> _Part:
         *coordinate_checks,
         ("bad_date", _rows_below_zero(day_lut, date_codes)),
         ("bad_time", _rows_below_zero(second_lut, time_codes)),
+        *_date_checks(day_lut, date_codes, second_lut, time_codes, limits),
         ("unknown_satellite", _rows_below_zero(sat_lut, sat_codes)),
         ("bad_confidence", bad_confidence),
         ("bad_daynight", None if dn_lut is None else _rows_below_zero(dn_lut, dn_codes)),
@@ -1246,9 +1308,15 @@ def _mismatched_instruments(column: pa.ChunkedArray | None, sel: Callable[[np.nd
 
 
 def _explain(code: str, fields: list[str], header: _Header, lat: float, lng: float, lat_empty: bool,
-             lat_bad: bool, is_modis: bool) -> str:
+             lat_bad: bool, is_modis: bool, limits: _Limits) -> str:
     """Explain a rejected row in English, quoting the values of its line."""
     templates = _MESSAGES[code]
+    if code == "acquired_in_future":
+        return templates[0].format(date=header.field(fields, "acq_date"), time=header.field(fields, "acq_time"),
+                                   now=limits.now.strftime("%Y-%m-%d %H:%M"),
+                                   minutes=int(FUTURE_TOLERANCE.total_seconds() // 60))
+    if code == "acquired_before_record":
+        return templates[0].format(value=header.field(fields, "acq_date"), earliest=limits.earliest.isoformat())
     if code == "coordinate_missing":
         return templates[0].format(column="latitude" if lat_empty else "longitude")
     if code == "coordinate_not_number":
@@ -1277,7 +1345,8 @@ class FirePointsLayer:
     kind = "fire_points"
 
     def read(self, source: Path | bytes, /, *, name: str | None = None, **options: Any) -> LayerRead:
-        """Read one FIRMS CSV file; see :func:`read_firms` (this layer takes no options)."""
+        """Read one FIRMS CSV file; see :func:`read_firms` (the one option is ``now``, the moment of reading)."""
+        now = options.pop("now", None)
         if options:
-            raise TypeError(f"the fire_points layer takes no options (got {', '.join(sorted(options))})")
-        return read_firms(source, name=name)
+            raise TypeError(f"the fire_points layer takes no options but now (got {', '.join(sorted(options))})")
+        return read_firms(source, name=name, now=now)

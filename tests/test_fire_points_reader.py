@@ -511,7 +511,7 @@ def _number(lo: float, hi: float, places: int):
 def fire_rows(draw):
     satellite = draw(st.sampled_from(list(SAT_CODES)))
     modis = satellite in ("Terra", "Aqua")
-    when = draw(st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2035, 12, 31)))
+    when = draw(st.datetimes(min_value=dt.datetime(2000, 11, 1), max_value=dt.datetime(2035, 12, 31)))
     row = {
         "latitude": draw(_number(-90, 90, 5)), "longitude": draw(_number(-180, 180, 5)),
         "brightness": draw(_number(200, 510, 2)), "bright_t31": draw(_number(200, 400, 2)),
@@ -581,7 +581,7 @@ def _render(rows, style, columns) -> bytes:
 @given(fire_files())
 def test_random_rows_in_random_variants_read_back_exactly(case):
     rows, style, columns = case
-    result = read_firms(_render(rows, style, columns), name="random.csv")
+    result = read_firms(_render(rows, style, columns), name="random.csv", now=dt.datetime(2036, 1, 1))
     assert len(result.rejected) == 0, result.rejected.message.tolist()
     assert result.warnings == []
     frame = result.frame
@@ -617,3 +617,45 @@ def test_garbage_lines_never_break_the_good_ones(body):
     assert result.read == len(accepted) + len(rejected)
     for line, raw in zip(result.rejected.line, result.rejected.raw, strict=True):
         assert raw == lines[line - 1]
+
+
+# -- impossible dates -----------------------------------------------------------------------------
+
+NOW = dt.datetime(2024, 10, 1, 6, 0)
+
+
+@pytest.mark.parametrize(("date", "time", "reason"), [
+    ("2030-06-01", "0238", "acquired_in_future"),
+    ("2099-12-31", "2359", "acquired_in_future"),
+    ("1970-01-01", "0000", "acquired_before_record"),
+    ("2000-10-31", "2359", "acquired_before_record"),
+    ("2024-10-01", "0701", "acquired_in_future"),  # one minute beyond the hour of tolerance
+])
+def test_impossible_dates_are_rejected_with_their_reason_and_nothing_else_changes(date, time, reason):
+    good = [GOOD, GOOD.replace("0238", "0301"), GOOD.replace("2022-02-26", "2024-10-01").replace("0238", "0700")]
+    bad = f"36.9,117.6,301.54,1.34,1.15,{date},{time},T,48,6.1NRT,288.6,4.52,D"
+    clean = read_firms("\n".join([HEADER, *good]).encode(), now=NOW)
+    mixed = read_firms("\n".join([HEADER, good[0], bad, *good[1:]]).encode(), now=NOW)
+    assert mixed.rejected[["line", "reason", "raw"]].to_dict("records") == [{"line": 3, "reason": reason, "raw": bad}]
+    message = mixed.rejected.message[0]
+    assert any(re.fullmatch(_template_pattern(t), message) for t in _MESSAGES[reason]), message
+    assert date in message
+    lines = mixed.frame.line
+    same_detections(clean.frame, mixed.frame.assign(line=lines.where(lines < 3, lines - 1)))
+    assert mixed.read == clean.read + 1
+
+
+def test_the_limits_come_from_the_caller_and_the_record_start_is_the_policy_s():
+    from gridwatch.policy import EARLIEST_DATA
+    from layers.fire_points import EARLIEST_ACQUISITION, FUTURE_TOLERANCE
+
+    assert EARLIEST_ACQUISITION == EARLIEST_DATA and FUTURE_TOLERANCE == dt.timedelta(hours=1)
+    text = "\n".join([HEADER, GOOD]).encode()
+    assert read_firms(text, now=dt.datetime(2022, 2, 26, 3, 38)).rejected.empty
+    late = read_firms(text, now=dt.datetime(2022, 2, 26, 1, 37, tzinfo=UTC))
+    assert late.rejected.reason.tolist() == ["acquired_in_future"] and late.frame.empty
+    assert "2022-02-26 01:37 UTC" in late.rejected.message[0]
+    assert read_firms(text, now=dt.datetime(2022, 2, 26, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+                      ).rejected.reason.tolist() == ["acquired_in_future"]
+    assert FirePointsLayer().read(text, now=dt.datetime(2022, 2, 26, 1, 0)).rejected.reason.tolist() == \
+        ["acquired_in_future"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 
@@ -130,7 +131,8 @@ def test_the_demo_database_carries_labelled_demo_detections_and_sets_the_plant_a
     assert 60 < n < 400
     reasons = {r["reason"]: r["n"] for r in demo_store.query(
         "SELECT reason, count(*) AS n FROM fire_points GROUP BY reason")}
-    assert reasons.get("persistent_heat", 0) >= 10
+    # the plant's repeated heat is counted and dispatched, never set aside as persistent heat
+    assert reasons.get("persistent_heat", 0) == 0
     assert demo_store.scalar("SELECT count(*) FROM tasks WHERE kind = 'fire_check'") == demo_store.scalar(
         "SELECT count(*) FROM incidents")
     # the summer harvest is a key period: 2-hour SLA, raised priority
@@ -170,13 +172,19 @@ def test_triage_reasons_incidents_and_duplicates(demo_store):
     assert again.duplicates == 2
 
 
-def test_a_cell_burning_on_many_days_is_set_aside(demo_store):
+def test_a_cell_burning_on_many_days_is_flagged_and_still_dispatched(demo_store):
     grid = regionstore.grid(demo_store)
     days = pd.date_range("2024-03-01 05:30", periods=5, freq="D", tz="UTC")
     frame = _frame([{"latitude": 34.3, "longitude": 112.3, "acq_time": d} for d in days])
-    result = triage(frame, grid, policy=DispatchPolicy(persistent_days=4), known_keys=np.zeros(0, np.int64))
-    assert result.not_dispatched == {"persistent_heat": 5}
-    assert result.incidents.empty
+    now = dt.datetime(2024, 3, 6, 12, 0)
+    result = triage(frame, grid, policy=DispatchPolicy(persistent_days=4), known_keys=np.zeros(0, np.int64), now=now)
+    assert result.not_dispatched == {}
+    assert result.flagged == {"possible_static_source": 5}
+    assert len(result.incidents) == 5 and result.incidents.possible_static_source.all()
+    # the window ends at now: long after, the same days flag nothing (and are still dispatched)
+    later = triage(frame, grid, policy=DispatchPolicy(persistent_days=4), known_keys=np.zeros(0, np.int64),
+                   now=now + dt.timedelta(days=120))
+    assert later.flagged == {} and len(later.incidents) == 5
 
 
 @needs_shared()

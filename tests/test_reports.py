@@ -66,7 +66,8 @@ def dataset(demo_store, tmp_path):
              _line(c5[1], c5[2], times[6]), _line(c6[1], c6[2], times[7], confidence=10)]
     path = tmp_path / "june_2025.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    summary = services.ingest_fire_file(s, services.CLI, path, now=T(2025, 6, 10, 17, 5))
+    # the ingest's clock lies after the file's latest detection (a later one is refused as acquired in the future)
+    summary = services.ingest_fire_file(s, services.CLI, path, now=T(2025, 6, 20, 17, 5))
     assert summary["accepted"] == 7 and summary["incidents"] == 5
     task = {k: _task_of(s, c[0], times[k]) for k, c in ((1, c1), (2, c2), (4, c3), (5, c4), (6, c5))}
     due = {1: T(2025, 6, 10, 19), 2: T(2025, 6, 12, 12), 4: T(2025, 6, 15, 7, 35), 5: T(2025, 6, 20, 18, 30),
@@ -210,12 +211,15 @@ def test_response_times_and_dossier(dataset):
     events = reports.dossier_events(s, unit="410329-D01", period=xun(dt.date(2025, 6, 15)))
     task1 = events[events.task_id == dataset["task"][1]]
     assert list(task1.to_state) == ["assigned", "in_progress", "reported", "verified"]
-    assert list(task1.happened_at) == ["2025-06-11 01:05", "2025-06-11 02:00", "2025-06-11 04:00",
+    # assigned when the file was ingested (after its latest detection), worked from the fire's own times
+    assert list(task1.happened_at) == ["2025-06-21 01:05", "2025-06-11 02:00", "2025-06-11 04:00",
                                        "2025-06-11 04:00"]
     assert task1.finding.iloc[2] == "confirmed_burning" and task1["flags"].iloc[2] == "no_gps"
-    # every task was opened at 2025-06-10 17:05 UTC (06-11 01:05 Beijing), in this 旬, so task 6 is in it too
-    assert set(events.task_id) == {dataset["task"][k] for k in (1, 2, 6)}
-    assert reports.dossier_events(s, unit="410329-D01", period=xun(dt.date(2025, 6, 25))).empty
+    # every task was opened when the file was ingested, 2025-06-20 17:05 UTC (06-21 01:05 Beijing), in the next 旬:
+    # task 6, worked on 06-10 (Beijing), has no event in this one
+    assert set(events.task_id) == {dataset["task"][k] for k in (1, 2)}
+    later = reports.dossier_events(s, unit="410329-D01", period=xun(dt.date(2025, 6, 25)))
+    assert "assigned" in set(later.to_state)
     d02 = reports.dossier_events(s, unit="410329-D02", period=xun(dt.date(2025, 6, 15)))
     assert list(d02[d02.task_id == dataset["task"][4]].to_state) == ["assigned", "escalated"]
     frame = services.report_dossier(s, services.CLI, unit="410329-D01", kind="xun", date="2025-06-15")

@@ -28,7 +28,7 @@ from gridwatch.fires import (
 )
 from gridwatch.firms import FirmsClient, region_bbox
 from gridwatch.layerstore import sha256_of
-from gridwatch.policy import DispatchPolicy
+from gridwatch.policy import EARLIEST_DATA, DispatchPolicy
 from gridwatch.services._common import (
     Actor,
     actor_name,
@@ -65,7 +65,8 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
     file must not interleave.
 
     Returns ``{"file", "batch", "read", "accepted", "rejected", "duplicates", "outside_region",
-    "not_dispatched", "incidents", "tasks_created", "coverage_gaps", "passes", "stage_seconds"}``: ``accepted``
+    "not_dispatched", "flagged", "incidents", "tasks_created", "coverage_gaps", "passes", "stage_seconds"}``:
+    ``flagged`` counts dispatched detections flagged as possible static heat sources; ``accepted``
     counts new valid detections stored; ``read = accepted + rejected + duplicates``. Detections concern the whole
     region, so only a job or the command line ingests them (``policy`` defaults to the store's).
     """
@@ -74,10 +75,11 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
     path = Path(path)
     policy = policy or policy_of(store).dispatch
     clock = StageClock()
+    now = naive_utc(now)  # the ingest's clock: rows acquired after it are refused, the persistence window ends at it
     with ThreadPoolExecutor(max_workers=1) as hasher:
         checksum = hasher.submit(sha256_of, path)  # hashed while the file is parsed (hashlib releases the GIL)
         with clock("read"):
-            result = read_firms(path)
+            result = read_firms(path, now=now, earliest=EARLIEST_DATA)
             frame = result.frame
         with clock("checksum"):
             sha256 = checksum.result()
@@ -89,14 +91,12 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
             columns = fire_columns(frame)
             known = firestore.known_keys(store, columns.keys)
         with clock("triage"):
-            latest = pd.Timestamp(frame.acq_time.max()) if len(frame) else pd.Timestamp.now(tz="UTC")
             tri = triage(frame, grid, policy=policy, known_keys=known,
-                         burn_days=firestore.burn_days(store, policy, latest), columns=columns,
-                         zone_test=_zone_test(store))
+                         burn_days=firestore.burn_days(store, policy, now), columns=columns,
+                         zone_test=_zone_test(store), now=now)
         # While the incidents, tasks and events are written (DuckDB releases the GIL), two threads work out the
         # tasks' priorities, due times and titles, lay out the new detections' rows and find the passes seen.
         bounds = regionstore.bounds(store)
-        now = naive_utc(now)  # the same moment for the plan made meanwhile and the rows stored
         with ThreadPoolExecutor(max_workers=2) as helpers:
             plan = helpers.submit(plan_fire_dispatch, tri.incidents, policy=policy, now=now)
             laid_out = (helpers.submit(firestore.detection_rows, frame, tri, batch=batch,
