@@ -307,10 +307,10 @@ PLAN_RULES: tuple[tuple[str, str, str, str], ...] = (
      "HN-2017 暂时不能开工的建设用地…超过三个月的进行绿化"),
     ("resolution", N_("Grid cell size (H3 resolution; 8 is the closest to a 1 km grid)"), "8",
      "HN-2017 以 1×1 千米网格为单位部署网格专员"),
-    ("patrol_cadence", N_("Routine patrol of every cell"), "weekly", "HN-2017 每周巡查"),
-    ("report_cadence", N_("Reporting cadence"), "day, week, 旬, month, two months, half year, year",
+    ("patrol_cadence", N_("Routine patrol of every cell"), "每周", "HN-2017 每周巡查"),
+    ("report_cadence", N_("Reporting cadence"), "日、周、旬、月、两个月、半年、年",
      "HN-2017 §11 每日一调度，每周一汇总，每旬一排名，每月一考核，每两个月一评比，半年一奖惩，年终综期考核"),
-    ("timezone", N_("Calendar of days, weeks, 旬 and months"), TIMEZONE,
+    ("timezone", N_("Calendar of days, weeks, 旬 and months"), f"北京时间 ({TIMEZONE})",
      "HN-2017 §11 (the plans' calendar: Beijing time)"),
 )
 
@@ -363,8 +363,8 @@ def rules_in_force(policy: Policy, *, demo: bool = False) -> list[Rule]:
         "heat_radius_km": _text(float(settings.heat_radius_km)),
         "heat_small_boiler_tph": _text(float(settings.heat_small_boiler_tph)),
         "heat_boiler_deadline": str(settings.heat_boiler_deadline), "bare_land_months": str(settings.bare_land_months),
-        "resolution": str(settings.resolution), "patrol_cadence": "weekly",
-        "report_cadence": "day, week, 旬, month, two months, half year, year", "timezone": policy.timezone,
+        "resolution": str(settings.resolution), "patrol_cadence": "每周",
+        "report_cadence": "日、周、旬、月、两个月、半年、年", "timezone": f"北京时间 ({policy.timezone})",
         "key_periods": ",".join(f"{p.name}={p.start[0]:02d}-{p.start[1]:02d}..{p.end[0]:02d}-{p.end[1]:02d}"
                                 for p in dispatch.key_periods),
         "sla_fire_check_key_period": _text(float(dispatch.sla_key_hours)),
@@ -382,7 +382,7 @@ def rules_in_force(policy: Policy, *, demo: bool = False) -> list[Rule]:
         value = current[key]
         off = value in ("", "0", "no")
         source = "demo" if demo and documents.get(key, DEMO_DOCUMENT) == DEMO_DOCUMENT else "local"
-        return Rule(key, label, value, source, documents.get(key, ""), off=off)
+        return Rule(key, label, value, source, DEMO_DOCUMENT if source == "demo" else documents.get(key, ""), off=off)
 
     out = []
     for key, label, plan_value, clause in PLAN_RULES:

@@ -26,7 +26,9 @@ with ui.show_errors():
         t("Document or clause"): [doc or t("no document entered") for doc in rules.document],
         t("Setting"): rules.key,
     })
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 3,  # every rule at once
+                 column_config={t("Rule"): st.column_config.TextColumn(width="medium"),
+                                t("Document or clause"): st.column_config.TextColumn(width="large")})
     local = rules[(rules.source == "local") & (rules.document == "") & ~rules.off]
     if len(local):
         st.warning(t("{n} local settings apply without a document: enter the document number of each in "
