@@ -71,8 +71,9 @@ with ui.show_errors():
         tasks = services.assign_tasks(store, me, unit=unit or None)
         st.caption(t("{n} tasks nobody has started yet", n=len(tasks)))
         due = t("due")
-        task_labels = {int(r.id): f"{ui.task_title(r)} · {r.village or ''} · {r.assignee or '—'} · {due} "
-                                  f"{services.moment_text(r.due_at, store=store)}" for r in tasks.itertuples()}
+        due_text = services.local_text(tasks.due_at, store=store).tolist()  # one pass over the column
+        task_labels = {int(r.id): f"{ui.task_title(r)} · {r.village or ''} · {r.assignee or '—'} · {due} {when}"
+                       for r, when in zip(tasks.itertuples(), due_text)}
         st.dataframe(pd.DataFrame({
             t("Task"): ui.task_titles(tasks),
             t("Village"): tasks.village,

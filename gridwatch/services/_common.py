@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gridwatch import auth
 from gridwatch.config import Settings
-from gridwatch.errors import ValidationError
+from gridwatch.errors import PermissionDenied, ValidationError
 from gridwatch.policy import DEMO_DOCUMENT, Policy
 from gridwatch.storage import Store
 
@@ -130,8 +130,6 @@ def require_system(actor: Actor, what: str) -> None:
     """Refuse unless a system actor (the command line, a job) does ``what`` (an action id such as ``fires.ingest``):
     work that concerns the whole region and that no signed-in user starts."""
     if not isinstance(actor, SystemActor):
-        from gridwatch.errors import PermissionDenied
-
         raise PermissionDenied("Only the command line or the system's own jobs may do {action}.", action=what)
 
 

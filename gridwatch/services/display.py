@@ -24,7 +24,7 @@ import pyarrow as pa
 from h3ronpy import cells_parse
 
 from gridwatch.grid import cells_to_latlng
-from gridwatch.services._common import policy
+from gridwatch.policy import Policy
 from gridwatch.storage import Store
 from gridwatch.tasks import TRANSITIONS, Kind, State
 
@@ -39,6 +39,9 @@ TASK_KINDS: tuple[str, ...] = tuple(k.value for k in Kind)
 
 #: how a moment is written on a screen unless a page asks for another format
 _MOMENT = "%m-%d %H:%M"
+#: the clock of screens: Beijing time is not a setting, so writing a time needs neither the settings file nor the
+#: store (pages format times row by row; reading the settings and the store for each would be I/O per row)
+_CLOCK = Policy()
 
 
 def local_text(values: pd.Series | np.ndarray | Sequence[Any], fmt: str = _MOMENT, *, missing: str = "",
@@ -54,7 +57,7 @@ def local_text(values: pd.Series | np.ndarray | Sequence[Any], fmt: str = _MOMEN
     missing : str
         The text of a missing time (e.g. "never").
     store : Store, optional
-        The store the times come from: its policy is used (else the settings' policy).
+        The store the times come from (accepted for symmetry; Beijing time is the same for every store).
 
     Returns
     -------
@@ -66,7 +69,7 @@ def local_text(values: pd.Series | np.ndarray | Sequence[Any], fmt: str = _MOMEN
     >>> local_text(["2026-06-01 02:00:00", None], missing="—").tolist()
     ['06-01 10:00', '—']
     """
-    return policy(store).local_text(values, fmt, missing=missing)
+    return _CLOCK.local_text(values, fmt, missing=missing)
 
 
 def moment_text(value: dt.datetime | pd.Timestamp | str | None, fmt: str = _MOMENT, *, missing: str = "",
@@ -80,12 +83,12 @@ def moment_text(value: dt.datetime | pd.Timestamp | str | None, fmt: str = _MOME
     >>> moment_text(None, missing="—")
     '—'
     """
-    return policy(store).moment_text(value, fmt, missing=missing)
+    return _CLOCK.moment_text(value, fmt, missing=missing)
 
 
 def today(*, store: Store | None = None) -> dt.date:
     """Today's Beijing calendar date (the day a page offers first)."""
-    return policy(store).today()
+    return _CLOCK.today()
 
 
 def can_start(state: str) -> bool:
