@@ -39,6 +39,13 @@ __all__ = ["TIMEZONE", "EARLIEST_DATA", "DEMO_DOCUMENT", "Period", "DispatchPoli
 TIMEZONE = "Asia/Shanghai"
 #: the first day of the satellite fire record (MODIS on Terra, FIRMS collection 6.1): no fire data is older
 EARLIEST_DATA = dt.date(2000, 11, 1)
+#: a report date after today, or before the satellite record: for the date and for the end date of a range
+_FUTURE = {False: N_("The date {day} lies in the future (today is {today} in Beijing); choose a day up to today."),
+           True: N_("The end date {day} lies in the future (today is {today} in Beijing); choose a day up to today.")}
+_TOO_EARLY = {False: N_("The date {day} lies before {earliest}, when the satellite fire record begins (MODIS on "
+                        "Terra); choose a later date."),
+              True: N_("The end date {day} lies before {earliest}, when the satellite fire record begins (MODIS on "
+                       "Terra); choose a later date.")}
 
 
 @dataclass(frozen=True)
@@ -216,13 +223,11 @@ class Policy:
         ...
         gridwatch.errors.ValidationError: The date 1970-01-01 lies before 2000-11-01, when the satellite fire record ...
         """
+        end = what == "end date"  # the word is part of the message, so that it is translated with it
         if day > self.today():
-            raise ValidationError("The {what} {day} lies in the future (today is {today} in Beijing); choose a day "
-                                  "up to today.", what=what, day=day.isoformat(), today=self.today().isoformat())
+            raise ValidationError(_FUTURE[end], day=day.isoformat(), today=self.today().isoformat())
         if day < EARLIEST_DATA:
-            raise ValidationError("The {what} {day} lies before {earliest}, when the satellite fire record begins "
-                                  "(MODIS on Terra); choose a later date.", what=what, day=day.isoformat(),
-                                  earliest=EARLIEST_DATA.isoformat())
+            raise ValidationError(_TOO_EARLY[end], day=day.isoformat(), earliest=EARLIEST_DATA.isoformat())
         return day
 
     def day_bounds_utc(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
