@@ -20,10 +20,12 @@ import pandas as pd
 from gridwatch.encode import html_text, sheet_cell
 from gridwatch.i18n import N_, gettext, task_titles
 from gridwatch.maps import cells_svg
+from gridwatch.accountability import KINDS as MEASURE_KINDS
+from gridwatch.accountability import PERSON_ROLES, REVOCATION, REVOCATION_LABEL
 from gridwatch.reports import METRICS, STATUSES, Report, column_labels
 
 __all__ = ["ranking_frame", "daily_frame", "to_csv", "to_xlsx", "report_xlsx", "bulletin_html", "dossier_frame",
-           "dossier_html", "choropleth_svg", "COLOURS"]
+           "dossier_html", "measures_frame", "choropleth_svg", "COLOURS"]
 
 #: sequential reds (ColorBrewer Reds, 5 classes) and the colour of zero
 COLOURS = ("#fee5d9", "#fcae91", "#fb6a4a", "#de2d26", "#a50f15")
@@ -257,8 +259,13 @@ _DOSSIER_LABELS = {"task_id": N_("Task"), "kind": N_("Kind"), "title": N_("Title
                    "flags": N_("Flags"), "assignee": N_("Assignee")}
 
 
-def dossier_frame(events: pd.DataFrame, language: str = "zh_CN") -> pd.DataFrame:
-    """Task events (from :func:`gridwatch.reports.dossier_events`) with translated headers and values."""
+def dossier_frame(events: pd.DataFrame, language: str = "zh_CN", *,
+                  measures: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Task events (from :func:`gridwatch.reports.dossier_events`) with translated headers and values.
+
+    Given ``measures`` (from :func:`gridwatch.accountability.read`), the unit's recorded accountability measures
+    come first, one row each, with two more columns: the document number (文号) and the person concerned.
+    """
     if "title" in events:  # each task's title in the dossier's language (the kind has its own column)
         events = events.assign(title=task_titles(events.drop(columns="kind", errors="ignore"), language))
     out = pd.DataFrame({gettext(label, language): events[name] for name, label in _DOSSIER_LABELS.items()
@@ -267,7 +274,77 @@ def dossier_frame(events: pd.DataFrame, language: str = "zh_CN") -> pd.DataFrame
         header = gettext(_DOSSIER_LABELS[name], language)
         if header in out:
             out[header] = out[header].map(lambda v: gettext(v, language) if isinstance(v, str) and v else "")
-    return out
+    if measures is None:
+        return out
+    label = {name: gettext(text, language) for name, text in _DOSSIER_LABELS.items()}
+    document, person = gettext("Document number (文号)", language), gettext("Person concerned", language)
+    rows = pd.DataFrame({
+        label["kind"]: [_measure_label(r, language) for r in measures.itertuples()],
+        label["village"]: measures.unit_name.astype(str) if len(measures) else [],
+        label["happened_at"]: measures.issued_on.astype(str) if len(measures) else [],
+        label["actor"]: measures.issued_by.astype(str) if len(measures) else [],
+        label["note"]: measures.reason.astype(str) if len(measures) else [],
+        document: measures.document_no.astype(str) if len(measures) else [],
+        person: [_person_text(r, language) for r in measures.itertuples()],
+    })
+    out = out.assign(**{document: "", person: ""})
+    if rows.empty:
+        return out
+    numeric = [c for c in out.columns if pd.api.types.is_integer_dtype(out[c].dtype)]
+    merged = pd.concat([rows.reindex(columns=out.columns).astype(object), out.astype(object)], ignore_index=True)
+    text = [c for c in merged.columns if c not in numeric]
+    merged[text] = merged[text].where(merged[text].notna(), "")
+    return merged.astype({c: "Int64" for c in numeric})
+
+
+_MEASURE_LABELS = {"id": N_("Record"), "kind": N_("Measure"), "unit_name": N_("Unit"),
+                   "person": N_("Person concerned"), "issued_on": N_("Date issued"),
+                   "document_no": N_("Document number (文号)"), "reason": N_("Reason"),
+                   "amount_yuan": N_("Amount (yuan)"), "period": N_("Period"), "issued_by": N_("Recorded by"),
+                   "standing": N_("Standing")}
+_IN_FORCE, _REVOKED_BY, _REVOKES = N_("in force"), N_("revoked by record {id}"), N_("revokes record {id}")
+
+
+def _measure_label(row, language: str) -> str:
+    if row.kind == REVOCATION:
+        return gettext(REVOCATION_LABEL, language).format(id=int(row.revokes))
+    return gettext(MEASURE_KINDS[row.kind], language)
+
+
+def _person_text(row, language: str) -> str:
+    if not row.person_name:
+        return ""
+    role = PERSON_ROLES.get(row.person_role)
+    return f"{row.person_name}（{gettext(role, language)}）" if role else str(row.person_name)
+
+
+def _standing(row, language: str) -> str:
+    if row.kind == REVOCATION:
+        return gettext(_REVOKES, language).format(id=int(row.revokes))
+    if row.revoked_by is not None and not pd.isna(row.revoked_by):
+        return gettext(_REVOKED_BY, language).format(id=int(row.revoked_by))
+    return gettext(_IN_FORCE, language)
+
+
+def measures_frame(measures: pd.DataFrame, language: str = "zh_CN") -> pd.DataFrame:
+    """Recorded measures (from :func:`gridwatch.accountability.read`) as shown and downloaded: one row each,
+    headers and kinds in ``language``, the grid leader named as the first responsible person."""
+    rows = list(measures.itertuples())
+    values = {
+        "id": [int(r.id) for r in rows],
+        "kind": [_measure_label(r, language) for r in rows],
+        "unit_name": [str(r.unit_name) for r in rows],
+        "person": [_person_text(r, language) for r in rows],
+        "issued_on": [str(r.issued_on) for r in rows],
+        "document_no": [str(r.document_no) for r in rows],
+        "reason": [str(r.reason) for r in rows],
+        "amount_yuan": [None if r.amount_yuan is None or pd.isna(r.amount_yuan) else float(r.amount_yuan)
+                        for r in rows],
+        "period": [f"{r.period_start} – {r.period_end}" if r.period_start else "" for r in rows],
+        "issued_by": [str(r.issued_by) for r in rows],
+        "standing": [_standing(r, language) for r in rows],
+    }
+    return pd.DataFrame({gettext(_MEASURE_LABELS[k], language): v for k, v in values.items()})
 
 
 def dossier_html(title: str, frame: pd.DataFrame, *, note: str = "", chain: str = "") -> str:

@@ -513,7 +513,7 @@ METRICS: tuple[Metric, ...] = (
 
 _BASE_LABELS = {"unit_code": N_("Unit code"), "unit_name": N_("Unit"), "parent_name": N_("Part of"),
                 "rank": N_("Rank"), "rank_change": N_("Rank change"), "score": N_("Score"),
-                "status": N_("Accountability"), "deduction_yuan": N_("Deduction (yuan)"),
+                "status": N_("Suggested measure (建议, local setting)"), "deduction_yuan": N_("Deduction (yuan)"),
                 "affected": N_("People concerned")}
 
 
