@@ -187,15 +187,20 @@ footer{margin-top:24px;font-size:11px;color:#666}
 """
 
 #: headings of the bulletin (marked here, as calls inside f-strings are not extracted)
+_SUGGESTED = N_("Suggested by the local thresholds (建议): a suggestion until a leader records the measure")
 _HEADINGS = (N_("Summary"), N_("Ranking"), N_("Accountability"), N_("No unit reached a threshold."), N_("Map"),
-             N_("Generated (UTC)"))
+             N_("Generated (UTC)"), N_("No measure has been recorded for this period."), _SUGGESTED)
 _BULLETIN_COLUMNS = ("rank", "rank_change", "unit_name", "fire_points", "incidents", "dispatched", "confirmed",
                      "confirmation_rate", "fires_per_100km2", "arrival_median_h", "report_median_h",
                      "tasks_overdue", "cells_not_visited", "first_fire", "status", "deduction_yuan")
 
 
-def bulletin_html(report: Report, *, map_svg: str = "") -> str:
-    """The printable bulletin (通报) of a report: self-contained HTML with print CSS, no scripts, no network."""
+def bulletin_html(report: Report, *, map_svg: str = "", measures: pd.DataFrame | None = None) -> str:
+    """The printable bulletin (通报) of a report: self-contained HTML with print CSS, no scripts, no network.
+
+    ``measures`` (from :func:`measures_frame`) are the measures recorded for the period, listed with their
+    document numbers; what local thresholds infer is listed apart, as a suggestion (建议).
+    """
     lang = report.language
     frame = ranking_frame(report)
     labels = column_labels(lang)
@@ -243,9 +248,15 @@ def bulletin_html(report: Report, *, map_svg: str = "") -> str:
     parts += [f"<h2>{heading['Summary']}</h2><p>{html_text(summary)}</p>", first_html]
     parts += [f"<h2>{heading['Ranking']}</h2>", f"<table>{''.join(body)}</table>",
               f'<p class="rule">{html_text(report.rules.rule_text(lang))}</p>']
-    parts += [f"<h2>{heading['Accountability']}</h2>",
-              f"<ul>{accountability}</ul>" if accountability else f"<p>{heading['No unit reached a threshold.']}</p>",
-              f'<p class="rule">{html_text(report.rules.threshold_text(lang))}</p>']
+    parts.append(f"<h2>{heading['Accountability']}</h2>")
+    if measures is not None:
+        parts.append(_table_html(measures) if len(measures) else
+                     f"<p>{heading['No measure has been recorded for this period.']}</p>")
+    if report.rules.thresholds or report.rules.deduction_yuan:
+        parts += [f"<p><b>{heading[_SUGGESTED]}</b></p>",
+                  f"<ul>{accountability}</ul>" if accountability else
+                  f"<p>{heading['No unit reached a threshold.']}</p>"]
+    parts.append(f'<p class="rule">{html_text(report.rules.threshold_text(lang))}</p>')
     if map_svg:
         parts += [f"<h2>{heading['Map']}</h2>", f'<div class="map">{map_svg}</div>']
     parts.append(f"<footer>gridwatch · {heading['Generated (UTC)']} "
@@ -356,6 +367,14 @@ def dossier_html(title: str, frame: pd.DataFrame, *, note: str = "", chain: str 
             f"<title>{html_text(title)}</title><style>{_CSS}</style></head><body><h1>{html_text(title)}</h1>"
             f'<p class="sub">{html_text(note)}</p><table>{head}{rows}</table>'
             + (f"<footer>{html_text(chain)}</footer>" if chain else "") + "</body></html>")
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    """A frame as an HTML table, every value as text."""
+    head = "<tr>" + "".join(f"<th>{html_text(c)}</th>" for c in frame.columns) + "</tr>"
+    rows = "".join("<tr>" + "".join(f"<td class=l>{html_text('' if v is None or v != v else v)}</td>" for v in row)
+                   + "</tr>" for row in frame.astype(object).itertuples(index=False))
+    return f"<table>{head}{rows}</table>"
 
 
 def choropleth_svg(cells: Sequence[str], values: Sequence[float], *, titles: Sequence[str] | None = None,

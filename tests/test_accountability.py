@@ -164,6 +164,18 @@ def test_a_revocation_is_a_new_record_and_both_remain(demo_store):
     report = services.report_build(s, head, kind="xun", date=_today(s), level="village", unit=TOWNSHIP)
     shown = services.report_measures(s, head, report)
     assert list(shown["状态"])[:2] == [f"已被记录 {revoked['id']} 撤销", f"撤销记录 {first['id']}"]
+    # and so does the printable bulletin, the measure's document number with it
+    html = services.report_bulletin(s, head, report, with_map=False)
+    assert "演乡〔2026〕11号" in html and f"撤销措施 {first['id']}" in html
+
+
+def test_no_code_changes_or_deletes_a_recorded_measure():
+    """Records are only appended: no module of gridwatch updates or deletes them."""
+    import re
+
+    for path in (REPO_ROOT / "gridwatch").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(UPDATE|DELETE\s+FROM)\s+accountability_measures", text, re.I), path
 
 
 @pytest.mark.parametrize("hostile", ["=HYPERLINK(\"http://evil/\",\"x\")", "<script>alert(1)</script>", "@SUM(1)",

@@ -202,7 +202,7 @@ def report_bulletin(store: Store, actor: Actor, report: _reports.Report, *, with
     if with_map:
         svg, legend = report_map(store, actor, report, width=520)
         svg += _bulletin.legend_html(legend, _reports.column_labels(report.language)["fire_points"])
-    return _bulletin.bulletin_html(report, map_svg=svg)
+    return _bulletin.bulletin_html(report, map_svg=svg, measures=report_measures(store, actor, report))
 
 
 def report_response_times(store: Store, actor: Actor, report: _reports.Report) -> pd.DataFrame:
