@@ -22,7 +22,6 @@ from gridwatch.services.accountability import (
     list_measures,
     may_record_measure,
     measure_kind_labels,
-    measure_people,
     record_measure,
     revoke_measure,
 )
@@ -192,7 +191,6 @@ __all__ = [
     "list_measures",
     "may_record_measure",
     "measure_kind_labels",
-    "measure_people",
     "record_measure",
     "revoke_measure",
     "Actor",

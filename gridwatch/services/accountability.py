@@ -147,19 +147,6 @@ def may_record_measure(store: Store, actor: Actor, unit: str) -> bool:
     return len(lineage) > 1 and auth.can_act_on_unit(store, user, RECORD, lineage[1]["code"])
 
 
-def measure_people(store: Store, actor: Actor, unit: str) -> pd.DataFrame:
-    """The people holding a role on ``unit`` (or a cell of it), whom a measure may name: ``person_key, name,
-    role``, the grid leader and the principal leader first."""
-    require(store, actor, VIEW, unit=unit)
-    level = _acc.unit_lineage(store, unit)[0]["level"]
-    cell_unit = f"c.{level}_code" if level in ("county", "township", "village") else "NULL"
-    return store.query_df(
-        "SELECT DISTINCT p.person_key, p.name, a.role, r.chain_order FROM assignments a"
-        " JOIN people p ON p.id = a.person_id JOIN roles r ON r.name = a.role LEFT JOIN cells c ON c.cell = a.cell"
-        f" WHERE a.unit_code = ? OR (a.cell IS NOT NULL AND {cell_unit} = ?)"
-        " ORDER BY r.chain_order DESC, p.person_key", [unit, unit]).drop(columns="chain_order")
-
-
 def measure_kind_labels(language: str = "zh_CN") -> dict[str, str]:
     """The measures a leader may record, with their labels in ``language``, mildest first."""
     from gridwatch.i18n import gettext
@@ -186,4 +173,4 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["RECORD", "MEASURE_KINDS", "record_measure", "revoke_measure", "list_measures", "may_record_measure",
-           "measure_people", "measure_kind_labels"]
+           "measure_kind_labels"]
