@@ -303,7 +303,7 @@ def test_the_template_imports_as_is(demo_store):
     assert template.startswith("\ufeff".encode()) and template.decode("utf-8-sig").splitlines()[0] == \
         ",".join(services.admin_csv_columns())
     result = services.admin_import_people(demo_store, admin, "people_template.csv", template)
-    assert result == {"file": "people_template.csv", "people": 3, "assignments": 3, "unchanged": 0}
+    assert result == {"file": "people_template.csv", "people": 3, "assignments": 3, "unchanged": 0, "conflicts": []}
     again = services.admin_import_people(demo_store, admin, "people_template.csv", template)
     assert again["assignments"] == 0 and again["unchanged"] == 3
 
@@ -323,3 +323,33 @@ def test_services_refuse_a_user_without_the_grant(demo_store):
             call()
     assert len(_denials(demo_store)) == len(calls)
     assert demo_store.scalar("SELECT count(*) FROM people WHERE person_key = 'x'") == 0
+
+
+def test_a_role_that_makes_a_supervisor_supervise_their_own_work_is_warned_or_refused(demo_store):
+    from gridwatch.config import Settings
+    from gridwatch.i18n import translate_error
+    from gridwatch.policy import Policy
+
+    admin = auth.load_user(demo_store, "admin")
+    township, village = "410329-D01", "410329-D01-01"
+    done = services.admin_assign(demo_store, admin, person_key="demo-unassigned", role="supervisor",
+                                 unit_code=township)
+    assert done["added"] and done["conflicts"] == []
+    done = services.admin_assign(demo_store, admin, person_key="demo-unassigned", role="inspector", unit_code=village)
+    assert done["added"]  # a warning, not a refusal: the plans do not forbid it
+    assert [(c["role"], c["place"], c["supervised_place"], c["same_place"]) for c in done["conflicts"]] == [
+        ("inspector", village, township, False)]
+    assert len(services.coverage(demo_store, services.CLI)["conflicts"]) == 1
+
+    demo_store.policy = Policy.from_settings(Settings.load(env={}, config_path=None, conflicting_roles="refuse"))
+    before = (demo_store.scalar("SELECT count(*) FROM assignments"), demo_store.scalar("SELECT count(*) FROM audit_log"))
+    with pytest.raises(ValidationError, match="supervise their own work") as info:
+        services.admin_assign(demo_store, admin, person_key="demo-unassigned", role="grid_member", unit_code=township)
+    assert "conflicting_roles" in str(info.value) and "监督" in translate_error(info.value, "zh_CN")
+    assert (demo_store.scalar("SELECT count(*) FROM assignments"),
+            demo_store.scalar("SELECT count(*) FROM audit_log")) == before
+    # a role elsewhere is no conflict, and is given
+    assert services.admin_assign(demo_store, admin, person_key="demo-unassigned", role="inspector",
+                                 unit_code="410329-D02-01")["conflicts"] == []
+    with pytest.raises(ValidationError, match="warn or refuse"):
+        Policy.from_settings(Settings.load(env={}, config_path=None, conflicting_roles="maybe"))

@@ -172,7 +172,7 @@ def admin_assign(store: Store, user: auth.User, *, person_key: str, role: str, u
         conflicts = [c for c in org.role_conflicts(store, person_ids=[pid])
                      if assignment in (c["assignment"], c["supervisor_assignment"])]
         if added and conflicts:
-            refuse_conflicts(store, conflicts)
+            _refuse_conflicts(store, conflicts)
         result = {"assignment_id": assignment, "person_key": person_key.strip(), "role": role,
                   "unit_code": unit_code, "cell": h3.int_to_str(cell_int) if cell_int is not None else None,
                   "added": bool(added), "conflicts": conflicts}
@@ -181,7 +181,7 @@ def admin_assign(store: Store, user: auth.User, *, person_key: str, role: str, u
     return result
 
 
-def refuse_conflicts(store: Store, conflicts: list[dict[str, Any]]) -> None:
+def _refuse_conflicts(store: Store, conflicts: list[dict[str, Any]]) -> None:
     """Refuse roles that make a person supervise their own work, when the local setting ``conflicting_roles`` is
     ``refuse`` (the plans name 监督员 but do not forbid it: by default the answer only warns)."""
     if not conflicts or policy(store).conflicting_roles != "refuse":
@@ -281,18 +281,18 @@ def admin_import_people(store: Store, user: auth.User, name: str, data: bytes) -
                                             reason=str(exc)) from exc
         with store.transaction():
             result = org.import_people_csv(store, path).to_dict()
-            result["conflicts"] = imported_conflicts(store, rows)
+            result["conflicts"] = _imported_conflicts(store, rows)
             audit(store, actor=user.username, action="people.import", subject=file,
                   detail={**result, "rows": len(rows), "sha256": hashlib.sha256(bytes(data)).hexdigest()})
     return {"file": file, **result}
 
 
-def imported_conflicts(store: Store, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+def _imported_conflicts(store: Store, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     """The conflicting roles of the people of an imported file (call inside the import's transaction: refused with
     ``conflicting_roles = refuse``)."""
     keys = sorted({row["person_key"] for row in rows})
     ids = [int(r["id"]) for r in store.query(
         f"SELECT id FROM people WHERE person_key IN ({', '.join('?' * len(keys))})", keys)] if keys else []
     conflicts = org.role_conflicts(store, person_ids=ids) if ids else []
-    refuse_conflicts(store, conflicts)
+    _refuse_conflicts(store, conflicts)
     return conflicts

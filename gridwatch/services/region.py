@@ -31,7 +31,7 @@ from gridwatch.services._common import (
 )
 from gridwatch.services.fires import ingest_fire_file
 from gridwatch.services.heat import demo_heat_supply
-from gridwatch.services.people import imported_conflicts
+from gridwatch.services.people import _imported_conflicts
 from gridwatch.services.users import _add_demo_accounts
 from gridwatch.storage import Store
 
@@ -220,7 +220,7 @@ def import_people(store: Store, actor: Actor, path: str | Path) -> dict[str, Any
     require_region(store, actor, "people.manage")
     with store.transaction():
         result = org.import_people_csv(store, path).to_dict()
-        result["conflicts"] = imported_conflicts(store, org.read_people_csv(path))
+        result["conflicts"] = _imported_conflicts(store, org.read_people_csv(path))
         audit(store, actor=actor_name(actor), action="people.import", subject=Path(path).name, detail=result)
     return result
 
