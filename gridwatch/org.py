@@ -615,7 +615,7 @@ def coverage_report(store: Store, region_code: str, *, required: dict[str, tuple
             inside |= set(whole[whole].index)
         units = units[units.code.isin(inside)]
         grid = grid[grid.inside].drop(columns="inside")
-    names = dict(zip(units.code, units.name))
+    names = dict(zip(units.code, units.name, strict=True))
     names |= {r["code"]: r["name"] for r in store.query("SELECT code, name FROM units WHERE level IN"
                                                         " ('township', 'village')")}
     held = store.query_df("SELECT role, unit_code, cell FROM assignments")
@@ -624,6 +624,8 @@ def coverage_report(store: Store, region_code: str, *, required: dict[str, tuple
         if level == "cell":
             continue
         at_level = units[units.level == level]
+        if at_level.empty:  # no unit of the level in the region (the province above a county)
+            continue
         for role in roles:
             holding = set(held.unit_code[(held.role == role) & held.unit_code.notna()])
             missing = at_level[~at_level.code.isin(holding)]

@@ -53,8 +53,8 @@ _TOO_EARLY = {False: N_("The date {day} lies before {earliest}, when the satelli
 #: 乡镇（街道）、村（社区）; the roles at each level are :data:`gridwatch.org.ESCALATION`)
 ESCALATION_LEVELS = ("village", "township", "county", "city")
 #: the escalation order as the 规则说明 lists it
-ESCALATION_ORDER = ("巡查员 → 村网格长（村主要负责人知悉）→ 乡镇主要负责人（乡镇网格长知悉）→ 县网格长（县主要负责人知悉）"
-                    "→ 市网格长（市主要负责人知悉）")
+ESCALATION_ORDER = ("巡查员 → 村网格长（村主要负责人知悉）→ 乡镇主要负责人（乡镇网格长知悉）"
+                    "→ 县网格长（县主要负责人知悉）→ 市网格长（市主要负责人知悉）")
 #: 一长三员: 网格长, 网格员, 巡查员, 监督员 (HN-2017 §11)
 ONE_LEADER_THREE_MEMBERS = ("grid_leader", "grid_member", "inspector", "supervisor")
 #: the roles a unit or cell may be required to hold: 一长三员 and the unit's 主要负责人
@@ -435,8 +435,8 @@ PLAN_RULES: tuple[tuple[str, str, str, str], ...] = (
     ("timezone", N_("Calendar of days, weeks, 旬 and months"), f"北京时间 ({TIMEZONE})",
      "HN-2017 §11 (the plans' calendar: Beijing time)"),
     ("escalation_order", N_("Escalation order of an overdue task"), ESCALATION_ORDER,
-     "HN-2017 §11 网格长为第一责任人，乡镇（街道）主要负责人对本辖区内网格化监管负领导责任，网格长和行政村、社区主要负责人"
-     "对本辖区内网格化监管负直接领导责任; 涵盖市、县（区）、乡镇（街道）、村（社区）"),
+     "HN-2017 §11 网格长为第一责任人，乡镇（街道）主要负责人对本辖区内网格化监管负领导责任，"
+     "网格长和行政村、社区主要负责人对本辖区内网格化监管负直接领导责任; 涵盖市、县（区）、乡镇（街道）、村（社区）"),
 )
 
 #: rules no plan gives a number for (本地设置): (setting, label, how to read it from the settings or policy)
@@ -456,6 +456,10 @@ LOCAL_RULES: tuple[tuple[str, str], ...] = (
     ("required_roles", N_("Roles of 一长三员 each unit and cell must hold (coverage)")),
     ("conflicting_roles", N_("A supervisor given a role whose work they supervise (warn or refuse)")),
 )
+
+
+#: how the 规则说明 shows the coverage check when ``required_roles`` is unset
+_DEFAULT_ROLES_TEXT = "默认：各级单位须有网格长，每个网格须有巡查员"
 
 
 def _text(value: Any) -> str:
@@ -506,7 +510,7 @@ def rules_in_force(policy: Policy, *, demo: bool = False) -> list[Rule]:
         "report_deduction_yuan": _text(float(settings.report_deduction_yuan or 0)),
         "escalation_order": ESCALATION_ORDER,
         "sla_step_hours": _text(dict(policy.step_hours)),
-        "required_roles": ("默认：各级单位须有网格长，每个网格须有巡查员" if dict(policy.required_roles) == DEFAULT_REQUIRED_ROLES
+        "required_roles": (_DEFAULT_ROLES_TEXT if dict(policy.required_roles) == DEFAULT_REQUIRED_ROLES
                            else ",".join(f"{k}={'+'.join(v)}" for k, v in policy.required_roles.items())),
         "conflicting_roles": policy.conflicting_roles,
     }

@@ -342,7 +342,8 @@ def test_a_role_that_makes_a_supervisor_supervise_their_own_work_is_warned_or_re
     assert len(services.coverage(demo_store, services.CLI)["conflicts"]) == 1
 
     demo_store.policy = Policy.from_settings(Settings.load(env={}, config_path=None, conflicting_roles="refuse"))
-    before = (demo_store.scalar("SELECT count(*) FROM assignments"), demo_store.scalar("SELECT count(*) FROM audit_log"))
+    before = (demo_store.scalar("SELECT count(*) FROM assignments"),
+              demo_store.scalar("SELECT count(*) FROM audit_log"))
     with pytest.raises(ValidationError, match="supervise their own work") as info:
         services.admin_assign(demo_store, admin, person_key="demo-unassigned", role="grid_member", unit_code=township)
     assert "conflicting_roles" in str(info.value) and "监督" in translate_error(info.value, "zh_CN")

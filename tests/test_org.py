@@ -356,8 +356,7 @@ def test_the_village_head_takes_the_task_where_no_grid_leader_is_appointed(demo_
 #: who may hold an escalation role in the property test, and where
 _PEOPLE = ("p0", "p1", "p2", "p3")
 _HELD = st.tuples(st.sampled_from(range(len(_PEOPLE))), st.sampled_from(("grid_leader", "unit_head")),
-                  st.sampled_from(org.ESCALATION_LEVELS if hasattr(org, "ESCALATION_LEVELS") else
-                                  tuple(s.level for s in org.ESCALATION)))
+                  st.sampled_from(tuple(s.level for s in org.ESCALATION)))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -373,7 +372,8 @@ def test_escalation_never_goes_to_the_same_person_nor_skips_a_step_someone_else_
     for person, role, level in held:
         org.assign_role(demo_store, ids[person], role, unit_code=own[f"{level}_code"])
     a_person, a_role, a_level = assignee
-    task = {"cell": cell, "assignee_id": ids[a_person], "assigned_role": a_role, "assigned_unit": own[f"{a_level}_code"]}
+    task = {"cell": cell, "assignee_id": ids[a_person], "assigned_role": a_role,
+            "assigned_unit": own[f"{a_level}_code"]}
     up = org.next_up(demo_store, pd.DataFrame([task])).iloc[0]
     level_no = {s.level: k for k, s in enumerate(org.ESCALATION)}
     at = level_no[a_level]
