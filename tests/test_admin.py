@@ -118,6 +118,24 @@ def test_assigning_an_inspector_to_a_gap_village_closes_its_gap(app_db):
     assert json.loads(entry["detail"])["role"] == "inspector"
 
 
+def test_the_screen_warns_when_a_supervisor_is_given_work_they_supervise(app_db):
+    at = _screen(app_db, "admin")
+    assert _metric(at, zh("Conflicting roles")) == 0
+    at.selectbox(key="assign_role").set_value("supervisor")
+    at.selectbox(key="assign_unit").set_value("410329-D01")
+    at.button(key="assign").click().run()
+    assert not at.warning
+    at.selectbox(key="assign_role").set_value("inspector")
+    at.selectbox(key="assign_unit").set_value("410329-D01-02")
+    at.button(key="assign").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.success and "巡查员" in at.success[0].value  # given: the plans do not forbid it
+    warned = [w.value.replace("\\", "") for w in at.warning]  # markdown escapes shown unescaped
+    assert warned and "演示乡镇01" in warned[0] and "演示村01-02" in warned[0] and "监督自己的工作" in warned[0]
+    assert _metric(at, zh("Conflicting roles")) == 1  # and the coverage tab lists it
+
+
 def test_importing_a_csv_through_the_uploader(app_db):
     at = _screen(app_db, "admin")
     assert "person_key,name,phone,role,unit_code,cell" in [c.value for c in at.code]
