@@ -95,3 +95,11 @@ def test_the_chains_rules_escalation_order_step_hours_roles_and_conflicts():
     step_hours = rules["sla_step_hours"]
     assert (step_hours.value, step_hours.document) == ("village=24,city=72", "伊政〔2025〕7号")
     assert rules["required_roles"].value == "village=grid_leader+supervisor,cell=inspector"
+
+
+def test_the_demo_database_shows_step_hours_as_a_demo_setting(demo_store):
+    from gridwatch.services._common import policy
+
+    assert policy(demo_store).step_hours == {"village": 24.0, "township": 24.0, "county": 48.0, "city": 72.0}
+    rule = next(r for r in services.rules(demo_store, services.CLI) if r["key"] == "sla_step_hours")
+    assert (rule["source"], rule["value"], rule["off"]) == ("demo", "village=24,township=24,county=48,city=72", False)
