@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(run=lambda store, a: services.responsible_at(store, CLI, lat=a.lat, lng=a.lng))
 
-    p = sub.add_parser("coverage", help="coverage gaps: units without a grid leader, cells without an inspector")
+    p = sub.add_parser("coverage", help="coverage gaps: roles each level must hold (required_roles), conflicting roles")
     _common(p)
     p.set_defaults(run=lambda store, a: services.coverage(store, CLI))
 

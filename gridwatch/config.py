@@ -91,6 +91,19 @@ class Settings:
         Largest request body the HTTP API reads (KB); a larger one is refused before it is read (413).
     api_alarm_batch : int
         Most alarms the HTTP API stores in one transaction (those that arrive together are stored together).
+    sla_step_hours : str or mapping
+        Hours an overdue task may sit at each escalation step before it climbs again, by level (``village``,
+        ``township``, ``county``, ``city``), e.g. ``{village = 24, township = 24, county = 48, city = 72}`` or
+        ``village=24,township=24``. No plan gives these hours (本地设置): a level left out keeps the hours of the
+        task's kind.
+    required_roles : str or mapping
+        The roles of 一长三员 (``grid_leader``, ``grid_member``, ``inspector``, ``supervisor``) each unit of a level
+        must hold, and each cell (``cell``: held on the cell or a unit owning it), e.g. ``{village = ["grid_leader",
+        "inspector", "supervisor"], cell = ["inspector"]}`` or ``village=grid_leader+inspector,cell=inspector``.
+        Empty (the default): a grid leader on every unit and an inspector on every cell.
+    conflicting_roles : str
+        ``warn`` (the default) or ``refuse``: what giving a person a role that conflicts with one they hold does
+        (a supervisor supervising their own work as inspector, grid member or grid leader).
     """
 
     db: str = str(DEFAULT_DB_PATH)
@@ -141,6 +154,10 @@ class Settings:
     # the HTTP API (gridwatch.api): request bodies, and alarms stored per transaction
     api_max_body_kb: float = 64.0
     api_alarm_batch: int = 200
+    # the responsibility chain (gridwatch.org): hours per escalation step, the roles a unit must hold, conflicts
+    sla_step_hours: str | Mapping[str, float] = field(default_factory=dict)
+    required_roles: str | Mapping[str, Any] = field(default_factory=dict)
+    conflicting_roles: str = "warn"
 
     @classmethod
     def load(

@@ -4,9 +4,10 @@ Roles are data (tables ``roles``, ``role_grants``, ``assignments``): a person
 holds a role on a unit at any level or on one cell. A role held on a unit
 covers every cell the unit owns.
 
-The responsibility chain of a cell is defined once, by the table :data:`CHAIN`: a new task goes to the first
-step of it someone holds (:func:`assignees_for_cells`), an overdue one climbs to the next escalation step
-someone else holds (:func:`next_up`), and :func:`responsible_chain` lists it for people to read.
+The responsibility chain of a cell is defined once, by the tables :data:`CHAIN` and :data:`ESCALATION`: a new task
+goes to the first step of the chain someone holds (:func:`assignees_for_cells`), an overdue one climbs to the next
+escalation step someone else holds (:func:`next_up`: village, township, county, city), and
+:func:`responsible_chain` lists it for people to read.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from gridwatch.errors import NotFound, ValidationError
+from gridwatch.policy import DEFAULT_REQUIRED_ROLES, ESCALATION_LEVELS
 from gridwatch.storage import Store
 
 __all__ = [
@@ -31,6 +33,10 @@ __all__ = [
     "CHAIN_LEVELS",
     "Step",
     "CHAIN",
+    "EscalationStep",
+    "ESCALATION",
+    "SUPERVISED_ROLES",
+    "role_conflicts",
     "chain_holders",
     "assignees_for_cells",
     "next_up",
@@ -47,47 +53,73 @@ __all__ = [
 ROLES = ("inspector", "grid_member", "grid_leader", "supervisor", "unit_head", "gis_staff", "admin")
 #: roles that answer for the ground, in the order the chain lists them
 CHAIN_ROLES = ("inspector", "grid_member", "grid_leader", "supervisor", "unit_head")
-#: where a role on the chain is held: on the cell itself, or on the village, township or county owning it
-CHAIN_LEVELS = ("cell", "village", "township", "county")
+#: where a role on the chain is held: on the cell itself, or on the village, township, county or city owning it
+CHAIN_LEVELS = ("cell", "village", "township", "county", "city")
 PEOPLE_COLUMNS = ("person_key", "name", "phone", "role", "unit_code", "cell")
 
 
 @dataclass(frozen=True)
 class Step:
-    """One step of the responsibility chain: a role held on the cell or on the unit of one level owning it.
-
-    ``escalation`` marks the steps an overdue task climbs through.
-    """
+    """One step of the responsibility chain: a role held on the cell or on the unit of one level owning it."""
 
     role: str
     level: str
-    escalation: bool = False
 
 
 #: The responsibility chain of a cell, first to last. A new task goes to the first step someone holds (lowest
 #: person id first): an inspector, nearest first, else the grid member, grid leader or unit head of the cell, then
-#: of its village, township and county. An overdue task climbs from its assignee's step to the next escalation
-#: step someone else holds: village grid leader, township grid leader, township head, county grid leader, county
-#: head.
-CHAIN: tuple[Step, ...] = tuple(Step(role, level, escalation) for role, level, escalation in (
-    # role          level       escalation
-    ("inspector",   "cell",     False),
-    ("inspector",   "village",  False),
-    ("inspector",   "township", False),
-    ("inspector",   "county",   False),
-    ("grid_member", "cell",     False),
-    ("grid_leader", "cell",     False),
-    ("unit_head",   "cell",     False),
-    ("grid_member", "village",  False),
-    ("grid_leader", "village",  True),
-    ("unit_head",   "village",  False),
-    ("grid_member", "township", False),
-    ("grid_leader", "township", True),
-    ("unit_head",   "township", True),
-    ("grid_member", "county",   False),
-    ("grid_leader", "county",   True),
-    ("unit_head",   "county",   True),
+#: of its village, township, county and city.
+CHAIN: tuple[Step, ...] = tuple(Step(role, level) for role, level in (
+    ("inspector",   "cell"),
+    ("inspector",   "village"),
+    ("inspector",   "township"),
+    ("inspector",   "county"),
+    ("inspector",   "city"),
+    ("grid_member", "cell"),
+    ("grid_leader", "cell"),
+    ("unit_head",   "cell"),
+    ("grid_member", "village"),
+    ("grid_leader", "village"),
+    ("unit_head",   "village"),
+    ("grid_member", "township"),
+    ("grid_leader", "township"),
+    ("unit_head",   "township"),
+    ("grid_member", "county"),
+    ("grid_leader", "county"),
+    ("unit_head",   "county"),
+    ("grid_member", "city"),
+    ("grid_leader", "city"),
+    ("unit_head",   "city"),
 ))
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    """One step an overdue task climbs to: a level, and its roles in the order the task goes to them.
+
+    The task goes to the first holder of the first role someone else than its assignee holds (lowest person id
+    first); the step's other holders are informed (named on the escalation event).
+    """
+
+    level: str
+    roles: tuple[str, ...]
+
+
+#: The escalation order (HN-2017 §11, the policy excerpts §1): 网格长为第一责任人; the grid leader and the village's
+#: 主要负责人 hold direct responsibility, so the village step gives the task to the grid leader with the village
+#: head informed (and to the head where no grid leader is appointed: the head is never skipped); the township's
+#: 主要负责人 holds leadership responsibility, so the township step gives it to the head with the township grid
+#: leader informed; the plans name no order at the county and the city, where the grid leader, the first responsible
+#: person, takes it with the head informed. The system covers 市、县、乡镇、村: the city is the top. Each step has
+#: its own hours (``sla_step_hours``, :attr:`gridwatch.policy.Policy.step_hours`).
+ESCALATION: tuple[EscalationStep, ...] = (
+    EscalationStep("village", ("grid_leader", "unit_head")),
+    EscalationStep("township", ("unit_head", "grid_leader")),
+    EscalationStep("county", ("grid_leader", "unit_head")),
+    EscalationStep("city", ("grid_leader", "unit_head")),
+)
+if tuple(step.level for step in ESCALATION) != ESCALATION_LEVELS:  # pragma: no cover - a table edited on one side
+    raise ImportError("org.ESCALATION and policy.ESCALATION_LEVELS name different levels")
 
 #: the roles on the chain, in the order of their first step
 _CHAIN_ROLE_NAMES = tuple(dict.fromkeys(step.role for step in CHAIN))
@@ -95,6 +127,9 @@ _CHAIN_ROLE_NAMES = tuple(dict.fromkeys(step.role for step in CHAIN))
 _STEP_OF = np.full((len(CHAIN_LEVELS), len(_CHAIN_ROLE_NAMES)), -1, dtype=np.int64)
 for _i, _step in enumerate(CHAIN):
     _STEP_OF[CHAIN_LEVELS.index(_step.level), _CHAIN_ROLE_NAMES.index(_step.role)] = _i
+#: each position in :data:`CHAIN` that is an escalation step's role: (step number, the role's rank in the step)
+_CLIMB = {i: (k, esc.roles.index(step.role)) for i, step in enumerate(CHAIN) for k, esc in enumerate(ESCALATION)
+          if step.level == esc.level and step.role in esc.roles}
 
 
 def parse_cell(value: str | int) -> int:
@@ -347,10 +382,12 @@ def assignees_for_cells(store: Store, cells: np.ndarray) -> pd.DataFrame:
 
 
 def next_up(store: Store, tasks: pd.DataFrame) -> pd.DataFrame:
-    """The person above each task's assignee on the chain of its cell: where an overdue task goes.
+    """Where each overdue task goes: the next step of :data:`ESCALATION` above its assignee's that someone else holds.
 
-    The next escalation step of :data:`CHAIN` after the assignee's (the first one when the assignee holds no
-    escalation step of the cell) whose first holder (lowest person id) is someone else than the assignee.
+    The assignee's step is the one whose level's unit and one of whose roles the task was assigned with (none, for
+    an inspector, a grid member or a role on the cell: the task then climbs to the first step). A step is skipped
+    only when nobody but the assignee holds it. Within the step the task goes to the first holder of the step's
+    first role held (lowest person id first); the step's other holders are informed.
 
     Parameters
     ----------
@@ -362,42 +399,54 @@ def next_up(store: Store, tasks: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``person_id`` (Int64), ``role``, ``unit`` per task, on the index of ``tasks``; missing at the chain's top.
+        On the index of ``tasks``: ``person_id`` (Int64), ``role``, ``unit``, ``level`` of the step it goes to
+        (missing at the chain's top), ``informed`` (person ids, a list per task) and ``from_level`` (the
+        assignee's step, None when the assignee holds none).
     """
-    out = pd.DataFrame({"person_id": pd.array([pd.NA] * len(tasks), dtype="Int64"),
-                        "role": pd.Series([None] * len(tasks), dtype=object),
-                        "unit": pd.Series([None] * len(tasks), dtype=object)}, index=tasks.index)
+    n = len(tasks)
+    out = pd.DataFrame({"person_id": pd.array([pd.NA] * n, dtype="Int64"),
+                        "role": pd.Series([None] * n, dtype=object), "unit": pd.Series([None] * n, dtype=object),
+                        "level": pd.Series([None] * n, dtype=object),
+                        "informed": pd.Series([[] for _ in range(n)], dtype=object),
+                        "from_level": pd.Series([None] * n, dtype=object)}, index=tasks.index)
     if tasks.empty:
         return out
-    climb = [i for i, step in enumerate(CHAIN) if step.escalation]
     cells = tasks.cell.to_numpy(dtype=np.int64)
     codes = _query_cells(store, _distinct_cells(cells), "SELECT c.cell, c.village_code, c.township_code,"
-                         " c.county_code FROM wanted_cells w JOIN cells c ON c.cell = w.cell")
+                         " c.county_code, c.city_code FROM wanted_cells w JOIN cells c ON c.cell = w.cell")
     codes = codes.set_index("cell").reindex(cells)
     role = tasks.assigned_role.to_numpy(dtype=object)
     unit = tasks.assigned_unit.to_numpy(dtype=object)
-    # the assignee's escalation step: its position among the steps of ``climb``, -1 when none
-    at = np.full(len(tasks), -1, dtype=np.int64)
-    for k, i in reversed(list(enumerate(climb))):
-        code = codes[f"{CHAIN[i].level}_code"].to_numpy(dtype=object)
+    at = np.full(n, -1, dtype=np.int64)  # the assignee's step, -1 when none
+    for k, step in enumerate(ESCALATION):
+        code = codes[f"{step.level}_code"].to_numpy(dtype=object)
         held = pd.notna(code) & (code != "")
-        at = np.where(held & (role == CHAIN[i].role) & (unit == code), k, at)
+        at = np.where(held & np.isin(role, step.roles) & (unit == code), k, at)
+    out["from_level"] = np.asarray([ESCALATION[k].level if k >= 0 else None for k in at], dtype=object)
     holders = chain_holders(store, cells)
-    firsts = holders[holders.step.isin(climb)].drop_duplicates(["cell", "step"])
-    firsts = firsts.assign(k=firsts.step.map({i: k for k, i in enumerate(climb)}))
-    pairs = pd.DataFrame({"task": np.arange(len(tasks)), "cell": cells, "at": at,
-                          "assignee": tasks.assignee_id.astype("Int64").to_numpy()}).merge(firsts, on="cell")
+    holders = holders[holders.step.isin(list(_CLIMB))]
+    holders = holders.assign(k=holders.step.map(lambda i: _CLIMB[i][0]).astype(np.int64),
+                             rank=holders.step.map(lambda i: _CLIMB[i][1]).astype(np.int64))
+    pairs = pd.DataFrame({"task": np.arange(n), "cell": cells, "at": at,
+                          "assignee": tasks.assignee_id.astype("Int64").to_numpy()}).merge(holders, on="cell")
     pairs = pairs[(pairs.k > pairs["at"]) & (pairs.person_id != pairs.assignee).fillna(True)]
-    best = pairs.sort_values(["task", "k"]).drop_duplicates("task")
+    pairs = pairs.sort_values(["task", "k", "rank", "person_id"], kind="stable")
+    best = pairs.drop_duplicates("task")
     rows = best.task.to_numpy()
     out.iloc[rows, out.columns.get_loc("person_id")] = best.person_id.to_numpy(dtype=np.int64)
     out.iloc[rows, out.columns.get_loc("role")] = best.role.to_numpy(dtype=object)
     out.iloc[rows, out.columns.get_loc("unit")] = best.unit.to_numpy(dtype=object)
+    out.iloc[rows, out.columns.get_loc("level")] = np.asarray([ESCALATION[k].level for k in best.k], dtype=object)
+    step = pairs.merge(best[["task", "k", "person_id"]].rename(columns={"k": "to_k", "person_id": "to_person"}),
+                       on="task")
+    step = step[(step.k == step.to_k) & (step.person_id != step.to_person)]
+    for task, people in step.groupby("task").person_id:
+        out.iat[int(task), out.columns.get_loc("informed")] = sorted({int(p) for p in people})
     return out
 
 
 def responsible_chain(store: Store, cell: int) -> dict[str, Any]:
-    """Who answers for a cell: its owners and every person on the chain up to the county.
+    """Who answers for a cell: its owners and every person on the chain up to the city.
 
     Returns
     -------
@@ -413,7 +462,7 @@ def responsible_chain(store: Store, cell: int) -> dict[str, Any]:
     if not rows:
         raise NotFound("Cell {cell} is not part of the grid.", cell=h3.int_to_str(int(cell)))
     own = rows[0]
-    codes = {"village": own["village_code"], "township": own["township_code"], "county": own["county_code"]}
+    codes = {level: own[f"{level}_code"] for level in ("village", "township", "county", "city")}
     names = {
         r["code"]: r["name"]
         for r in store.query(
@@ -424,9 +473,9 @@ def responsible_chain(store: Store, cell: int) -> dict[str, Any]:
     found = store.query(
         "SELECT a.role, a.unit_code, a.cell, p.name, p.person_key, p.phone, r.chain_order, r.label_zh, r.label_en"
         " FROM assignments a JOIN people p ON p.id = a.person_id JOIN roles r ON r.name = a.role"
-        f" WHERE a.role IN ({', '.join('?' * len(CHAIN_ROLES))}) AND (a.cell = ? OR a.unit_code IN (?, ?, ?))"
+        f" WHERE a.role IN ({', '.join('?' * len(CHAIN_ROLES))}) AND (a.cell = ? OR a.unit_code IN (?, ?, ?, ?))"
         " ORDER BY r.chain_order, p.person_key",
-        [*CHAIN_ROLES, int(cell), codes["village"], codes["township"], codes["county"]],
+        [*CHAIN_ROLES, int(cell), codes["village"], codes["township"], codes["county"], codes["city"]],
     )
     cell_id = h3.int_to_str(int(cell))
     chain = []
@@ -458,51 +507,166 @@ def responsible_chain(store: Store, cell: int) -> dict[str, Any]:
     }
 
 
-def coverage_report(store: Store, region_code: str, *, limit: int = 200) -> dict[str, Any]:
-    """Coverage gaps of a region (全覆盖 check).
+#: the roles whose work a supervisor (监督员) supervises: a supervisor holding one of them where they supervise (on
+#: the same unit or cell, one inside it, or one containing it) supervises their own work
+SUPERVISED_ROLES = ("inspector", "grid_member", "grid_leader")
+
+
+def _place_paths(store: Store) -> tuple[dict[str, str], dict[str, str]]:
+    """Unit code → parent code, and unit code → name."""
+    units = store.query("SELECT code, name, parent_code FROM units")
+    return {u["code"]: u["parent_code"] for u in units}, {u["code"]: u["name"] for u in units}
+
+
+def role_conflicts(store: Store, *, person_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """Where a person supervises their own work: 监督员 of a place and inspector, grid member or grid leader of the
+    same place, of one inside it or of one containing it (the places overlap).
+
+    Returns
+    -------
+    list of dict
+        ``person_id, person_key, name, supervisor_assignment, supervised_place, supervised_name, assignment, role,
+        place, place_name, same_place`` per conflicting pair of roles, by person key; a place is a unit code or a
+        cell's hex id.
+    """
+    supervised = ", ".join(f"'{r}'" for r in SUPERVISED_ROLES)
+    where = "" if person_ids is None else \
+        f" AND a.person_id IN ({', '.join(str(int(p)) for p in person_ids) or 'NULL'})"
+    rows = store.query(
+        "SELECT a.id, a.person_id, a.role, a.unit_code, a.cell, p.person_key, p.name, c.village_code,"
+        " c.township_code, c.county_code, c.city_code FROM assignments a JOIN people p ON p.id = a.person_id"
+        " LEFT JOIN cells c ON c.cell = a.cell"
+        f" WHERE a.role IN ('supervisor', {supervised}) AND a.person_id IN"
+        f" (SELECT person_id FROM assignments WHERE role = 'supervisor'){where} ORDER BY p.person_key, a.id")
+    if not rows:
+        return []
+    parents, names = _place_paths(store)
+
+    def place(r: dict) -> tuple[str, str, set[str]]:
+        """The place's id, its name and the ids of every place containing it (itself included)."""
+        if r["cell"] is None:
+            code, name = r["unit_code"], names.get(r["unit_code"], "")
+            start = code
+        else:
+            code = name = h3.int_to_str(int(r["cell"]))
+            start = next((r[f"{lv}_code"] for lv in ("village", "township", "county", "city") if r[f"{lv}_code"]), None)
+        path = {code} if r["cell"] is not None else set()
+        while start is not None and start not in path:
+            path.add(start)
+            start = parents.get(start)
+        return code, name, path
+
+    out = []
+    by_person: dict[int, list[dict]] = {}
+    for r in rows:
+        by_person.setdefault(int(r["person_id"]), []).append(r)
+    for held in by_person.values():
+        places = {r["id"]: place(r) for r in held}
+        for sup in (r for r in held if r["role"] == "supervisor"):
+            s_code, s_name, s_path = places[sup["id"]]
+            for work in (r for r in held if r["role"] in SUPERVISED_ROLES):
+                w_code, w_name, w_path = places[work["id"]]
+                if s_code in w_path or w_code in s_path:
+                    out.append({"person_id": int(sup["person_id"]), "person_key": sup["person_key"],
+                                "name": sup["name"], "supervisor_assignment": int(sup["id"]),
+                                "supervised_place": s_code, "supervised_name": s_name,
+                                "assignment": int(work["id"]), "role": work["role"], "place": w_code,
+                                "place_name": w_name, "same_place": s_code == w_code})
+    return out
+
+
+def coverage_report(store: Store, region_code: str, *, required: dict[str, tuple[str, ...]] | None = None,
+                    cells: np.ndarray | None = None, limit: int = 200) -> dict[str, Any]:
+    """Coverage gaps of a region (全覆盖 check) against the roles the local set-up requires, and conflicting roles.
+
+    Parameters
+    ----------
+    store : Store
+        The database.
+    region_code : str
+        The region's unit.
+    required : mapping, optional
+        The roles each level's units must hold, and every cell (``cell``: on the cell or a unit owning it)
+        (:attr:`gridwatch.policy.Policy.required_roles`); default :data:`gridwatch.policy.DEFAULT_REQUIRED_ROLES`,
+        a grid leader on every unit and an inspector on every cell.
+    cells : array of int, optional
+        Only these cells and the units lying wholly inside them (a leader's scope); people without a unit are
+        then not listed.
+    limit : int
+        Most cell ids listed per role.
 
     Returns
     -------
     dict
-        ``units_without_grid_leader`` (list of units), ``cells_without_inspector``
-        (count, by township, and the first ``limit`` cell ids),
-        ``people_without_unit`` (list), and the totals checked.
+        ``required_roles`` and ``default`` (the set-up checked), ``role_gaps`` (per level and role required:
+        ``level, role, checked, count, units``), ``cell_gaps`` (per role required on cells: ``count``,
+        ``by_township``, ``by_village``, the first ``limit`` ``cells``), ``conflicts`` (:func:`role_conflicts` in
+        the region or scope), ``units_without_grid_leader`` and ``cells_without_inspector`` (the same gaps of
+        those two roles), ``people_without_unit`` and the totals checked.
     """
+    required = dict(DEFAULT_REQUIRED_ROLES if required is None else required)
     units = region_units(store, region_code)
-    leaders = {r["unit_code"] for r in store.query(
-        "SELECT DISTINCT unit_code FROM assignments WHERE role = 'grid_leader' AND unit_code IS NOT NULL")}
-    no_leader = units[~units.code.isin(leaders)]
-    cells = store.query_df("SELECT cell, city_code, county_code, township_code, village_code FROM cells ORDER BY cell")
-    insp = store.query_df("SELECT unit_code, cell FROM assignments WHERE role = 'inspector'")
-    covered_units = set(insp.unit_code.dropna())
-    covered_cells = set(insp.cell.dropna().astype("int64"))
-    mask = cells.cell.isin(covered_cells).to_numpy().copy()
-    for col in ("village_code", "township_code", "county_code", "city_code"):
-        mask |= cells[col].isin(covered_units).to_numpy()
-    gaps = cells[~mask]
-    names = dict(zip(units.code, units.name))
-    by_township = (
-        gaps.groupby(gaps.township_code.fillna(""), dropna=False).size().sort_values(ascending=False)
-    )
-    people = store.query_df(
+    grid = store.query_df("SELECT cell, city_code, county_code, township_code, village_code FROM cells ORDER BY cell")
+    if cells is not None:
+        grid["inside"] = grid.cell.isin(np.asarray(cells, dtype=np.int64))
+        inside = set()
+        for col in ("village_code", "township_code", "county_code", "city_code"):
+            whole = grid.groupby(col).inside.all()
+            inside |= set(whole[whole].index)
+        units = units[units.code.isin(inside)]
+        grid = grid[grid.inside].drop(columns="inside")
+    names = dict(zip(units.code, units.name, strict=True))
+    names |= {r["code"]: r["name"] for r in store.query("SELECT code, name FROM units WHERE level IN"
+                                                        " ('township', 'village')")}
+    held = store.query_df("SELECT role, unit_code, cell FROM assignments")
+    role_gaps = []
+    for level, roles in required.items():
+        if level == "cell":
+            continue
+        at_level = units[units.level == level]
+        if at_level.empty:  # no unit of the level in the region (the province above a county)
+            continue
+        for role in roles:
+            holding = set(held.unit_code[(held.role == role) & held.unit_code.notna()])
+            missing = at_level[~at_level.code.isin(holding)]
+            role_gaps.append({"level": level, "role": role, "checked": int(len(at_level)), "count": int(len(missing)),
+                              "units": [{"code": r.code, "name": r.name, "level": r.level}
+                                        for r in missing.itertuples()]})
+    cell_gaps = {}
+    for role in required.get("cell", ()):
+        mine = held[held.role == role]
+        covered_units = set(mine.unit_code.dropna())
+        mask = grid.cell.isin(set(mine.cell.dropna().astype("int64"))).to_numpy().copy()
+        for col in ("village_code", "township_code", "county_code", "city_code"):
+            mask |= grid[col].isin(covered_units).to_numpy()
+        gaps = grid[~mask]
+        cell_gaps[role] = {
+            "count": int(len(gaps)),
+            **{f"by_{level}": [{"code": code, "name": names.get(code, ""), "cells": int(k)} for code, k in
+                               gaps.groupby(gaps[f"{level}_code"].fillna(""), dropna=False).size()
+                               .sort_values(ascending=False, kind="stable").items()]
+               for level in ("township", "village")},
+            "cells": [h3.int_to_str(int(c)) for c in gaps.cell.head(limit)]}
+    known = set(units.code) | {h3.int_to_str(int(c)) for c in grid.cell} if cells is not None else None
+    conflicts = [c for c in role_conflicts(store)
+                 if known is None or c["supervised_place"] in known or c["place"] in known]
+    people = [] if cells is not None else store.query_df(
         "SELECT p.person_key, p.name FROM people p WHERE NOT EXISTS"
-        " (SELECT 1 FROM assignments a WHERE a.person_id = p.id) ORDER BY p.person_key"
-    )
+        " (SELECT 1 FROM assignments a WHERE a.person_id = p.id) ORDER BY p.person_key").to_dict("records")
+    no_gap = {"count": 0, "by_township": [], "by_village": [], "cells": []}
     return {
         "region": region_code,
         "units_checked": int(len(units)),
-        "cells_checked": int(len(cells)),
-        "units_without_grid_leader": [
-            {"code": r.code, "name": r.name, "level": r.level} for r in no_leader.itertuples()
-        ],
-        "cells_without_inspector": {
-            "count": int(len(gaps)),
-            "by_township": [
-                {"code": code, "name": names.get(code, ""), "cells": int(n)} for code, n in by_township.items()
-            ],
-            "cells": [h3.int_to_str(int(c)) for c in gaps.cell.head(limit)],
-        },
-        "people_without_unit": people.to_dict("records"),
+        "cells_checked": int(len(grid)),
+        "required_roles": {level: list(roles) for level, roles in required.items()},
+        "default": required == DEFAULT_REQUIRED_ROLES,
+        "role_gaps": role_gaps,
+        "cell_gaps": cell_gaps,
+        "conflicts": conflicts,
+        "units_without_grid_leader": sorted((u for g in role_gaps if g["role"] == "grid_leader" for u in g["units"]),
+                                            key=lambda u: u["code"]),
+        "cells_without_inspector": cell_gaps.get("inspector", no_gap),
+        "people_without_unit": people,
     }
 
 

@@ -33,7 +33,8 @@ from gridwatch.i18n import N_
 from gridwatch.tasks import Kind, Priority
 
 __all__ = ["TIMEZONE", "EARLIEST_DATA", "DEMO_DOCUMENT", "Period", "DispatchPolicy", "Policy", "Rule", "rules_in_force",
-           "PLAN_RULES", "LOCAL_RULES"]
+           "PLAN_RULES", "LOCAL_RULES", "ESCALATION_LEVELS", "ESCALATION_ORDER", "ONE_LEADER_THREE_MEMBERS",
+           "DEFAULT_REQUIRED_ROLES"]
 
 #: Beijing time: the zone of every local date, period and deadline shown (the plans' calendar)
 TIMEZONE = "Asia/Shanghai"
@@ -46,6 +47,107 @@ _TOO_EARLY = {False: N_("The date {day} lies before {earliest}, when the satelli
                         "Terra); choose a later date."),
               True: N_("The end date {day} lies before {earliest}, when the satellite fire record begins (MODIS on "
                        "Terra); choose a later date.")}
+
+
+#: the levels an overdue task climbs through, first to last, each with its own hours (HN-2017 §11: 市、县（区）、
+#: 乡镇（街道）、村（社区）; the roles at each level are :data:`gridwatch.org.ESCALATION`)
+ESCALATION_LEVELS = ("village", "township", "county", "city")
+#: the escalation order as the 规则说明 lists it
+ESCALATION_ORDER = ("巡查员 → 村网格长（村主要负责人知悉）→ 乡镇主要负责人（乡镇网格长知悉）"
+                    "→ 县网格长（县主要负责人知悉）→ 市网格长（市主要负责人知悉）")
+#: 一长三员: 网格长, 网格员, 巡查员, 监督员 (HN-2017 §11)
+ONE_LEADER_THREE_MEMBERS = ("grid_leader", "grid_member", "inspector", "supervisor")
+#: the roles a unit or cell may be required to hold: 一长三员 and the unit's 主要负责人
+_REQUIRABLE_ROLES = (*ONE_LEADER_THREE_MEMBERS, "unit_head")
+#: where roles may be required: units of a level, or every cell (held on the cell or a unit owning it)
+_REQUIRABLE_LEVELS = ("province", "city", "county", "township", "village", "cell")
+#: the coverage check when ``required_roles`` is unset: a grid leader on every unit, an inspector on every cell
+DEFAULT_REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
+    **{level: ("grid_leader",) for level in _REQUIRABLE_LEVELS[:-1]}, "cell": ("inspector",)}
+
+
+def _pairs(value: Any, setting: str) -> dict[str, Any]:
+    """A mapping setting as a dict: a TOML table, or text ``name=value,name=value`` from the environment."""
+    if isinstance(value, Mapping):
+        return {str(k).strip(): v for k, v in value.items()}
+    text = str(value or "").strip()
+    if not text:
+        return {}
+    out = {}
+    for part in text.split(","):
+        name, sep, item = part.partition("=")
+        if not sep or not name.strip():
+            raise ValidationError("The setting {name} = {value!r} is not of the form name=value,name=value.",
+                                  name=setting, value=text)
+        out[name.strip()] = item.strip()
+    return out
+
+
+def step_hours_of(value: Any) -> dict[str, float]:
+    """``sla_step_hours`` checked: hours (more than 0, at most a year) by escalation level.
+
+    Examples
+    --------
+    >>> step_hours_of("village=24,city=72")
+    {'village': 24.0, 'city': 72.0}
+    """
+    found = _pairs(value, "sla_step_hours")
+    unknown = sorted(set(found) - set(ESCALATION_LEVELS))
+    if unknown:
+        raise ValidationError("Unknown escalation step(s) {names} in sla_step_hours; the steps are {known}.",
+                              names=", ".join(unknown), known=", ".join(ESCALATION_LEVELS))
+    hours = {}
+    for level in ESCALATION_LEVELS:
+        if level not in found:
+            continue
+        try:
+            hours[level] = float(found[level])
+        except (TypeError, ValueError):
+            hours[level] = float("nan")
+        if not 0 < hours[level] <= 24 * 366:
+            raise ValidationError("sla_step_hours gives {level} {value!r}; give hours above 0 and at most a year.",
+                                  level=level, value=found[level])
+    return hours
+
+
+def required_roles_of(value: Any) -> dict[str, tuple[str, ...]]:
+    """``required_roles`` checked: the roles each level's units (and ``cell``: every cell) must hold.
+
+    Empty gives :data:`DEFAULT_REQUIRED_ROLES`; a level left out of a set-up requires nothing.
+
+    Examples
+    --------
+    >>> required_roles_of("village=grid_leader+inspector,cell=inspector")
+    {'village': ('grid_leader', 'inspector'), 'cell': ('inspector',)}
+    """
+    found = _pairs(value, "required_roles")
+    if not found:
+        return dict(DEFAULT_REQUIRED_ROLES)
+    unknown = sorted(set(found) - set(_REQUIRABLE_LEVELS))
+    if unknown:
+        raise ValidationError("Unknown level(s) {names} in required_roles; the levels are {known}.",
+                              names=", ".join(unknown), known=", ".join(_REQUIRABLE_LEVELS))
+    out = {}
+    for level in _REQUIRABLE_LEVELS:
+        if level not in found:
+            continue
+        roles = found[level]
+        roles = [r.strip() for r in (roles.split("+") if isinstance(roles, str) else list(roles)) if str(r).strip()]
+        wrong = sorted({str(r) for r in roles} - set(_REQUIRABLE_ROLES))
+        if wrong:
+            raise ValidationError("required_roles names the role(s) {names} for {level}; the roles are {known}.",
+                                  names=", ".join(wrong), level=level, known=", ".join(_REQUIRABLE_ROLES))
+        out[level] = tuple(dict.fromkeys(roles))
+    return out
+
+
+def _chain_rules(settings: Settings) -> dict[str, Any]:
+    """The chain's rules of the settings: hours per escalation step, required roles, what conflicting roles do."""
+    conflicts = str(settings.conflicting_roles or "warn").strip()
+    if conflicts not in ("warn", "refuse"):
+        raise ValidationError("conflicting_roles is {value!r}; use warn or refuse.", value=settings.conflicting_roles)
+    return {"step_hours": step_hours_of(settings.sla_step_hours),
+            "required_roles": required_roles_of(settings.required_roles), "conflicting_roles": conflicts}
 
 
 @dataclass(frozen=True)
@@ -148,11 +250,21 @@ class Policy:
         The settings it was built from (layer rules such as radii and months are read from here by their modules).
     timezone : str
         Always :data:`TIMEZONE`.
+    step_hours : mapping
+        Hours a task may sit at each escalation step (:data:`ESCALATION_LEVELS`) before climbing; a level without
+        hours (all, unless ``sla_step_hours`` is set) gives the hours of the task's kind.
+    required_roles : mapping
+        The roles each level's units, and every cell (``cell``), must hold (:func:`required_roles_of`).
+    conflicting_roles : str
+        ``warn`` or ``refuse`` a role that makes a supervisor supervise their own work.
     """
 
     dispatch: DispatchPolicy = field(default_factory=lambda: DispatchPolicy())
     settings: Settings = field(default_factory=Settings)
     timezone: str = TIMEZONE
+    step_hours: Mapping[str, float] = field(default_factory=dict)
+    required_roles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRED_ROLES))
+    conflicting_roles: str = "warn"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Policy":
@@ -181,7 +293,7 @@ class Policy:
             dispatch = replace(dispatch, sla_by_kind=by_kind,
                                sla_hours=hours.get("fire_check", dispatch.sla_hours),
                                sla_key_hours=hours.get("fire_check_key_period", dispatch.sla_key_hours))
-        return cls(dispatch=dispatch, settings=settings)
+        return cls(dispatch=dispatch, settings=settings, **_chain_rules(settings))
 
     @classmethod
     def load(cls) -> "Policy":
@@ -198,6 +310,11 @@ class Policy:
         if kind == Kind.FIRE_CHECK:
             return float(self.dispatch.sla_hours)
         return float(self.dispatch.sla_by_kind.get(kind, self.dispatch.sla_by_kind.get(Kind.MANUAL, 72.0)))
+
+    def escalation_hours(self, kind: str, level: str | None) -> float:
+        """Hours a task of ``kind`` may sit at the escalation step of ``level`` (its kind's hours when the step has
+        none configured, or for no step)."""
+        return float(self.step_hours.get(level or "", self.sla_hours(kind)))
 
     def now(self) -> dt.datetime:
         """The current moment as an aware Beijing datetime."""
@@ -317,6 +434,9 @@ PLAN_RULES: tuple[tuple[str, str, str, str], ...] = (
      "HN-2017 §11 每日一调度，每周一汇总，每旬一排名，每月一考核，每两个月一评比，半年一奖惩，年终综期考核"),
     ("timezone", N_("Calendar of days, weeks, 旬 and months"), f"北京时间 ({TIMEZONE})",
      "HN-2017 §11 (the plans' calendar: Beijing time)"),
+    ("escalation_order", N_("Escalation order of an overdue task"), ESCALATION_ORDER,
+     "HN-2017 §11 网格长为第一责任人，乡镇（街道）主要负责人对本辖区内网格化监管负领导责任，"
+     "网格长和行政村、社区主要负责人对本辖区内网格化监管负直接领导责任; 涵盖市、县（区）、乡镇（街道）、村（社区）"),
 )
 
 #: rules no plan gives a number for (本地设置): (setting, label, how to read it from the settings or policy)
@@ -332,7 +452,14 @@ LOCAL_RULES: tuple[tuple[str, str], ...] = (
     ("report_weights", N_("Ranking score weights")),
     ("report_thresholds", N_("Accountability thresholds (通报, 约谈) on fire points per period")),
     ("report_deduction_yuan", N_("Fiscal deduction per fire point (yuan)")),
+    ("sla_step_hours", N_("Hours a task may sit at each escalation step before climbing")),
+    ("required_roles", N_("Roles of 一长三员 each unit and cell must hold (coverage)")),
+    ("conflicting_roles", N_("A supervisor given a role whose work they supervise (warn or refuse)")),
 )
+
+
+#: how the 规则说明 shows the coverage check when ``required_roles`` is unset
+_DEFAULT_ROLES_TEXT = "默认：各级单位须有网格长，每个网格须有巡查员"
 
 
 def _text(value: Any) -> str:
@@ -381,6 +508,11 @@ def rules_in_force(policy: Policy, *, demo: bool = False) -> list[Rule]:
         "coal_check_cadence_days": str(settings.coal_check_cadence_days),
         "report_weights": _text(settings.report_weights), "report_thresholds": _text(settings.report_thresholds),
         "report_deduction_yuan": _text(float(settings.report_deduction_yuan or 0)),
+        "escalation_order": ESCALATION_ORDER,
+        "sla_step_hours": _text(dict(policy.step_hours)),
+        "required_roles": (_DEFAULT_ROLES_TEXT if dict(policy.required_roles) == DEFAULT_REQUIRED_ROLES
+                           else ",".join(f"{k}={'+'.join(v)}" for k, v in policy.required_roles.items())),
+        "conflicting_roles": policy.conflicting_roles,
     }
 
     def local(key: str, label: str) -> Rule:

@@ -499,10 +499,12 @@ def escalate_overdue(store: Store, *, policy: Policy, now: dt.datetime | None = 
                      actor: str = "escalation") -> dict[str, int]:
     """Move overdue tasks up the responsibility chain; the original assignee stays on the record.
 
-    An overdue task goes from its assignee to the next person up its cell's chain (:func:`gridwatch.org.next_up`:
-    the grid leader of the nearest unit, then the township's head, then the county's); each step appends an
-    ``escalated`` event and gives the task a fresh service-level time (``policy``'s hours for its kind). At the
-    top of the chain the task stays with its assignee, with a fresh time.
+    An overdue task goes from its assignee to the next escalation step up its cell's chain that someone else holds
+    (:func:`gridwatch.org.next_up`, :data:`gridwatch.org.ESCALATION`: the village's grid leader with its head
+    informed, the township's head, the county, the city); each step appends an ``escalated`` event naming the step,
+    the person it goes to and those informed, and gives the task the hours of that step
+    (:meth:`Policy.escalation_hours`: ``sla_step_hours`` of the level, else the hours of the task's kind). At the top
+    of the chain the task stays with its assignee, with a fresh time of the step it is at.
     """
     now = naive_utc(now)
     active = tuple(s.value for s in ACTIVE_STATES)
@@ -516,16 +518,22 @@ def escalate_overdue(store: Store, *, policy: Policy, now: dt.datetime | None = 
         overdue["assignee_id"] = overdue.assignee_id.astype("Int64")
         up = org.next_up(store, overdue)
         moved = up.person_id.notna().to_numpy()
-        details = []
+        details, hours = [], []
         for task, nxt, goes in zip(overdue.itertuples(index=False), up.itertuples(index=False), moved, strict=True):
             detail: dict[str, Any] = {"overdue": True, "from_assignee": _plain(task.assignee_id),
                                       "from_role": _plain(task.assigned_role)}
+            level = nxt.level if goes else nxt.from_level
             if goes:
-                detail |= {"to_assignee": int(nxt.person_id), "to_role": nxt.role, "to_unit": nxt.unit}
+                detail |= {"to_assignee": int(nxt.person_id), "to_role": nxt.role, "to_unit": nxt.unit,
+                           "to_level": nxt.level}
+                if nxt.informed:
+                    detail["informed"] = list(nxt.informed)
             else:
                 detail["top_of_chain"] = True
+            hours.append(policy.escalation_hours(task.kind, level))
+            detail["hours"] = hours[-1]
             details.append(detail)
-        hours = overdue.kind.map(policy.sla_hours).to_numpy(dtype=float)
+        hours = np.asarray(hours, dtype=float)
         record_events(store, overdue.id.to_numpy(dtype=np.int64), State.ESCALATED, actor=actor, now=now,
                       detail=details, columns={
                           "assignee_id": up.person_id.where(moved, overdue.assignee_id),

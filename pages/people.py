@@ -14,6 +14,15 @@ INDENT = "\u3000"  # an ideographic space: keeps villages visibly under their to
 flash = st.session_state.pop("people_flash", None)
 if flash:
     st.success(flash)
+for warning in st.session_state.pop("people_warnings", []):
+    st.warning(warning)
+
+
+def conflict_text(c: dict) -> str:
+    """One person supervising their own work, as a sentence."""
+    return t("{person} supervises their own work: supervisor of {supervised} and {role} of {place}.",
+             person=c["name"], supervised=c["supervised_name"] or c["supervised_place"], role=t(c["role"]),
+             place=c["place_name"] or c["place"])
 
 
 def people_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -77,6 +86,7 @@ with ui.show_errors():
                 filled = {"person": names[person], "role": t(role), "unit": unit_names.get(unit, unit)}
                 st.session_state["people_flash"] = (t("{person} is now {role} of {unit}.", **filled) if done["added"]
                                                     else t("{person} already is {role} of {unit}.", **filled))
+                st.session_state["people_warnings"] = [conflict_text(c) for c in done["conflicts"]]
                 st.rerun()
         if person is not None:
             held = people[(people.person_key == person) & people.assignment_id.notna()]
@@ -99,6 +109,8 @@ with ui.show_errors():
         if result:
             st.success(t("Imported {file}: {people} new people, {assignments} new roles, "
                          "{unchanged} roles already held.", **result))
+            for conflict in result.get("conflicts", []):
+                st.warning(conflict_text(conflict))
         st.markdown(t("One row per role a person holds, with either unit_code or cell (an H3 id); "
                       "a row without role, unit and cell adds the person only. The columns:"))
         st.code(",".join(services.admin_csv_columns()), language=None)
@@ -115,16 +127,35 @@ with ui.show_errors():
     with tab_coverage:
         report = services.coverage(store, me)
         gaps = report["cells_without_inspector"]
-        cols = st.columns(3)
+        if report["default"]:
+            st.caption(t("Checked against the default set-up: a grid leader on every unit and an inspector on every "
+                         "cell. A county sets the roles of 一长三员 each level must hold in required_roles."))
+        else:
+            st.caption(t("Checked against the roles the local set-up requires (required_roles): {setup}.",
+                         setup="; ".join(f"{t(level)}: {'、'.join(t(r) for r in roles)}"
+                                         for level, roles in report["required_roles"].items())))
+        cols = st.columns(4)
         cols[0].metric(t("Units without a grid leader"), len(report["units_without_grid_leader"]))
         cols[1].metric(t("Cells without an inspector"), gaps["count"])
         cols[2].metric(t("People without a unit"), len(report["people_without_unit"]))
+        cols[3].metric(t("Conflicting roles"), len(report["conflicts"]))
 
-        st.subheader(t("Units without a grid leader"))
-        if report["units_without_grid_leader"]:
-            st.dataframe(pd.DataFrame(report["units_without_grid_leader"]).assign(
-                level=lambda d: d.level.map(t)).rename(
-                columns={"code": t("Code"), "name": t("Name"), "level": t("Level")}), hide_index=True, width="stretch")
+        st.subheader(t("Roles missing, by level"))
+        st.dataframe(pd.DataFrame({
+            t("Level"): [t(g["level"]) for g in report["role_gaps"]],
+            t("Role"): [t(g["role"]) for g in report["role_gaps"]],
+            t("Units checked"): [g["checked"] for g in report["role_gaps"]],
+            t("Missing"): [g["count"] for g in report["role_gaps"]],
+            t("Units"): ["、".join(u["name"] for u in g["units"][:50]) for g in report["role_gaps"]],
+        }), hide_index=True, width="stretch")
+        for role, cell_gap in report["cell_gaps"].items():
+            if role != "inspector":
+                st.caption(t("Cells without a {role}: {count}", role=t(role), count=cell_gap["count"]))
+
+        st.subheader(t("Conflicting roles"))
+        if report["conflicts"]:
+            for conflict in report["conflicts"]:
+                st.warning(conflict_text(conflict))
         else:
             st.caption(t("None."))
 

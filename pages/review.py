@@ -133,7 +133,15 @@ with ui.show_errors():
             st.dataframe(pd.DataFrame(missing["by_village"]).rename(
                 columns={"code": t("Code"), "name": t("Village"), "cells": t("Cells")}), hide_index=True,
                 width="stretch")
-        if not missing["count"] and not gaps["units_without_grid_leader"]:
+        missing_roles = [g for g in gaps["role_gaps"] if g["count"] and g["role"] != "grid_leader"]
+        for gap in missing_roles:  # other roles of 一长三员 the local set-up requires
+            st.caption(t("{level} without a {role}: {units}", level=t(gap["level"]), role=t(gap["role"]),
+                         units="、".join(u["name"] for u in gap["units"][:30])))
+        for c in gaps["conflicts"]:
+            st.warning(t("{person} supervises their own work: supervisor of {supervised} and {role} of {place}.",
+                         person=c["name"], supervised=c["supervised_name"] or c["supervised_place"],
+                         role=t(c["role"]), place=c["place_name"] or c["place"]))
+        if not missing["count"] and not gaps["units_without_grid_leader"] and not missing_roles:
             st.success(t("Every cell has an inspector and every unit a grid leader."))
     with visits_tab:
         st.caption(t("Routine patrols go first to the cells nobody has reported from for longest."))

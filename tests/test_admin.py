@@ -118,6 +118,24 @@ def test_assigning_an_inspector_to_a_gap_village_closes_its_gap(app_db):
     assert json.loads(entry["detail"])["role"] == "inspector"
 
 
+def test_the_screen_warns_when_a_supervisor_is_given_work_they_supervise(app_db):
+    at = _screen(app_db, "admin")
+    assert _metric(at, zh("Conflicting roles")) == 0
+    at.selectbox(key="assign_role").set_value("supervisor")
+    at.selectbox(key="assign_unit").set_value("410329-D01")
+    at.button(key="assign").click().run()
+    assert not at.warning
+    at.selectbox(key="assign_role").set_value("inspector")
+    at.selectbox(key="assign_unit").set_value("410329-D01-02")
+    at.button(key="assign").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.success and "巡查员" in at.success[0].value  # given: the plans do not forbid it
+    warned = [w.value.replace("\\", "") for w in at.warning]  # markdown escapes shown unescaped
+    assert warned and "演示乡镇01" in warned[0] and "演示村01-02" in warned[0] and "监督自己的工作" in warned[0]
+    assert _metric(at, zh("Conflicting roles")) == 1  # and the coverage tab lists it
+
+
 def test_importing_a_csv_through_the_uploader(app_db):
     at = _screen(app_db, "admin")
     assert "person_key,name,phone,role,unit_code,cell" in [c.value for c in at.code]
@@ -303,7 +321,7 @@ def test_the_template_imports_as_is(demo_store):
     assert template.startswith("\ufeff".encode()) and template.decode("utf-8-sig").splitlines()[0] == \
         ",".join(services.admin_csv_columns())
     result = services.admin_import_people(demo_store, admin, "people_template.csv", template)
-    assert result == {"file": "people_template.csv", "people": 3, "assignments": 3, "unchanged": 0}
+    assert result == {"file": "people_template.csv", "people": 3, "assignments": 3, "unchanged": 0, "conflicts": []}
     again = services.admin_import_people(demo_store, admin, "people_template.csv", template)
     assert again["assignments"] == 0 and again["unchanged"] == 3
 
@@ -323,3 +341,34 @@ def test_services_refuse_a_user_without_the_grant(demo_store):
             call()
     assert len(_denials(demo_store)) == len(calls)
     assert demo_store.scalar("SELECT count(*) FROM people WHERE person_key = 'x'") == 0
+
+
+def test_a_role_that_makes_a_supervisor_supervise_their_own_work_is_warned_or_refused(demo_store):
+    from gridwatch.config import Settings
+    from gridwatch.i18n import translate_error
+    from gridwatch.policy import Policy
+
+    admin = auth.load_user(demo_store, "admin")
+    township, village = "410329-D01", "410329-D01-01"
+    done = services.admin_assign(demo_store, admin, person_key="demo-unassigned", role="supervisor",
+                                 unit_code=township)
+    assert done["added"] and done["conflicts"] == []
+    done = services.admin_assign(demo_store, admin, person_key="demo-unassigned", role="inspector", unit_code=village)
+    assert done["added"]  # a warning, not a refusal: the plans do not forbid it
+    assert [(c["role"], c["place"], c["supervised_place"], c["same_place"]) for c in done["conflicts"]] == [
+        ("inspector", village, township, False)]
+    assert len(services.coverage(demo_store, services.CLI)["conflicts"]) == 1
+
+    demo_store.policy = Policy.from_settings(Settings.load(env={}, config_path=None, conflicting_roles="refuse"))
+    before = (demo_store.scalar("SELECT count(*) FROM assignments"),
+              demo_store.scalar("SELECT count(*) FROM audit_log"))
+    with pytest.raises(ValidationError, match="supervise their own work") as info:
+        services.admin_assign(demo_store, admin, person_key="demo-unassigned", role="grid_member", unit_code=township)
+    assert "conflicting_roles" in str(info.value) and "监督" in translate_error(info.value, "zh_CN")
+    assert (demo_store.scalar("SELECT count(*) FROM assignments"),
+            demo_store.scalar("SELECT count(*) FROM audit_log")) == before
+    # a role elsewhere is no conflict, and is given
+    assert services.admin_assign(demo_store, admin, person_key="demo-unassigned", role="inspector",
+                                 unit_code="410329-D02-01")["conflicts"] == []
+    with pytest.raises(ValidationError, match="warn or refuse"):
+        Policy.from_settings(Settings.load(env={}, config_path=None, conflicting_roles="maybe"))

@@ -6,6 +6,8 @@ import h3
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gridwatch import demo, org, services
 from gridwatch.errors import NotFound, OutsideRegion, ValidationError
@@ -188,7 +190,11 @@ def test_people_csv_imports_and_reimport_is_idempotent(demo_store, tmp_path):
     people_before = demo_store.scalar("SELECT count(*) FROM people")
 
     first = services.import_people(demo_store, services.CLI, path)
+    conflicts = first.pop("conflicts")
     assert first == {"people": 3, "assignments": 3, "unchanged": 0}
+    # the county's grid leader supervising a village of the county supervises their own work: a warning
+    assert [(c["person_key"], c["role"], c["place"], c["supervised_place"]) for c in conflicts] == [
+        ("zhang-san", "grid_leader", COUNTY, village)]
     stored = {r["person_key"]: r["name"] for r in demo_store.query(
         "SELECT person_key, name FROM people WHERE person_key IN ('zhang-san', 'li-si', 'wang-wu')")}
     assert stored == {"zhang-san": "张三", "li-si": "李四", "wang-wu": "王五"}
@@ -201,7 +207,7 @@ def test_people_csv_imports_and_reimport_is_idempotent(demo_store, tmp_path):
 
     state = _people_state(demo_store)[:2]
     second = services.import_people(demo_store, services.CLI, path)
-    assert second == {"people": 0, "assignments": 0, "unchanged": 3}
+    assert second == {"people": 0, "assignments": 0, "unchanged": 3, "conflicts": conflicts}
     assert _people_state(demo_store)[:2] == state
     assert demo_store.scalar("SELECT count(*) FROM people") == people_before + 3
     assert demo_store.scalar("SELECT count(*) FROM audit_log WHERE action = 'people.import'") == 2
@@ -261,7 +267,8 @@ def test_parse_cell_accepts_hex_and_int_and_refuses_the_rest():
 
 def _first_on_chain(store, cell: int) -> tuple[int | None, str | None]:
     """The first holder of :data:`org.CHAIN` on one cell, read step by step (lowest person id first)."""
-    own = store.query("SELECT village_code, township_code, county_code FROM cells WHERE cell = ?", [cell])[0]
+    own = store.query("SELECT village_code, township_code, county_code, city_code FROM cells WHERE cell = ?",
+                      [cell])[0]
     for step in org.CHAIN:
         where, value = ("cell = ?", cell) if step.level == "cell" else ("unit_code = ?", own[f"{step.level}_code"])
         rows = store.query(f"SELECT person_id FROM assignments WHERE role = ? AND {where} ORDER BY person_id LIMIT 1",
@@ -288,22 +295,183 @@ def test_a_new_task_goes_to_the_first_holder_on_the_chain_of_its_cell(demo_store
     assert who.loc[int(cells[1])].role == "grid_member" and who.loc[int(cells[1])].person_id == pid
 
 
-def test_an_overdue_task_climbs_the_escalation_steps_in_order(demo_store):
-    cell = _staffed_cell(demo_store)
-    climb = [(s.role, s.level) for s in org.CHAIN if s.escalation]
-    assert climb == [("grid_leader", "village"), ("grid_leader", "township"), ("unit_head", "township"),
-                     ("grid_leader", "county"), ("unit_head", "county")]
-    own = demo_store.query("SELECT village_code, township_code, county_code FROM cells WHERE cell = ?", [cell])[0]
-    level_of = {own[f"{level}_code"]: level for level in ("village", "township", "county")}
-    first = org.assignees_for_cells(demo_store, [cell]).iloc[0]
+def _person(store, key: str) -> int:
+    return int(store.scalar("SELECT id FROM people WHERE person_key = ?", [key]))
+
+
+def _climb(store, cell: int) -> list[tuple[str, str, list[int], int]]:
+    """Climb a new task of ``cell`` to the top: (role, level, informed, person) per step."""
+    first = org.assignees_for_cells(store, [cell]).iloc[0]
     task = {"cell": cell, "assignee_id": int(first.person_id), "assigned_role": first.role, "assigned_unit": first.unit}
     climbed = []
-    for _ in range(len(climb) + 1):
-        up = org.next_up(demo_store, pd.DataFrame([task])).iloc[0]
+    for _ in range(len(org.ESCALATION) + 2):
+        up = org.next_up(store, pd.DataFrame([task])).iloc[0]
         if pd.isna(up.person_id):
             break
         assert int(up.person_id) != task["assignee_id"]
-        climbed.append((up.role, level_of[up.unit]))
+        climbed.append((up.role, up.level, up.informed, int(up.person_id)))
         task = {"cell": cell, "assignee_id": int(up.person_id), "assigned_role": up.role, "assigned_unit": up.unit}
-    assert climbed and climbed == [step for step in climb if step in climbed]  # in the chain's order, none twice
-    assert climbed[-1] == ("unit_head", "county")  # the top: nobody above
+    return climbed
+
+
+def test_an_overdue_task_climbs_village_township_county_city_as_the_plans_write_it(demo_store):
+    cell = _staffed_cell(demo_store)
+    own = demo_store.query("SELECT village_code, township_code, county_code, city_code FROM cells WHERE cell = ?",
+                           [cell])[0]
+    assert [(s.level, s.roles) for s in org.ESCALATION] == [
+        ("village", ("grid_leader", "unit_head")), ("township", ("unit_head", "grid_leader")),
+        ("county", ("grid_leader", "unit_head")), ("city", ("grid_leader", "unit_head"))]
+    head = org.add_person(demo_store, person_key="village-head", name="村主任")
+    org.assign_role(demo_store, head, "unit_head", unit_code=own["village_code"])
+    city_leader = org.add_person(demo_store, person_key="city-leader", name="市网格长")
+    city_head = org.add_person(demo_store, person_key="city-head", name="市长")
+    org.assign_role(demo_store, city_leader, "grid_leader", unit_code=own["city_code"])
+    org.assign_role(demo_store, city_head, "unit_head", unit_code=own["city_code"])
+    township = demo_store.query("SELECT person_key, role FROM assignments a JOIN people p ON p.id = a.person_id"
+                                " WHERE a.unit_code = ?", [own["township_code"]])
+    t_leader = _person(demo_store, next(r["person_key"] for r in township if r["role"] == "grid_leader"))
+    t_head = _person(demo_store, next(r["person_key"] for r in township if r["role"] == "unit_head"))
+
+    climbed = _climb(demo_store, cell)
+    assert [(role, level) for role, level, *_ in climbed] == [
+        ("grid_leader", "village"), ("unit_head", "township"), ("grid_leader", "county"), ("grid_leader", "city")]
+    assert climbed[0][2] == [head]  # the village head is informed, never skipped
+    assert climbed[1][2:] == ([t_leader], t_head)
+    assert climbed[2][2] == [_person(demo_store, "demo-county-head")]
+    assert climbed[3][2:] == ([city_head], city_leader)
+
+
+def test_the_village_head_takes_the_task_where_no_grid_leader_is_appointed(demo_store):
+    cell = _staffed_cell(demo_store)
+    village = demo_store.scalar("SELECT village_code FROM cells WHERE cell = ?", [cell])
+    demo_store.execute("DELETE FROM assignments WHERE role = 'grid_leader' AND unit_code = ?", [village])
+    head = org.add_person(demo_store, person_key="village-head", name="村主任")
+    org.assign_role(demo_store, head, "unit_head", unit_code=village)
+    climbed = _climb(demo_store, cell)
+    assert climbed[0][:2] == ("unit_head", "village") and climbed[0][3] == head and climbed[0][2] == []
+    assert climbed[1][:2] == ("unit_head", "township")
+    assert climbed[-1][:2] == ("grid_leader", "county")  # the demo appoints nobody in the city: the county is the top
+
+
+#: who may hold an escalation role in the property test, and where
+_PEOPLE = ("p0", "p1", "p2", "p3")
+_HELD = st.tuples(st.sampled_from(range(len(_PEOPLE))), st.sampled_from(("grid_leader", "unit_head")),
+                  st.sampled_from(tuple(s.level for s in org.ESCALATION)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(held=st.lists(_HELD, max_size=8, unique=True), assignee=_HELD)
+def test_escalation_never_goes_to_the_same_person_nor_skips_a_step_someone_else_holds(demo_store, held, assignee):
+    cell = _staffed_cell(demo_store)
+    own = demo_store.query("SELECT village_code, township_code, county_code, city_code FROM cells WHERE cell = ?",
+                           [cell])[0]
+    units = [own[f"{s.level}_code"] for s in org.ESCALATION]
+    demo_store.execute(f"DELETE FROM assignments WHERE role IN ('grid_leader', 'unit_head') AND unit_code IN"
+                       f" ({', '.join('?' * len(units))})", units)
+    ids = [org.add_person(demo_store, person_key=key, name=key) for key in _PEOPLE]
+    for person, role, level in held:
+        org.assign_role(demo_store, ids[person], role, unit_code=own[f"{level}_code"])
+    a_person, a_role, a_level = assignee
+    task = {"cell": cell, "assignee_id": ids[a_person], "assigned_role": a_role,
+            "assigned_unit": own[f"{a_level}_code"]}
+    up = org.next_up(demo_store, pd.DataFrame([task])).iloc[0]
+    level_no = {s.level: k for k, s in enumerate(org.ESCALATION)}
+    at = level_no[a_level]
+    others = sorted(((level_no[level], org.ESCALATION[level_no[level]].roles.index(role), ids[person])
+                     for person, role, level in held if level_no[level] > at and ids[person] != ids[a_person]))
+    if not others:
+        assert pd.isna(up.person_id)
+    else:
+        step, _, first = others[0]
+        assert int(up.person_id) == first != ids[a_person]
+        assert up.level == org.ESCALATION[step].level  # the nearest step someone else holds: none skipped
+        assert up.informed == sorted({p for k, _, p in others if k == step} - {first})
+    demo_store.execute(f"DELETE FROM assignments WHERE person_id IN ({', '.join('?' * len(ids))})", ids)
+    demo_store.execute(f"DELETE FROM people WHERE id IN ({', '.join('?' * len(ids))})", ids)
+
+
+# -- coverage of 一长三员 and conflicting roles ------------------------------------------------------------------
+
+
+def test_coverage_of_the_four_roles_a_local_set_up_requires(demo_store, planned):
+    required = {"village": ("grid_leader", "grid_member", "inspector", "supervisor"), "township": ("supervisor",),
+                "cell": ("inspector", "supervisor")}
+    report = org.coverage_report(demo_store, COUNTY, required=required)
+    assert report["required_roles"] == {k: list(v) for k, v in required.items()} and report["default"] is False
+    gaps = {(g["level"], g["role"]): g for g in report["role_gaps"]}
+    assert set(gaps) == {("village", r) for r in required["village"]} | {("township", "supervisor")}
+    villages = set(demo_store.query_df("SELECT code FROM units WHERE level = 'village' AND code LIKE '410329-%'").code)
+    assert {u["code"] for u in gaps["village", "grid_leader"]["units"]} == planned["no_leader"]
+    assert {u["code"] for u in gaps["village", "inspector"]["units"]} == planned["no_inspector"]
+    assert {u["code"] for u in gaps["village", "grid_member"]["units"]} == planned["no_inspector"]
+    assert {u["code"] for u in gaps["village", "supervisor"]["units"]} == villages  # the demo has none in villages
+    assert gaps["township", "supervisor"]["count"] == 0 < gaps["township", "supervisor"]["checked"]
+    # every cell has a supervisor above it (township and county), not every one an inspector
+    assert report["cell_gaps"]["supervisor"]["count"] == 0
+    assert report["cell_gaps"]["inspector"] == report["cells_without_inspector"]
+    assert report["cells_without_inspector"]["count"] > 0
+    assert report["units_without_grid_leader"] == sorted(gaps["village", "grid_leader"]["units"],
+                                                         key=lambda u: u["code"])
+    # a supervisor for one village closes exactly that gap
+    village = sorted(villages)[0]
+    pid = org.add_person(demo_store, person_key="v-supervisor", name="监督员甲")
+    org.assign_role(demo_store, pid, "supervisor", unit_code=village)
+    after = {(g["level"], g["role"]): g for g in org.coverage_report(demo_store, COUNTY, required=required)
+             ["role_gaps"]}
+    assert after["village", "supervisor"]["count"] == gaps["village", "supervisor"]["count"] - 1
+    assert village not in {u["code"] for u in after["village", "supervisor"]["units"]}
+
+
+def test_the_default_set_up_is_a_grid_leader_on_every_unit_and_an_inspector_on_every_cell(demo_store):
+    report = services.coverage(demo_store, services.CLI)
+    assert report["default"] is True
+    assert report["required_roles"]["cell"] == ["inspector"] and report["required_roles"]["village"] == ["grid_leader"]
+    assert report["conflicts"] == []
+
+
+def test_the_coverage_service_reads_the_set_up_from_the_settings(demo_store):
+    from gridwatch.config import Settings
+    from gridwatch.policy import Policy
+
+    demo_store.policy = Policy.from_settings(Settings.load(env={}, config_path=None,
+                                                           required_roles="township=supervisor+grid_member"))
+    report = services.coverage(demo_store, services.CLI)
+    assert report["required_roles"] == {"township": ["supervisor", "grid_member"]}
+    assert report["units_without_grid_leader"] == [] and report["cells_without_inspector"]["count"] == 0
+    member = next(g for g in report["role_gaps"] if g["role"] == "grid_member")
+    assert member["count"] == member["checked"] > 0
+
+
+@pytest.mark.parametrize("value, needle", [("hamlet=inspector", "hamlet"), ("village=boss", "boss"),
+                                           ("village", "name=value")])
+def test_a_wrong_required_roles_setting_is_refused_naming_it(value, needle):
+    from gridwatch.config import Settings
+    from gridwatch.policy import Policy
+
+    with pytest.raises(ValidationError, match=needle):
+        Policy.from_settings(Settings.load(env={}, config_path=None, required_roles=value))
+
+
+def test_a_supervisor_supervising_their_own_work_is_a_conflict(demo_store):
+    cell = _staffed_cell(demo_store)
+    own = demo_store.query("SELECT village_code, township_code FROM cells WHERE cell = ?", [cell])[0]
+    pid = org.add_person(demo_store, person_key="two-hats", name="两顶帽子")
+    org.assign_role(demo_store, pid, "supervisor", unit_code=own["township_code"])
+    assert org.role_conflicts(demo_store, person_ids=[pid]) == []
+    org.assign_role(demo_store, pid, "unit_head", unit_code=own["village_code"])  # not supervised by 监督员
+    assert org.role_conflicts(demo_store, person_ids=[pid]) == []
+    org.assign_role(demo_store, pid, "inspector", cell=cell)  # inside the township supervised
+    org.assign_role(demo_store, pid, "grid_member", unit_code=own["township_code"])  # the same unit
+    found = org.role_conflicts(demo_store, person_ids=[pid])
+    assert [(c["role"], c["place"], c["same_place"]) for c in found] == [
+        ("inspector", h3.int_to_str(cell), False), ("grid_member", own["township_code"], True)]
+    assert {c["supervised_place"] for c in found} == {own["township_code"]}
+    report = services.coverage(demo_store, services.CLI)
+    assert [c["role"] for c in report["conflicts"]] == ["inspector", "grid_member"]
+    # a supervisor elsewhere is no conflict
+    other = demo_store.scalar("SELECT min(code) FROM units WHERE level = 'township' AND code LIKE '410329-%'"
+                              " AND code <> ?", [own["township_code"]])
+    pid2 = org.add_person(demo_store, person_key="elsewhere", name="别处")
+    org.assign_role(demo_store, pid2, "supervisor", unit_code=other)
+    org.assign_role(demo_store, pid2, "inspector", cell=cell)
+    assert org.role_conflicts(demo_store, person_ids=[pid2]) == []

@@ -72,3 +72,34 @@ def test_rules_command_prints_json(tmp_path, capsys):
     assert main(["rules", "--db", db, "--json"]) == 0
     rules = json.loads(capsys.readouterr().out)
     assert any(r["key"] == "heat_radius_km" and r["source"] == "plan" for r in rules)
+
+
+def test_the_chains_rules_escalation_order_step_hours_roles_and_conflicts():
+    rules = _by_key(rules_in_force(Policy.from_settings(Settings.load(env={}, config_path=None))))
+    order = rules["escalation_order"]
+    assert order.source == "plan" and order.document.startswith("HN-2017 §11")
+    assert "行政村、社区主要负责人" in order.document
+    assert order.value.index("村网格长") < order.value.index("乡镇主要负责人") < order.value.index("县") < \
+        order.value.index("市网格长")
+    assert rules["sla_step_hours"].off and rules["sla_step_hours"].source == "local"  # no invented hours
+    assert rules["required_roles"].value.startswith("默认") and not rules["required_roles"].off
+    assert rules["conflicting_roles"].value == "warn"
+    settings = Settings.load(env={"GRIDWATCH_SLA_STEP_HOURS": "village=24,city=72",
+                                  "GRIDWATCH_REQUIRED_ROLES": "village=grid_leader+supervisor,cell=inspector"},
+                             config_path=None, rule_documents={"sla_step_hours": "伊政〔2025〕7号"})
+    policy = Policy.from_settings(settings)
+    assert policy.step_hours == {"village": 24.0, "city": 72.0}
+    assert policy.escalation_hours("fire_check", "city") == 72 and policy.escalation_hours("fire_check", "county") \
+        == policy.sla_hours("fire_check")
+    rules = _by_key(rules_in_force(policy))
+    step_hours = rules["sla_step_hours"]
+    assert (step_hours.value, step_hours.document) == ("village=24,city=72", "伊政〔2025〕7号")
+    assert rules["required_roles"].value == "village=grid_leader+supervisor,cell=inspector"
+
+
+def test_the_demo_database_shows_step_hours_as_a_demo_setting(demo_store):
+    from gridwatch.services._common import policy
+
+    assert policy(demo_store).step_hours == {"village": 24.0, "township": 24.0, "county": 48.0, "city": 72.0}
+    rule = next(r for r in services.rules(demo_store, services.CLI) if r["key"] == "sla_step_hours")
+    assert (rule["source"], rule["value"], rule["off"]) == ("demo", "village=24,township=24,county=48,city=72", False)

@@ -106,6 +106,66 @@ def test_escalation_gives_the_service_level_hours_of_the_policy_passed_in(demo_s
     assert due == later + dt.timedelta(hours=5)
 
 
+def test_an_overdue_task_climbs_to_the_city_with_the_hours_of_each_step(demo_store):
+    from gridwatch import org
+    from gridwatch.config import Settings
+
+    task = demo_store.query(
+        "SELECT t.id, t.cell FROM tasks t JOIN cells c ON c.cell = t.cell WHERE t.kind = 'fire_check'"
+        " AND t.state = 'assigned' AND t.assigned_role = 'inspector' AND EXISTS (SELECT 1 FROM assignments a"
+        " WHERE a.role = 'grid_leader' AND a.unit_code = c.village_code) ORDER BY t.id LIMIT 1")[0]
+    own = demo_store.query("SELECT village_code, township_code, county_code, city_code FROM cells WHERE cell = ?",
+                           [task["cell"]])[0]
+    township_leader = f"demo-{own['township_code'].rsplit('-', 1)[-1].lower()}-leader"
+    head = org.add_person(demo_store, person_key="village-head", name="村主任")
+    org.assign_role(demo_store, head, "unit_head", unit_code=own["village_code"])
+    city = org.add_person(demo_store, person_key="city-leader", name="市网格长")
+    org.assign_role(demo_store, city, "grid_leader", unit_code=own["city_code"])
+    policy = Policy.from_settings(Settings.load(env={}, config_path=None,
+                                                sla_step_hours={"village": 24, "township": 36, "county": 48,
+                                                                "city": 72}))
+    expected = [("grid_leader", own["village_code"], "village", 24, [head]),
+                ("unit_head", own["township_code"], "township", 36, [_person(demo_store, township_leader)]),
+                ("grid_leader", own["county_code"], "county", 48, [_person(demo_store, "demo-county-head")]),
+                ("grid_leader", own["city_code"], "city", 72, None)]
+    for role, unit, level, hours, informed in expected:
+        due = demo_store.scalar("SELECT due_at FROM tasks WHERE id = ?", [task["id"]])
+        now = due + dt.timedelta(minutes=1)
+        assert workflow.escalate_overdue(demo_store, now=due, policy=policy)["escalated"] >= 0  # not yet overdue
+        held = demo_store.query("SELECT assigned_role, assigned_unit FROM tasks WHERE id = ?", [task["id"]])[0]
+        assert (held["assigned_role"], held["assigned_unit"]) != (role, unit)
+        workflow.escalate_overdue(demo_store, now=now, policy=policy)
+        step = services.task_show(demo_store, services.CLI, task["id"])["events"][-1]["detail"]
+        assert (step["to_role"], step["to_unit"], step["to_level"], step["hours"]) == (role, unit, level, hours)
+        assert step.get("informed") == informed
+        assert demo_store.scalar("SELECT due_at FROM tasks WHERE id = ?", [task["id"]]) == \
+            now + dt.timedelta(hours=hours)
+    # the top: the city's grid leader keeps it, with the city's hours again
+    now = demo_store.scalar("SELECT due_at FROM tasks WHERE id = ?", [task["id"]]) + dt.timedelta(minutes=1)
+    workflow.escalate_overdue(demo_store, now=now, policy=policy)
+    top = services.task_show(demo_store, services.CLI, task["id"])
+    assert top["events"][-1]["detail"]["top_of_chain"] is True and top["assignee_id"] == city
+    assert top["due_at"] == now + dt.timedelta(hours=72)
+
+
+def test_without_step_hours_escalation_keeps_the_hours_of_the_kind(demo_store):
+    task, *_ = _a_fire_task(demo_store)
+    later = dt.datetime(2030, 1, 1, 8, 0)
+    policy = Policy(dispatch=DispatchPolicy(sla_hours=5.0))
+    assert policy.step_hours == {} and policy.escalation_hours("fire_check", "village") == 5.0
+    workflow.escalate_overdue(demo_store, now=later, policy=policy)
+    assert services.task_show(demo_store, services.CLI, task["id"])["events"][-1]["detail"]["hours"] == 5.0
+
+
+@pytest.mark.parametrize("value, needle", [({"hamlet": 5}, "hamlet"), ({"village": 0}, "village"),
+                                           ("village=soon", "soon"), ("village", "name=value")])
+def test_wrong_step_hours_are_refused_naming_them(value, needle):
+    from gridwatch.config import Settings
+
+    with pytest.raises(ValidationError, match=needle):
+        Policy.from_settings(Settings.load(env={}, config_path=None, sla_step_hours=value))
+
+
 def _assigned(store, n: int) -> list[int]:
     return [int(r["id"]) for r in store.query("SELECT id FROM tasks WHERE state = 'assigned' ORDER BY id LIMIT ?",
                                               [n])]

@@ -13,6 +13,7 @@ from h3ronpy import cells_to_string
 from gridwatch import auth, org, regionstore, workflow
 from gridwatch.maps import STATUSES
 from gridwatch.overlap import cells_to_convex_xy
+from gridwatch.services._common import policy
 from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES
 
@@ -117,29 +118,16 @@ def people_behind(store: Store, user: auth.User, *, now: dt.datetime | None = No
 
 
 def scope_coverage(store: Store, user: auth.User) -> dict[str, Any]:
-    """The coverage gaps inside a leader's cells: villages and townships without a grid leader, cells without an
-    inspector (count, by village, the first ids). Refused without ``cell.view``."""
+    """The coverage gaps inside a leader's cells, against the roles the local set-up requires
+    (:func:`gridwatch.org.coverage_report` of the leader's cells): the units wholly inside them missing a role, cells
+    without an inspector (count, by village, the first ids), and people supervising their own work there. Refused
+    without ``cell.view``."""
     auth.require(store, user, "cell.view")
     scope = _scope_cells_frame(store, user)
-    report = org.coverage_report(store, regionstore.region_and_resolution(store)[0])
-    codes = set(scope.township_code.dropna()) | set(scope.village_code.dropna())
-    no_leader = [u for u in report["units_without_grid_leader"] if u["code"] in codes]
-    insp = store.query_df("SELECT unit_code, cell FROM assignments WHERE role = 'inspector'")
-    covered_cells = set(insp.cell.dropna().astype("int64"))
-    covered_units = set(insp.unit_code.dropna())
-    mask = scope.cell.isin(covered_cells) | scope.village_code.isin(covered_units) | \
-        scope.township_code.isin(covered_units)
-    gaps = scope[~mask]
-    by_village = gaps.groupby(["village_code", "village"], dropna=False).size().sort_values(ascending=False)
-    return {
-        "cells_checked": int(len(scope)),
-        "units_without_grid_leader": no_leader,
-        "cells_without_inspector": {
-            "count": int(len(gaps)),
-            "by_village": [{"code": c, "name": n, "cells": int(k)} for (c, n), k in by_village.items()],
-            "cells": cells_to_string(pa.array(gaps.cell.to_numpy(dtype=np.int64)[:200].view(np.uint64))).to_pylist(),
-        },
-    }
+    report = org.coverage_report(store, regionstore.region_and_resolution(store)[0],
+                                 required=dict(policy(store).required_roles), cells=scope.cell.to_numpy())
+    return {key: report[key] for key in ("cells_checked", "required_roles", "default", "role_gaps", "cell_gaps",
+                                         "conflicts", "units_without_grid_leader", "cells_without_inspector")}
 
 
 def cells_not_visited(store: Store, user: auth.User, *, limit: int = 20) -> pd.DataFrame:

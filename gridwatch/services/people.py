@@ -12,7 +12,7 @@ import pandas as pd
 
 from gridwatch import auth, org
 from gridwatch.errors import NotFound, ValidationError
-from gridwatch.services._common import MANAGE_PEOPLE, audit, check_upload_size, require_region
+from gridwatch.services._common import MANAGE_PEOPLE, audit, check_upload_size, policy, require_region
 from gridwatch.storage import Store
 
 
@@ -150,8 +150,10 @@ def admin_assign(store: Store, user: auth.User, *, person_key: str, role: str, u
                  cell: str | int | None = None) -> dict[str, Any]:
     """Give a person a role on a unit (or one cell, as H3 hex id or integer) in the admin's region.
 
-    Returns ``assignment_id, person_key, role, unit_code, cell`` and ``added`` (False when the person
-    already held that role there; nothing is written then).
+    Returns ``assignment_id, person_key, role, unit_code, cell``, ``added`` (False when the person
+    already held that role there; nothing is written then) and ``conflicts``: where the role makes the person
+    supervise their own work (:func:`gridwatch.org.role_conflicts`), a warning; with the local setting
+    ``conflicting_roles = refuse`` such a role is refused and nothing is written.
     """
     if (unit_code is None) == (cell is None):
         raise ValidationError("A role is held on exactly one unit or one cell.")
@@ -167,12 +169,30 @@ def admin_assign(store: Store, user: auth.User, *, person_key: str, role: str, u
         assignment = int(store.scalar(
             "SELECT id FROM assignments WHERE person_id = ? AND role = ? AND unit_code IS NOT DISTINCT FROM ?"
             " AND cell IS NOT DISTINCT FROM ?", [pid, role, unit_code, cell_int]))
+        conflicts = [c for c in org.role_conflicts(store, person_ids=[pid])
+                     if assignment in (c["assignment"], c["supervisor_assignment"])]
+        if added and conflicts:
+            _refuse_conflicts(store, conflicts)
         result = {"assignment_id": assignment, "person_key": person_key.strip(), "role": role,
                   "unit_code": unit_code, "cell": h3.int_to_str(cell_int) if cell_int is not None else None,
-                  "added": bool(added)}
+                  "added": bool(added), "conflicts": conflicts}
         if added:
             audit(store, actor=user.username, action="people.assign", subject=person_key.strip(), detail=result)
     return result
+
+
+def _refuse_conflicts(store: Store, conflicts: list[dict[str, Any]]) -> None:
+    """Refuse roles that make a person supervise their own work, when the local setting ``conflicting_roles`` is
+    ``refuse`` (the plans name 监督员 but do not forbid it: by default the answer only warns)."""
+    if not conflicts or policy(store).conflicting_roles != "refuse":
+        return
+    first = conflicts[0]
+    labels = {r["name"]: r["label_zh"] for r in store.query("SELECT name, label_zh FROM roles")}
+    raise ValidationError("{person} would supervise their own work: supervisor of {supervised} and {role} of "
+                          "{place}. The local setting conflicting_roles = refuse forbids this; give one of the roles "
+                          "to someone else.", person=first["name"],
+                          supervised=first["supervised_name"] or first["supervised_place"],
+                          role=labels.get(first["role"], first["role"]), place=first["place_name"] or first["place"])
 
 
 def admin_unassign(store: Store, user: auth.User, assignment_id: int) -> dict[str, Any]:
@@ -223,7 +243,8 @@ def admin_import_people(store: Store, user: auth.User, name: str, data: bytes) -
     """Import people and roles from an uploaded CSV into the admin's region, all or nothing.
 
     Every role must lie in the region and every person already known must be one whose roles the admin
-    manages; a refusal or an error names the line. Returns ``file, people, assignments, unchanged``.
+    manages; a refusal or an error names the line. Returns ``file, people, assignments, unchanged`` and
+    ``conflicts`` (the file's people supervising their own work; refused with ``conflicting_roles = refuse``).
     """
     check_upload_size(data, name=name)
     from gridwatch.errors import PermissionDenied
@@ -260,6 +281,18 @@ def admin_import_people(store: Store, user: auth.User, name: str, data: bytes) -
                                             reason=str(exc)) from exc
         with store.transaction():
             result = org.import_people_csv(store, path).to_dict()
+            result["conflicts"] = _imported_conflicts(store, rows)
             audit(store, actor=user.username, action="people.import", subject=file,
                   detail={**result, "rows": len(rows), "sha256": hashlib.sha256(bytes(data)).hexdigest()})
     return {"file": file, **result}
+
+
+def _imported_conflicts(store: Store, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The conflicting roles of the people of an imported file (call inside the import's transaction: refused with
+    ``conflicting_roles = refuse``)."""
+    keys = sorted({row["person_key"] for row in rows})
+    ids = [int(r["id"]) for r in store.query(
+        f"SELECT id FROM people WHERE person_key IN ({', '.join('?' * len(keys))})", keys)] if keys else []
+    conflicts = org.role_conflicts(store, person_ids=ids) if ids else []
+    _refuse_conflicts(store, conflicts)
+    return conflicts

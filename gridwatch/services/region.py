@@ -23,6 +23,7 @@ from gridwatch.services._common import (
     actor_name,
     audit,
     check_upload_size,
+    policy,
     require,
     require_region,
     require_system,
@@ -30,6 +31,7 @@ from gridwatch.services._common import (
 )
 from gridwatch.services.fires import ingest_fire_file
 from gridwatch.services.heat import demo_heat_supply
+from gridwatch.services.people import _imported_conflicts
 from gridwatch.services.users import _add_demo_accounts
 from gridwatch.storage import Store
 
@@ -184,14 +186,9 @@ def coverage(store: Store, actor: Actor) -> dict[str, Any]:
     region, _ = regionstore.region_and_resolution(store)
     user = user_of(actor)
     if user is None or auth.can_act_on_unit(store, user, MANAGE_PEOPLE, region):
-        return org.coverage_report(store, region)
+        return org.coverage_report(store, region, required=dict(policy(store).required_roles))
     scoped = scope_coverage(store, user)
-    gaps = scoped["cells_without_inspector"]
-    return {"region": region, "scope": "own_cells", "units_checked": None, "cells_checked": scoped["cells_checked"],
-            "units_without_grid_leader": scoped["units_without_grid_leader"],
-            "cells_without_inspector": {"count": gaps["count"], "by_township": [], "by_village": gaps["by_village"],
-                                        "cells": gaps["cells"]},
-            "people_without_unit": []}
+    return {"region": region, "scope": "own_cells", "units_checked": None, **scoped, "people_without_unit": []}
 
 
 def load_boundaries(store: Store, actor: Actor, path: str | Path, *, level: str, code_field: str, name_field: str,
@@ -217,11 +214,13 @@ def load_boundaries(store: Store, actor: Actor, path: str | Path, *, level: str,
             "grid": change}
 
 
-def import_people(store: Store, actor: Actor, path: str | Path) -> dict[str, int]:
-    """Import people and roles for the whole region from a CSV (all or nothing)."""
+def import_people(store: Store, actor: Actor, path: str | Path) -> dict[str, Any]:
+    """Import people and roles for the whole region from a CSV (all or nothing); ``conflicts`` lists the file's people
+    who supervise their own work (refused with ``conflicting_roles = refuse``)."""
     require_region(store, actor, "people.manage")
     with store.transaction():
         result = org.import_people_csv(store, path).to_dict()
+        result["conflicts"] = _imported_conflicts(store, org.read_people_csv(path))
         audit(store, actor=actor_name(actor), action="people.import", subject=Path(path).name, detail=result)
     return result
 
