@@ -22,7 +22,7 @@ from gridwatch import (
 from gridwatch.audit import open_sealed
 from gridwatch.config import Settings
 from gridwatch.encode import markdown_text
-from gridwatch.errors import GridwatchError, PermissionDenied
+from gridwatch.errors import DiskFull, GridwatchError, PermissionDenied, is_disk_full
 from gridwatch.firms import FetchScheduler
 from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext, translate_error, translate_text
 from gridwatch.storage import Store
@@ -252,8 +252,15 @@ def show_errors() -> Iterator[None]:
     try:
         yield
     except GridwatchError as exc:
+        if is_disk_full(exc):
+            _LOG.error("A write failed for want of disk space: %s", exc)
+            exc = DiskFull()
         st.error(translate_error(exc, language()))
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):  # a full disk reads as such wherever it was raised (a file, a library)
+            _LOG.error("A write failed for want of disk space: %s", exc)
+            st.error(translate_error(DiskFull(), language()))
+            return
         if _under_apptest():
             raise
         _LOG.exception("Unexpected error while drawing a page")
