@@ -57,8 +57,8 @@ def field_of(sql: str, index: int) -> str | None:
     >>> sql = "INSERT INTO people (person_key, name, phone) VALUES (?, ?, lower(?))"
     >>> field_of(sql, 1), field_of(sql, 2)
     ('name', 'phone')
-    >>> field_of("UPDATE tasks SET note = ?, due_at = ? WHERE id = ?", 0)
-    'note'
+    >>> field_of("UPDATE people SET name = ?, phone = ? WHERE id = ?", 1)
+    'phone'
     >>> field_of("SELECT 1 WHERE ? IN (a, b)", 0) is None
     True
     """
