@@ -7,7 +7,7 @@ from gridwatch import ui
 if __name__ != "__main__":
     # `streamlit run app.py` finds `app` here and serves it: these screens, and the HTTP API under /api/v1 on the
     # same port. Streamlit runs this file again as __main__ for every session's run of the screens (below).
-    app = st.App(__file__, routes=ui.api_routes(), lifespan=ui.api_lifespan)
+    app = st.App(__file__, routes=ui.api_routes(), middleware=ui.api_middleware(), lifespan=ui.api_lifespan)
 else:
     st.set_page_config(page_title="gridwatch 网格化监管", page_icon="assets/icon.png", layout="wide")
     ui.tablet_style()
@@ -16,7 +16,7 @@ else:
     ui.notifier()  # escalates overdue tasks and sends messages on a schedule
 
     user = ui.user()
-    ui.remember_session()  # the sign-in survives a reload (a cookie with the session token)
+    ui.remember_session()  # the sign-in survives a reload (an HttpOnly cookie the server sets)
     if user is None:
         pages = [st.Page("pages/sign_in.py", title=ui.t("Sign in"), icon=":material/login:", default=True)]
     else:

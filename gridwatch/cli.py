@@ -23,7 +23,7 @@ import pandas as pd
 from gridwatch import services
 from gridwatch.audit import open_sealed
 from gridwatch.config import Settings
-from gridwatch.errors import GridwatchError, ValidationError
+from gridwatch.errors import DiskFull, GridwatchError, ValidationError, is_disk_full
 from gridwatch.grid import LEVELS
 from gridwatch.i18n import gettext, task_title, translate_error, translate_text
 from gridwatch.services import CLI
@@ -422,7 +422,10 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
                 result = args.run(store, args)
         else:  # the command opens (or creates) the database itself
             result = args.run(None, args)
-    except GridwatchError as exc:
+    except Exception as failure:  # noqa: BLE001 - a full disk reads as such wherever it was raised
+        if not isinstance(failure, GridwatchError) and not is_disk_full(failure):
+            raise
+        exc = DiskFull() if is_disk_full(failure) else failure
         if args.json:
             out(json.dumps({"error": translate_error(exc, lang), "kind": type(exc).__name__}, ensure_ascii=False))
         print(translate_error(exc, lang), file=sys.stderr)

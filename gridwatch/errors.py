@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "StorageError",
     "OutsideRegion",
     "Conflict",
+    "DiskFull",
+    "is_disk_full",
 ]
 
 
@@ -95,3 +98,55 @@ class Conflict(InvalidTransition):
     """Someone else changed the record first; the attempt was kept, not applied."""
 
     exit_code = 5
+
+
+def N_(message: str) -> str:  # noqa: N802 - the name the message extractor looks for
+    """Mark a message for translation where it is defined (this leaf module cannot import :mod:`gridwatch.i18n`)."""
+    return message
+
+
+class DiskFull(StorageError):
+    """A write failed because the disk (or the file size the system allows) is full; nothing was stored."""
+
+    exit_code = 7
+    MESSAGE = N_("The disk is full, so nothing was stored. Free space on the server (or ask an administrator to), "
+                 "then try again.")
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
+
+#: what a full disk, a quota or a file grown past the system's limit say, in every layer that may report it
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+_FULL_TEXTS = ("no space left on device", "file too large", "disk quota exceeded", "could not extend file")
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error that caused it, says the disk is full.
+
+    ENOSPC, EFBIG (a file grown past the size the system allows counts the same) and EDQUOT; DuckDB's and other
+    libraries' texts for them; PostgreSQL's ``disk_full`` (SQLSTATE 53100).
+
+    Examples
+    --------
+    >>> is_disk_full(OSError(errno.ENOSPC, "No space left on device")), is_disk_full(ValueError("x"))
+    (True, False)
+    >>> try:
+    ...     raise RuntimeError("wrapped") from OSError(errno.EFBIG, "File too large")
+    ... except RuntimeError as exc:
+    ...     is_disk_full(exc)
+    True
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DiskFull):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return True
+        if getattr(exc, "sqlstate", None) == "53100":
+            return True
+        if any(text in str(exc).lower() for text in _FULL_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import folium
@@ -21,18 +22,20 @@ from gridwatch import (
 from gridwatch.audit import open_sealed
 from gridwatch.config import Settings
 from gridwatch.encode import markdown_text
-from gridwatch.errors import GridwatchError, PermissionDenied
+from gridwatch.errors import DiskFull, GridwatchError, PermissionDenied, is_disk_full
 from gridwatch.firms import FetchScheduler
 from gridwatch.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext, translate_error, translate_text
 from gridwatch.storage import Store
 
 if TYPE_CHECKING:
     from gridwatch.api import Api
+    from gridwatch.cookies import CookieGrants
 
 __all__ = ["store", "language", "t", "t_filled", "show_errors", "language_picker", "settings", "fire_fetcher", "user",
            "sign_out", "account_box", "remember_session", "oidc_providers", "oidc_login", "translate", "flash",
            "show_flash", "gps_button", "notifier", "tablet_style", "leaflet_map", "basemap", "through_app",
-           "task_title", "task_titles", "md", "t_plain", "client_address", "api_routes", "api_lifespan"]
+           "task_title", "task_titles", "md", "t_plain", "client_address", "api_routes", "api_lifespan",
+           "api_middleware"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -88,8 +91,32 @@ def _api() -> Api:
 
 
 def api_routes() -> list:
-    """The HTTP API's routes (``/api/v1/…``), which ``app.py`` serves beside the screens on the same port."""
-    return _api().routes()
+    """The HTTP API's routes (``/api/v1/…``) and the session cookie's (``/session/cookie``), which ``app.py``
+    serves beside the screens on the same port."""
+    from gridwatch.api.browser import cookie_routes
+
+    return _api().routes() + cookie_routes(store, _cookie_grants())
+
+
+@st.cache_resource
+def _cookie_grants() -> "CookieGrants":
+    """The cookie grants waiting in this process (the page issues them, the cookie route takes them)."""
+    from gridwatch.cookies import CookieGrants
+
+    return CookieGrants()
+
+
+def api_middleware() -> list:
+    """The middleware ``app.py`` wraps every response in: the Content-Security-Policy and security headers."""
+    from starlette.middleware import Middleware
+
+    from gridwatch.api.browser import SecurityHeaders, inline_script_hashes, policies, tile_origins
+
+    config = settings()
+    index = Path(st.__file__).parent / "static" / "index.html"  # Streamlit's page: its inline script, by hash
+    page, frame = policies(script_hashes=tuple(inline_script_hashes(index.read_text(encoding="utf-8"))),
+                           tile_origins=tile_origins(config.basemap_url, config.tianditu_key))
+    return [Middleware(SecurityHeaders, page_policy=page, frame_policy=frame)]
 
 
 @contextlib.asynccontextmanager
@@ -225,8 +252,15 @@ def show_errors() -> Iterator[None]:
     try:
         yield
     except GridwatchError as exc:
+        if is_disk_full(exc):
+            _LOG.error("A write failed for want of disk space: %s", exc)
+            exc = DiskFull()
         st.error(translate_error(exc, language()))
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):  # a full disk reads as such wherever it was raised (a file, a library)
+            _LOG.error("A write failed for want of disk space: %s", exc)
+            st.error(translate_error(DiskFull(), language()))
+            return
         if _under_apptest():
             raise
         _LOG.exception("Unexpected error while drawing a page")
@@ -254,7 +288,7 @@ def through_app() -> None:
         st.rerun()
 
 
-#: the cookie that keeps a browser signed in across reloads (holds the session token; SameSite=Strict)
+#: the cookie that keeps a browser signed in across reloads (the session token; set by the server, HttpOnly)
 SESSION_COOKIE = "gridwatch_session"
 
 
@@ -334,12 +368,15 @@ def _cookie_token() -> str | None:
         return None
 
 
+#: posts the single-use grant to the server, which answers with the HttpOnly session cookie (or ends it); the
+#: token itself never reaches the page
 _COOKIE_JS = """
 export default function (component) {
   const { data } = component;
-  const secure = window.location.protocol === "https:" ? "; Secure" : "";
-  document.cookie = data.name + "=" + (data.token || "") + "; Path=/; SameSite=Strict; Max-Age="
-                    + (data.token ? data.max_age : 0) + secure;
+  if (!data || !data.method) { return; }
+  const sent = data.method === "POST" ? JSON.stringify({grant: data.grant}) : undefined;
+  fetch(data.url, {method: data.method, credentials: "same-origin", cache: "no-store",
+                   headers: {"Content-Type": "application/json"}, body: sent}).catch(() => {});
 }
 """
 
@@ -349,15 +386,39 @@ def _cookie_component():
     return st.components.v2.component(name="gridwatch_session_cookie", html="<span></span>", js=_COOKIE_JS)
 
 
-def remember_session(max_age_s: int = 8 * 3600) -> None:
-    """Keep this browser signed in across reloads (or forget it after signing out); renders nothing visible."""
+def _cookie_url() -> str:
+    from gridwatch.api.browser import COOKIE_ROUTE
+
+    return COOKIE_ROUTE
+
+
+def remember_session() -> None:
+    """Keep this browser signed in across reloads (or forget it after signing out); renders nothing visible.
+
+    After a sign-in the browser gets a single-use grant, valid for seconds, and posts it to the server, which sets
+    the session cookie itself (HttpOnly, SameSite=Strict): no script on the page can read the token. The grant is
+    offered on every run while it is fresh (a run that ends before the browser saw it loses nothing). After a
+    sign-out the browser asks the server to end the cookie's session and expire the cookie.
+    """
+    from gridwatch.cookies import GRANT_SECONDS
+
     token = st.session_state.get("token")
+    pending = st.session_state.get("cookie_grant")
     if token and st.session_state.get("cookie_token") != token:
-        _cookie_component()(data={"name": SESSION_COOKIE, "token": token, "max_age": int(max_age_s)},
-                            key="session-cookie")
+        try:
+            grant = services.cookie_grant(store(), _cookie_grants(), token)
+        except PermissionDenied:
+            return
+        pending = (token, grant, time.monotonic() + GRANT_SECONDS)
+        st.session_state["cookie_grant"] = pending
         st.session_state["cookie_token"] = token
-    elif not token and st.session_state.get("cookie_token"):
-        _cookie_component()(data={"name": SESSION_COOKIE, "token": "", "max_age": 0}, key="session-cookie")
+    if token and pending and pending[0] == token and time.monotonic() < pending[2]:
+        _cookie_component()(data={"method": "POST", "url": _cookie_url(), "grant": pending[1]},
+                            key="session-cookie")
+        return
+    st.session_state.pop("cookie_grant", None)
+    if not token and st.session_state.get("cookie_token"):
+        _cookie_component()(data={"method": "DELETE", "url": _cookie_url()}, key="session-cookie")
         st.session_state.pop("cookie_token", None)
 
 

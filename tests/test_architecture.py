@@ -142,7 +142,8 @@ SERVICE_LINES = 600
 #: the service modules (``_common`` is their toolkit: actors, scope checks, the audit entry)
 SERVICE_FILES = sorted(p for p in (PACKAGE / "services").glob("*.py") if not p.name.startswith("_"))
 #: the services that make an actor (signing in) or that the sign-in page shows before there is one
-BEFORE_SIGN_IN = {"sign_in", "sign_in_external", "sign_out", "current_user", "is_demo", "require_region_set"}
+BEFORE_SIGN_IN = {"sign_in", "sign_in_external", "sign_out", "current_user", "is_demo", "require_region_set",
+                  "cookie_grant", "take_cookie_grant"}
 
 
 @pytest.mark.parametrize("path", PACKAGE_FILES, ids=_rel)

@@ -334,6 +334,7 @@ def test_maps_render_with_no_network_and_a_pin_opens_its_task(app_url, browser, 
 
 
 def test_the_sign_in_survives_a_reload_and_sign_out_ends_it(app_url, browser):
+    """The server sets the session cookie (HttpOnly, SameSite=Strict): no script on the page can read the token."""
     context = browser.new_context(viewport={"width": 1024, "height": 768})
     page = context.new_page()
     _sign_in(page, app_url, "inspector")
@@ -342,15 +343,96 @@ def test_the_sign_in_survives_a_reload_and_sign_out_ends_it(app_url, browser):
     while "gridwatch_session" not in {c["name"] for c in context.cookies()} and time.monotonic() < deadline:
         time.sleep(0.2)
     cookie = next(c for c in context.cookies() if c["name"] == "gridwatch_session")
-    assert cookie["sameSite"] == "Strict" and len(cookie["value"]) > 30
+    assert cookie["sameSite"] == "Strict" and cookie["httpOnly"] and len(cookie["value"]) > 30
+    assert cookie["value"] not in page.evaluate("document.cookie")
+    assert "gridwatch_session" not in page.evaluate("document.cookie")
     page.reload()
     page.get_by_role("heading", name="我的任务").wait_for(timeout=60000)
     assert page.get_by_label("密码").count() == 0
     page.get_by_role("button", name="退出登录").click()
     page.get_by_label("密码").wait_for(timeout=30000)
+    deadline = time.monotonic() + 30
+    while "gridwatch_session" in {c["name"] for c in context.cookies()} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "gridwatch_session" not in {c["name"] for c in context.cookies()}  # the server expired it
     page.reload()
     page.get_by_label("密码").wait_for(timeout=60000)  # the old token no longer signs in
+    context.add_cookies([{"name": cookie["name"], "value": cookie["value"], "url": app_url}])
+    page.reload()  # the stolen cookie of a signed-out session signs no one in
+    page.get_by_label("密码").wait_for(timeout=60000)
     context.close()
+
+
+def test_every_screen_runs_under_the_content_security_policy(app_url, browser):
+    """The policy is on every response, and no screen of the county's (maps included) breaks a rule of it."""
+    import urllib.request
+
+    with urllib.request.urlopen(app_url, timeout=10) as answer:
+        policy = answer.headers["Content-Security-Policy"]
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'self'" in policy and "'unsafe-inline'" not in policy.split("script-src")[1]
+    assert "'unsafe-eval'" not in policy and "frame-ancestors 'self'" in policy
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    _sign_in(page, app_url, "county")
+    for name, shows in (("概览", "全覆盖检查"), ("网格状态与核实", "任务看板"), ("卫星火点", "卫星火点"),
+                        ("报表与排名", "报表与排名"), ("规则说明", "规则说明")):
+        _go(page, name, shows)
+        _idle(page)
+        if name == "网格状态与核实":
+            assert _map_cells(page)  # the map frame draws under its own policy
+    assert not violations, violations[:3]
+    context.close()
+
+
+#: names that would run script if a tooltip put them into the page as markup
+_XSS_NAMES = ["<img src=x onerror=\"window.top.__pwned='img'\">", "<script>window.top.__pwned='script'</script>",
+              "<svg onload=\"window.top.__pwned='svg'\"></svg>"]
+
+
+def test_a_hostile_name_in_a_map_tooltip_runs_nothing(app_url, browser):
+    """Stored XSS: plant, point and cell names made of markup, drawn by Leaflet and opened as tooltips, stay text."""
+    import folium
+    import h3
+    import numpy as np
+
+    from gridwatch import maps
+
+    ring = [[112.40 + 0.1 * dx, 34.40 + 0.1 * dy] for dx, dy in ((0, 0), (1, 0), (1, 1), (0, 1), (0, 0))]
+    m = maps.base_map(bounds=(34.3, 112.3, 34.6, 112.6), assets="/app/static/vendor")
+    group = folium.FeatureGroup(name="gridwatch").add_to(m)
+    maps.radius_layer([{"plant_id": f"p{i}", "name": name, "capacity_mw": 300.0, "radius_km": 20.0, "ring": ring}
+                       for i, name in enumerate(_XSS_NAMES)], labels=(_XSS_NAMES[0], "MW")).add_to(group)
+    for name in _XSS_NAMES:
+        maps.PointLayer([34.45, 112.45], colour="#d62728", label=name, radius=5).add_to(group)
+    cells = np.array([h3.str_to_int(c) for c in h3.cell_to_children("862a10727ffffff", 8)], dtype=np.uint64)
+    maps.CellLayer(maps.cell_layer_data(cells, np.zeros(len(cells), dtype=int), grid_resolution=8),
+                   labels=_XSS_NAMES + ["x"], colours=list(maps.STATUS_COLOURS.values())).add_to(group)
+    html = m.get_root().render()
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
+    probe = app_url + "hostile-map.html"  # served as if by the app, so the app's own Leaflet loads
+    page.route(probe, lambda route: route.fulfill(body=html, content_type="text/html"))
+    page.goto(probe)
+    page.wait_for_function("() => Object.keys(window).some(k => k.startsWith('map_'))", timeout=30000)
+    opened = page.evaluate("""() => {
+        let n = 0;
+        for (const key of Object.keys(window).filter(k => k.startsWith('map_'))) {
+            window[key].eachLayer(layer => {
+                if (layer.getTooltip && layer.getTooltip()) { layer.openTooltip(layer.getLatLng ? layer.getLatLng()
+                    : layer.getBounds().getCenter()); n += 1; }
+                if (layer.getPopup && layer.getPopup()) { layer.openPopup(); n += 1; }
+            });
+        }
+        return n;
+    }""")
+    page.wait_for_timeout(1000)
+    assert opened > 0
+    assert page.evaluate("window.__pwned || null") is None
+    shown = page.inner_text("body")
+    assert any(name in shown for name in _XSS_NAMES)  # shown as text, literally
+    page.close()
 
 
 def _gis_files(folder: Path) -> dict[str, Path]:

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from gridwatch.errors import (
     Conflict,
     CRSError,
+    DiskFull,
     GridwatchError,
     InvalidTransition,
     NotFound,
@@ -31,6 +32,7 @@ from gridwatch.errors import (
     ValidationError,
 )
 from gridwatch.i18n import DEFAULT_LANGUAGE, translate_error
+from gridwatch.storage.text import CONTROL
 
 __all__ = ["Refusal", "language", "status_of", "json_response", "error_response", "read_json", "check_fields",
            "bearer", "JSON_TYPES"]
@@ -88,7 +90,7 @@ def status_of(error: GridwatchError) -> tuple[int, str]:
     >>> status_of(OutsideRegion("x")), status_of(NotFound("x")), status_of(PermissionDenied("x"))
     ((422, 'outside_region'), (404, 'not_found'), (403, 'forbidden'))
     """
-    for kind, answer in ((OutsideRegion, (422, "outside_region")), (Conflict, (409, "conflict")),
+    for kind, answer in ((DiskFull, (507, "disk_full")), (OutsideRegion, (422, "outside_region")), (Conflict, (409, "conflict")),
                          (InvalidTransition, (409, "invalid_transition")), (NotFound, (404, "not_found")),
                          (PermissionDenied, (403, "forbidden")), (ValidationError, (422, "invalid_value")),
                          (CRSError, (422, "invalid_value")), (StorageError, (503, "unavailable"))):
@@ -194,7 +196,7 @@ def check_fields(body: Any, fields: Mapping[str, tuple[str, bool]]) -> dict[str,
     ------
     Refusal
         400 ``invalid_json`` for a body that is not an object; 422 ``unknown_field``, ``missing_field`` or
-        ``wrong_type`` naming the field.
+        ``wrong_type`` naming the field, ``invalid_value`` for a text holding a control character (NUL…).
 
     Examples
     --------
@@ -225,6 +227,11 @@ def check_fields(body: Any, fields: Mapping[str, tuple[str, bool]]) -> dict[str,
             raise Refusal(422, "wrong_type", ValidationError(
                 "The field {field} must be of JSON type {expected}, not {got}.", field=name, expected=kind,
                 got=_json_type(value)))
+        found = CONTROL.search(value) if isinstance(value, str) else None
+        if found:
+            raise Refusal(422, "invalid_value", ValidationError(
+                "The field {field} holds a control character ({code}) that cannot be stored; remove it (tabs and "
+                "line breaks are fine).", field=name, code=f"U+{ord(found.group(0)):04X}"))
     return dict(body)
 
 

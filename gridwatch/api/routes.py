@@ -41,7 +41,7 @@ from gridwatch.api.http import (
 from gridwatch.api.intake import AlarmWriter, RateWindows
 from gridwatch.api.openapi import document
 from gridwatch.config import Settings
-from gridwatch.errors import GridwatchError, NotFound, PermissionDenied, ValidationError
+from gridwatch.errors import DiskFull, GridwatchError, NotFound, PermissionDenied, ValidationError, is_disk_full
 from gridwatch.services import Actor, IntegrationActor
 from gridwatch.storage import Store
 
@@ -85,8 +85,10 @@ def _answering(method: Endpoint) -> Callable[[Any, Request], Awaitable[Response]
             status, code = status_of(exc)
             return error_response(Refusal(status, code, exc, headers={"Retry-After": "1"} if status == 503 else {}),
                                   lang)
-        except Exception:  # noqa: BLE001 - a caller never sees a traceback
+        except Exception as exc:  # noqa: BLE001 - a caller never sees a traceback
             log.exception("API %s %s failed", request.method, request.url.path)
+            if is_disk_full(exc):
+                return error_response(Refusal(507, "disk_full", DiskFull()), lang)
             return error_response(Refusal(500, "server_error", _server_error()), lang)
 
     return answer

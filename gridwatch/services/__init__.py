@@ -179,11 +179,13 @@ from gridwatch.services.users import (
     DEMO_ACCOUNTS,
     DEMO_PASSWORD,
     add_user,
+    cookie_grant,
     current_user,
     link_identity,
     sign_in,
     sign_in_external,
     sign_out,
+    take_cookie_grant,
 )
 
 __all__ = [
@@ -317,6 +319,8 @@ __all__ = [
     "sign_in",
     "sign_in_external",
     "sign_out",
+    "cookie_grant",
+    "take_cookie_grant",
     "task_conflicts",
     "task_photo",
     "task_show",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gridwatch import auth, org
+from gridwatch import auth, cookies, org
 from gridwatch.services._common import MANAGE_PEOPLE, Actor, actor_name, audit, require, require_region
 from gridwatch.storage import Store
 
@@ -82,3 +82,13 @@ def sign_out(store: Store, token: str) -> None:
 def current_user(store: Store, token: str) -> auth.User:
     """The signed-in user of a session token (raises PermissionDenied when it expired)."""
     return auth.session_user(store, token)
+
+
+def cookie_grant(store: Store, grants: cookies.CookieGrants, token: str) -> str:
+    """A single-use grant, valid for seconds, with which this session's browser fetches its HttpOnly cookie."""
+    return grants.issue(store, token)
+
+
+def take_cookie_grant(store: Store, grants: cookies.CookieGrants, grant: str) -> tuple[str, int]:
+    """Take a cookie grant (once): its session's token and the seconds the session may still last."""
+    return grants.redeem(store, grant)

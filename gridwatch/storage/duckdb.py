@@ -17,8 +17,9 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from gridwatch.errors import StorageError
+from gridwatch.errors import DiskFull, StorageError, is_disk_full
 from gridwatch.storage.base import Params, Store
+from gridwatch.storage.text import check_arrow, check_params, check_rows
 
 __all__ = ["DuckDBStore", "spatial_extension_path"]
 
@@ -106,12 +107,19 @@ class DuckDBStore(Store):
         cur.execute("BEGIN TRANSACTION")
 
     def _commit(self, cur: Any) -> None:
-        cur.execute("COMMIT")
+        try:
+            cur.execute("COMMIT")
+        except duckdb.Error as exc:  # a full disk shows here first: the log is written at the commit
+            raise self._failure(exc) from exc
 
     def _rollback(self, cur: Any) -> None:
-        cur.execute("ROLLBACK")
+        try:
+            cur.execute("ROLLBACK")
+        except duckdb.Error as exc:  # after a fatal error (a full disk) there may be nothing left to roll back
+            log.warning("rollback failed: %s", str(exc).split("\n")[0])
 
     def _run(self, sql: str, params: Params) -> Any:
+        check_params(sql, params)
         cur = self._cursor()
         try:
             return cur.execute(sql, list(params) if params is not None else None)
@@ -121,6 +129,9 @@ class DuckDBStore(Store):
     def _failure(self, exc: Exception) -> StorageError:
         detail = str(exc).split("\n")[0]
         self._statement_failed(detail)
+        if is_disk_full(exc):
+            log.info("a write failed for want of disk space: %s", detail)
+            return DiskFull()
         return StorageError("Database error: {detail}", detail=detail)
 
     def execute(self, sql: str, params: Params = None) -> None:  # noqa: D102
@@ -129,6 +140,7 @@ class DuckDBStore(Store):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # noqa: D102
         if not rows:
             return
+        check_rows(sql, rows)
         cur = self._cursor()
         try:
             cur.executemany(sql, [list(r) for r in rows])
@@ -151,6 +163,7 @@ class DuckDBStore(Store):
     def insert_arrow(self, table: str, data: pa.Table) -> int:  # noqa: D102
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
             raise StorageError("Bad table name {table}", table=table)
+        check_arrow(data)
         cur = self._cursor()
         if data.num_rows > _ROW_GROUP:
             # DuckDB scans an Arrow table chunk by chunk in parallel: one big chunk would use one thread.

@@ -25,6 +25,7 @@ import datetime as dt
 import functools
 import glob
 import io
+import logging
 import os
 import re
 import shutil
@@ -43,12 +44,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from gridwatch.errors import StorageError
+from gridwatch.errors import DiskFull, StorageError, is_disk_full
 from gridwatch.storage.base import Params, Store
+from gridwatch.storage.text import check_arrow, check_params, check_rows
 
 __all__ = ["PostgresStore", "to_psycopg", "redact_url", "pg_program", "restore_dump", "DUMP_FORMAT", "DUMP_FILE"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: connections one store (one process) may hold at once; ``GRIDWATCH_PG_POOL_MAX`` overrides
 DEFAULT_POOL_MAX = 20
@@ -294,12 +297,16 @@ class PostgresStore(Store):
         if lost:
             self._drop_connection()
         state = getattr(exc, "sqlstate", None) or ""
+        if is_disk_full(exc):
+            log.info("a write failed for want of disk space on the database server: %s", detail)
+            return DiskFull()
         if lost or state.startswith(("08", "57P")):  # connection exceptions, server shutdown
             return StorageError("The connection to the PostgreSQL database {url} failed: {detail}",
                                 url=self.safe_url, detail=detail)
         return StorageError("Database error: {detail}", detail=detail)
 
     def _run(self, sql: str, params: Params, fetch: bool) -> tuple[list[Any], list[tuple]]:
+        check_params(sql, params)
         conn = self._cursor()
         values = None if params is None else list(params)
         text = to_psycopg(sql, with_params=values is not None)
@@ -318,6 +325,7 @@ class PostgresStore(Store):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # noqa: D102
         if not rows:
             return
+        check_rows(sql, rows)
         conn = self._cursor()
         try:
             with conn.cursor() as cur:
@@ -354,6 +362,7 @@ class PostgresStore(Store):
         for name in data.column_names:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise StorageError("Bad column name {column} for {table}", column=name, table=table)
+        check_arrow(data)
         if data.num_rows == 0:
             self._run(f"SELECT {', '.join(data.column_names)} FROM {table} LIMIT 0", None, fetch=False)
             return 0
