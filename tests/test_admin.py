@@ -372,3 +372,14 @@ def test_a_role_that_makes_a_supervisor_supervise_their_own_work_is_warned_or_re
                                  unit_code="410329-D02-01")["conflicts"] == []
     with pytest.raises(ValidationError, match="warn or refuse"):
         Policy.from_settings(Settings.load(env={}, config_path=None, conflicting_roles="maybe"))
+
+
+def test_the_people_services_work_for_a_system_actor_over_every_county(two_counties):
+    """The command line and the scheduler manage people everywhere, recorded as themselves."""
+    store = two_counties
+    units = services.admin_units(store, services.CLI)
+    assert {"410329", OTHER_COUNTY} <= set(units.code)
+    assert "xa-inspector" in set(services.admin_people(store, services.CLI).person_key)
+    services.admin_assign(store, services.CLI, person_key="demo-unassigned", role="inspector", unit_code=OTHER_COUNTY)
+    assert store.scalar("SELECT actor FROM audit_log WHERE action = 'people.assign' ORDER BY id DESC LIMIT 1") \
+        == "system:cli"

@@ -10,27 +10,40 @@ from typing import Any
 import h3
 import pandas as pd
 
-from gridwatch import auth, org
+from gridwatch import org
 from gridwatch.errors import NotFound, ValidationError
-from gridwatch.services._common import MANAGE_PEOPLE, audit, check_upload_size, policy, require_region
+from gridwatch.services._common import (
+    MANAGE_PEOPLE,
+    Actor,
+    SystemActor,
+    actor_name,
+    audit,
+    check_upload_size,
+    policy,
+    require,
+    require_region,
+    scope_sql,
+)
 from gridwatch.storage import Store
 
 
-def _managed_roots(user: auth.User) -> list[str]:
-    """The units on which the user holds a role granting ``people.manage``."""
+def _managed_roots(store: Store, user: Actor) -> list[str]:
+    """The units on which the user holds a role granting ``people.manage`` (a system actor: the region's roots)."""
+    if isinstance(user, SystemActor):
+        return [r["code"] for r in store.query("SELECT code FROM units WHERE parent_code IS NULL ORDER BY code")]
     return sorted({unit for role, unit, _ in user.roles
                    if unit is not None and MANAGE_PEOPLE in user.role_grants.get(role, ())})
 
 
-def _managed_units(store: Store, user: auth.User) -> pd.DataFrame:
+def _managed_units(store: Store, user: Actor) -> pd.DataFrame:
     """Every unit the user manages people on (their admin units and all below), each once."""
-    frames = [org.region_units(store, code) for code in _managed_roots(user)]
+    frames = [org.region_units(store, code) for code in _managed_roots(store, user)]
     if not frames:
         return pd.DataFrame(columns=["code", "name", "level", "parent_code", "is_demo", "area_km2"])
     return pd.concat(frames).drop_duplicates("code").sort_values("code").reset_index(drop=True)
 
 
-def _require_person(store: Store, user: auth.User, person_id: int) -> None:
+def _require_person(store: Store, user: Actor, person_id: int) -> None:
     """Refuse unless the user may manage every unit and cell the person holds a role on.
 
     A person who holds no role belongs to nobody's units: only an administrator of the whole region may change them.
@@ -39,7 +52,7 @@ def _require_person(store: Store, user: auth.User, person_id: int) -> None:
     if not held_roles:
         require_region(store, user, MANAGE_PEOPLE)
     for held in held_roles:
-        auth.require(store, user, MANAGE_PEOPLE, unit=held["unit_code"],
+        require(store, user, MANAGE_PEOPLE, unit=held["unit_code"],
                      cell=None if held["cell"] is None else int(held["cell"]))
 
 
@@ -60,13 +73,13 @@ def admin_csv_columns() -> list[str]:
     return list(org.PEOPLE_COLUMNS)
 
 
-def admin_units(store: Store, user: auth.User) -> pd.DataFrame:
+def admin_units(store: Store, user: Actor) -> pd.DataFrame:
     """The units the user manages people on, for pickers: a tree in order, each unit right under its parent.
 
     Columns ``code, name, level, parent_code, parent_name, depth`` (0 for the units the admin role is
     held on, 1 for their townships, 2 for villages, ...).
     """
-    auth.require(store, user, MANAGE_PEOPLE)
+    require(store, user, MANAGE_PEOPLE)
     units = _managed_units(store, user)
     names = {r["code"]: r["name"] for r in store.query("SELECT code, name FROM units")}
     codes = set(units.code)
@@ -86,7 +99,7 @@ def admin_units(store: Store, user: auth.User) -> pd.DataFrame:
     return out[["code", "name", "level", "parent_code", "parent_name", "depth"]].reset_index(drop=True)
 
 
-def admin_people(store: Store, user: auth.User, *, unit_code: str | None = None) -> pd.DataFrame:
+def admin_people(store: Store, user: Actor, *, unit_code: str | None = None) -> pd.DataFrame:
     """People with their roles and units in the admin's region (one row per role held there).
 
     Parameters
@@ -102,8 +115,8 @@ def admin_people(store: Store, user: auth.User, *, unit_code: str | None = None)
         owning the cell. Without ``unit_code``, people holding no role anywhere are listed too, with an
         empty role, so they can be given one; roles held outside the region are left out.
     """
-    auth.require(store, user, MANAGE_PEOPLE, unit=unit_code)
-    condition, params = auth.scope_cells_sql(user, MANAGE_PEOPLE, column="a.cell")
+    require(store, user, MANAGE_PEOPLE, unit=unit_code)
+    condition, params = scope_sql(user, "a.cell", MANAGE_PEOPLE)
     df = store.query_df(
         "SELECT a.id AS assignment_id, p.person_key, p.name, p.phone, a.role, a.unit_code AS held_unit,"
         " COALESCE(a.unit_code, c.village_code, c.township_code, c.county_code) AS unit_code,"
@@ -130,10 +143,10 @@ def admin_people(store: Store, user: auth.User, *, unit_code: str | None = None)
     return df
 
 
-def admin_add_person(store: Store, user: auth.User, *, person_key: str, name: str,
+def admin_add_person(store: Store, user: Actor, *, person_key: str, name: str,
                      phone: str = "") -> dict[str, Any]:
     """Add a person (no role yet), or change the name and phone of one whose roles the admin manages."""
-    auth.require(store, user, MANAGE_PEOPLE)
+    require(store, user, MANAGE_PEOPLE)
     key, name, phone = person_key.strip(), name.strip(), (phone or "").strip()
     existing = store.scalar("SELECT id FROM people WHERE person_key = ?", [key])
     if existing is not None:
@@ -141,12 +154,12 @@ def admin_add_person(store: Store, user: auth.User, *, person_key: str, name: st
     with store.transaction():
         before = store.query("SELECT name, phone FROM people WHERE person_key = ?", [key])
         pid = org.add_person(store, person_key=key, name=name, phone=phone)
-        audit(store, actor=user.username, action="people.update" if before else "people.add", subject=key,
+        audit(store, actor=actor_name(user), action="people.update" if before else "people.add", subject=key,
               detail={"name": name, "phone": phone, **({"before": before[0]} if before else {})})
     return {"person_id": pid, "person_key": key, "name": name, "phone": phone, "added": not before}
 
 
-def admin_assign(store: Store, user: auth.User, *, person_key: str, role: str, unit_code: str | None = None,
+def admin_assign(store: Store, user: Actor, *, person_key: str, role: str, unit_code: str | None = None,
                  cell: str | int | None = None) -> dict[str, Any]:
     """Give a person a role on a unit (or one cell, as H3 hex id or integer) in the admin's region.
 
@@ -162,7 +175,7 @@ def admin_assign(store: Store, user: auth.User, *, person_key: str, role: str, u
     cell_int = org.parse_cell(cell) if cell is not None else None
     if cell_int is not None and store.scalar("SELECT 1 FROM cells WHERE cell = ?", [cell_int]) is None:
         raise NotFound("Cell {cell} is not part of the grid.", cell=h3.int_to_str(cell_int))
-    auth.require(store, user, MANAGE_PEOPLE, unit=unit_code, cell=cell_int)
+    require(store, user, MANAGE_PEOPLE, unit=unit_code, cell=cell_int)
     pid = _person_id(store, person_key)
     with store.transaction():
         added = org.assign_role(store, pid, role, unit_code=unit_code, cell=cell_int)
@@ -177,7 +190,7 @@ def admin_assign(store: Store, user: auth.User, *, person_key: str, role: str, u
                   "unit_code": unit_code, "cell": h3.int_to_str(cell_int) if cell_int is not None else None,
                   "added": bool(added), "conflicts": conflicts}
         if added:
-            audit(store, actor=user.username, action="people.assign", subject=person_key.strip(), detail=result)
+            audit(store, actor=actor_name(user), action="people.assign", subject=person_key.strip(), detail=result)
     return result
 
 
@@ -195,7 +208,7 @@ def _refuse_conflicts(store: Store, conflicts: list[dict[str, Any]]) -> None:
                           role=labels.get(first["role"], first["role"]), place=first["place_name"] or first["place"])
 
 
-def admin_unassign(store: Store, user: auth.User, assignment_id: int) -> dict[str, Any]:
+def admin_unassign(store: Store, user: Actor, assignment_id: int) -> dict[str, Any]:
     """Take a role away (one assignment); the audit entry keeps what was removed.
 
     An administrator cannot take away their own role that lets them manage people (another must).
@@ -207,8 +220,9 @@ def admin_unassign(store: Store, user: auth.User, assignment_id: int) -> dict[st
         raise NotFound("No role assignment with id {id}.", id=assignment_id)
     held = rows[0]
     cell = None if held["cell"] is None else int(held["cell"])
-    auth.require(store, user, MANAGE_PEOPLE, unit=held["unit_code"], cell=cell)
-    if held["person_id"] == user.person_id and MANAGE_PEOPLE in user.role_grants.get(held["role"], ()):
+    require(store, user, MANAGE_PEOPLE, unit=held["unit_code"], cell=cell)
+    own = not isinstance(user, SystemActor) and held["person_id"] == user.person_id
+    if own and MANAGE_PEOPLE in user.role_grants.get(held["role"], ()):
         raise ValidationError("You cannot take away your own {role} role; another administrator must.",
                               role=held["role"])
     removed = {"assignment_id": int(held["id"]), "person_key": held["person_key"], "name": held["name"],
@@ -216,11 +230,11 @@ def admin_unassign(store: Store, user: auth.User, assignment_id: int) -> dict[st
                "cell": h3.int_to_str(cell) if cell is not None else None, "held_since": held["created_at"]}
     with store.transaction():
         store.execute("DELETE FROM assignments WHERE id = ?", [int(held["id"])])
-        audit(store, actor=user.username, action="people.unassign", subject=held["person_key"], detail=removed)
+        audit(store, actor=actor_name(user), action="people.unassign", subject=held["person_key"], detail=removed)
     return removed
 
 
-def admin_csv_template(store: Store, user: auth.User) -> bytes:
+def admin_csv_template(store: Store, user: Actor) -> bytes:
     """A people CSV to fill in, with example rows on units of the admin's region.
 
     UTF-8 with a BOM, so spreadsheet programs keep the Chinese.
@@ -239,7 +253,7 @@ def admin_csv_template(store: Store, user: auth.User) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8-sig")
 
 
-def admin_import_people(store: Store, user: auth.User, name: str, data: bytes) -> dict[str, Any]:
+def admin_import_people(store: Store, user: Actor, name: str, data: bytes) -> dict[str, Any]:
     """Import people and roles from an uploaded CSV into the admin's region, all or nothing.
 
     Every role must lie in the region and every person already known must be one whose roles the admin
@@ -249,7 +263,7 @@ def admin_import_people(store: Store, user: auth.User, name: str, data: bytes) -
     check_upload_size(data, name=name)
     from gridwatch.errors import PermissionDenied
 
-    auth.require(store, user, MANAGE_PEOPLE)
+    require(store, user, MANAGE_PEOPLE)
     file = Path(str(name or "")).name or "people.csv"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / file
@@ -260,7 +274,7 @@ def admin_import_people(store: Store, user: auth.User, name: str, data: bytes) -
         for row in rows:
             try:
                 if row.get("unit_code") in units and ("unit", row["unit_code"]) not in checked:
-                    auth.require(store, user, MANAGE_PEOPLE, unit=row["unit_code"])
+                    require(store, user, MANAGE_PEOPLE, unit=row["unit_code"])
                     checked.add(("unit", row["unit_code"]))
                 if row.get("cell"):
                     try:
@@ -269,7 +283,7 @@ def admin_import_people(store: Store, user: auth.User, name: str, data: bytes) -
                         cell = None  # the import names the line
                     if (cell is not None and ("cell", cell) not in checked
                             and store.scalar("SELECT 1 FROM cells WHERE cell = ?", [cell]) is not None):
-                        auth.require(store, user, MANAGE_PEOPLE, cell=cell)
+                        require(store, user, MANAGE_PEOPLE, cell=cell)
                         checked.add(("cell", cell))
                 if ("person", row["person_key"]) not in checked:
                     pid = store.scalar("SELECT id FROM people WHERE person_key = ?", [row["person_key"]])
@@ -282,7 +296,7 @@ def admin_import_people(store: Store, user: auth.User, name: str, data: bytes) -
         with store.transaction():
             result = org.import_people_csv(store, path).to_dict()
             result["conflicts"] = _imported_conflicts(store, rows)
-            audit(store, actor=user.username, action="people.import", subject=file,
+            audit(store, actor=actor_name(user), action="people.import", subject=file,
                   detail={**result, "rows": len(rows), "sha256": hashlib.sha256(bytes(data)).hexdigest()})
     return {"file": file, **result}
 
