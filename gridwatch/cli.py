@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import getpass
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -477,6 +478,24 @@ def _report_commands(sub: Any) -> None:
     p.set_defaults(run=_dossier)
 
 
+def _write_whole(target: str | Path, data: bytes) -> None:
+    """Write an export whole or not at all: into a hidden file beside the target, synced, then renamed over it.
+
+    A full disk or any other failure removes the partial file and leaves an earlier export of that name untouched.
+    """
+    target = Path(target)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with partial.open("wb") as sink:
+            sink.write(data)
+            sink.flush()
+            os.fsync(sink.fileno())
+        partial.replace(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def _report(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.load(db=args.db, language=args.lang)
     report = services.report_build(store, CLI, kind=args.period_kind, date=args.date, end=args.end, level=args.level,
@@ -484,13 +503,13 @@ def _report(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     result = report.to_json()
     files = {}
     if args.xlsx:
-        Path(args.xlsx).write_bytes(services.report_xlsx(report))
+        _write_whole(args.xlsx, services.report_xlsx(report))
         files["xlsx"] = args.xlsx
     if args.csv:
-        Path(args.csv).write_bytes(services.report_csv(report))
+        _write_whole(args.csv, services.report_csv(report))
         files["csv"] = args.csv
     if args.html:
-        Path(args.html).write_text(services.report_bulletin(store, CLI, report), encoding="utf-8")
+        _write_whole(args.html, services.report_bulletin(store, CLI, report).encode("utf-8"))
         files["html"] = args.html
     if files:
         result["files"] = files
@@ -513,7 +532,7 @@ def _dossier(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     for kind in ("xlsx", "csv", "html"):
         target = getattr(args, kind)
         if target:
-            Path(target).write_bytes(files[kind])
+            _write_whole(target, files[kind])
             written[kind] = target
     return {"unit": args.unit, "events": int(len(frame)), "files": written or None,
             **({"rows": _records(frame)} if args.json and not written else {})}

@@ -38,6 +38,7 @@ def test_a_database_write_on_a_full_disk_says_so_in_chinese(tmp_path):
 
 def test_an_export_on_a_full_disk_says_so_and_changes_nothing_stored(demo_db, tmp_path):
     db = copy_db(demo_db, tmp_path, "full.duckdb")
+    (tmp_path / "ranking.csv").write_text("an earlier export\n", encoding="utf-8")
     before = subprocess.run([sys.executable, "-m", "gridwatch", "audit", "verify", "--json", "--db", db],
                             capture_output=True, text=True, timeout=300)
     done = _capped(300, "report", "daily", "--date", "2026-06-20", "--csv", str(tmp_path / "ranking.csv"),
@@ -45,6 +46,9 @@ def test_an_export_on_a_full_disk_says_so_and_changes_nothing_stored(demo_db, tm
     assert done.returncode == DiskFull.exit_code, done.stderr[-2000:]
     assert "The disk is full" in done.stderr and "Traceback" not in done.stderr + done.stdout
     assert '"kind": "DiskFull"' in done.stdout
+    # the export is written whole or not at all: the earlier file is untouched and no partial file is left
+    assert (tmp_path / "ranking.csv").read_text(encoding="utf-8") == "an earlier export\n"
+    assert not list(tmp_path.glob("*.partial"))
     after = subprocess.run([sys.executable, "-m", "gridwatch", "audit", "verify", "--json", "--db", db],
                            capture_output=True, text=True, timeout=300)
     assert after.returncode == 0 and json.loads(after.stdout)["ok"]
