@@ -165,7 +165,8 @@ def verify(store: Store, user: auth.User, task_id: int, *, accept: bool, note: s
 
 
 def _apply_verified_finding(store: Store, kind: str) -> None:
-    """A verified boiler check or bare-land survey moves the boiler's or the patch's status at once."""
+    """A verified boiler check or bare-land survey moves the boiler's or the patch's status at once; a verified
+    heat-source check that confirmed a static source adds it to the static heat source layer."""
     if kind == "boiler_check":
         from gridwatch import heat
 
@@ -174,6 +175,10 @@ def _apply_verified_finding(store: Store, kind: str) -> None:
         from gridwatch import bare
 
         bare.apply_bare_findings(store)
+    elif kind == "heat_source_check":  # a confirmed static source joins the layer: a new version, published
+        from gridwatch import heatsources
+
+        heatsources.apply_check_findings(store, policy=policy(store))
 
 
 def task_conflicts(store: Store, user: auth.User) -> pd.DataFrame:
