@@ -1,4 +1,4 @@
-"""Known static heat sources and farmland as layers, the 疑似固定热源 — 请核实 check, and the answers that grow the layer.
+"""Known static heat sources and farmland as layers; the 疑似固定热源 — 请核实 check and the answers that grow them.
 
 Two layer kinds are registered here:
 
@@ -28,8 +28,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -318,12 +319,13 @@ def apply_check_findings(store: Store, *, policy: Policy, now: dt.datetime | Non
     if not take.any():
         return None
     done = done[take].reset_index(drop=True)
-    reports = [r for r, keep in zip(reports, take) if keep]
+    reports = [r for r, keep in zip(reports, take, strict=True) if keep]
+    resolution = _resolution(store)
+    places = [_place_of(int(c), r, resolution) for c, r in zip(done.cell, reports, strict=True)]
+    names = [(r.get("note") or "").strip()[:200] or f"#{int(i)}" for i, r in zip(done.id, reports, strict=True)]
     added = pd.DataFrame({
-        "geometry": np.array([_place_of(int(c), r, _resolution(store)) for c, r in zip(done.cell, reports)],
-                             dtype=object),
-        "name": pd.array([(r.get("note") or "").strip()[:200] or f"#{int(i)}" for i, r in zip(done.id, reports)],
-                         dtype="str"),
+        "geometry": np.array(places, dtype=object),
+        "name": pd.array(names, dtype="str"),
         "source_kind": pd.array(["other"] * len(done), dtype="str"),
         "added_by": pd.array(done.reporter.fillna("").astype(str).tolist(), dtype="str"),
         "feature_no": np.zeros(len(done), dtype=np.int64),
