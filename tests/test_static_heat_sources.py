@@ -5,18 +5,23 @@ in a key period nothing on farmland is suppressed; key periods are local setting
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from pathlib import Path
 
 import h3
 import numpy as np
+import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
-from gridwatch import auth, heatsources, layerstore, services
+from gridwatch import auth, heatsources, layerstore, regionstore, services
+from gridwatch.cli import main
 from gridwatch.config import Settings
 from gridwatch.errors import ValidationError
+from gridwatch.fires import DISPATCHED, LOW_CONFIDENCE, STATIC_SOURCE, triage
 from gridwatch.policy import Period, Policy, parse_key_periods, rules_in_force
 from gridwatch.services._common import policy as policy_of
 from gridwatch.workflow import Fix
@@ -277,10 +282,18 @@ def _inspector_cell(store) -> tuple[int, float, float]:
     return cell, lat, lng
 
 
-def _answer(store, task_id: int, finding: str, *, fix: Fix | None, note: str) -> None:
+def _chimney() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 120, 120)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _answer(store, task_id: int, finding: str, *, fix: Fix | None, note: str, started: bool = False) -> None:
     inspector, leader = auth.load_user(store, "inspector"), auth.load_user(store, "leader")
-    services.work_on(store, inspector, task_id, "in_progress")
-    services.work_on(store, inspector, task_id, "reported", finding=finding, note=note, fix=fix)
+    if not started:
+        services.work_on(store, inspector, task_id, "in_progress")
+    services.work_on(store, inspector, task_id, "reported", finding=finding, note=note, fix=fix,
+                     photos=[("chimney.jpg", _chimney())])
     services.verify(store, leader, task_id, accept=True)
 
 
@@ -292,8 +305,13 @@ def test_a_check_answered_static_source_adds_the_place_to_the_layer(demo_store, 
     assert demo_store.scalar("SELECT p.person_key FROM tasks t JOIN people p ON p.id = t.assignee_id"
                              " WHERE t.id = ?", [check["id"]]) is not None  # to the cell's inspector
     before = layerstore.published_version(demo_store, heatsources.STATIC_SOURCES)
+    inspector = auth.load_user(demo_store, "inspector")
+    services.work_on(demo_store, inspector, check["id"], "in_progress")
+    with pytest.raises(ValidationError, match="at least one photo"):  # it takes the place off dispatch: evidence
+        services.work_on(demo_store, inspector, check["id"], "reported", finding="static_source_confirmed",
+                         note="砖厂", fix=Fix(lat, lng, 8.0))
     _answer(demo_store, check["id"], "static_source_confirmed", fix=Fix(lat + 0.0005, lng, 8.0),
-            note="砖厂烟囱，已拍照")
+            note="砖厂烟囱，已拍照", started=True)
     version = layerstore.published_version(demo_store, heatsources.STATIC_SOURCES)
     assert version is not None and version != before
     info = layerstore.version_info(demo_store, heatsources.STATIC_SOURCES, version)
@@ -327,3 +345,65 @@ def test_a_check_answered_field_burning_keeps_dispatching(demo_store, tmp_path):
     assert _fire_tasks(demo_store, cell) == tasks + 1
     assert later["checks_opened"] == 0  # answered within the window: not asked again
     assert [c["state"] for c in _checks(demo_store, cell)] == ["closed"]
+
+
+def test_the_layer_loads_from_the_command_line_with_one_kind_for_every_feature(db_path, tmp_path):
+    path = _geojson(tmp_path / "kilns.geojson", [(_point(*FIELD), {"name": "一号窑"}),
+                                                 (_point(*OTHER), {"name": "二号窑"})])
+    lines: list[str] = []
+    status = main(["layers", "load", "static_heat_sources", str(path), "--crs", "EPSG:4326", "--option",
+                   "source_kind=kiln", "--publish", "--json", "--db", db_path], out=lines.append)
+    assert status == 0
+    loaded = json.loads("\n".join(lines))
+    assert loaded["rows"] == 2 and loaded["published"] and loaded["differences"]["sources"]["kiln"] == 2
+
+
+@pytest.fixture
+def db_path(county_db, tmp_path) -> str:
+    from conftest import copy_db, drop_db
+    path = copy_db(county_db, tmp_path, "cli.duckdb")
+    yield path
+    drop_db(path)
+
+
+# -- the rule itself, as a property of triage ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def county_grid(county_db):
+    from gridwatch.audit import open_sealed
+    with open_sealed(str(county_db)) as store:
+        return regionstore.grid(store)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_on_a_known_source_a_detection_is_suppressed_exactly_outside_key_periods_or_off_farmland(county_grid, data):
+    n = data.draw(st.integers(1, 40))
+    days = data.draw(st.lists(st.dates(dt.date(2023, 1, 1), dt.date(2024, 12, 31)), min_size=n, max_size=n))
+    on_source = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    farm = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    low = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    lat = FIELD[0] + np.arange(n) * 1e-3
+    frame = pd.DataFrame({
+        "latitude": lat, "longitude": np.full(n, FIELD[1]),
+        "acq_time": pd.to_datetime([f"{d}T03:00:00" for d in days], utc=True),
+        "satellite": ["Aqua"] * n, "confidence_class": np.where(low, "low", "nominal"),
+        "fire_type": np.full(n, np.nan), "frp": np.full(n, 5.0),
+    })
+    policy = Policy.from_settings(Settings.load(env={}, config_path=None, key_periods=KEY_PERIODS)).dispatch
+    cells, _ = county_grid.locate(lat, np.full(n, FIELD[1]))
+    by_cell = dict(zip(cells.view(np.int64).tolist(), on_source.tolist(), strict=False))
+    by_lat = dict(zip(lat.tolist(), farm.tolist(), strict=True))
+    result = triage(frame, county_grid, policy=policy, known_keys=np.zeros(0, dtype=np.int64),
+                    now=dt.datetime(2025, 1, 1),
+                    static_test=lambda c: np.array([by_cell[int(x)] for x in c], dtype=bool),
+                    farmland_test=lambda la, lg, c: np.array([by_lat[float(x)] for x in la], dtype=bool))
+    outcome = result.points.outcome.to_numpy()
+    source = np.array([by_cell[int(c)] for c in result.points.cell])
+    season = policy.in_key_period(frame.acq_time)
+    lifted = season & farm
+    assert (result.points.in_region.all() and len(outcome) == n)  # every detection counted
+    assert ((outcome == STATIC_SOURCE) == (source & ~lifted)).all()
+    assert ((outcome == LOW_CONFIDENCE) == (low & ~(source & ~lifted))).all()
+    assert ((outcome == DISPATCHED) == (~low & ~(source & ~lifted))).all()
+    assert result.flagged.get("static_source_in_key_period", 0) == int((source & lifted).sum())

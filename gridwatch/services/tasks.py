@@ -110,6 +110,10 @@ def work_on(store: Store, user: auth.User, task_id: int, to_state: str, *, findi
         raise InvalidTransition("A worker starts a task or reports on it; {state} is set by leaders and by the "
                                 "system.", state=to_state)
     _require_task(store, user, task_id, "task.work")
+    if to_state == "reported" and finding == "static_source_confirmed" and not photos:
+        # the answer takes the place off dispatch for good: the chimney or kiln must be seen
+        raise ValidationError("A report that confirms a static heat source needs at least one photo of it (the "
+                              "chimney, kiln or flare).")
     checked = inspect_report_photos(photos)  # their number and total size, then each one's size and pixels
 
     # photos first, in their own transaction (content-addressed, stored once): input that loses a race to another
