@@ -110,7 +110,7 @@ def test_a_field_burning_again_and_again_is_counted_dispatched_and_checked_once(
     assert again["tasks_created"] == 1 and again["checks_opened"] == 0
     assert len(_checks(county)) == 1 and _fire_tasks(county, cell) == 6
     summary = services.fire_summary(county, services.CLI)
-    assert summary["in_region"] == summary["dispatched"] == 7
+    assert summary["in_region"] == summary["dispatched"] == 7 and summary["heat_source_checks"] == 1
 
 
 def test_the_check_has_its_own_service_level_hours(county, tmp_path):

@@ -201,7 +201,8 @@ def fire_days(store: Store, actor: Actor, *, policy: DispatchPolicy | None = Non
 
 def fire_summary(store: Store, actor: Actor) -> dict[str, Any]:
     """Counts for the fire page on the cells the actor may see: detections by outcome and reason, incidents,
-    tasks by state (detections outside the region count for system actors only)."""
+    tasks by state, heat-source checks waiting for an answer (detections outside the region count for system
+    actors only)."""
     require(store, actor, "cell.view")
     scope, params = scope_sql(actor)
     by = {OUTCOMES[code]: n for code, n in firestore.outcome_counts(store, scope, params).items()}
@@ -213,6 +214,7 @@ def fire_summary(store: Store, actor: Actor) -> dict[str, Any]:
         "incidents": firestore.incident_count(store, scope, params),
         "tasks": firestore.task_state_counts(store, scope, params),
         "coverage_gaps": firestore.coverage_gap_count(store, scope, params),
+        "heat_source_checks": firestore.heat_source_check_count(store, scope, params),
         "demo": firestore.has_demo(store),
     }
 
