@@ -155,7 +155,7 @@ def ingest_fires(store: Store, actor: Actor, paths: list[str | Path], *,
     """Ingest several FIRMS files (each all or nothing) and add up the counts."""
     files = [ingest_fire_file(store, actor, p, policy=policy) for p in paths]
     total: dict[str, Any] = {k: 0 for k in ("read", "accepted", "rejected", "duplicates", "outside_region",
-                                             "incidents", "tasks_created", "coverage_gaps")}
+                                             "incidents", "tasks_created", "coverage_gaps", "checks_opened")}
     reasons: dict[str, int] = {}
     for f in files:
         for k in total:
