@@ -84,6 +84,11 @@ class Settings:
         Fiscal deduction per fire point; the plans give no amount: 0 (the default) means none.
     report_seasons : str
         Harvest seasons ``name=MM-DD..MM-DD,...``; empty uses the dispatch key periods.
+    key_periods : str or mapping
+        Key periods of straw burning, ``name=MM-DD..MM-DD,...`` or a table ``{summer_harvest = "05-25..06-30"}``
+        (a period may cross the new year). The plans name the summer and autumn harvests, 秋冬季节 and 春耕期间
+        but give no dates: empty (the default) means no key period; a county that sets them enters their document
+        in ``rule_documents``.
     rule_documents : mapping
         The document number the county entered for each local setting (本地设置), by setting name; shown with the
         rule wherever it is applied (``python -m gridwatch rules``).
@@ -149,6 +154,8 @@ class Settings:
     report_threshold_metric: str = "fire_points"
     report_deduction_yuan: float = 0.0
     report_seasons: str = ""
+    # key periods of straw burning (gridwatch.policy): local settings, none by default
+    key_periods: str | Mapping[str, str] = ""
     # the document (文号) behind each local setting (本地设置), by setting name
     rule_documents: Mapping[str, str] = field(default_factory=dict)
     # the HTTP API (gridwatch.api): request bodies, and alarms stored per transaction

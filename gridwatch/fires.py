@@ -3,10 +3,13 @@
 A detection's jurisdiction is its cell's owner. Detections are merged when
 they repeat (same latitude, longitude, acquisition time and satellite), kept
 but not dispatched when they are low-confidence or static heat sources (FIRMS
-type 2), and grouped into one incident per cell and overpass (satellite and
-acquisition time). A cell burning on many separate days within the window
-ending *now* is flagged as a possible static heat source, never set aside:
-repeated burning is still burning, counted and dispatched (and checked).
+type 2, or a cell on the published static heat source layer), and grouped into
+one incident per cell and overpass (satellite and acquisition time). In a key
+period nothing is suppressed on farmland: a static-source detection there is
+dispatched (flagged ``static_source_in_key_period``). A cell burning on many
+separate days within the window ending *now* and not on the layer is flagged as
+a possible static heat source, never set aside: repeated burning is still
+burning, counted and dispatched (and checked, :attr:`TriageResult.repeated_cells`).
 
 Every stage works on whole numpy columns: satellites, confidence classes and
 outcomes are small integer codes (:data:`SATELLITE_NAMES`, :data:`OUTCOMES`),
@@ -40,10 +43,14 @@ __all__ = ["REASONS", "FLAGS", "FLAG_LABELS", "OUTCOMES", "StageClock", "TriageR
 #: why a detection inside the region is not dispatched; ``persistent_heat`` is no longer given (repeated burning is
 #: dispatched and flagged, see :data:`FLAGS`) and stays so that rows stored by earlier versions keep their code
 REASONS = ("static_source", "persistent_heat", "low_confidence")
-#: flags of dispatched detections: their cell burned on ``persistent_days`` or more days within the window
-FLAGS = ("possible_static_source",)
+#: flags of detections: their cell burned on ``persistent_days`` or more days within the window and is not on the
+#: static heat source layer; or they lie on a static source, on farmland, in a key period, and were dispatched
+FLAGS = ("possible_static_source", "static_source_in_key_period")
 #: what a flag means, as shown (translated through the catalog)
-FLAG_LABELS = MappingProxyType({"possible_static_source": N_("possible static heat source — please verify")})
+FLAG_LABELS = MappingProxyType({
+    "possible_static_source": N_("possible static heat source — please verify"),
+    "static_source_in_key_period": N_("on a static heat source, on farmland in a key period: dispatched"),
+})
 #: a detection's stored outcome code -> name: dispatched, one of :data:`REASONS`, or outside the region
 OUTCOMES = ("dispatched", *REASONS, "outside_region")
 DISPATCHED, STATIC_SOURCE, PERSISTENT_HEAT, LOW_CONFIDENCE, OUTSIDE_REGION = range(len(OUTCOMES))
@@ -52,6 +59,7 @@ FIRE_TYPE_STATIC = 2
 PASS_MARGIN_DEG = 5.0
 
 ZoneTest = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+CellTest = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -229,13 +237,17 @@ class TriageResult:
     ``in_region``         bool
     ``in_no_burn_zone``   bool (the zone test, inside the region only)
     ``outcome``           code in :data:`OUTCOMES` (int8)
-    ``possible_static_source``  bool: the cell keeps burning (flagged, still dispatched)
+    ``possible_static_source``  bool: the cell keeps burning and is not on the layer (flagged, still dispatched)
+    ``on_static_source``  bool: the cell is on the published static heat source layer
     ``incident_key``      Int64, <NA> unless dispatched
     ====================  ==========================================================
 
     ``incidents`` holds one row per incident among the dispatched detections:
     ``key, cell, satellite, acq_time, points, max_frp, in_no_burn_zone, possible_static_source`` (its
     units are its cell's; ``satellite`` is :func:`satellite_names`, a categorical).
+
+    ``repeated_cells`` holds the cells flagged ``possible_static_source``: ``cell``, ``days`` (burn days in the
+    window), one row per cell, for the heat-source checks.
     """
 
     points: pd.DataFrame
@@ -244,6 +256,8 @@ class TriageResult:
     outside_region: int
     not_dispatched: dict[str, int]
     flagged: dict[str, int] = field(default_factory=dict)
+    repeated_cells: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"cell": np.zeros(0, dtype=np.int64), "days": np.zeros(0, dtype=np.int64)}))
 
     def summary(self) -> dict:
         """The counts of the ingest report."""
@@ -277,6 +291,8 @@ def triage(
     zone_test: ZoneTest | None = None,
     columns: FireColumns | None = None,
     now: dt.datetime | None = None,
+    static_test: CellTest | None = None,
+    farmland_test: ZoneTest | None = None,
 ) -> TriageResult:
     """Decide jurisdiction, duplicates, filters and incidents for detections read from a file.
 
@@ -305,6 +321,10 @@ def triage(
     now : datetime, optional
         The ingest's clock (naive means UTC; default: this machine's): the persistence window is the
         ``persistent_window_days`` before it, never anchored on the detections' own dates.
+    static_test : callable, optional
+        ``static_test(cells) -> bool array`` (int64 cells): the cell is on the published static heat source layer.
+    farmland_test : callable, optional
+        ``farmland_test(lat, lng, cells) -> bool array``: on farmland; None means every cell is farmland.
     """
     if columns is None:
         columns = fire_columns(frame)
@@ -324,15 +344,20 @@ def triage(
     cell = cells.view(np.int64)
     fire_type = new(frame.fire_type.to_numpy(dtype=np.float64, na_value=-1.0))
     low = new(text_codes(frame.confidence_class, CONFIDENCE_CLASSES) == 0) & (not policy.dispatch_low_confidence)
-    outcome = _outcomes(inside, fire_type == FIRE_TYPE_STATIC, low)
-    flagged = _persistent(cell, new(utc), inside, policy, burn_days, _naive_utc64(now))
+    on_source = (np.asarray(static_test(cell), dtype=bool) & inside if static_test is not None and inside.any()
+                 else np.zeros(len(rows), dtype=bool))
+    static = inside & ((fire_type == FIRE_TYPE_STATIC) | on_source)
+    kept = _straw_season(static, new(utc), lat, lng, cells, policy, farmland_test)
+    outcome = _outcomes(inside, static & ~kept, low)
+    repeated, days = _persistent(cell, new(utc), inside, policy, burn_days, _naive_utc64(now))
+    flagged = repeated & ~on_source
     frp = new(frame.frp.to_numpy(dtype=np.float64, na_value=np.nan))
     incident_key, incidents = _incidents(cell, new(sat), new(minutes), new(stable), new(utc), frp, zone,
                                          outcome == DISPATCHED, flagged)
     points = pd.DataFrame({
         "row": rows, "key": new(keys), "satellite": new(sat), "acq_time": new(utc), "latitude": lat, "longitude": lng,
         "cell": cell, "position": pos, "in_region": inside, "in_no_burn_zone": zone, "outcome": outcome,
-        "possible_static_source": flagged, "incident_key": incident_key,
+        "possible_static_source": flagged, "on_static_source": on_source, "incident_key": incident_key,
     }, copy=False)
     counts = np.bincount(outcome, minlength=len(OUTCOMES))
     return TriageResult(
@@ -341,8 +366,33 @@ def triage(
         duplicates=int(len(frame) - len(rows)),
         outside_region=int(counts[OUTSIDE_REGION]),
         not_dispatched={r: int(counts[OUTCOMES.index(r)]) for r in REASONS if counts[OUTCOMES.index(r)]},
-        flagged={"possible_static_source": int(flagged.sum())} if flagged.any() else {},
+        flagged={name: int(n) for name, n in (("possible_static_source", flagged.sum()),
+                                               ("static_source_in_key_period", kept.sum())) if n},
+        repeated_cells=_repeated_cells(cell, flagged, days),
     )
+
+
+def _straw_season(static: np.ndarray, utc: np.ndarray, lat: np.ndarray, lng: np.ndarray, cells: np.ndarray,
+                  policy: DispatchPolicy, farmland_test: ZoneTest | None) -> np.ndarray:
+    """Static-source detections dispatched all the same: in a key period, on farmland (every cell while no farmland
+    layer is published). Only the static-source detections are tested (few), so the rest cost nothing."""
+    kept = np.zeros(len(static), dtype=bool)
+    if not policy.key_periods or not static.any():
+        return kept
+    where = np.flatnonzero(static)
+    season = policy.in_key_period(utc[where])
+    if farmland_test is not None and season.any():
+        where, season = where[season], np.ones(int(season.sum()), dtype=bool)
+        season &= np.asarray(farmland_test(lat[where], lng[where], cells[where]), dtype=bool)
+    kept[where[season]] = True
+    return kept
+
+
+def _repeated_cells(cell: np.ndarray, flagged: np.ndarray, days: np.ndarray) -> pd.DataFrame:
+    """One row per flagged cell with its burn days in the window (the most any of its detections saw)."""
+    where = np.flatnonzero(flagged)
+    frame = pd.DataFrame({"cell": cell[where], "days": days[where].astype(np.int64)})
+    return frame.groupby("cell", sort=True).days.max().reset_index()
 
 
 def _naive_utc64(now: dt.datetime | None) -> np.datetime64:
@@ -375,16 +425,19 @@ def _outcomes(inside: np.ndarray, static: np.ndarray, low: np.ndarray) -> np.nda
 
 
 def _persistent(cell: np.ndarray, utc: np.ndarray, inside: np.ndarray, policy: DispatchPolicy,
-                burn_days: Callable[[np.ndarray], pd.DataFrame] | None, now: np.datetime64) -> np.ndarray:
+                burn_days: Callable[[np.ndarray], pd.DataFrame] | None,
+                now: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
     """Detections in cells that burn on ``persistent_days`` or more separate local days in the window ending at
-    ``now`` (counting stored ones); only detections within the window count, so a stray date moves nothing.
+    ``now`` (counting stored ones), and each detection's cell's burn days; only detections within the window
+    count, so a stray date moves nothing.
     """
+    nothing = np.zeros(len(cell), dtype=bool), np.zeros(len(cell), dtype=np.int64)
     if not inside.any() or policy.persistent_days <= 0:
-        return np.zeros(len(cell), dtype=bool)
+        return nothing
     since = now - np.timedelta64(policy.persistent_window_days, "D")
     where = np.flatnonzero(inside & (utc >= since))  # the reader refused rows later than now
     if not len(where):
-        return np.zeros(len(cell), dtype=bool)
+        return nothing
     codes, cells = pd.factorize(cell[where])  # each inside detection's cell as 0..k-1
     days = policy.local_dates(utc[where]).astype(np.int64)
     if burn_days is not None:
@@ -399,9 +452,9 @@ def _persistent(cell: np.ndarray, utc: np.ndarray, inside: np.ndarray, policy: D
     span = np.int64(1 << 20)
     pairs = pd.unique(codes.astype(np.int64) * span + (days - first_day))
     days_per_cell = np.bincount(pairs // span, minlength=len(cells))
-    out = np.zeros(len(cell), dtype=bool)
-    out[where] = days_per_cell[codes[:len(where)]] >= policy.persistent_days
-    return out
+    out = np.zeros(len(cell), dtype=np.int64)
+    out[where] = days_per_cell[codes[:len(where)]]
+    return out >= policy.persistent_days, out
 
 
 def _incidents(cell: np.ndarray, sat: np.ndarray, minutes: np.ndarray, stable: np.ndarray, utc: np.ndarray,

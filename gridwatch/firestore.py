@@ -19,10 +19,12 @@ import pyarrow.compute as pc
 from gridwatch.fires import TriageResult, text_codes
 from gridwatch.policy import DispatchPolicy
 from gridwatch.storage import Store
+from gridwatch.tasks import ACTIVE_STATES, Kind
 from layers.fire_points import CONFIDENCE_CLASSES
 
 __all__ = ["known_keys", "burn_days", "detection_rows", "record_passes", "new_batch", "finish_batch", "rejects",
            "counts_by_day", "passes_by_day", "outcome_counts", "task_state_counts", "incident_count",
+           "heat_source_check_count",
            "coverage_gap_count", "has_demo", "newest_tasks", "dispatched_cells", "log_fetch", "fetch_log"]
 
 
@@ -187,6 +189,14 @@ def task_state_counts(store: Store, scope: str, params: list) -> dict[str, int]:
     return {r["state"]: int(r["n"]) for r in store.query(
         f"SELECT state, count(*) AS n FROM tasks WHERE kind = 'fire_check' AND {scope} GROUP BY 1 ORDER BY 1",
         params)}
+
+
+def heat_source_check_count(store: Store, scope: str, params: list) -> int:
+    """Heat-source checks (疑似固定热源 — 请核实) still waiting for an answer."""
+    states = [s.value for s in ACTIVE_STATES]
+    return int(store.scalar(
+        f"SELECT count(*) FROM tasks WHERE kind = ? AND state IN ({', '.join('?' * len(states))}) AND {scope}",
+        [Kind.HEAT_SOURCE_CHECK.value, *states, *params]))
 
 
 def incident_count(store: Store, scope: str, params: list) -> int:

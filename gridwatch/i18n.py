@@ -138,6 +138,9 @@ LABELS = (
     N_("coal_check"),
     N_("routine_patrol"),
     N_("manual"),
+    N_("heat_source_check"),
+    N_("static_source_confirmed"),
+    N_("field_burning"),
     N_("confirmed_burning"),
     N_("extinguished"),
     N_("false_alarm"),
@@ -261,6 +264,7 @@ TASK_TITLES: dict[str, str] = {
     "boiler_eliminate": N_("Coal boiler to eliminate {name} {capacity_tph} t/h ({limit_tph} t/h or less)"),
     "coal_sale_point": N_("Loose coal sale point check: {name}"),
     "coal_recheck": N_("Follow-up check of loose coal in a no-burn zone"),
+    "heat_source_check": N_("Possible static heat source — please verify: fire on {days} days within {window} days"),
 }
 
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'

@@ -55,7 +55,7 @@ PUBLISH_ACTOR = "layer-publish"
 DIFFERENCE_KEYS = ("cells_added", "cells_removed", "tasks_opened", "tasks_closed")
 
 #: modules that register kinds when imported
-_KIND_MODULES = ("gridwatch.zones", "gridwatch.heat", "gridwatch.bare")
+_KIND_MODULES = ("gridwatch.zones", "gridwatch.heat", "gridwatch.bare", "gridwatch.heatsources")
 
 _LABELS = (N_("withdrawn"), N_("publish"), N_("restore"), N_("cells_added"), N_("cells_removed"),
            N_("tasks_opened"), N_("tasks_closed"), N_("cells_affected"), N_("previous"), N_("published"),

@@ -44,8 +44,8 @@ CLI_KINDS = {"daily": "day", "weekly": "week", "xun": "xun", "monthly": "month",
              "custom": "custom"}
 _XUN_NAMES = (N_("{year}-{month:02d}, first ten days"), N_("{year}-{month:02d}, middle ten days"),
               N_("{year}-{month:02d}, last days"))
-#: the names of the default harvest seasons (the dispatch key periods), for translation
-_SEASON_NAMES = (N_("summer_harvest"), N_("autumn_harvest"))
+#: the names of the key periods the plans name (the dispatch key periods, as the demo sets them), for translation
+_SEASON_NAMES = (N_("summer_harvest"), N_("autumn_harvest"), N_("spring_ploughing"), N_("autumn_winter"))
 _KIND_LABELS = {"day": N_("Daily dispatch"), "week": N_("Weekly summary"), "xun": N_("Ten-day ranking"),
                 "month": N_("Monthly assessment"), "two_months": N_("Two-monthly comparison"),
                 "quarter": N_("Quarter"), "half_year": N_("Half-year rewards and penalties"),

@@ -32,9 +32,9 @@ from gridwatch.errors import ValidationError
 from gridwatch.i18n import N_
 from gridwatch.tasks import Kind, Priority
 
-__all__ = ["TIMEZONE", "EARLIEST_DATA", "DEMO_DOCUMENT", "Period", "DispatchPolicy", "Policy", "Rule", "rules_in_force",
-           "PLAN_RULES", "LOCAL_RULES", "ESCALATION_LEVELS", "ESCALATION_ORDER", "ONE_LEADER_THREE_MEMBERS",
-           "DEFAULT_REQUIRED_ROLES"]
+__all__ = ["TIMEZONE", "EARLIEST_DATA", "DEMO_DOCUMENT", "DEMO_KEY_PERIODS", "Period", "parse_key_periods",
+           "DispatchPolicy", "Policy", "Rule", "rules_in_force", "PLAN_RULES", "LOCAL_RULES", "ESCALATION_LEVELS",
+           "ESCALATION_ORDER", "ONE_LEADER_THREE_MEMBERS", "DEFAULT_REQUIRED_ROLES"]
 
 #: Beijing time: the zone of every local date, period and deadline shown (the plans' calendar)
 TIMEZONE = "Asia/Shanghai"
@@ -179,6 +179,36 @@ class Period:
         return (md >= lo) & (md <= hi) if lo <= hi else (md >= lo) | (md <= hi)
 
 
+def parse_key_periods(value: str | Mapping[str, str] | None) -> tuple[Period, ...]:
+    """Key periods from the ``key_periods`` setting: ``name=MM-DD..MM-DD,...`` or a mapping of name to dates.
+
+    Empty gives none. A period may cross the new year (``autumn_winter=10-01..03-31``); 02-29 is a valid day.
+
+    Examples
+    --------
+    >>> [p.name for p in parse_key_periods({"summer_harvest": "05-25..06-30", "autumn_winter": "10-01..03-31"})]
+    ['summer_harvest', 'autumn_winter']
+    >>> parse_key_periods("")
+    ()
+    """
+    if isinstance(value, Mapping):
+        pairs = [(str(k), str(v)) for k, v in value.items()]
+    else:
+        pairs = []
+        for part in str(value or "").split(","):
+            if not part.strip():
+                continue
+            name, sep, dates = part.partition("=")
+            if not sep or not name.strip():
+                raise ValidationError("Key period {text!r} is not of the form name=MM-DD..MM-DD.", text=part.strip())
+            pairs.append((name, dates))
+    periods = tuple(Period.parse(name.strip(), dates.strip()) for name, dates in pairs)
+    names = [p.name for p in periods]
+    if len(set(names)) != len(names):
+        raise ValidationError("Key period names must differ: {names}.", names=", ".join(names))
+    return periods
+
+
 @dataclass(frozen=True)
 class DispatchPolicy:
     """The configurable rules of fire dispatch.
@@ -186,7 +216,8 @@ class DispatchPolicy:
     Attributes
     ----------
     key_periods : tuple of Period
-        Summer (三夏) and autumn (三秋) harvests by default, when straw burning peaks.
+        Key periods of straw burning (the ``key_periods`` setting, :func:`parse_key_periods`). The plans name the
+        summer and autumn harvests (三夏、三秋), 秋冬季节 and 春耕期间 but give no dates: none unless configured.
     sla_key_hours, sla_hours : float
         Time to reach the spot in and outside key periods.
     dispatch_low_confidence : bool
@@ -198,10 +229,7 @@ class DispatchPolicy:
         Zone of local dates (:data:`TIMEZONE`).
     """
 
-    key_periods: tuple[Period, ...] = (
-        Period("summer_harvest", (5, 20), (6, 30)),
-        Period("autumn_harvest", (9, 15), (11, 15)),
-    )
+    key_periods: tuple[Period, ...] = ()
     sla_key_hours: float = 2.0
     sla_hours: float = 24.0
     dispatch_low_confidence: bool = False
@@ -210,7 +238,7 @@ class DispatchPolicy:
     timezone: str = TIMEZONE
     sla_by_kind: dict[str, float] = field(default_factory=lambda: {
         Kind.BARE_LAND_SURVEY: 72.0, Kind.BOILER_CHECK: 168.0, Kind.COAL_CHECK: 72.0,
-        Kind.ROUTINE_PATROL: 168.0, Kind.MANUAL: 72.0,
+        Kind.ROUTINE_PATROL: 168.0, Kind.MANUAL: 72.0, Kind.HEAT_SOURCE_CHECK: 72.0,
     })
 
     def local_dates(self, utc: pd.Series | np.ndarray) -> np.ndarray:
@@ -219,7 +247,9 @@ class DispatchPolicy:
         return idx.to_numpy().astype("datetime64[D]")
 
     def in_key_period(self, utc: pd.Series | np.ndarray) -> np.ndarray:
-        """Whether each detection time falls in a key period (by local date)."""
+        """Whether each detection time falls in a key period (by local date); none while no period is set."""
+        if not self.key_periods:
+            return np.zeros(len(utc), dtype=bool)
         dates = self.local_dates(utc)
         out = np.zeros(len(dates), dtype=bool)
         for period in self.key_periods:
@@ -272,7 +302,7 @@ class Policy:
 
         ``sla_hours`` may name any task kind, and ``fire_check_key_period`` for fire checks in a key period.
         """
-        dispatch = DispatchPolicy()
+        dispatch = DispatchPolicy(key_periods=parse_key_periods(settings.key_periods))
         hours = dict(settings.sla_hours or {})
         if hours:
             known = {k.value for k in Kind} | {"fire_check_key_period"}
@@ -378,6 +408,9 @@ class Policy:
 SOURCE_KINDS = ("plan", "local", "demo")
 #: the document shown for the local settings the generated demo database fills in
 DEMO_DOCUMENT = "演示设置（演示数据库生成，非规划规定）"
+#: the key periods the generated demo database sets (the plans name these periods but give no dates)
+DEMO_KEY_PERIODS = ("summer_harvest=05-20..06-30,autumn_harvest=09-15..11-15,spring_ploughing=03-01..04-30,"
+                    "autumn_winter=10-01..03-31")
 
 
 @dataclass(frozen=True)

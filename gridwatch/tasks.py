@@ -52,6 +52,7 @@ class Kind(StrEnum):
     COAL_CHECK = "coal_check"
     ROUTINE_PATROL = "routine_patrol"
     MANUAL = "manual"
+    HEAT_SOURCE_CHECK = "heat_source_check"  # 疑似固定热源 — 请核实: a cell that keeps burning, not on the layer
 
 
 class State(StrEnum):
@@ -120,6 +121,7 @@ FINDINGS: dict[str, tuple[str, ...]] = {
     Kind.COAL_CHECK: ("none_found", "seized"),
     Kind.ROUTINE_PATROL: ("normal", "problem_found"),
     Kind.MANUAL: ("done",),
+    Kind.HEAT_SOURCE_CHECK: ("static_source_confirmed", "field_burning"),
 }
 
 #: states in which a task still waits for work in the field

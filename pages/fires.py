@@ -25,6 +25,9 @@ with ui.show_errors():
     if summary["not_dispatched"]:
         kept = "；".join(f"{t(reason)} {n}" for reason, n in summary["not_dispatched"].items())
         st.caption(t("Kept but not dispatched: {reasons}", reasons=kept))
+    if summary["heat_source_checks"]:
+        st.caption(t("Cells that keep burning, to verify as possible static heat sources (疑似固定热源 — 请核实): "
+                     "{n}", n=summary["heat_source_checks"]))
 
     days = services.fire_days(store, me)
     left, right = st.columns([3, 2])

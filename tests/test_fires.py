@@ -113,10 +113,20 @@ def test_demo_county_february_2022_file_dispatches_two_fire_checks(demo_store):
         assert task.state in ("assigned", "open")
         events = demo_store.query("SELECT * FROM task_events WHERE task_id = ?", [task.id])
         assert len(events) == 1 and events[0]["to_state"] == task.state
-    # 2022-02-26 is outside the harvests: a 24-hour SLA and normal priority
-    assert (new.priority == 2).all()
+    # 2022-02-26 lies in the demo's autumn-and-winter key period (秋冬季节, 10-01..03-31, a demo setting): the
+    # key-period priority and the two-hour SLA
+    assert (new.priority == 3).all()
     hours = (new.due_at - new.created_at).dt.total_seconds() / 3600
-    assert (hours == 24).all()
+    assert (hours == 2).all()
+
+
+def test_without_key_periods_configured_a_county_has_none(county):
+    """The plans give no dates for their key periods: a database that sets none dispatches at normal priority."""
+    result = services.ingest_fires(county, services.CLI, [FEB_2022])
+    assert result["tasks_created"] == 2
+    new = county.query_df("SELECT priority, due_at, created_at FROM tasks WHERE kind = 'fire_check'")
+    assert (new.priority == 2).all()
+    assert ((new.due_at - new.created_at).dt.total_seconds() / 3600 == 24).all()
 
 
 def _cell_centre(cell: int) -> dict:

@@ -8,10 +8,10 @@ import pytest
 
 from gridwatch.errors import ValidationError
 from gridwatch.periods import custom, day, month, period_of, season, seasons_from_text, week, xun
-from gridwatch.policy import Policy
+from gridwatch.policy import parse_key_periods
 
-#: the key periods of the default policy: the summer and autumn harvests
-HARVESTS = Policy().dispatch.key_periods
+#: the summer and autumn harvests as a county configures them (the plans give no dates: none by default)
+HARVESTS = parse_key_periods("summer_harvest=05-20..06-30,autumn_harvest=09-15..11-15")
 
 D = dt.date
 

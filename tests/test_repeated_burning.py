@@ -44,6 +44,9 @@ def test_a_field_burning_on_five_days_in_sixty_is_counted_every_time_and_dispatc
     assert result["flagged"] == {"possible_static_source": 5}
     assert result["incidents"] == 6 and result["tasks_created"] == 6
     assert county.scalar("SELECT count(*) FROM tasks WHERE kind = 'fire_check'") == before + 6
+    # and the field's cell is asked about once: 疑似固定热源 — 请核实 (tests/test_static_heat_sources.py)
+    assert result["checks_opened"] == 1
+    assert county.scalar("SELECT count(*) FROM tasks WHERE kind = 'heat_source_check'") == 1
     summary = services.fire_summary(county, services.CLI)
     assert summary["dispatched"] == summary["in_region"] == 6 and summary["not_dispatched"] == {}
     days = services.fire_days(county, services.CLI)
@@ -56,6 +59,7 @@ def test_later_files_count_stored_days_in_the_window_ending_now(county, tmp_path
     assert first["flagged"] == {}  # three days: not yet repeated burning
     second = services.ingest_fire_file(county, services.CLI, _write(tmp_path / "b.csv", rows[3:]), now=NOW)
     assert second["flagged"] == {"possible_static_source": 2} and second["tasks_created"] == 3
+    assert (first["checks_opened"], second["checks_opened"]) == (0, 1)
     # months later the same days lie outside the window: nothing is flagged, everything is still dispatched
     late = [_row(*FIELD, d) for d in ("2024-04-21", "2024-05-06")]
     third = services.ingest_fire_file(county, services.CLI, _write(tmp_path / "c.csv", late),

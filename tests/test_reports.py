@@ -32,7 +32,7 @@ import pytest
 from gridwatch import auth, reports, services, workflow
 from gridwatch.cli import main
 from gridwatch.periods import month, period_of, xun
-from gridwatch.policy import Policy
+from gridwatch.policy import DEMO_KEY_PERIODS, Policy, parse_key_periods
 from gridwatch.reports import ReportRules, build_report
 
 T = dt.datetime
@@ -154,11 +154,12 @@ def test_ranking_score_rule_and_rank_change(dataset):
 
 def test_first_fire_is_flagged_in_the_period_holding_it(dataset):
     s = dataset["store"]
-    first = build_report(s, xun(dt.date(2025, 6, 5)), level="township", unit="410329", now=NOW)
+    demo = ReportRules(seasons=parse_key_periods(DEMO_KEY_PERIODS))  # the demo's seasons (demo settings)
+    first = build_report(s, xun(dt.date(2025, 6, 5)), level="township", unit="410329", now=NOW, rules=demo)
     flagged = first.rows[first.rows.first_fire]
     assert list(flagged.unit_code) == ["410329-D01"]
     assert flagged.first_fire_at.iloc[0] == "2025-06-10 23:00"
-    june = build_report(s, month(dt.date(2025, 6, 1)), level="township", unit="410329", now=NOW)
+    june = build_report(s, month(dt.date(2025, 6, 1)), level="township", unit="410329", now=NOW, rules=demo)
     assert list(june.rows[june.rows.first_fire].unit_code) == ["410329-D01"]
     assert _row(june, "410329-D01").fire_points == 4 and _row(june, "410329-D02").fire_points == 2
 
@@ -245,7 +246,8 @@ def test_weights_and_thresholds_are_checked():
     rules = ReportRules.from_settings(Settings.load(env={}, config_path=None))
     assert dict(rules.weights) == {"fire_points": 1.0, "confirmed": 1.0, "tasks_overdue": 0.5}
     # the plans give no thresholds or amounts: none applies until the county sets them (本地设置)
-    assert dict(rules.thresholds) == {} and rules.deduction_yuan == 0.0 and rules.seasons[0].name == "summer_harvest"
+    assert dict(rules.thresholds) == {} and rules.deduction_yuan == 0.0
+    assert rules.seasons == ()  # nor dates for the key periods (seasons): none until set
     with pytest.raises(ValidationError):
         ReportRules.from_settings(Settings.load(env={"GRIDWATCH_REPORT_WEIGHTS": "smoke=1"}, config_path=None))
     with pytest.raises(ValidationError):

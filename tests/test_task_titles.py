@@ -206,3 +206,10 @@ def test_the_fire_page_lists_english_titles_in_english(app_db):
     assert not at.exception, at.exception
     tasks = at.dataframe[0].value
     assert len(tasks) > 30 and tasks.iloc[:, 0].str.startswith("Satellite fire point check").all()
+
+
+def test_the_heat_source_check_title_in_both_languages():
+    made = task_title_columns("heat_source_check", {"days": ["5"], "window": ["60"]})
+    assert made.title.to_pylist() == ["疑似固定热源 — 请核实：60天内有5天出现火点"]
+    row = {"title_key": "heat_source_check", "title_args": made.args[0].as_py(), "kind": "heat_source_check"}
+    assert task_title(row, "en") == "Possible static heat source — please verify: fire on 5 days within 60 days"

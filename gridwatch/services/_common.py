@@ -16,7 +16,7 @@ from pathlib import Path
 from gridwatch import auth
 from gridwatch.config import Settings
 from gridwatch.errors import PermissionDenied, ValidationError
-from gridwatch.policy import DEMO_DOCUMENT, Policy, step_hours_of
+from gridwatch.policy import DEMO_DOCUMENT, DEMO_KEY_PERIODS, Policy, parse_key_periods, step_hours_of
 from gridwatch.storage import Store
 
 
@@ -162,7 +162,7 @@ def policy(store: Store) -> Policy:
 #: local settings (本地设置) the generated demo database applies where the settings leave them unset, so that its
 #: screens show every feature; they are labelled as demo settings wherever rules are listed
 DEMO_SETTINGS = {"report_thresholds": "notice=5,interview_deputy=10,interview_principal=20",
-                 "report_deduction_yuan": 10000.0,
+                 "report_deduction_yuan": 10000.0, "key_periods": DEMO_KEY_PERIODS,
                  "sla_step_hours": "village=24,township=24,county=48,city=72"}
 
 
@@ -177,7 +177,10 @@ def with_demo_settings(store: Store, found: Policy) -> Policy:
         return found
     documents = {**{k: DEMO_DOCUMENT for k in unset}, **dict(found.settings.rule_documents or {})}
     settings = replace(found.settings, **unset, rule_documents=documents)
-    return replace(found, settings=settings, step_hours=step_hours_of(settings.sla_step_hours))
+    dispatch = found.dispatch
+    if "key_periods" in unset:  # the dispatch rules hold the parsed periods
+        dispatch = replace(dispatch, key_periods=parse_key_periods(unset["key_periods"]))
+    return replace(found, dispatch=dispatch, settings=settings, step_hours=step_hours_of(settings.sla_step_hours))
 
 
 

@@ -51,6 +51,13 @@ def _zone_test(store: Store):
     return zones.zone_test_for(store)
 
 
+def _heat_source_tests(store: Store):
+    """The static heat source cell test and the farmland test of the published layers (None while unpublished)."""
+    from gridwatch import heatsources
+
+    return heatsources.static_test_for(store), heatsources.farmland_test_for(store)
+
+
 def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: DispatchPolicy | None = None,
                      source_label: str | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Read, triage, store and dispatch one FIRMS file, all or nothing.
@@ -65,8 +72,10 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
     file must not interleave.
 
     Returns ``{"file", "batch", "read", "accepted", "rejected", "duplicates", "outside_region",
-    "not_dispatched", "flagged", "incidents", "tasks_created", "coverage_gaps", "passes", "stage_seconds"}``:
-    ``flagged`` counts dispatched detections flagged as possible static heat sources; ``accepted``
+    "not_dispatched", "flagged", "incidents", "tasks_created", "coverage_gaps", "checks_opened", "passes",
+    "stage_seconds"}``: ``flagged`` counts detections flagged as possible static heat sources (cells that keep
+    burning and are not on the static heat source layer; each such cell gets one ``heat_source_check`` while none
+    is open, counted in ``checks_opened``) or as dispatched on a static source in a key period; ``accepted``
     counts new valid detections stored; ``read = accepted + rejected + duplicates``. Detections concern the whole
     region, so only a job or the command line ingests them (``policy`` defaults to the store's).
     """
@@ -91,9 +100,11 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
             columns = fire_columns(frame)
             known = firestore.known_keys(store, columns.keys)
         with clock("triage"):
+            static_test, farmland_test = _heat_source_tests(store)
             tri = triage(frame, grid, policy=policy, known_keys=known,
                          burn_days=firestore.burn_days(store, policy, now), columns=columns,
-                         zone_test=_zone_test(store), now=now)
+                         zone_test=_zone_test(store), now=now, static_test=static_test,
+                         farmland_test=farmland_test)
         # While the incidents, tasks and events are written (DuckDB releases the GIL), two threads work out the
         # tasks' priorities, due times and titles, lay out the new detections' rows and find the passes seen.
         bounds = regionstore.bounds(store)
@@ -104,6 +115,7 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
             passes_seen = helpers.submit(observed_passes, tri.points, bounds)
             with clock("dispatch"):
                 dispatched = dispatch_fire_incidents(store, tri.incidents, policy=policy, now=now, plan=plan)
+                checks = _open_checks(store, tri.repeated_cells, policy=policy, now=now)
             with clock("store"):
                 if laid_out is not None:
                     rows, variants = laid_out.result()
@@ -119,6 +131,7 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
             "incidents": dispatched["incidents"],
             "tasks_created": dispatched["tasks_created"],
             "coverage_gaps": dispatched["coverage_gaps"],
+            "checks_opened": checks,
             "passes": passes,
         }
         firestore.finish_batch(store, batch, json.dumps(summary, ensure_ascii=False), result.rejected)
@@ -128,12 +141,21 @@ def ingest_fire_file(store: Store, actor: Actor, path: str | Path, *, policy: Di
     return {**summary, "stage_seconds": clock.seconds}
 
 
+def _open_checks(store: Store, cells: pd.DataFrame, *, policy: DispatchPolicy, now: dt.datetime) -> int:
+    """One 疑似固定热源 — 请核实 check per cell that keeps burning, while none is open (nothing when none does)."""
+    if not len(cells):
+        return 0
+    from gridwatch import heatsources
+
+    return heatsources.open_heat_source_checks(store, cells, policy=policy, now=now)
+
+
 def ingest_fires(store: Store, actor: Actor, paths: list[str | Path], *,
                  policy: DispatchPolicy | None = None) -> dict[str, Any]:
     """Ingest several FIRMS files (each all or nothing) and add up the counts."""
     files = [ingest_fire_file(store, actor, p, policy=policy) for p in paths]
     total: dict[str, Any] = {k: 0 for k in ("read", "accepted", "rejected", "duplicates", "outside_region",
-                                             "incidents", "tasks_created", "coverage_gaps")}
+                                             "incidents", "tasks_created", "coverage_gaps", "checks_opened")}
     reasons: dict[str, int] = {}
     for f in files:
         for k in total:
@@ -179,7 +201,8 @@ def fire_days(store: Store, actor: Actor, *, policy: DispatchPolicy | None = Non
 
 def fire_summary(store: Store, actor: Actor) -> dict[str, Any]:
     """Counts for the fire page on the cells the actor may see: detections by outcome and reason, incidents,
-    tasks by state (detections outside the region count for system actors only)."""
+    tasks by state, heat-source checks waiting for an answer (detections outside the region count for system
+    actors only)."""
     require(store, actor, "cell.view")
     scope, params = scope_sql(actor)
     by = {OUTCOMES[code]: n for code, n in firestore.outcome_counts(store, scope, params).items()}
@@ -191,6 +214,7 @@ def fire_summary(store: Store, actor: Actor) -> dict[str, Any]:
         "incidents": firestore.incident_count(store, scope, params),
         "tasks": firestore.task_state_counts(store, scope, params),
         "coverage_gaps": firestore.coverage_gap_count(store, scope, params),
+        "heat_source_checks": firestore.heat_source_check_count(store, scope, params),
         "demo": firestore.has_demo(store),
     }
 

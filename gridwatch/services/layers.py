@@ -55,6 +55,8 @@ def layer_load(store: Store, actor: Actor, kind: str, path_or_bytes: str | Path 
     name_of_actor = _layer_actor(store, actor, "layer.publish" if publish else "layer.load")
     layerstore.get_kind(kind)
     options = {k: v for k, v in options.items() if v is not None}
+    if kind == "static_heat_sources":  # each source names who added it: the uploader, unless the file says
+        options.setdefault("added_by", name_of_actor)
     return layerstore.load(store, kind, path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes),
                            actor=name_of_actor, policy=policy(store), name=name, crs=crs or None,
                            publish_now=publish, **options)

@@ -110,6 +110,10 @@ def work_on(store: Store, user: auth.User, task_id: int, to_state: str, *, findi
         raise InvalidTransition("A worker starts a task or reports on it; {state} is set by leaders and by the "
                                 "system.", state=to_state)
     _require_task(store, user, task_id, "task.work")
+    if to_state == "reported" and finding == "static_source_confirmed" and not photos:
+        # the answer takes the place off dispatch for good: the chimney or kiln must be seen
+        raise ValidationError("A report that confirms a static heat source needs at least one photo of it (the "
+                              "chimney, kiln or flare).")
     checked = inspect_report_photos(photos)  # their number and total size, then each one's size and pixels
 
     # photos first, in their own transaction (content-addressed, stored once): input that loses a race to another
@@ -165,7 +169,8 @@ def verify(store: Store, user: auth.User, task_id: int, *, accept: bool, note: s
 
 
 def _apply_verified_finding(store: Store, kind: str) -> None:
-    """A verified boiler check or bare-land survey moves the boiler's or the patch's status at once."""
+    """A verified boiler check or bare-land survey moves the boiler's or the patch's status at once; a verified
+    heat-source check that confirmed a static source adds it to the static heat source layer."""
     if kind == "boiler_check":
         from gridwatch import heat
 
@@ -174,6 +179,10 @@ def _apply_verified_finding(store: Store, kind: str) -> None:
         from gridwatch import bare
 
         bare.apply_bare_findings(store)
+    elif kind == "heat_source_check":  # a confirmed static source joins the layer: a new version, published
+        from gridwatch import heatsources
+
+        heatsources.apply_check_findings(store, policy=policy(store))
 
 
 def task_conflicts(store: Store, user: auth.User) -> pd.DataFrame:
