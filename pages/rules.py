@@ -21,7 +21,8 @@ with ui.show_errors():
     rules = pd.DataFrame(services.rules(store, me))
     table = pd.DataFrame({
         t("Rule"): [t(label) for label in rules.label],
-        t("Value"): [t("off") if off else value for value, off in zip(rules.value, rules.off)],
+        t("Value"): [t("off") if off else services.display.rule_value_text(key, value, ui.language())
+                     for key, value, off in zip(rules.key, rules.value, rules.off)],
         t("Source"): [t(SOURCES[s]) for s in rules.source],
         t("Document or clause"): [doc or t("no document entered") for doc in rules.document],
         t("Setting"): rules.key,

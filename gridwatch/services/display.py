@@ -29,7 +29,7 @@ from gridwatch.storage import Store
 from gridwatch.tasks import TRANSITIONS, Kind, State
 
 __all__ = ["BOARD_STATES", "State", "TASK_KINDS", "can_start", "cell_centre", "cell_centres", "latest_report",
-           "local_text", "moment_text", "today"]
+           "local_text", "moment_text", "rule_value_text", "today"]
 
 #: the states a leader's task board filters by, in the order offered (no choice means every open state)
 BOARD_STATES: tuple[str, ...] = tuple(s.value for s in (State.ASSIGNED, State.IN_PROGRESS, State.REPORTED,
@@ -136,3 +136,29 @@ def cell_centre(cell_id: str) -> tuple[float, float]:
     """The centre of one cell as ``(lat, lng)`` (WGS84)."""
     row = cell_centres([cell_id]).iloc[0]
     return float(row.lat), float(row.lng)
+
+
+def rule_value_text(key: str, value: str, language: str = "zh_CN") -> str:
+    """A rule's value as a screen shows it: the key periods' names in the reader's language.
+
+    Examples
+    --------
+    >>> rule_value_text("key_periods", "spring_ploughing=03-01..04-30,autumn_winter=10-01..03-31")
+    '春耕期间 03-01..04-30，秋冬季节 10-01..03-31'
+    >>> rule_value_text("key_periods", "spring_ploughing=03-01..04-30", "en")
+    'Spring ploughing 03-01..04-30'
+    >>> rule_value_text("heat_radius_km", "30")
+    '30'
+    """
+    if key != "key_periods" or not value:
+        return value
+    from gridwatch.i18n import gettext
+
+    parts = [part.split("=", 1) for part in value.split(",") if "=" in part]
+    joiner = "，" if language.startswith("zh") else ", "
+
+    def named(name: str) -> str:
+        text = gettext(name, language)
+        return text.replace("_", " ").capitalize() if text == name else text  # an id shown in English reads as words
+
+    return joiner.join(f"{named(name.strip())} {dates.strip()}" for name, dates in parts)
