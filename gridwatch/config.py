@@ -91,6 +91,14 @@ class Settings:
         Largest request body the HTTP API reads (KB); a larger one is refused before it is read (413).
     api_alarm_batch : int
         Most alarms the HTTP API stores in one transaction (those that arrive together are stored together).
+    problem_rectify_days : str or mapping
+        Days to rectify a problem, per category (``bare_land=30,coal_boiler=30,...``); the plans give none: empty
+        (the default) means no deadline and nothing overdue (``gridwatch.problems``).
+    problem_repeat_days : int
+        A problem found at the same cell and category within this many days after an earlier one is a repeat
+        (屡查屡犯); 0 (the default) means none is marked.
+    problem_recheck_days : int
+        Days after its closing when a closed problem gets a re-check patrol (回头看); 0 (the default) means none.
     """
 
     db: str = str(DEFAULT_DB_PATH)
@@ -141,6 +149,10 @@ class Settings:
     # the HTTP API (gridwatch.api): request bodies, and alarms stored per transaction
     api_max_body_kb: float = 64.0
     api_alarm_batch: int = 200
+    # the problem register (gridwatch.problems): no plan gives these numbers; off until a county sets them
+    problem_rectify_days: str | Mapping[str, float] = ""
+    problem_repeat_days: int = 0
+    problem_recheck_days: int = 0
 
     @classmethod
     def load(

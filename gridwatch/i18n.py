@@ -256,6 +256,7 @@ TASK_TITLES: dict[str, str] = {
     "boiler_eliminate": N_("Coal boiler to eliminate {name} {capacity_tph} t/h ({limit_tph} t/h or less)"),
     "coal_sale_point": N_("Loose coal sale point check: {name}"),
     "coal_recheck": N_("Follow-up check of loose coal in a no-burn zone"),
+    "problem_recheck": N_("Follow-up check (回头看) of closed problem {problem}"),
 }
 
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'

@@ -359,3 +359,24 @@ __all__ += [
     "alarm_show", "deliver_webhooks", "integration_actor", "integration_add", "integration_list",
     "integration_revoke", "post_alarm_groups", "post_alarms", "read_alarm", "sign_body", "task_page",
 ]
+
+# -- the problem register (问题台账): problems found, handed over, rectified, checked by another person, closed -----
+from gridwatch.services.problems import (  # noqa: E402
+    PROBLEM_CATEGORIES,
+    PROBLEM_STATES,
+    problem_actions,
+    problem_assign,
+    problem_check,
+    problem_dismiss,
+    problem_rechecks,
+    problem_rectified,
+    problem_show,
+    problem_start,
+    problems_escalate,
+    problems_table,
+)
+
+__all__ += [
+    "PROBLEM_CATEGORIES", "PROBLEM_STATES", "problem_actions", "problem_assign", "problem_check", "problem_dismiss",
+    "problem_rechecks", "problem_rectified", "problem_show", "problem_start", "problems_escalate", "problems_table",
+]

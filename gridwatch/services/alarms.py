@@ -23,7 +23,7 @@ import h3
 import numpy as np
 import pandas as pd
 
-from gridwatch import regionstore, workflow
+from gridwatch import problems, regionstore, workflow
 from gridwatch.crs import gcj02_to_wgs84
 from gridwatch.errors import GridwatchError, NotFound, OutsideRegion, PermissionDenied, ValidationError
 from gridwatch.org import assignees_for_cells
@@ -38,7 +38,7 @@ __all__ = ["SOURCES", "CATEGORIES", "CRS_NAMES", "ALARM_FIELDS", "Alarm", "Alarm
 #: where an alarm comes from
 SOURCES = ("video", "drone", "hotline", "other")
 #: what an alarm is about (the problem register's categories)
-CATEGORIES = ("straw_burning", "bare_land", "coal_boiler", "loose_coal", "construction_dust", "fireworks", "other")
+CATEGORIES = problems.CATEGORIES
 #: the coordinate systems a position may be sent in: WGS84 (GPS), or GCJ-02 (consumer map apps), converted here
 CRS_NAMES = ("wgs84", "gcj02")
 #: the fields of an alarm: name → (JSON type, required)
@@ -324,13 +324,34 @@ def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray,
                titles=titles, now=now, actor=opener, detail={"by": "alarm"}, who=who)
     opened = store.query("SELECT id, source_key FROM tasks WHERE id > ? AND source_kind = 'alarm'", [floor])
     task_of = {int(r["source_key"]): int(r["id"]) for r in opened}
-    pairs = [[alarm_id, task_of[alarm_id]] for alarm_id in keys]
-    store.execute("UPDATE alarms SET task_id = v.task_id FROM (VALUES "
-                  + ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(pairs))
-                  + ") AS v (alarm_id, task_id) WHERE alarms.id = v.alarm_id", [v for pair in pairs for v in pair])
+    problem_of = _open_problems(store, opener, [sent[i][1] for i in fresh], cells[fresh], keys, task_of, who, now)
+    triples = [[alarm_id, task_of[alarm_id], problem_of.get(alarm_id)] for alarm_id in keys]
+    store.execute("UPDATE alarms SET task_id = v.task_id, problem_id = v.problem_id FROM (VALUES "
+                  + ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(triples))
+                  + ") AS v (alarm_id, task_id, problem_id) WHERE alarms.id = v.alarm_id",
+                  [v for triple in triples for v in triple])
     return {(sent[i][0].id, sent[i][1].external_id): {
-        "alarm_id": key, "task_id": task_of[key], "problem_id": None, "cell": _hex(cells[i]),
+        "alarm_id": key, "task_id": task_of[key], "problem_id": problem_of.get(key), "cell": _hex(cells[i]),
         "assignee": answered.get(int(cells[i]))} for i, key in zip(fresh, keys, strict=True)}
+
+
+def _open_problems(store: Store, opener: str, alarms: list[Alarm], cells: np.ndarray, alarm_ids: list[int],
+                   task_of: dict[int, int], who: pd.DataFrame, now: dt.datetime) -> dict[int, int]:
+    """Open a problem for each alarm whose category names a standing problem (:data:`problems.ALARM_CATEGORIES`),
+    found by the alarm's task and followed by its assignee; the problem of each such alarm id."""
+    chosen = [k for k, a in enumerate(alarms) if a.category in problems.ALARM_CATEGORIES]
+    if not chosen:
+        return {}
+    first = who.drop_duplicates("cell").set_index("cell").reindex([int(cells[k]) for k in chosen])
+    found = pd.DataFrame({"category": [alarms[k].category for k in chosen],
+                          "cell": [int(cells[k]) for k in chosen],
+                          "finding_task_id": [task_of[alarm_ids[k]] for k in chosen], "finding": "alarm",
+                          "alarm_id": [alarm_ids[k] for k in chosen],
+                          "assignee_id": first.person_id.astype("Int64").to_numpy(dtype=object),
+                          "assigned_role": first.role.to_numpy(dtype=object),
+                          "assigned_unit": first.unit.to_numpy(dtype=object)})
+    ids = problems.open_problems(store, found, rules=policy(store).problems, now=now, actor=opener)
+    return {alarm_ids[k]: pid for k, pid in zip(chosen, ids, strict=True)}
 
 
 def _stored(store: Store, wanted: list[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:
@@ -449,7 +470,7 @@ def _audit_posts(store: Store, groups: Sequence[tuple[IntegrationActor, Sequence
                 detail = {"outcome": "refused", "reason": str(outcome.error) if outcome else ""}
             else:
                 detail = {"outcome": "created" if outcome.created else "repeated",
-                          **{k: outcome.answer[k] for k in ("alarm_id", "task_id")}}
+                          **{k: outcome.answer[k] for k in ("alarm_id", "task_id", "problem_id")}}
             rows.append([actor.username, "api.alarms.post", subject, json.dumps(detail, ensure_ascii=False)])
     if rows:
         store.execute(f"INSERT INTO audit_log (actor, action, subject, detail) VALUES {_values(len(rows), 4)}",
