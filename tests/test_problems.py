@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from pathlib import Path
 
 import h3
 import pandas as pd
@@ -24,6 +25,7 @@ from gridwatch.services._common import DEMO_SETTINGS
 from gridwatch.workflow import Fix
 
 VILLAGE = "410329-D01-01"   # the demo inspector's village
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 def _photo(colour: str = "green") -> tuple[str, bytes]:
@@ -107,7 +109,7 @@ def test_the_whole_life_found_to_closed_with_the_check_by_another_person(demo_st
     cell = int(demo_store.scalar("SELECT cell FROM problems WHERE id = ?", [pid]))
     services.problem_rectified(demo_store, users["inspector"], pid, note="火场已清理，秸秆已离田",
                                photos=[_photo()], fix=_centre(cell))
-    assert services.problem_actions(demo_store, users["leader"], pid) == ["checked"]
+    assert services.problem_actions(demo_store, users["leader"], pid) == ["check"]
     checked = services.problem_check(demo_store, users["leader"], pid, passed=True, note="现场复核无火点",
                                      fix=_centre(cell))
     assert checked["outcome"] == "closed" and checked["outside_cell_m"] == 0
@@ -131,7 +133,7 @@ def test_the_rectifier_cannot_check_and_a_failed_check_returns_the_problem(demo_
     services.problem_assign(demo_store, leader, pid, party_kind="enterprise", party_name="伊川某建材有限公司")
     services.problem_start(demo_store, leader, pid)
     services.problem_rectified(demo_store, leader, pid, note="已整改", photos=[_photo()])
-    assert "checked" not in services.problem_actions(demo_store, leader, pid)
+    assert "check" not in services.problem_actions(demo_store, leader, pid)
     events = demo_store.scalar("SELECT count(*) FROM problem_events WHERE problem_id = ?", [pid])
     with pytest.raises(PermissionDenied, match="another person"):
         services.problem_check(demo_store, leader, pid, passed=True)
@@ -369,3 +371,27 @@ def test_the_command_line_lists_and_shows_problems(demo_copy):
     assert shown["state"] == "found" and shown["events"][0]["to_state"] == "found"
     assert main(["problems", "list", "--state", "closed", "--db", demo_copy, "--json"], out=out.append) == 0
     assert json.loads(out[-1])["total"] == 0
+
+
+def test_the_register_screen_lists_a_problem_and_hands_it_over(app_db):
+    from conftest import signed_in
+
+    from gridwatch.audit import open_sealed
+    from gridwatch.i18n import gettext
+
+    with open_sealed(str(app_db)) as store:
+        _, detail = _found_by_report(store, _users(store))
+    at = signed_in(app_db, "leader", APP).run()
+    at.switch_page("pages/problems.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == gettext("Problem register", "zh_CN")
+    assert any(str(detail["problem_id"]) in s.value for s in at.subheader)
+    at.text_input(key=f"party-name-{detail['problem_id']}").input("伊川某建材有限公司").run()
+    at.button(key=f"assign-{detail['problem_id']}").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    with open_sealed(str(app_db)) as store:
+        row = store.query("SELECT state, party_kind, party_name FROM problems WHERE id = ?", [detail["problem_id"]])
+    assert row == [{"state": "assigned", "party_kind": "enterprise", "party_name": "伊川某建材有限公司"}]
+    inspector = signed_in(app_db, "inspector", APP).run()
+    inspector.switch_page("pages/problems.py").run()
+    assert not inspector.exception and any(b.key == f"start-{detail['problem_id']}" for b in inspector.button)

@@ -363,6 +363,8 @@ __all__ += [
 # -- the problem register (问题台账): problems found, handed over, rectified, checked by another person, closed -----
 from gridwatch.services.problems import (  # noqa: E402
     PROBLEM_CATEGORIES,
+    PROBLEM_CATEGORY_LABELS,
+    PROBLEM_STATE_LABELS,
     PROBLEM_STATES,
     problem_actions,
     problem_assign,
@@ -377,6 +379,6 @@ from gridwatch.services.problems import (  # noqa: E402
 )
 
 __all__ += [
-    "PROBLEM_CATEGORIES", "PROBLEM_STATES", "problem_actions", "problem_assign", "problem_check", "problem_dismiss",
+    "PROBLEM_CATEGORIES", "PROBLEM_CATEGORY_LABELS", "PROBLEM_STATE_LABELS", "PROBLEM_STATES", "problem_actions", "problem_assign", "problem_check", "problem_dismiss",
     "problem_rechecks", "problem_rectified", "problem_show", "problem_start", "problems_escalate", "problems_table",
 ]

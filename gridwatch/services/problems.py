@@ -17,6 +17,7 @@ import pandas as pd
 
 from gridwatch import auth, org, problems
 from gridwatch.errors import NotFound, PermissionDenied, ValidationError
+from gridwatch.i18n import N_
 from gridwatch.photos import inspect_report_photos, store_photo
 from gridwatch.problems import State
 from gridwatch.services._common import Actor, actor_name, audit, policy, require, require_system, scope_sql, user_of
@@ -26,11 +27,22 @@ from gridwatch.workflow import Fix
 
 __all__ = ["problems_table", "problem_show", "problem_actions", "problem_assign", "problem_start",
            "problem_rectified", "problem_check", "problem_dismiss", "problems_escalate", "problem_rechecks",
-           "PROBLEM_STATES", "PROBLEM_CATEGORIES"]
+           "PROBLEM_STATES", "PROBLEM_CATEGORIES", "PROBLEM_STATE_LABELS", "PROBLEM_CATEGORY_LABELS"]
 
 #: the states and categories a screen or an API may filter on
 PROBLEM_STATES = tuple(s.value for s in State)
 PROBLEM_CATEGORIES = problems.CATEGORIES
+#: what a screen shows for each state and category (message ids, translated at the edge)
+PROBLEM_STATE_LABELS = {"found": N_("Found"), "assigned": N_("Handed over"), "rectifying": N_("Being rectified"),
+                        "rectified": N_("Applied to close"), "checked": N_("Checked on site"),
+                        "closed": N_("Closed (销号)"), "returned": N_("Returned"), "dismissed": N_("Dismissed")}
+PROBLEM_CATEGORY_LABELS = {"straw_burning": N_("Straw burning"), "bare_land": N_("Bare land"),
+                           "coal_boiler": N_("Coal boiler"), "loose_coal": N_("Loose coal"),
+                           "construction_dust": N_("Construction dust"), "fireworks": N_("Fireworks"),
+                           "other": N_("Other problem")}
+#: the steps a person takes, by the state each leads to: hand over, start, apply to close, check, dismiss
+PROBLEM_ACTIONS = {State.ASSIGNED: "hand_over", State.RECTIFYING: "start", State.RECTIFIED: "apply_close",
+                   State.CHECKED: "check", State.DISMISSED: "dismiss"}
 #: the largest page of problems one call returns
 MAX_PAGE = 500
 
@@ -104,8 +116,8 @@ def problem_show(store: Store, actor: Actor, problem_id: int) -> dict[str, Any]:
 
 
 def problem_actions(store: Store, actor: Actor, problem_id: int) -> list[str]:
-    """The steps the actor may take on the problem now (for a screen to offer): target states of the table that
-    the actor's grants allow, less the check for the person who rectified."""
+    """The steps the actor may take on the problem now (for a screen to offer), as :data:`PROBLEM_ACTIONS` names:
+    steps of the table that the actor's grants allow, less the check for the person who rectified."""
     row = _row(store, problem_id)
     user = user_of(actor)
     if user is None:
@@ -125,7 +137,7 @@ def problem_actions(store: Store, actor: Actor, problem_id: int) -> list[str]:
             continue
         if target is State.CHECKED and problems._last_rectifier(store, int(row["id"])) == user.person_id:
             continue
-        out.append(target.value)
+        out.append(PROBLEM_ACTIONS[target])
     return out
 
 
