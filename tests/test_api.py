@@ -536,3 +536,31 @@ def test_a_hotline_complaint_goes_the_whole_way_and_the_caller_hears_the_outcome
     revoked = _post(site, _alarm("after-revoke", lat, lng), who="slow", **{"Accept-Language": "en"})
     assert revoked.status_code == 401 and revoked.json()["error"]["code"] == "unauthenticated"
     assert "slow-hotline was revoked" in revoked.json()["error"]["message"]
+
+
+def test_a_complaint_about_a_boiler_opens_a_problem_read_back_through_the_api(site):
+    url = site["server"].url
+    lat, lng = site["spots"][5]
+    posted = _post(site, _alarm("H-BOILER-1", lat, lng, category="coal_boiler", description="小区锅炉冒黑烟"))
+    assert posted.status_code == 201, posted.text
+    problem_id = posted.json()["problem_id"]
+    assert isinstance(problem_id, int)
+    leader = {"Authorization": f"Bearer {_session(site, 'leader')}"}
+    listed = requests.get(url + "/api/v1/problems", params={"category": "coal_boiler", "limit": 10},
+                          headers=leader, timeout=30)
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    assert problem_id in [p["id"] for p in page["problems"]] and page["limit"] == 10
+    one = requests.get(url + f"/api/v1/problems/{problem_id}", headers=leader, timeout=30)
+    assert one.status_code == 200, one.text
+    shown = one.json()
+    assert shown["state"] == "found" and shown["finding_task_id"] == posted.json()["task_id"]
+    assert [e["to_state"] for e in shown["events"]] == ["found"]
+    wrong = requests.get(url + "/api/v1/problems", params={"overdue": "maybe"}, headers=leader, timeout=30)
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "invalid_value"
+    bad_state = requests.get(url + "/api/v1/problems", params={"state": "open"}, headers=leader, timeout=30)
+    assert bad_state.status_code == 422
+    hotline = {"Authorization": f"Bearer {site['made']['hotline']['token']}"}
+    assert requests.get(url + "/api/v1/problems", headers=hotline, timeout=30).status_code == 403
+    assert requests.get(url + f"/api/v1/problems/{problem_id}", timeout=30).status_code == 401
+    assert requests.get(url + "/api/v1/problems/999999", headers=leader, timeout=30).status_code == 404

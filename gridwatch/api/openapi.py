@@ -101,6 +101,14 @@ _SCHEMAS: dict[str, Any] = {
         "next_cursor": {"type": ["string", "null"], "description": "Pass as cursor for the next page."}}},
     "TaskDetail": {"type": "object", "description": "A task with its place, assignee and every event."},
     "Ranking": {"type": "object", "description": "The period, the rule, totals and one row per unit, ranked."},
+    "Problem": {"type": "object", "description": "A problem register entry (问题台账) as listed: id, category, cell, "
+                                                 "finding task and alarm, state, responsible party, the official "
+                                                 "following it, found/deadline/closed times, repeat_of, overdue."},
+    "ProblemPage": {"type": "object", "properties": {
+        "problems": {"type": "array", "items": _ref("Problem")}, "total": {"type": "integer"},
+        "limit": {"type": "integer"}, "offset": {"type": "integer"}}},
+    "ProblemDetail": {"type": "object", "description": "A problem with its place, people, every event, the task "
+                                                       "that found it, its repeats and its re-check patrols."},
 }
 
 
@@ -200,6 +208,25 @@ def document() -> dict[str, Any]:
                 "summary": "One task with its events", "operationId": "getTask", "security": secured,
                 "parameters": [task_id],
                 "responses": {**_ok("The task", "TaskDetail"),
+                              **_refs("Unauthenticated", "Forbidden", "NotFound")}}},
+            "/api/v1/problems": {"get": {
+                "summary": "Problems (问题台账) on the cells the signed-in person may see, overdue first",
+                "operationId": "listProblems", "security": secured,
+                "parameters": [
+                    _query("state", "found, assigned, rectifying, rectified, checked, closed, returned or dismissed",
+                           {"type": "string"}),
+                    _query("category", "Problem category", {"type": "string"}),
+                    _query("overdue", "Only overdue ones (false: none of them)", {"type": "boolean"}),
+                    _query("repeat", "Only repeats, 屡查屡犯 (false: none of them)", {"type": "boolean"}),
+                    _query("unit", "Unit code: problems on its cells", {"type": "string"}),
+                    _query("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}),
+                    _query("offset", "Problems to skip", {"type": "integer", "minimum": 0, "default": 0}),
+                ],
+                "responses": {**_ok("One page", "ProblemPage"), **_refs("Invalid", "Unauthenticated", "Forbidden")}}},
+            "/api/v1/problems/{problem_id}": {"get": {
+                "summary": "One problem with its history", "operationId": "getProblem", "security": secured,
+                "parameters": [{"name": "problem_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {**_ok("The problem", "ProblemDetail"),
                               **_refs("Unauthenticated", "Forbidden", "NotFound")}}},
             "/api/v1/reports/ranking": {"get": {
                 "summary": "The ranking of a period (每旬一排名 and the others), for people with report.view",

@@ -61,7 +61,10 @@ ROUTES = (
     ("/v1/tasks", "GET", "list_tasks"),
     ("/v1/tasks/{task_id:int}", "GET", "get_task"),
     ("/v1/reports/ranking", "GET", "ranking"),
+    ("/v1/problems", "GET", "list_problems"),
+    ("/v1/problems/{problem_id:int}", "GET", "get_problem"),
 )
+_PROBLEM_PARAMETERS = ("state", "category", "overdue", "repeat", "unit", "limit", "offset")
 _SIGN_IN_FIELDS = {"username": ("string", True), "password": ("string", True)}
 _TASK_PARAMETERS = ("state", "kind", "unit", "mine", "limit", "offset", "cursor")
 _RANKING_PARAMETERS = ("period", "date", "level", "unit")
@@ -318,6 +321,26 @@ class Api:
         return json_response(await self._call(
             request, "api.tasks.show", str(task_id),
             lambda store, actor: services.task_show(store, self._person(actor), task_id)))
+
+    @_answering
+    async def list_problems(self, request: Request, lang: str) -> Response:
+        """``GET /api/v1/problems``: one page of the problems the caller may see (filters, paging)."""
+        query = _parameters(request, _PROBLEM_PARAMETERS)
+        flags = {name: _flag(query[name], name) if name in query else None for name in ("overdue", "repeat")}
+        limit = _whole(query.get("limit", "100"), "limit")
+        offset = _whole(query.get("offset", "0"), "offset")
+        return json_response(await self._call(request, "api.problems.list", "", lambda store, actor: (
+            services.problems_table(store, self._person(actor), state=query.get("state") or None,
+                                    category=query.get("category") or None, unit=query.get("unit") or None,
+                                    limit=limit, offset=offset, **flags))))
+
+    @_answering
+    async def get_problem(self, request: Request, lang: str) -> Response:
+        """``GET /api/v1/problems/{problem_id}``: one problem with its history, for a person who may see it."""
+        problem_id = int(request.path_params["problem_id"])
+        return json_response(await self._call(
+            request, "api.problems.show", str(problem_id),
+            lambda store, actor: services.problem_show(store, self._person(actor), problem_id)))
 
     @_answering
     async def ranking(self, request: Request, lang: str) -> Response:
