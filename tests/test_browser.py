@@ -505,7 +505,7 @@ def test_gis_staff_load_preview_publish_and_roll_back_layers(app_url, browser, t
 
 
 #: the menu of a grid leader, in its order: app.py's st.navigation for the leader's roles
-LEADER_MENU = ["我的任务", "网格状态与核实", "分派任务", "报表与排名", "概览", "卫星火点", "规则说明"]
+LEADER_MENU = ["我的任务", "网格状态与核实", "分派任务", "报表与排名", "问题台账", "概览", "卫星火点", "规则说明"]
 
 
 def _menu(page) -> list[list[str]]:

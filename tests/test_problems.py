@@ -395,3 +395,38 @@ def test_the_register_screen_lists_a_problem_and_hands_it_over(app_db):
     inspector = signed_in(app_db, "inspector", APP).run()
     inspector.switch_page("pages/problems.py").run()
     assert not inspector.exception and any(b.key == f"start-{detail['problem_id']}" for b in inspector.button)
+
+
+def test_the_life_of_a_problem_on_postgresql(pg_url):
+    """The same door on PostgreSQL: rows locked for each step, the four eyes refused, the history sealed."""
+    from gridwatch.audit import open_sealed
+
+    cell_id = h3.latlng_to_cell(34.42, 112.42, 8)
+    cell = h3.str_to_int(cell_id)
+    with open_sealed(pg_url) as store:
+        with store.transaction():
+            store.execute("INSERT INTO cells (cell, lat, lng, county_code, township_code, village_code)"
+                          " VALUES (?, 34.42, 112.42, '410329', '410329-D01', '410329-D01-01')", [cell])
+        rules = ProblemRules(rectify_days={"bare_land": 30.0}, repeat_days=90)
+        found = pd.DataFrame([{"category": "bare_land", "cell": cell, "finding_task_id": 7, "finding": "still_bare"},
+                              {"category": "bare_land", "cell": cell, "finding_task_id": 8, "finding": "still_bare"}])
+        first, second = problems.open_problems(store, found, rules=rules, now=dt.datetime(2026, 6, 1), actor="t")
+        assert store.scalar("SELECT repeat_of FROM problems WHERE id = ?", [second]) == first
+        problems.step(store, first, State.ASSIGNED, actor="leader", person_id=2,
+                      party={"kind": "enterprise", "name": "某建筑公司"})
+        problems.step(store, first, State.RECTIFYING, actor="worker", person_id=1)
+        problems.step(store, first, State.RECTIFIED, actor="worker", person_id=1, note="已覆盖防尘网",
+                      photos=[{"sha256": "ab" * 32, "name": "p.jpg"}])
+        with pytest.raises(PermissionDenied, match="another person"):
+            problems.step(store, first, State.CHECKED, actor="worker", person_id=1)
+        lat, lng = h3.cell_to_latlng(cell_id)
+        checked = problems.step(store, first, State.CHECKED, actor="leader", person_id=2, fix=Fix(lat, lng, 5.0))
+        assert checked["outside_cell_m"] == 0 and checked["rectifier_id"] == 1
+        problems.step(store, first, State.CLOSED, actor="leader", person_id=2)
+        detail = problems.problem_detail(store, first)
+        assert [e["to_state"] for e in detail["events"]] == ["found", "assigned", "rectifying", "rectified",
+                                                             "checked", "closed"]
+        assert detail["state"] == "closed" and detail["repeats"] == [second]
+        frame, total = problems.list_problems(store, overdue=True, now=dt.datetime(2026, 8, 1))
+        assert total == 1 and frame.id.tolist() == [second]
+        assert audit.verify(store)["ok"]
