@@ -20,10 +20,12 @@ import pandas as pd
 from gridwatch.encode import html_text, sheet_cell
 from gridwatch.i18n import N_, gettext, task_titles
 from gridwatch.maps import cells_svg
+from gridwatch.accountability import KINDS as MEASURE_KINDS
+from gridwatch.accountability import PERSON_ROLES, REVOCATION, REVOCATION_LABEL
 from gridwatch.reports import METRICS, STATUSES, Report, column_labels
 
 __all__ = ["ranking_frame", "daily_frame", "to_csv", "to_xlsx", "report_xlsx", "bulletin_html", "dossier_frame",
-           "dossier_html", "choropleth_svg", "COLOURS"]
+           "dossier_html", "measures_frame", "choropleth_svg", "COLOURS"]
 
 #: sequential reds (ColorBrewer Reds, 5 classes) and the colour of zero
 COLOURS = ("#fee5d9", "#fcae91", "#fb6a4a", "#de2d26", "#a50f15")
@@ -185,15 +187,20 @@ footer{margin-top:24px;font-size:11px;color:#666}
 """
 
 #: headings of the bulletin (marked here, as calls inside f-strings are not extracted)
+_SUGGESTED = N_("Suggested by the local thresholds (建议): a suggestion until a leader records the measure")
 _HEADINGS = (N_("Summary"), N_("Ranking"), N_("Accountability"), N_("No unit reached a threshold."), N_("Map"),
-             N_("Generated (UTC)"))
+             N_("Generated (UTC)"), N_("No measure has been recorded for this period."), _SUGGESTED)
 _BULLETIN_COLUMNS = ("rank", "rank_change", "unit_name", "fire_points", "incidents", "dispatched", "confirmed",
                      "confirmation_rate", "fires_per_100km2", "arrival_median_h", "report_median_h",
                      "tasks_overdue", "cells_not_visited", "first_fire", "status", "deduction_yuan")
 
 
-def bulletin_html(report: Report, *, map_svg: str = "") -> str:
-    """The printable bulletin (通报) of a report: self-contained HTML with print CSS, no scripts, no network."""
+def bulletin_html(report: Report, *, map_svg: str = "", measures: pd.DataFrame | None = None) -> str:
+    """The printable bulletin (通报) of a report: self-contained HTML with print CSS, no scripts, no network.
+
+    ``measures`` (from :func:`measures_frame`) are the measures recorded for the period, listed with their
+    document numbers; what local thresholds infer is listed apart, as a suggestion (建议).
+    """
     lang = report.language
     frame = ranking_frame(report)
     labels = column_labels(lang)
@@ -241,9 +248,15 @@ def bulletin_html(report: Report, *, map_svg: str = "") -> str:
     parts += [f"<h2>{heading['Summary']}</h2><p>{html_text(summary)}</p>", first_html]
     parts += [f"<h2>{heading['Ranking']}</h2>", f"<table>{''.join(body)}</table>",
               f'<p class="rule">{html_text(report.rules.rule_text(lang))}</p>']
-    parts += [f"<h2>{heading['Accountability']}</h2>",
-              f"<ul>{accountability}</ul>" if accountability else f"<p>{heading['No unit reached a threshold.']}</p>",
-              f'<p class="rule">{html_text(report.rules.threshold_text(lang))}</p>']
+    parts.append(f"<h2>{heading['Accountability']}</h2>")
+    if measures is not None:
+        parts.append(_table_html(measures) if len(measures) else
+                     f"<p>{heading['No measure has been recorded for this period.']}</p>")
+    if report.rules.thresholds or report.rules.deduction_yuan:
+        parts += [f"<p><b>{heading[_SUGGESTED]}</b></p>",
+                  f"<ul>{accountability}</ul>" if accountability else
+                  f"<p>{heading['No unit reached a threshold.']}</p>"]
+    parts.append(f'<p class="rule">{html_text(report.rules.threshold_text(lang))}</p>')
     if map_svg:
         parts += [f"<h2>{heading['Map']}</h2>", f'<div class="map">{map_svg}</div>']
     parts.append(f"<footer>gridwatch · {heading['Generated (UTC)']} "
@@ -257,8 +270,13 @@ _DOSSIER_LABELS = {"task_id": N_("Task"), "kind": N_("Kind"), "title": N_("Title
                    "flags": N_("Flags"), "assignee": N_("Assignee")}
 
 
-def dossier_frame(events: pd.DataFrame, language: str = "zh_CN") -> pd.DataFrame:
-    """Task events (from :func:`gridwatch.reports.dossier_events`) with translated headers and values."""
+def dossier_frame(events: pd.DataFrame, language: str = "zh_CN", *,
+                  measures: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Task events (from :func:`gridwatch.reports.dossier_events`) with translated headers and values.
+
+    Given ``measures`` (from :func:`gridwatch.accountability.read`), the unit's recorded accountability measures
+    come first, one row each, with two more columns: the document number (文号) and the person concerned.
+    """
     if "title" in events:  # each task's title in the dossier's language (the kind has its own column)
         events = events.assign(title=task_titles(events.drop(columns="kind", errors="ignore"), language))
     out = pd.DataFrame({gettext(label, language): events[name] for name, label in _DOSSIER_LABELS.items()
@@ -267,7 +285,77 @@ def dossier_frame(events: pd.DataFrame, language: str = "zh_CN") -> pd.DataFrame
         header = gettext(_DOSSIER_LABELS[name], language)
         if header in out:
             out[header] = out[header].map(lambda v: gettext(v, language) if isinstance(v, str) and v else "")
-    return out
+    if measures is None:
+        return out
+    label = {name: gettext(text, language) for name, text in _DOSSIER_LABELS.items()}
+    document, person = gettext("Document number (文号)", language), gettext("Person concerned", language)
+    rows = pd.DataFrame({
+        label["kind"]: [_measure_label(r, language) for r in measures.itertuples()],
+        label["village"]: measures.unit_name.astype(str) if len(measures) else [],
+        label["happened_at"]: measures.issued_on.astype(str) if len(measures) else [],
+        label["actor"]: measures.issued_by.astype(str) if len(measures) else [],
+        label["note"]: measures.reason.astype(str) if len(measures) else [],
+        document: measures.document_no.astype(str) if len(measures) else [],
+        person: [_person_text(r, language) for r in measures.itertuples()],
+    })
+    out = out.assign(**{document: "", person: ""})
+    if rows.empty:
+        return out
+    numeric = [c for c in out.columns if pd.api.types.is_integer_dtype(out[c].dtype)]
+    merged = pd.concat([rows.reindex(columns=out.columns).astype(object), out.astype(object)], ignore_index=True)
+    text = [c for c in merged.columns if c not in numeric]
+    merged[text] = merged[text].where(merged[text].notna(), "")
+    return merged.astype({c: "Int64" for c in numeric})
+
+
+_MEASURE_LABELS = {"id": N_("Record"), "kind": N_("Measure"), "unit_name": N_("Unit"),
+                   "person": N_("Person concerned"), "issued_on": N_("Date issued"),
+                   "document_no": N_("Document number (文号)"), "reason": N_("Reason"),
+                   "amount_yuan": N_("Amount (yuan)"), "period": N_("Period"), "issued_by": N_("Recorded by"),
+                   "standing": N_("Standing")}
+_IN_FORCE, _REVOKED_BY, _REVOKES = N_("in force"), N_("revoked by record {id}"), N_("revokes record {id}")
+
+
+def _measure_label(row, language: str) -> str:
+    if row.kind == REVOCATION:
+        return gettext(REVOCATION_LABEL, language).format(id=int(row.revokes))
+    return gettext(MEASURE_KINDS[row.kind], language)
+
+
+def _person_text(row, language: str) -> str:
+    if not row.person_name:
+        return ""
+    role = PERSON_ROLES.get(row.person_role)
+    return f"{row.person_name}（{gettext(role, language)}）" if role else str(row.person_name)
+
+
+def _standing(row, language: str) -> str:
+    if row.kind == REVOCATION:
+        return gettext(_REVOKES, language).format(id=int(row.revokes))
+    if row.revoked_by is not None and not pd.isna(row.revoked_by):
+        return gettext(_REVOKED_BY, language).format(id=int(row.revoked_by))
+    return gettext(_IN_FORCE, language)
+
+
+def measures_frame(measures: pd.DataFrame, language: str = "zh_CN") -> pd.DataFrame:
+    """Recorded measures (from :func:`gridwatch.accountability.read`) as shown and downloaded: one row each,
+    headers and kinds in ``language``, the grid leader named as the first responsible person."""
+    rows = list(measures.itertuples())
+    values = {
+        "id": [int(r.id) for r in rows],
+        "kind": [_measure_label(r, language) for r in rows],
+        "unit_name": [str(r.unit_name) for r in rows],
+        "person": [_person_text(r, language) for r in rows],
+        "issued_on": [str(r.issued_on) for r in rows],
+        "document_no": [str(r.document_no) for r in rows],
+        "reason": [str(r.reason) for r in rows],
+        "amount_yuan": [None if r.amount_yuan is None or pd.isna(r.amount_yuan) else float(r.amount_yuan)
+                        for r in rows],
+        "period": [f"{r.period_start} – {r.period_end}" if r.period_start else "" for r in rows],
+        "issued_by": [str(r.issued_by) for r in rows],
+        "standing": [_standing(r, language) for r in rows],
+    }
+    return pd.DataFrame({gettext(_MEASURE_LABELS[k], language): v for k, v in values.items()})
 
 
 def dossier_html(title: str, frame: pd.DataFrame, *, note: str = "", chain: str = "") -> str:
@@ -279,6 +367,14 @@ def dossier_html(title: str, frame: pd.DataFrame, *, note: str = "", chain: str 
             f"<title>{html_text(title)}</title><style>{_CSS}</style></head><body><h1>{html_text(title)}</h1>"
             f'<p class="sub">{html_text(note)}</p><table>{head}{rows}</table>'
             + (f"<footer>{html_text(chain)}</footer>" if chain else "") + "</body></html>")
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    """A frame as an HTML table, every value as text."""
+    head = "<tr>" + "".join(f"<th>{html_text(c)}</th>" for c in frame.columns) + "</tr>"
+    rows = "".join("<tr>" + "".join(f"<td class=l>{html_text('' if v is None or v != v else v)}</td>" for v in row)
+                   + "</tr>" for row in frame.astype(object).itertuples(index=False))
+    return f"<table>{head}{rows}</table>"
 
 
 def choropleth_svg(cells: Sequence[str], values: Sequence[float], *, titles: Sequence[str] | None = None,

@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _layers_commands(sub)
     _heat_and_bare_commands(sub)
     _report_commands(sub)
+    _accountability_commands(sub)
     _integrations_commands(sub)
     _problems_commands(sub)
     return parser
@@ -545,6 +546,46 @@ def _dossier(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     return {"unit": args.unit, "events": int(len(frame)), "files": written or None,
             **({"rows": _records(frame)} if args.json and not written else {})}
 
+
+
+# -- accountability measures ------------------------------------------------------------------------------------
+
+def _accountability_commands(sub: Any) -> None:
+    """``accountability add|list|revoke``: measures leaders issued (通报, 约谈, 问责, penalties), as recorded."""
+    ac = sub.add_parser("accountability", help="accountability measures issued (通报, 约谈, 问责, penalties)"
+                        ).add_subparsers(dest="accountability_command", required=True, metavar="ACCOUNTABILITY_COMMAND")
+    p = ac.add_parser("add", help="record a measure issued in a document")
+    p.add_argument("kind", choices=services.MEASURE_KINDS, help="the measure")
+    p.add_argument("--unit", help="code of the unit concerned (default: the one unit the person holds a role on)")
+    p.add_argument("--person", help="person key of the person concerned")
+    p.add_argument("--date", required=True, help="the document's date, YYYY-MM-DD (Beijing)")
+    p.add_argument("--document", required=True, help="the document number (文号)")
+    p.add_argument("--reason", required=True, help="why")
+    p.add_argument("--amount", help="an economic penalty's amount in yuan")
+    p.add_argument("--period", choices=("daily", "weekly", "xun", "monthly", "season"),
+                   help="the report period it rests on (with --period-date)")
+    p.add_argument("--period-date", help="a day of that period, YYYY-MM-DD")
+    p.add_argument("--task", type=int, action="append", default=[], help="a task id it rests on (repeatable)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.record_measure(
+        store, CLI, kind=a.kind, unit=a.unit, person=a.person, issued_on=a.date, document_no=a.document,
+        reason=a.reason, amount_yuan=a.amount, tasks=a.task,
+        period=services.report_period(a.period, a.period_date) if a.period and a.period_date else None))
+    p = ac.add_parser("list", help="recorded measures (revocations included), of a unit and those below it")
+    p.add_argument("--unit", help="unit code (default: the whole region)")
+    p.add_argument("--period", choices=("daily", "weekly", "xun", "monthly", "season"), help="period kind")
+    p.add_argument("--date", help="a day of the period, YYYY-MM-DD")
+    _common(p)
+    p.set_defaults(run=lambda store, a: _records(services.list_measures(
+        store, CLI, unit=a.unit, period=services.report_period(a.period, a.date) if a.period and a.date else None)))
+    p = ac.add_parser("revoke", help="revoke a recorded measure with a new record (both stay on record)")
+    p.add_argument("id", type=int, help="the measure's record number")
+    p.add_argument("--reason", required=True, help="why it is revoked")
+    p.add_argument("--document", default="", help="the document number of the revocation, if any")
+    p.add_argument("--date", help="the revocation's date, YYYY-MM-DD (default today, Beijing)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.revoke_measure(store, CLI, a.id, reason=a.reason,
+                                                                document_no=a.document, issued_on=a.date))
 
 
 # -- integrations (the HTTP API's callers) -------------------------------------------------------------------------

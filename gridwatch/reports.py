@@ -51,6 +51,7 @@ import pandas as pd
 import pyarrow as pa
 from h3ronpy import cells_area_km2
 
+from gridwatch.accountability import PERSON_ROLES
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.i18n import N_, gettext
 from gridwatch.periods import ReportPeriod, seasons_from_text
@@ -513,7 +514,7 @@ METRICS: tuple[Metric, ...] = (
 
 _BASE_LABELS = {"unit_code": N_("Unit code"), "unit_name": N_("Unit"), "parent_name": N_("Part of"),
                 "rank": N_("Rank"), "rank_change": N_("Rank change"), "score": N_("Score"),
-                "status": N_("Accountability"), "deduction_yuan": N_("Deduction (yuan)"),
+                "status": N_("Suggested measure (建议, local setting)"), "deduction_yuan": N_("Deduction (yuan)"),
                 "affected": N_("People concerned")}
 
 
@@ -591,7 +592,10 @@ def _affected(ctx: Context, codes: list[str], language: str) -> dict[str, list[d
         f" AND COALESCE(a.unit_code, lower(to_hex(a.cell))) IN ({marks}) ORDER BY r.chain_order DESC, p.person_key",
         codes)
     out: dict[str, list[dict[str, str]]] = {}
+    first = gettext(PERSON_ROLES["grid_leader"], language)  # 网格长为第一责任人
     for r in rows:
+        if r["role"] == "grid_leader":
+            r["role_label"] = first
         out.setdefault(r.pop("unit_code"), []).append(r)
     return out
 

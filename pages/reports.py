@@ -88,13 +88,51 @@ with ui.show_errors():
         st.markdown(services.report_legend_html(legend, labels[column]), unsafe_allow_html=True)
     with tab_duty:
         st.caption(facts["thresholds"]["text"])
-        hit = [r for r in facts["rows"] if r["status"]]
-        if not hit:
-            st.success(t("No unit reached a threshold."))
+        st.markdown("**" + t("Measures recorded (通报, 约谈, 问责…)") + "**")
+        flash = st.session_state.pop("rep_measure_flash", None)
+        if flash:
+            st.success(flash)
+        measures = services.report_measures(store, me, report)
+        if measures.empty:
+            st.info(t("No measure has been recorded for this period."))
         else:
-            duty = table[report.rows.status.ne("").to_numpy()]
-            st.dataframe(duty[[table.columns[3], t("Satellite fire points"), t("Accountability"),
-                               t("Deduction (yuan)"), t("People concerned")]], hide_index=True)
+            st.dataframe(measures, hide_index=True, key="rep_measures")
+        if report.rules.thresholds or report.rules.deduction_yuan:
+            st.markdown("**" + t("Suggested by the local thresholds (建议): a suggestion until a leader records the "
+                                 "measure") + "**")
+            hit = [r for r in facts["rows"] if r["status"]]
+            if not hit:
+                st.success(t("No unit reached a threshold."))
+            else:
+                duty = table[report.rows.status.ne("").to_numpy()]
+                labels_of = dict(zip(report.table_columns(), table.columns))
+                st.dataframe(duty[[labels_of[c] for c in ("unit_name", "fire_points", "status", "deduction_yuan",
+                                                          "affected")]], hide_index=True, key="rep_suggested")
+        targets = list(report.rows.unit_code) if level != "cell" else []
+        if targets and services.may_record_measure(store, me, targets[0]):
+            kinds = services.measure_kind_labels(lang)
+            with st.form("rep_measure_form", clear_on_submit=True):
+                st.markdown("**" + t("Record a measure issued") + "**")
+                row = st.columns(3)
+                m_unit = row[0].selectbox(t("Unit"), targets, key="rep_m_unit",
+                                          format_func=lambda c: str(report.rows.set_index("unit_code")
+                                                                    .unit_name.get(c, c)))
+                m_kind = row[1].selectbox(t("Measure"), list(kinds), format_func=kinds.get, key="rep_m_kind")
+                m_day = row[2].date_input(t("Date issued"), value=services.today(store=store), key="rep_m_day")
+                row = st.columns(3)
+                m_document = row[0].text_input(t("Document number (文号)"), max_chars=100, key="rep_m_document")
+                m_person = row[1].text_input(t("Person concerned (person key, optional)"), key="rep_m_person")
+                m_amount = row[2].text_input(t("Amount (yuan), economic penalties only"), key="rep_m_amount")
+                m_reason = st.text_area(t("Reason"), max_chars=2000, key="rep_m_reason")
+                if st.form_submit_button(t("Record the measure"), type="primary"):
+                    with ui.show_errors():
+                        done = services.record_measure(
+                            store, me, kind=m_kind, unit=m_unit, person=m_person.strip() or None, issued_on=m_day,
+                            document_no=m_document, reason=m_reason, amount_yuan=m_amount or None,
+                            period=report.period)
+                        st.session_state["rep_measure_flash"] = t("Measure {id} recorded ({document}).",
+                                                                  id=done["id"], document=done["document_no"])
+                        st.rerun()
     with tab_files:
         stem = f"{unit}_{kind}_{report.period.start:%Y%m%d}"
         row = st.columns(3)

@@ -173,7 +173,7 @@ def test_thresholds_status_deduction_and_people_concerned(dataset):
     assert (r.rows.status != "").sum() == 2
     assert d01.deduction_yuan == 1500 and d02.deduction_yuan == 500
     assert [p["person_key"] for p in d01.affected_people] == ["demo-d01-head", "demo-d01-leader"]
-    assert d01.affected == "贾欣（演示）（主要负责人）、袁燕峰（演示）（网格长）"
+    assert d01.affected == "贾欣（演示）（主要负责人）、袁燕峰（演示）（网格长（第一责任人））"
     assert _row(r, "410329-D05").affected == ""
     default = build_report(dataset["store"], xun(dt.date(2025, 6, 15)), level="township", unit="410329", now=NOW)
     assert (default.rows.status == "").all()          # nobody reaches 5 fire points

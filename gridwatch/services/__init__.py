@@ -17,6 +17,14 @@ from gridwatch.services._common import (
     audit,
     check_upload_size,
 )
+from gridwatch.services.accountability import (
+    MEASURE_KINDS,
+    list_measures,
+    may_record_measure,
+    measure_kind_labels,
+    record_measure,
+    revoke_measure,
+)
 from gridwatch.services.assign import (
     assign_cells,
     assign_people,
@@ -140,6 +148,7 @@ from gridwatch.services.reports import (
     report_legend_html,
     report_load_cropland,
     report_map,
+    report_measures,
     report_period,
     report_response_histogram,
     report_response_times,
@@ -178,6 +187,12 @@ from gridwatch.services.users import (
 )
 
 __all__ = [
+    "MEASURE_KINDS",
+    "list_measures",
+    "may_record_measure",
+    "measure_kind_labels",
+    "record_measure",
+    "revoke_measure",
     "Actor",
     "CLI",
     "CROPLAND_META",
@@ -285,6 +300,7 @@ __all__ = [
     "report_legend_html",
     "report_load_cropland",
     "report_map",
+    "report_measures",
     "report_period",
     "report_response_histogram",
     "report_response_times",

@@ -32,6 +32,7 @@ from gridwatch.services._common import (
     user_of,
     with_demo_settings,
 )
+from gridwatch.services.accountability import list_measures
 from gridwatch.services.records import audit_head
 from gridwatch.storage import Store
 from gridwatch.tasks import FINDINGS
@@ -201,7 +202,7 @@ def report_bulletin(store: Store, actor: Actor, report: _reports.Report, *, with
     if with_map:
         svg, legend = report_map(store, actor, report, width=520)
         svg += _bulletin.legend_html(legend, _reports.column_labels(report.language)["fire_points"])
-    return _bulletin.bulletin_html(report, map_svg=svg)
+    return _bulletin.bulletin_html(report, map_svg=svg, measures=report_measures(store, actor, report))
 
 
 def report_response_times(store: Store, actor: Actor, report: _reports.Report) -> pd.DataFrame:
@@ -237,12 +238,23 @@ def _require_unit_or_cell(store: Store, actor: Actor, unit: str) -> None:
 def report_dossier(store: Store, actor: Actor, *, unit: str, kind: str | None = None,
                    date: str | dt.date | None = None, end: str | dt.date | None = None, language: str = "zh_CN",
                    include_patrols: bool = False, settings: Settings | None = None) -> pd.DataFrame:
-    """A unit's dossier: every event of its tasks (with an event in the period, when one is given)."""
+    """A unit's dossier: the accountability measures recorded on it and the units below it (of the period, when one
+    is given), then every event of its tasks (with an event in the period, when one is given)."""
     _require_unit_or_cell(store, actor, unit)
     period = report_period(kind, date, end=end, settings=settings) if kind and date else None
     kinds = None if include_patrols else tuple(k for k in FINDINGS if k != "routine_patrol")
     events = _reports.dossier_events(store, unit=unit, period=period, kinds=kinds)
-    return _bulletin.dossier_frame(events, language)
+    is_unit = store.scalar("SELECT count(*) FROM units WHERE code = ?", [unit])
+    measures = list_measures(store, actor, unit=unit, period=period) if is_unit else None
+    return _bulletin.dossier_frame(events, language, measures=measures)
+
+
+def report_measures(store: Store, actor: Actor, report: _reports.Report) -> pd.DataFrame:
+    """The accountability measures recorded on the report's unit and the units below it for the report's period
+    (revocations included), as the screen shows them: headers and kinds in the report's language."""
+    _require_report(store, actor, report)
+    measures = list_measures(store, actor, unit=report.scope_code, period=report.period)
+    return _bulletin.measures_frame(measures, report.language)
 
 
 def report_dossier_files(store: Store, actor: Actor, frame: pd.DataFrame, *, unit: str, language: str = "zh_CN",
