@@ -398,3 +398,16 @@ __all__ += [
     "PROBLEM_CATEGORIES", "PROBLEM_CATEGORY_LABELS", "PROBLEM_STATE_LABELS", "PROBLEM_STATES", "problem_actions", "problem_assign", "problem_check", "problem_dismiss",
     "problem_rechecks", "problem_rectified", "problem_show", "problem_start", "problems_escalate", "problems_table",
 ]
+
+# -- work entered in the app: 随手拍 from patrol, tasks made by hand (the pipeline alarms take) ----------------------
+from gridwatch.services.intake import (  # noqa: E402
+    MANUAL_KINDS,
+    SIGHTING_CATEGORIES,
+    create_task,
+    intake_objects,
+    intake_photos,
+    report_sighting,
+)
+
+__all__ += ["MANUAL_KINDS", "SIGHTING_CATEGORIES", "create_task", "intake_objects", "intake_photos",
+            "report_sighting"]

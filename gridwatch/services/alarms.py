@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,11 +25,10 @@ import pandas as pd
 from gridwatch import problems, regionstore, workflow
 from gridwatch.crs import gcj02_to_wgs84
 from gridwatch.errors import GridwatchError, NotFound, OutsideRegion, PermissionDenied, ValidationError
-from gridwatch.org import assignees_for_cells
+from gridwatch.intake import CATEGORY_TITLES, assignees, open_intake
 from gridwatch.services._common import Actor, IntegrationActor, actor_name, policy, require, require_system
 from gridwatch.storage import Store
-from gridwatch.tasks import Kind, Priority, naive_utc
-from gridwatch.workflow import open_tasks
+from gridwatch.tasks import naive_utc
 
 __all__ = ["SOURCES", "CATEGORIES", "CRS_NAMES", "ALARM_FIELDS", "Alarm", "AlarmOutcome", "read_alarm",
            "post_alarms", "post_alarm_groups", "alarm_show", "alarm_outcome"]
@@ -59,13 +57,8 @@ TEXT_LIMITS = {"external_id": 128, "description": 2000, "contact": 200}
 FUTURE_TOLERANCE = dt.timedelta(minutes=10)
 #: the oldest observation accepted: anything older is a wrong date, not an alarm to check in the field
 MAX_AGE = dt.timedelta(days=90)
-#: categories that burn: checked as fast as a satellite fire point (the fire checks' hours, key periods first)
-BURNING = ("straw_burning", "fireworks")
-
 #: words of the task titles (shown to field staff as the titles of other tasks are)
 _SOURCE_TITLES = {"video": "视频告警", "drone": "无人机发现", "hotline": "热线投诉", "other": "外部告警"}
-_CATEGORY_TITLES = {"straw_burning": "秸秆焚烧", "bare_land": "裸露土地", "coal_boiler": "燃煤锅炉",
-                    "loose_coal": "散煤", "construction_dust": "施工扬尘", "fireworks": "烟花爆竹", "other": "其他"}
 
 
 @dataclass(frozen=True)
@@ -240,58 +233,11 @@ def _placed(store: Store, sent: list[Sent]) -> tuple[np.ndarray, list[Any]]:
     return np.asarray(cells, dtype=np.uint64).view(np.int64), refusals
 
 
-def _plan(store: Store, alarms: list[Alarm], now: dt.datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Priorities, due times and titles of the alarms' tasks, from the policy."""
-    rules = policy(store).dispatch
-    observed = pd.Series(pd.to_datetime([a.observed_at for a in alarms])).dt.tz_localize("UTC")
-    key_period = rules.in_key_period(observed)
-    burning = np.array([a.category in BURNING for a in alarms], dtype=bool)
-    manual = float(rules.sla_by_kind.get(Kind.MANUAL, 72.0))
-    hours = np.where(burning, rules.fire_sla_hours(key_period), manual)
-    priority = np.where(burning & key_period, Priority.KEY_PERIOD, Priority.NORMAL).astype(np.int32)
-    due = (pd.Timestamp(now) + pd.to_timedelta(hours, unit="h")).to_numpy().astype("datetime64[us]")
-    titles = np.array([f"{_SOURCE_TITLES[a.source]}核查：{_CATEGORY_TITLES[a.category]}"
-                       + (f" {a.description[:40]}" if a.description else "") for a in alarms], dtype=object)
-    return priority, due, titles
-
-
 _COLUMNS = ("integration_id, external_id, source, category, lat, lng, crs, cell, observed_at, received_at,"
             " description, contact")
 _ANSWER_SQL = ("SELECT a.id AS alarm_id, a.external_id, a.task_id, a.problem_id, a.cell, p.person_key,"
                " p.name AS person_name, t.assigned_role FROM alarms a LEFT JOIN tasks t ON t.id = a.task_id"
                " LEFT JOIN people p ON p.id = t.assignee_id")
-
-#: who each cell's tasks go to (:func:`gridwatch.dispatch.assignees_for_cells` of the whole grid) and the answer's
-#: assignee per cell, per store, until the assignments or the grid change
-_who_cache: dict[int, tuple[tuple, pd.DataFrame, dict[int, dict[str, Any] | None]]] = {}
-_who_lock = threading.Lock()
-
-
-def _assignees(store: Store) -> tuple[pd.DataFrame, dict[int, dict[str, Any] | None]]:
-    """The person every cell's tasks go to (dispatch's rule), looked up for the whole grid once, and as answered.
-
-    Alarms arrive a few at a time, and looking up the chain for a handful of cells costs as much as for all of
-    them; the answer changes only when an assignment is added or removed (new ids, or fewer rows) or the grid is
-    built again, which the key below notices.
-    """
-    row = store.query("SELECT count(*) AS n, max(id) AS last FROM assignments")[0]
-    stamp = (int(row["n"]), row["last"], store.get_meta("grid_built_at", ""))
-    with _who_lock:
-        cached = _who_cache.get(id(store))
-        if cached is not None and cached[0] == stamp:
-            return cached[1], cached[2]
-    grid = regionstore.grid(store)
-    who = assignees_for_cells(store, grid.cells.view(np.int64))
-    people = {int(r["id"]): r for r in store.query("SELECT id, person_key, name FROM people")}
-    answered: dict[int, dict[str, Any] | None] = {}
-    for cell, person, role in zip(who.cell.tolist(), who.person_id.tolist(), who.role.tolist(), strict=True):
-        found = people.get(int(person)) if person is not None and not pd.isna(person) else None
-        answered[int(cell)] = None if found is None else {"person_key": found["person_key"], "name": found["name"],
-                                                          "role": role}
-    with _who_lock:
-        _who_cache[id(store)] = (stamp, who, answered)
-    return who, answered
-
 
 def _values(rows: int, columns: int) -> str:
     """``(?, …), (?, …)``: the VALUES of a multi-row statement."""
@@ -316,15 +262,16 @@ def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray,
     fresh = [i for i, (actor, a) in enumerate(sent) if (actor.id, a.external_id) in ids]
     new = [sent[i][1] for i in fresh]
     keys = [ids[sent[i][0].id, sent[i][1].external_id] for i in fresh]
-    priority, due, titles = _plan(store, new, now)
-    who, answered = _assignees(store)
-    floor = int(store.scalar("SELECT nextval('tasks_id_seq')"))  # the tasks opened next have larger ids
-    open_tasks(store, kind=Kind.MANUAL, cells=cells[fresh], source_kind="alarm",
-               source_keys=np.array([str(k) for k in keys], dtype=object), priority=priority, due=due,
-               titles=titles, now=now, actor=opener, detail={"by": "alarm"}, who=who)
-    opened = store.query("SELECT id, source_key FROM tasks WHERE id > ? AND source_kind = 'alarm'", [floor])
-    task_of = {int(r["source_key"]): int(r["id"]) for r in opened}
-    problem_of = _open_problems(store, opener, [sent[i][1] for i in fresh], cells[fresh], keys, task_of, who, now)
+    rules = policy(store)
+    titles = np.array([f"{_SOURCE_TITLES[a.source]}核查：{CATEGORY_TITLES[a.category]}"
+                       + (f" {a.description[:40]}" if a.description else "") for a in new], dtype=object)
+    opened, problems_at = open_intake(
+        store, cells=cells[fresh], categories=[a.category for a in new], observed=[a.observed_at for a in new],
+        titles=titles, source_kind="alarm", source_keys=[str(k) for k in keys], dispatch=rules.dispatch,
+        problem_rules=rules.problems, now=now, opener=opener, alarm_ids=keys, detail={"by": "alarm"})
+    _, answered = assignees(store)
+    task_of = dict(zip(keys, opened, strict=True))
+    problem_of = {keys[k]: pid for k, pid in problems_at.items()}
     triples = [[alarm_id, task_of[alarm_id], problem_of.get(alarm_id)] for alarm_id in keys]
     store.execute("UPDATE alarms SET task_id = v.task_id, problem_id = v.problem_id FROM (VALUES "
                   + ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(triples))
@@ -333,25 +280,6 @@ def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray,
     return {(sent[i][0].id, sent[i][1].external_id): {
         "alarm_id": key, "task_id": task_of[key], "problem_id": problem_of.get(key), "cell": _hex(cells[i]),
         "assignee": answered.get(int(cells[i]))} for i, key in zip(fresh, keys, strict=True)}
-
-
-def _open_problems(store: Store, opener: str, alarms: list[Alarm], cells: np.ndarray, alarm_ids: list[int],
-                   task_of: dict[int, int], who: pd.DataFrame, now: dt.datetime) -> dict[int, int]:
-    """Open a problem for each alarm whose category names a standing problem (:data:`problems.ALARM_CATEGORIES`),
-    found by the alarm's task and followed by its assignee; the problem of each such alarm id."""
-    chosen = [k for k, a in enumerate(alarms) if a.category in problems.ALARM_CATEGORIES]
-    if not chosen:
-        return {}
-    first = who.drop_duplicates("cell").set_index("cell").reindex([int(cells[k]) for k in chosen])
-    found = pd.DataFrame({"category": [alarms[k].category for k in chosen],
-                          "cell": [int(cells[k]) for k in chosen],
-                          "finding_task_id": [task_of[alarm_ids[k]] for k in chosen], "finding": "alarm",
-                          "alarm_id": [alarm_ids[k] for k in chosen],
-                          "assignee_id": first.person_id.astype("Int64").to_numpy(dtype=object),
-                          "assigned_role": first.role.to_numpy(dtype=object),
-                          "assigned_unit": first.unit.to_numpy(dtype=object)})
-    ids = problems.open_problems(store, found, rules=policy(store).problems, now=now, actor=opener)
-    return {alarm_ids[k]: pid for k, pid in zip(chosen, ids, strict=True)}
 
 
 def _stored(store: Store, wanted: list[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:
