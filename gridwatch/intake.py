@@ -11,7 +11,8 @@ task's form key, each kept as the task's ``source_key``.
 
 Examples
 --------
->>> from gridwatch.policy import DispatchPolicy
+>>> from gridwatch.photos import Photo, store_photo
+from gridwatch.policy import DispatchPolicy
 >>> prio, due = plan(DispatchPolicy(), ["straw_burning", "bare_land"],
 ...                  [dt.datetime(2026, 6, 10, 2, 0)] * 2, now=dt.datetime(2026, 6, 10, 2, 30))
 >>> prio.tolist(), [str(d) for d in due]
@@ -30,12 +31,13 @@ import pandas as pd
 
 from gridwatch import problems, regionstore
 from gridwatch.org import assignees_for_cells
+from gridwatch.photos import Photo, store_photo
 from gridwatch.policy import DispatchPolicy, ProblemRules
 from gridwatch.storage import Store
 from gridwatch.tasks import Kind, Priority
 from gridwatch.workflow import open_tasks
 
-__all__ = ["BURNING", "CATEGORY_TITLES", "plan", "assignees", "open_intake"]
+__all__ = ["BURNING", "CATEGORY_TITLES", "plan", "assignees", "open_intake", "link_photos"]
 
 #: categories that burn: checked as fast as a satellite fire point (the fire checks' hours, key periods first)
 BURNING = ("straw_burning", "fireworks")
@@ -182,3 +184,19 @@ def open_intake(store: Store, *, cells: np.ndarray, categories: Sequence[str | N
                                          person_id=person_id)
             problem_of = dict(zip(chosen, ids, strict=True))
     return [int(t) for t in task_ids if t is not None], problem_of
+
+
+def link_photos(store: Store, checked: Sequence[tuple[str, Photo]], *, task_id: int, uploaded_by: str, channel: str,
+                now: dt.datetime) -> list[dict[str, Any]]:
+    """Keep checked photos for a task (:func:`gridwatch.photos.store_photo`: the same photo twice is stored once)
+    and link them as the photos it came with (``intake_photos``, after any it has); their references."""
+    start = int(store.scalar("SELECT count(*) FROM intake_photos WHERE task_id = ?", [task_id]) or 0)
+    refs = []
+    with store.transaction():
+        for k, (_, photo) in enumerate(checked):
+            ref = store_photo(store, photo, task_id=task_id, uploaded_by=uploaded_by, now=now)
+            store.execute("INSERT INTO intake_photos (task_id, sha256, position, channel, added_at)"
+                          " VALUES (?, ?, ?, ?, ?) ON CONFLICT (task_id, sha256) DO NOTHING",
+                          [task_id, ref["sha256"], start + k, channel, now])
+            refs.append(ref)
+    return refs

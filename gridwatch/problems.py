@@ -90,6 +90,8 @@ FINDING_CATEGORIES: dict[tuple[str, str], str] = {
     (Kind.BOILER_CHECK.value, "operating"): "coal_boiler",
     (Kind.COAL_CHECK.value, "seized"): "loose_coal",
     (Kind.ROUTINE_PATROL.value, "problem_found"): "other",
+    # an alarm's or a 随手拍's task: the problem takes the category it was reported under (see open_from_task)
+    (Kind.MANUAL.value, "problem_found"): "other",
 }
 #: alarm categories that name a standing problem to rectify (a burning field or fireworks is an event: the check
 #: task's finding decides whether a problem stays, as for a satellite fire point; "other" names nothing to fix)
@@ -326,12 +328,20 @@ def open_from_task(store: Store, task_id: int, *, rules: ProblemRules, now: dt.d
     if task["source_kind"] == RECHECK_SOURCE:
         repeat_of = int(str(task["source_key"]).split(":")[0])
         category = store.scalar("SELECT category FROM problems WHERE id = ?", [repeat_of]) or category
-    alarm = store.scalar("SELECT id FROM alarms WHERE task_id = ?", [int(task_id)])
+    alarm = store.query("SELECT id, category FROM alarms WHERE task_id = ?", [int(task_id)])
+    if task["source_kind"] == "sighting":  # its source key is <category>:<reporter>:<key>
+        category = str(task["source_key"]).split(":")[0]
+    elif alarm:
+        category = alarm[0]["category"]
+    alarm = int(alarm[0]["id"]) if alarm else None
     frame = pd.DataFrame([{"category": category, "cell": int(task["cell"]), "finding_task_id": int(task_id),
                            "finding": finding, "alarm_id": alarm, "assignee_id": task["assignee_id"],
                            "assigned_role": task["assigned_role"], "assigned_unit": task["assigned_unit"],
                            "repeat_of": repeat_of}])
-    return open_problems(store, frame, rules=rules, now=naive_utc(now), actor=actor, person_id=person_id)[0]
+    opened = open_problems(store, frame, rules=rules, now=naive_utc(now), actor=actor, person_id=person_id)[0]
+    if alarm is not None:  # the alarm names its problem too (a hotline reads it back)
+        store.execute("UPDATE alarms SET problem_id = ? WHERE id = ? AND problem_id IS NULL", [opened, alarm])
+    return opened
 
 
 def _problem(store: Store, problem_id: int) -> dict[str, Any]:

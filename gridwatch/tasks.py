@@ -119,7 +119,7 @@ FINDINGS: dict[str, tuple[str, ...]] = {
     Kind.BOILER_CHECK: ("closed", "operating", "integrated"),
     Kind.COAL_CHECK: ("none_found", "seized"),
     Kind.ROUTINE_PATROL: ("normal", "problem_found"),
-    Kind.MANUAL: ("done",),
+    Kind.MANUAL: ("done", "problem_found"),
 }
 
 #: states in which a task still waits for work in the field

@@ -77,7 +77,8 @@ _SCHEMAS: dict[str, Any] = {
                                    "problem_id": {"type": ["integer", "null"],
                                                   "description": "The problem register's entry (null until one "
                                                                  "opens)."},
-                                   "cell": {"type": "string", "description": "H3 cell id"}, "assignee": _PERSON}},
+                                   "cell": {"type": "string", "description": "H3 cell id"}, "assignee": _PERSON,
+                                   "photos": {"type": "integer", "description": "Photos kept with its task."}}},
     "Outcome": {"type": "object", "properties": {
         "state": {"type": ["string", "null"], "description": "The task's state (open, assigned, in_progress, "
                                                              "reported, verified, closed, rejected, escalated)."},
@@ -92,7 +93,9 @@ _SCHEMAS: dict[str, Any] = {
         "task": {"type": ["object", "null"], "properties": {
             "id": {"type": "integer"}, "kind": {"type": "string"}, "state": {"type": "string"}, "created_at": _TIME,
             "due_at": _TIME, "assignee": _PERSON}},
-        "outcome": _ref("Outcome")}},
+        "outcome": _ref("Outcome"),
+        "photos": {"type": "array", "description": "The photos sent with it (sha256, name, media_type, bytes).",
+                   "items": {"type": "object"}}}},
     "Task": {"type": "object", "description": "A task as listed: id, kind, state, priority, cell, times, title, "
                                               "assignee, township and village codes."},
     "TaskPage": {"type": "object", "properties": {
@@ -180,7 +183,16 @@ def document() -> dict[str, Any]:
             "/api/v1/alarms": {"post": {
                 "summary": "Post an alarm (an integration): it opens a task on its cell", "operationId": "postAlarm",
                 "security": secured,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("AlarmIn")}}},
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("AlarmIn")},
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "required": ["alarm"], "description":
+                        "An alarm with photos: its JSON in the part alarm, each photo a file part named photo "
+                        "(JPEG, PNG or HEIC; the app's caps photo_max_count, photo_max_mb, photo_max_total_mb and "
+                        "photo_max_megapixels apply; a photo refused is 422 and nothing is stored).",
+                        "properties": {"alarm": {"type": "string", "contentMediaType": "application/json"},
+                                       "photo": {"type": "array", "items": {"type": "string",
+                                                                            "contentMediaType": "image/*"}}}}}}},
                 "responses": {**_ok("A new alarm and its task", "AlarmAnswer", "201"),
                               **_ok("The same external_id again: the stored alarm's ids", "AlarmAnswer"),
                               **_refs("BadJSON", "Invalid", "TooLarge", "Unauthenticated", "Forbidden",

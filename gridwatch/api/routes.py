@@ -39,6 +39,7 @@ from gridwatch.api.http import (
     status_of,
 )
 from gridwatch.api.intake import AlarmWriter, RateWindows
+from gridwatch.api.multipart import is_multipart, read_alarm_with_photos
 from gridwatch.api.openapi import document
 from gridwatch.config import Settings
 from gridwatch.errors import GridwatchError, NotFound, PermissionDenied, ValidationError
@@ -126,6 +127,7 @@ class Api:
 
     def __init__(self, store: Callable[[], Store], settings: Settings) -> None:
         self._store = store
+        self.settings = settings
         self.limit_bytes = int(_positive(settings, "api_max_body_kb") * 1024)
         self.rates = RateWindows()
         self.writer = AlarmWriter(store, self.rates, max_batch=int(_positive(settings, "api_alarm_batch")))
@@ -267,12 +269,18 @@ class Api:
                     "screens."))
 
             await self._call(request, "api.alarms.post", "", person)
+        photos: list = []
         try:
-            body = check_fields(await read_json(request, limit_bytes=self.limit_bytes), services.ALARM_FIELDS)
+            if is_multipart(request):  # the alarm's JSON in a part named alarm, its photos as parts named photo
+                raw, photos = await read_alarm_with_photos(request, json_limit=self.limit_bytes,
+                                                           settings=self.settings)
+            else:
+                raw = await read_json(request, limit_bytes=self.limit_bytes)
+            body = check_fields(raw, services.ALARM_FIELDS)
         except Refusal as refusal:
             await run_in_threadpool(self._refused, token, "api.alarms.post", refusal)
             raise
-        posted = await asyncio.wrap_future(self.writer.submit(token, body))
+        posted = await asyncio.wrap_future(self.writer.submit(token, body, photos))
         if posted.status:
             headers = {"Retry-After": str(posted.retry_after)} if posted.retry_after else {}
             raise Refusal(posted.status, posted.code, posted.error, headers=headers | (_WWW if posted.status == 401

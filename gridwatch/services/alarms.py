@@ -25,7 +25,8 @@ import pandas as pd
 from gridwatch import problems, regionstore, workflow
 from gridwatch.crs import gcj02_to_wgs84
 from gridwatch.errors import GridwatchError, NotFound, OutsideRegion, PermissionDenied, ValidationError
-from gridwatch.intake import CATEGORY_TITLES, assignees, open_intake
+from gridwatch.intake import CATEGORY_TITLES, assignees, link_photos, open_intake
+from gridwatch.photos import Photo
 from gridwatch.services._common import Actor, IntegrationActor, actor_name, policy, require, require_system
 from gridwatch.storage import Store
 from gridwatch.tasks import naive_utc
@@ -200,7 +201,7 @@ def _answer(row: Mapping[str, Any]) -> dict[str, Any]:
     problem = row.get("problem_id")
     return {"alarm_id": int(row["alarm_id"]), "task_id": None if task is None or pd.isna(task) else int(task),
             "problem_id": None if problem is None or pd.isna(problem) else int(problem), "cell": _hex(row["cell"]),
-            "assignee": person}
+            "assignee": person, "photos": int(row.get("photos") or 0)}
 
 
 #: an alarm as read, with the integration that sent it: (integration, alarm)
@@ -236,7 +237,8 @@ def _placed(store: Store, sent: list[Sent]) -> tuple[np.ndarray, list[Any]]:
 _COLUMNS = ("integration_id, external_id, source, category, lat, lng, crs, cell, observed_at, received_at,"
             " description, contact")
 _ANSWER_SQL = ("SELECT a.id AS alarm_id, a.external_id, a.task_id, a.problem_id, a.cell, p.person_key,"
-               " p.name AS person_name, t.assigned_role FROM alarms a LEFT JOIN tasks t ON t.id = a.task_id"
+               " p.name AS person_name, t.assigned_role,"
+               " (SELECT count(*) FROM intake_photos ip WHERE ip.task_id = a.task_id) AS photos FROM alarms a LEFT JOIN tasks t ON t.id = a.task_id"
                " LEFT JOIN people p ON p.id = t.assignee_id")
 
 def _values(rows: int, columns: int) -> str:
@@ -245,10 +247,10 @@ def _values(rows: int, columns: int) -> str:
     return ", ".join([one] * rows)
 
 
-def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray,
-               now: dt.datetime) -> dict[tuple[int, str], dict[str, Any]]:
-    """Insert the alarms whose key is free and open their tasks (``opener`` records who opened them); the answers
-    of the new ones by (integration id, external id)."""
+def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray, now: dt.datetime,
+               pictures: Sequence[Sequence[tuple[str, Photo]]]) -> dict[tuple[int, str], dict[str, Any]]:
+    """Insert the alarms whose key is free and open their tasks (``opener`` records who opened them), with each
+    one's photos (checked); the answers of the new ones by (integration id, external id)."""
     rows = [[actor.id, a.external_id, a.source, a.category, a.lat, a.lng, a.crs, int(c), a.observed_at, now,
              a.description, a.contact] for (actor, a), c in zip(sent, cells, strict=True)]
     # the unique key decides which alarms are new: a copy already stored (or stored by a concurrent transaction
@@ -277,9 +279,13 @@ def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray,
                   + ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(triples))
                   + ") AS v (alarm_id, task_id, problem_id) WHERE alarms.id = v.alarm_id",
                   [v for triple in triples for v in triple])
+    for i, key in zip(fresh, keys, strict=True):
+        if pictures[i]:
+            link_photos(store, pictures[i], task_id=task_of[key], uploaded_by=sent[i][0].username, channel="alarm",
+                        now=now)
     return {(sent[i][0].id, sent[i][1].external_id): {
         "alarm_id": key, "task_id": task_of[key], "problem_id": problem_of.get(key), "cell": _hex(cells[i]),
-        "assignee": answered.get(int(cells[i]))} for i, key in zip(fresh, keys, strict=True)}
+        "assignee": answered.get(int(cells[i])), "photos": len(pictures[i])} for i, key in zip(fresh, keys, strict=True)}
 
 
 def _stored(store: Store, wanted: list[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:
@@ -327,19 +333,24 @@ def post_alarms(store: Store, actor: Actor, bodies: Sequence[Mapping[str, Any]],
 
 def post_alarm_groups(store: Store, actor: Actor,
                       groups: Sequence[tuple[IntegrationActor, Sequence[Mapping[str, Any]]]], *,
-                      now: dt.datetime | None = None) -> list[list[AlarmOutcome]]:
+                      now: dt.datetime | None = None,
+                      photos: Sequence[Sequence[Sequence[tuple[str, Photo]]]] | None = None,
+                      ) -> list[list[AlarmOutcome]]:
     """:func:`post_alarms` for the alarms of several integrations at once, in one transaction (the API's intake, a
     system actor, stores what arrived together; each integration is checked as the sender of its own).
 
     The tasks' first events name ``actor`` (``system:api``) as who opened them; the alarms and the audit record name
-    each integration.
+    each integration. ``photos`` gives each alarm's photos, checked (:func:`gridwatch.photos.inspect_report_photos`),
+    in the shape of ``groups``; a new alarm's are kept with its task, a repeat's are not (the first one's answer
+    stands).
     """
     require_system(actor, "alarms.intake")
-    return _post(store, actor_name(actor), groups, now)
+    return _post(store, actor_name(actor), groups, now, photos)
 
 
 def _post(store: Store, opener: str, groups: Sequence[tuple[IntegrationActor, Sequence[Mapping[str, Any]]]],
-          now: dt.datetime | None) -> list[list[AlarmOutcome]]:
+          now: dt.datetime | None,
+          photos: Sequence[Sequence[Sequence[tuple[str, Photo]]]] | None = None) -> list[list[AlarmOutcome]]:
     now = naive_utc(now)
     for integration, _ in groups:
         if not isinstance(integration, IntegrationActor):
@@ -368,7 +379,9 @@ def _post(store: Store, opener: str, groups: Sequence[tuple[IntegrationActor, Se
                 elif key not in first:
                     first[key] = k
             wanted = sorted(first.values())
-            new = _store_new(store, opener, [sent[k] for k in wanted], cells[wanted], now) if wanted else {}
+            pictures = [list(photos[g][i]) if photos is not None else [] for g, i in (read[k] for k in wanted)]
+            new = _store_new(store, opener, [sent[k] for k in wanted], cells[wanted], now,
+                             pictures) if wanted else {}
             keys = [(sent[k][0].id, sent[k][1].external_id) for k in range(len(sent))]
             known = _stored(store, [key for k, key in enumerate(keys)
                                     if refusals[k] is None and key not in new])
@@ -454,4 +467,7 @@ def alarm_show(store: Store, actor: Actor, alarm_id: int) -> dict[str, Any]:
             "source": alarm["source"], "category": alarm["category"], "lat": alarm["lat"], "lng": alarm["lng"],
             "crs": alarm["crs"], "cell": _hex(alarm["cell"]), "observed_at": _iso(alarm["observed_at"]),
             "received_at": _iso(alarm["received_at"]), "description": alarm["description"],
-            "problem_id": alarm["problem_id"], "task": task, "outcome": outcome}
+            "problem_id": alarm["problem_id"], "task": task, "outcome": outcome,
+            "photos": [] if alarm["task_id"] is None else [dict(r) for r in store.query(
+                "SELECT i.sha256, p.file_name AS name, p.media_type, p.bytes FROM intake_photos i JOIN photos p"
+                " ON p.sha256 = i.sha256 WHERE i.task_id = ? ORDER BY i.position", [int(alarm["task_id"])])]}

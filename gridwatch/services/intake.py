@@ -20,7 +20,7 @@ import pandas as pd
 
 from gridwatch import assignment, auth, intake, org, regionstore
 from gridwatch.errors import NotFound, OutsideRegion, PermissionDenied, ValidationError
-from gridwatch.photos import inspect_report_photos, store_photo
+from gridwatch.photos import inspect_report_photos
 from gridwatch.policy import PROBLEM_CATEGORIES
 from gridwatch.services._common import Actor, IntegrationActor, actor_name, audit, policy, require, user_of
 from gridwatch.storage import Store
@@ -76,19 +76,6 @@ def _cell_of_fix(store: Store, fix: Fix) -> int:
                             "check the coordinates (latitude first) or the region.", lat=fix.lat, lng=fix.lng,
                             region=grid.region_code, name=regionstore.unit_name(store, grid.region_code))
     return int(np.asarray(cells, dtype=np.uint64).view(np.int64)[0])
-
-
-def _store_photos(store: Store, checked: Sequence[Any], *, task_id: int, uploaded_by: str, channel: str,
-                  now: dt.datetime) -> list[dict[str, Any]]:
-    """Keep checked photos for a task and link them as its intake photos (after any it has); their references."""
-    start = int(store.scalar("SELECT count(*) FROM intake_photos WHERE task_id = ?", [task_id]) or 0)
-    refs = []
-    for k, (_, photo) in enumerate(checked):
-        ref = store_photo(store, photo, task_id=task_id, uploaded_by=uploaded_by, now=now)
-        store.execute("INSERT INTO intake_photos (task_id, sha256, position, channel, added_at) VALUES (?, ?, ?, ?, ?)"
-                      " ON CONFLICT (task_id, sha256) DO NOTHING", [task_id, ref["sha256"], start + k, channel, now])
-        refs.append(ref)
-    return refs
 
 
 def report_sighting(store: Store, actor: Actor, *, category: str, fix: Fix, photos: Sequence[tuple[str, bytes]],
@@ -169,7 +156,7 @@ def report_sighting(store: Store, actor: Actor, *, category: str, fix: Fix, phot
                         person_id=None if user is None else user.person_id,
                         detail={"by": "sighting", "reporter": name, "category": category, "note": note, "gps": gps})
                     task_id = ids[0]
-            refs = _store_photos(store, checked, task_id=task_id, uploaded_by=name, channel="sighting", now=now)
+            refs = intake.link_photos(store, checked, task_id=task_id, uploaded_by=name, channel="sighting", now=now)
             audit(store, actor=name, action="intake.sighting", subject=str(task_id),
                   detail={"category": category, "cell": h3.int_to_str(cell), "created": created, "gps": gps,
                           "photos": [r["sha256"] for r in refs], "key": key})
