@@ -11,12 +11,12 @@ task's form key, each kept as the task's ``source_key``.
 
 Examples
 --------
->>> from gridwatch.photos import Photo, store_photo
-from gridwatch.policy import DispatchPolicy
->>> prio, due = plan(DispatchPolicy(), ["straw_burning", "bare_land"],
+>>> from gridwatch.config import Settings
+>>> from gridwatch.policy import Policy
+>>> prio, due = plan(Policy.from_settings(Settings()).dispatch, ["straw_burning", "bare_land"],
 ...                  [dt.datetime(2026, 6, 10, 2, 0)] * 2, now=dt.datetime(2026, 6, 10, 2, 30))
 >>> prio.tolist(), [str(d) for d in due]
-([1, 0], ['2026-06-10T04:30:00.000000', '2026-06-13T02:30:00.000000'])
+([3, 2], ['2026-06-10T04:30:00.000000', '2026-06-13T02:30:00.000000'])
 """
 
 from __future__ import annotations

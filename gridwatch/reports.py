@@ -62,7 +62,7 @@ from gridwatch.policy import TIMEZONE, DispatchPolicy, Policy, Period as KeyPeri
 __all__ = ["Column", "Metric", "METRICS", "REPORT_LEVELS", "ReportRules", "Context", "Report", "build_report",
            "compute_metrics", "response_times", "daily_series", "column_labels", "STATUSES", "CONFIRMED",
            "FALSE_ALARMS", "parse_weights", "parse_thresholds", "scope_level", "dossier_events", "load_cropland",
-           "fires_source", "latest_fire_day", "response_histogram"]
+           "fires_source", "latest_fire_day", "response_histogram", "unit_metrics"]
 
 #: levels a report ranks, from the top; ``cell`` is the grid unit (the H3 cell, 社/组)
 REPORT_LEVELS = ("county", "township", "village", "cell")
@@ -803,6 +803,16 @@ def build_report(store: Store, period: ReportPeriod, *, level: str = "township",
     return Report(period=period, previous=period.previous(), level=level, scope_code=unit, scope_name=name,
                   rules=rules, rows=frame, daily=daily_series(ctx), generated_at=ctx.now, language=language,
                   demo=demo)
+
+
+def unit_metrics(store: Store, period: ReportPeriod, *, unit: str, only: set[str],
+                 now: dt.datetime | None = None) -> dict[str, Any]:
+    """The metrics ``only`` (and those they need) of one unit over the period, as one mapping (a dossier's figures)."""
+    level = scope_level(store, unit)
+    level = level if level in REPORT_LEVELS else "county"
+    ctx = _context(store, period, level=level, unit=unit, rules=ReportRules(), now=now, cropland=None)
+    frame = compute_metrics(ctx, pd.DataFrame({"unit_code": [unit]}), only=only)
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in frame.iloc[0].to_dict().items()}
 
 
 def load_cropland(text: str) -> dict[str, float]:

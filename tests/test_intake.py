@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from gridwatch import auth, services
-from gridwatch.org import assignees_for_cells
 from gridwatch.errors import NotFound, OutsideRegion, PermissionDenied, ValidationError
+from gridwatch.org import assignees_for_cells
 from gridwatch.services._common import policy
 from gridwatch.workflow import Fix
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridwatch import auth, problems, services
+from gridwatch.errors import PermissionDenied
 from gridwatch.periods import ReportPeriod
 from gridwatch.policy import ProblemRules
 from gridwatch.problems import State
@@ -173,3 +174,22 @@ def test_every_problem_with_a_deadline_settles_in_exactly_one_period(county, liv
         assert (rows.loop_on_time <= rows.loop_due).all()
         assert np.allclose(rows.problems_overdue, rows.loop_due - rows.loop_on_time)
     assert due == settled and on_time <= due
+
+
+def test_the_dossier_carries_the_units_loop_figures(demo_store):
+    a, b = _cells(demo_store, 2)
+    _close(demo_store, _open(demo_store, "bare_land", a, _at(8)), _at(9))
+    _open(demo_store, "other", b, _at(8))
+    county = auth.load_user(demo_store, "county")
+    loop = services.report_loop(demo_store, county, unit=VILLAGE, kind="week", date="2026-06-10", language="en",
+                                now=NOW)
+    figures = dict(loop.itertuples(index=False))
+    assert figures["Problems found"] == "2" and figures["Closure rate (闭环率)"] == "100.0 %"
+    assert figures["Problems without a deadline (not in the closure rate)"] == "1"
+    files = services.report_dossier_files(demo_store, county, services.report_dossier(
+        demo_store, county, unit=VILLAGE, kind="week", date="2026-06-10", language="en"), unit=VILLAGE,
+        language="en", loop=loop)
+    assert "Closed loop" in files["html"].decode() and "100.0 %" in files["html"].decode()
+    with pytest.raises(PermissionDenied):
+        services.report_loop(demo_store, auth.load_user(demo_store, "inspector"), unit=VILLAGE, kind="week",
+                             date="2026-06-10")

@@ -70,20 +70,20 @@ async def read_alarm_with_photos(request: Request, *, json_limit: int,
     try:
         form = await parser.parse()
     except MultiPartException as exc:
-        raise _bad("The multipart body cannot be read ({detail}); send one part named alarm (the JSON) and the "
-                   "photos as parts named photo.", detail=str(exc)[:200]) from exc
+        raise _bad(ValidationError("The multipart body cannot be read ({detail}); send one part named alarm (the "
+                                   "JSON) and the photos as parts named photo.", detail=str(exc)[:200])) from exc
     try:
         unknown = sorted({name for name, _ in form.multi_items()} - {"alarm", "photo"})
         if unknown:
-            raise _bad("Unknown part {name}; send one part named alarm (the JSON) and the photos as parts named "
-                       "photo.", name=unknown[0])
+            raise _bad(ValidationError("Unknown part {name}; send one part named alarm (the JSON) and the photos "
+                                       "as parts named photo.", name=unknown[0]))
         alarms = form.getlist("alarm")
         if len(alarms) != 1 or not isinstance(alarms[0], str):
-            raise _bad("Send exactly one part named alarm holding the alarm's JSON (not a file), and the photos as "
-                       "parts named photo.")
+            raise _bad(ValidationError("Send exactly one part named alarm holding the alarm's JSON (not a file), "
+                                       "and the photos as parts named photo."))
         files = form.getlist("photo")
         if any(not isinstance(f, UploadFile) for f in files):
-            raise _bad("A part named photo must be a file (a filename in its Content-Disposition).")
+            raise _bad(ValidationError("A part named photo must be a file (a filename in its Content-Disposition)."))
         photos = [(f.filename or f"photo-{k + 1}", await f.read()) for k, f in enumerate(files)]
     finally:
         await form.close()
@@ -100,5 +100,5 @@ async def read_alarm_with_photos(request: Request, *, json_limit: int,
     return body, checked
 
 
-def _bad(message: str, **values: Any) -> Refusal:
-    return Refusal(400, "invalid_multipart", ValidationError(message, **values))
+def _bad(error: ValidationError) -> Refusal:
+    return Refusal(400, "invalid_multipart", error)

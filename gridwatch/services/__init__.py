@@ -144,6 +144,7 @@ from gridwatch.services.reports import (
     report_daily,
     report_dossier,
     report_dossier_files,
+    report_loop,
     report_latest_day,
     report_legend_html,
     report_load_cropland,
@@ -296,6 +297,7 @@ __all__ = [
     "report_daily",
     "report_dossier",
     "report_dossier_files",
+    "report_loop",
     "report_latest_day",
     "report_legend_html",
     "report_load_cropland",
@@ -406,8 +408,9 @@ from gridwatch.services.intake import (  # noqa: E402
     create_task,
     intake_objects,
     intake_photos,
+    may_report_sightings,
     report_sighting,
 )
 
 __all__ += ["MANUAL_KINDS", "SIGHTING_CATEGORIES", "create_task", "intake_objects", "intake_photos",
-            "report_sighting"]
+            "may_report_sightings", "report_sighting"]

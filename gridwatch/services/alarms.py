@@ -238,7 +238,8 @@ _COLUMNS = ("integration_id, external_id, source, category, lat, lng, crs, cell,
             " description, contact")
 _ANSWER_SQL = ("SELECT a.id AS alarm_id, a.external_id, a.task_id, a.problem_id, a.cell, p.person_key,"
                " p.name AS person_name, t.assigned_role,"
-               " (SELECT count(*) FROM intake_photos ip WHERE ip.task_id = a.task_id) AS photos FROM alarms a LEFT JOIN tasks t ON t.id = a.task_id"
+               " (SELECT count(*) FROM intake_photos ip WHERE ip.task_id = a.task_id) AS photos FROM alarms a"
+               " LEFT JOIN tasks t ON t.id = a.task_id"
                " LEFT JOIN people p ON p.id = t.assignee_id")
 
 def _values(rows: int, columns: int) -> str:
@@ -285,7 +286,8 @@ def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray, n
                         now=now)
     return {(sent[i][0].id, sent[i][1].external_id): {
         "alarm_id": key, "task_id": task_of[key], "problem_id": problem_of.get(key), "cell": _hex(cells[i]),
-        "assignee": answered.get(int(cells[i])), "photos": len(pictures[i])} for i, key in zip(fresh, keys, strict=True)}
+        "assignee": answered.get(int(cells[i])), "photos": len(pictures[i])}
+        for i, key in zip(fresh, keys, strict=True)}
 
 
 def _stored(store: Store, wanted: list[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:

@@ -27,7 +27,8 @@ from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES, Kind, naive_utc
 from gridwatch.workflow import Fix
 
-__all__ = ["SIGHTING_CATEGORIES", "MANUAL_KINDS", "report_sighting", "intake_objects", "create_task",
+__all__ = ["SIGHTING_CATEGORIES", "MANUAL_KINDS", "may_report_sightings", "report_sighting",
+           "intake_objects", "create_task",
            "intake_photos"]
 
 #: what a 随手拍 may be about (the problem register's categories)
@@ -76,6 +77,14 @@ def _cell_of_fix(store: Store, fix: Fix) -> int:
                             "check the coordinates (latitude first) or the region.", lat=fix.lat, lng=fix.lng,
                             region=grid.region_code, name=regionstore.unit_name(store, grid.region_code))
     return int(np.asarray(cells, dtype=np.uint64).view(np.int64)[0])
+
+
+def may_report_sightings(store: Store, actor: Actor) -> bool:
+    """Whether the actor works tasks somewhere (``task.work``), and so may send a 随手拍 from there."""
+    if isinstance(actor, IntegrationActor):
+        return False
+    user = user_of(actor)
+    return user is None or any("task.work" in user.role_grants.get(role, ()) for role, _, _ in user.roles)
 
 
 def report_sighting(store: Store, actor: Actor, *, category: str, fix: Fix, photos: Sequence[tuple[str, bytes]],
