@@ -424,7 +424,8 @@ def test_an_alarm_is_201_then_200_with_the_same_ids(site):
     first = _post(site, _alarm("H-1", lat, lng))
     assert first.status_code == 201, first.text
     body = first.json()
-    assert set(body) == {"alarm_id", "task_id", "problem_id", "cell", "assignee"} and body["problem_id"] is None
+    assert set(body) == {"alarm_id", "task_id", "problem_id", "cell", "assignee", "photos"} and body["problem_id"] is None
+    assert body["photos"] == 0
     assert body["assignee"]["person_key"] == "demo-d01-01-inspector"
     assert first.headers["location"] == f"/api/v1/alarms/{body['alarm_id']}"
     again = _post(site, _alarm("H-1", lat, lng))

@@ -196,3 +196,28 @@ def test_a_task_by_hand_is_refused_outside_scope_and_for_bad_input(demo_store):
         services.create_task(demo_store, users["county"], kind="manual", title="x", cell="8831aa5a49fffff",
                              key=_key())
     assert demo_store.scalar("SELECT count(*) FROM tasks") == before
+
+
+def test_the_leader_makes_a_task_on_the_assign_screen(app_db):
+    from conftest import signed_in
+
+    from gridwatch.audit import open_sealed
+    from gridwatch.config import REPO_ROOT
+
+    at = signed_in(app_db, "leader", REPO_ROOT / "pages" / "assign.py").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="new_kind").set_value("coal_check")
+    at.text_input(key="new_title").input("核查散煤销售点")
+    at.selectbox(key="new_unit").set_value(VILLAGE).run()
+    cell = at.selectbox(key="new_cell").options[2]
+    at.selectbox(key="new_cell").set_value(cell)
+    at.selectbox(key="new_to").set_value("demo-d01-01-inspector").run()
+    at.button(key="new_go").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value.startswith("已创建任务"), [s.value for s in at.success]
+    assert at.text_input(key="new_title").value == ""
+    with open_sealed(str(app_db)) as store:
+        task = store.query("SELECT t.kind, t.title, t.cell, p.person_key FROM tasks t JOIN people p"
+                           " ON p.id = t.assignee_id WHERE t.source_kind = 'manual' ORDER BY t.id DESC LIMIT 1")[0]
+    assert (task["kind"], task["title"], task["person_key"]) == ("coal_check", "核查散煤销售点", "demo-d01-01-inspector")
+    assert h3.int_to_str(task["cell"]) == cell
