@@ -36,6 +36,8 @@ else:
         if user.can("report.view"):
             pages.append(st.Page("pages/reports.py", title=ui.t("Reports and rankings"),
                                  icon=":material/leaderboard:"))
+        if user.can("task.work") or user.can("task.verify") or user.can("task.assign"):
+            pages.append(st.Page("pages/problems.py", title=ui.t("Problem register"), icon=":material/rule:"))
         pages += [
             st.Page("pages/overview.py", title=ui.t("Overview"), icon=":material/map:"),
             st.Page("pages/fires.py", title=ui.t("Satellite fire points"),

@@ -247,3 +247,60 @@ def _apptest_seconds(db: Path) -> list[float]:
             os.environ.pop("GRIDWATCH_DB", None)
         else:
             os.environ["GRIDWATCH_DB"] = old
+
+
+N_PROBLEMS = 100_000
+N_COMPLAINTS = 20_000
+
+
+@benchmark
+def reports_loop_metrics_100k() -> Result:
+    """The closed-loop columns of the ten-day township ranking (problems found, closed, 闭环率, overdue, without a
+    deadline, repeats; hotline complaints answered) over 100,000 problems and 20,000 complaints."""
+    from gridwatch.reports import ReportRules, _context, _units, compute_metrics  # the engine the ranking runs
+
+    path = _workdir() / "loop.duckdb"
+    shutil.copy(demo_db(), path)
+    rng = np.random.default_rng(20240611)
+    with open_sealed(str(path)) as store:
+        period = xun(XUN_DAY)
+        first, _ = period.utc_bounds()
+        cells = store.query_df("SELECT cell FROM cells").cell.to_numpy(dtype=np.int64)
+        found = np.datetime64(first) + rng.integers(-20 * 24 * 60, 10 * 24 * 60, N_PROBLEMS).astype("timedelta64[m]")
+        days = rng.choice([3, 7, 30, -1], N_PROBLEMS)  # -1: no deadline configured for the category
+        deadline = np.where(days > 0, found + (np.maximum(days, 0) * 24 * 60).astype("timedelta64[m]"),
+                            np.datetime64("NaT"))
+        closed = rng.random(N_PROBLEMS) < 0.6
+        closed_at = np.where(closed, found + rng.integers(60, 40 * 24 * 60, N_PROBLEMS).astype("timedelta64[m]"),
+                             np.datetime64("NaT"))
+        ids = np.arange(1, N_PROBLEMS + 1, dtype=np.int64)
+        store.insert_arrow("problems", pa.table({
+            "id": ids, "category": rng.choice(["bare_land", "coal_boiler", "other"], N_PROBLEMS),
+            "cell": cells[rng.integers(0, len(cells), N_PROBLEMS)], "object_key": np.full(N_PROBLEMS, ""),
+            "finding_task_id": ids + 10**9, "finding": np.full(N_PROBLEMS, "bench"),
+            "state": np.where(closed, "closed", "rectifying"), "found_at": found.astype("datetime64[us]"),
+            "deadline_at": pa.array(deadline.astype("datetime64[us]"), from_pandas=True),
+            "closed_at": pa.array(closed_at.astype("datetime64[us]"), from_pandas=True),
+            "repeat_of": pa.array(np.where(rng.random(N_PROBLEMS) < 0.1, np.maximum(ids - 50, 1), None),
+                                  type=pa.int64(), from_pandas=True)}))
+        store.execute("INSERT INTO integrations (id, name, source, unit_code, token_hash, rate_per_minute,"
+                      " created_at, created_by) VALUES (1, 'bench-hotline', 'hotline', ?, 'x', 600, now(), 'bench')",
+                      [YICHUAN])
+        received = np.datetime64(first) + rng.integers(0, 10 * 24 * 60, N_COMPLAINTS).astype("timedelta64[m]")
+        store.insert_arrow("alarms", pa.table({
+            "id": np.arange(1, N_COMPLAINTS + 1, dtype=np.int64), "integration_id": np.ones(N_COMPLAINTS, np.int64),
+            "external_id": [f"B-{k}" for k in range(N_COMPLAINTS)], "source": np.full(N_COMPLAINTS, "hotline"),
+            "category": np.full(N_COMPLAINTS, "other"), "lat": np.zeros(N_COMPLAINTS), "lng": np.zeros(N_COMPLAINTS),
+            "crs": np.full(N_COMPLAINTS, "wgs84"), "cell": cells[rng.integers(0, len(cells), N_COMPLAINTS)],
+            "observed_at": received.astype("datetime64[us]"), "received_at": received.astype("datetime64[us]")}))
+        ctx = _context(store, period, level="township", unit=YICHUAN, rules=ReportRules(), now=None, cropland=None)
+        units = _units(ctx)
+        loop = {"problems_found", "closure_rate", "complaints"}
+        ours = measure("reports_loop_metrics_100k", lambda: compute_metrics(ctx, units, only=loop), repeats=5)
+        base = measure("plain_count_of_problems_by_township", lambda: store.query_df(
+            "SELECT c.township_code, count(*) FROM problems p JOIN cells c ON c.cell = p.cell"
+            " WHERE p.found_at >= ? GROUP BY 1", [first]), repeats=5)
+        facts = {"problems": N_PROBLEMS, "complaints": N_COMPLAINTS, "townships": int(len(ours.value)),
+                 "problems_found_in_xun": int(ours.value.problems_found.sum()),
+                 "settled_in_xun": int(ours.value.loop_due.sum())}
+    return Result(ours, base, Target(max_seconds=0.5), details=facts)

@@ -37,6 +37,7 @@ __all__ = ["SOURCES", "GENESIS", "open_sealed", "install", "seal", "seal_committ
 SOURCES: dict[str, tuple[str, ...]] = {
     "task_events": ("id", "task_id", "happened_at", "actor", "from_state", "to_state", "detail"),
     "audit_log": ("id", "logged_at", "actor", "action", "subject", "detail"),
+    "problem_events": ("id", "problem_id", "happened_at", "actor", "person_id", "from_state", "to_state", "detail"),
 }
 #: the ``prev_hash`` of the first link
 GENESIS = "0" * 64

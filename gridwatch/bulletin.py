@@ -31,7 +31,7 @@ __all__ = ["ranking_frame", "daily_frame", "to_csv", "to_xlsx", "report_xlsx", "
 COLOURS = ("#fee5d9", "#fcae91", "#fb6a4a", "#de2d26", "#a50f15")
 ZERO = "#eeeeee"
 _KIND = {c.name: c.kind for m in METRICS for c in m.columns}
-_PERCENT = ("confirmation_rate",)
+_PERCENT = ("confirmation_rate", "closure_rate")
 
 
 def ranking_frame(report: Report) -> pd.DataFrame:

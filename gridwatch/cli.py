@@ -198,7 +198,38 @@ def build_parser() -> argparse.ArgumentParser:
     _report_commands(sub)
     _accountability_commands(sub)
     _integrations_commands(sub)
+    _problems_commands(sub)
     return parser
+
+
+def _problems_commands(sub: Any) -> None:
+    """``problems list|show|escalate|recheck``: the problem register (问题台账)."""
+    pr = sub.add_parser("problems", help="the problem register (问题台账)").add_subparsers(
+        dest="problems_command", required=True, metavar="PROBLEMS_COMMAND")
+    p = pr.add_parser("list", help="list problems, overdue first (filters combine)")
+    p.add_argument("--state", help="found, assigned, rectifying, rectified, checked, closed, returned, dismissed")
+    p.add_argument("--category", help="straw_burning, bare_land, coal_boiler, loose_coal, construction_dust, ...")
+    p.add_argument("--overdue", action=argparse.BooleanOptionalAction, default=None,
+                   help="only overdue ones (--no-overdue: none of them)")
+    p.add_argument("--repeat", action=argparse.BooleanOptionalAction, default=None,
+                   help="only repeats (屡查屡犯; --no-repeat: none of them)")
+    p.add_argument("--unit", help="unit code: problems on its cells")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many first (paging)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.problems_table(
+        store, CLI, state=a.state, category=a.category, overdue=a.overdue, repeat=a.repeat, unit=a.unit,
+        limit=a.limit, offset=a.offset))
+    p = pr.add_parser("show", help="one problem with its history")
+    p.add_argument("id", type=int, help="problem id")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.problem_show(store, CLI, a.id))
+    p = pr.add_parser("escalate", help="move problems whose rectification is overdue up the responsibility chain")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.problems_escalate(store, CLI))
+    p = pr.add_parser("recheck", help="open the re-check patrols (回头看) of closed problems that are due")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.problem_rechecks(store, CLI))
 
 
 # -- heat supply and bare land ---------------------------------------------------------------------------------------

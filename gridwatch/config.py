@@ -109,6 +109,14 @@ class Settings:
     conflicting_roles : str
         ``warn`` (the default) or ``refuse``: what giving a person a role that conflicts with one they hold does
         (a supervisor supervising their own work as inspector, grid member or grid leader).
+    problem_rectify_days : str or mapping
+        Days to rectify a problem, per category (``bare_land=30,coal_boiler=30,...``); the plans give none: empty
+        (the default) means no deadline and nothing overdue (``gridwatch.problems``).
+    problem_repeat_days : int
+        A problem found at the same cell and category within this many days after an earlier one is a repeat
+        (屡查屡犯); 0 (the default) means none is marked.
+    problem_recheck_days : int
+        Days after its closing when a closed problem gets a re-check patrol (回头看); 0 (the default) means none.
     """
 
     db: str = str(DEFAULT_DB_PATH)
@@ -165,6 +173,10 @@ class Settings:
     sla_step_hours: str | Mapping[str, float] = field(default_factory=dict)
     required_roles: str | Mapping[str, Any] = field(default_factory=dict)
     conflicting_roles: str = "warn"
+    # the problem register (gridwatch.problems): no plan gives these numbers; off until a county sets them
+    problem_rectify_days: str | Mapping[str, float] = ""
+    problem_repeat_days: int = 0
+    problem_recheck_days: int = 0
 
     @classmethod
     def load(

@@ -265,6 +265,7 @@ TASK_TITLES: dict[str, str] = {
     "coal_sale_point": N_("Loose coal sale point check: {name}"),
     "coal_recheck": N_("Follow-up check of loose coal in a no-burn zone"),
     "heat_source_check": N_("Possible static heat source — please verify: fire on {days} days within {window} days"),
+    "problem_recheck": N_("Follow-up check (回头看) of closed problem {problem}"),
 }
 
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'

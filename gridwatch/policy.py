@@ -34,7 +34,8 @@ from gridwatch.tasks import Kind, Priority
 
 __all__ = ["TIMEZONE", "EARLIEST_DATA", "DEMO_DOCUMENT", "DEMO_KEY_PERIODS", "Period", "parse_key_periods",
            "DispatchPolicy", "Policy", "Rule", "rules_in_force", "PLAN_RULES", "LOCAL_RULES", "ESCALATION_LEVELS",
-           "ESCALATION_ORDER", "ONE_LEADER_THREE_MEMBERS", "DEFAULT_REQUIRED_ROLES"]
+           "ESCALATION_ORDER", "ONE_LEADER_THREE_MEMBERS", "DEFAULT_REQUIRED_ROLES", "PROBLEM_CATEGORIES",
+           "ProblemRules"]
 
 #: Beijing time: the zone of every local date, period and deadline shown (the plans' calendar)
 TIMEZONE = "Asia/Shanghai"
@@ -268,6 +269,70 @@ class DispatchPolicy:
         """Hours to reach the spot."""
         return np.where(key_period, self.sla_key_hours, self.sla_hours)
 
+#: what a problem (and an alarm) is about: the problem register's categories
+PROBLEM_CATEGORIES = ("straw_burning", "bare_land", "coal_boiler", "loose_coal", "construction_dust", "fireworks",
+                      "other")
+
+
+@dataclass(frozen=True)
+class ProblemRules:
+    """The problem register's rules (问题台账). No plan gives these numbers: each is a local setting, off until set.
+
+    Attributes
+    ----------
+    rectify_days : dict of str to float
+        Days to rectify a problem, per category (``problem_rectify_days``); a category without a number gets no
+        deadline, is never overdue and never escalates.
+    repeat_days : int
+        A problem of the same cell and category found within this many days after an earlier one is a repeat
+        (屡查屡犯, ``problem_repeat_days``); 0: none is marked.
+    recheck_days : int
+        Days after closing when a closed problem gets a re-check patrol (回头看, ``problem_recheck_days``); 0: none.
+
+    Examples
+    --------
+    >>> rules = ProblemRules.from_settings(Settings(problem_rectify_days="bare_land=30", problem_repeat_days=90))
+    >>> rules.deadline_days("bare_land"), rules.deadline_days("fireworks"), rules.repeat_days, rules.recheck_days
+    (30.0, None, 90, 0)
+    """
+
+    rectify_days: dict[str, float] = field(default_factory=dict)
+    repeat_days: int = 0
+    recheck_days: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ProblemRules":
+        """The rules of these settings; a category the register does not know or a number out of range is refused."""
+        raw = settings.problem_rectify_days or {}
+        if isinstance(raw, str):
+            try:
+                raw = dict(part.split("=", 1) for part in raw.replace(" ", "").split(",") if part)
+            except ValueError as exc:
+                raise ValidationError("problem_rectify_days must read category=days,category=days: {value}.",
+                                      value=str(settings.problem_rectify_days)) from exc
+        unknown = sorted(set(raw) - set(PROBLEM_CATEGORIES))
+        if unknown:
+            raise ValidationError("Unknown problem category {names} in problem_rectify_days; the categories are "
+                                  "{known}.", names=", ".join(unknown), known=", ".join(PROBLEM_CATEGORIES))
+        try:
+            days = {str(k): float(v) for k, v in raw.items()}
+            repeat, recheck = int(settings.problem_repeat_days or 0), int(settings.problem_recheck_days or 0)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("The problem register's settings must be numbers of days: rectify {days}, repeat "
+                                  "{repeat}, re-check {recheck}.", days=str(settings.problem_rectify_days),
+                                  repeat=settings.problem_repeat_days, recheck=settings.problem_recheck_days) from exc
+        if any(not 0 < v <= 366 for v in days.values()) or not 0 <= repeat <= 3660 or not 0 <= recheck <= 3660:
+            raise ValidationError("The problem register's days must be more than 0 and at most a year to rectify, "
+                                  "and from 0 to ten years for repeats and re-checks: rectify {days}, repeat {repeat}, "
+                                  "re-check {recheck}.", days=str(settings.problem_rectify_days), repeat=repeat,
+                                  recheck=recheck)
+        return cls(rectify_days=days, repeat_days=repeat, recheck_days=recheck)
+
+    def deadline_days(self, category: str) -> float | None:
+        """Days to rectify a problem of ``category``, or None when no number is set (no deadline)."""
+        return self.rectify_days.get(category)
+
+
 @dataclass(frozen=True)
 class Policy:
     """Every rule gridwatch applies, built once from :class:`~gridwatch.config.Settings`.
@@ -323,7 +388,13 @@ class Policy:
             dispatch = replace(dispatch, sla_by_kind=by_kind,
                                sla_hours=hours.get("fire_check", dispatch.sla_hours),
                                sla_key_hours=hours.get("fire_check_key_period", dispatch.sla_key_hours))
+        ProblemRules.from_settings(settings)  # refused here, where the settings are read, not at first use
         return cls(dispatch=dispatch, settings=settings, **_chain_rules(settings))
+
+    @property
+    def problems(self) -> ProblemRules:
+        """The problem register's rules (read from the settings, so demo settings filled in later apply)."""
+        return ProblemRules.from_settings(self.settings)
 
     @classmethod
     def load(cls) -> "Policy":
@@ -488,6 +559,9 @@ LOCAL_RULES: tuple[tuple[str, str], ...] = (
     ("sla_step_hours", N_("Hours a task may sit at each escalation step before climbing")),
     ("required_roles", N_("Roles of 一长三员 each unit and cell must hold (coverage)")),
     ("conflicting_roles", N_("A supervisor given a role whose work they supervise (warn or refuse)")),
+    ("problem_rectify_days", N_("Days to rectify a problem, per category (问题整改时限)")),
+    ("problem_repeat_days", N_("Days within which a problem found again at the same place is a repeat (屡查屡犯)")),
+    ("problem_recheck_days", N_("Days after closing when a closed problem is patrolled again (回头看)")),
 )
 
 
@@ -546,6 +620,9 @@ def rules_in_force(policy: Policy, *, demo: bool = False) -> list[Rule]:
         "required_roles": (_DEFAULT_ROLES_TEXT if dict(policy.required_roles) == DEFAULT_REQUIRED_ROLES
                            else ",".join(f"{k}={'+'.join(v)}" for k, v in policy.required_roles.items())),
         "conflicting_roles": policy.conflicting_roles,
+        "problem_rectify_days": _text(policy.problems.rectify_days),
+        "problem_repeat_days": str(policy.problems.repeat_days),
+        "problem_recheck_days": str(policy.problems.recheck_days),
     }
 
     def local(key: str, label: str) -> Rule:

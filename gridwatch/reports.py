@@ -51,6 +51,7 @@ import pandas as pd
 import pyarrow as pa
 from h3ronpy import cells_area_km2
 
+from gridwatch import loopreport
 from gridwatch.accountability import PERSON_ROLES
 from gridwatch.errors import NotFound, ValidationError
 from gridwatch.i18n import N_, gettext
@@ -61,7 +62,7 @@ from gridwatch.policy import TIMEZONE, DispatchPolicy, Policy, Period as KeyPeri
 __all__ = ["Column", "Metric", "METRICS", "REPORT_LEVELS", "ReportRules", "Context", "Report", "build_report",
            "compute_metrics", "response_times", "daily_series", "column_labels", "STATUSES", "CONFIRMED",
            "FALSE_ALARMS", "parse_weights", "parse_thresholds", "scope_level", "dossier_events", "load_cropland",
-           "fires_source", "latest_fire_day", "response_histogram"]
+           "fires_source", "latest_fire_day", "response_histogram", "unit_metrics"]
 
 #: levels a report ranks, from the top; ``cell`` is the grid unit (the H3 cell, 社/组)
 REPORT_LEVELS = ("county", "township", "village", "cell")
@@ -510,6 +511,18 @@ METRICS: tuple[Metric, ...] = (
     Metric("days_not_observed", _days_not_observed, (Column("days_not_observed", N_("Days not observed")),)),
     Metric("first_fire", _first_fire, (Column("first_fire", N_("First fire of the season (第一把火)"), "flag"),
                                        Column("first_fire_at", N_("Time of the first fire"), "text"))),
+    # the closed loop and complaints (gridwatch.loopreport gives the definitions)
+    Metric("problems", loopreport.loop_counts, (
+        Column("problems_found", N_("Problems found")), Column("problems_closed", N_("Problems closed (销号)")),
+        Column("loop_due", N_("Problems due (deadline reached or closed)")),
+        Column("loop_on_time", N_("Problems closed by their deadline")),
+        Column("problems_no_deadline", N_("Problems without a deadline (not in the closure rate)")),
+        Column("problem_repeats", N_("Repeat problems (屡查屡犯)")))),
+    Metric("closure_rate", loopreport.closure_rate, (
+        Column("closure_rate", N_("Closure rate (闭环率)"), "rate"),
+        Column("problems_overdue", N_("Problems overdue"))), needs=("problems",)),
+    Metric("complaints", loopreport.complaint_counts, (
+        Column("complaints", N_("Hotline complaints")), Column("complaints_answered", N_("Complaints answered")))),
 )
 
 _BASE_LABELS = {"unit_code": N_("Unit code"), "unit_name": N_("Unit"), "parent_name": N_("Part of"),
@@ -641,12 +654,17 @@ class Report:
                 "status", "deduction_yuan", "affected"]
 
     def totals(self) -> dict[str, Any]:
-        """Sums over the units of the count columns, and the overall confirmation rate."""
+        """Sums over the units of the count columns, and the overall confirmation and closure (闭环率) rates."""
         out = {c: int(self.rows[c].sum()) for c in ("fire_points", "incidents", "dispatched", "confirmed",
                                                      "false_alarms", "tasks_overdue", "tasks_escalated")
                if c in self.rows}
         if "dispatched" in out:
             out["confirmation_rate"] = (out["confirmed"] / out["dispatched"]) if out["dispatched"] else None
+        out |= {c: int(self.rows[c].sum()) for c in ("problems_found", "problems_closed", "loop_due", "loop_on_time",
+                                                      "problems_overdue", "problems_no_deadline", "problem_repeats",
+                                                      "complaints", "complaints_answered") if c in self.rows}
+        if "loop_due" in out:
+            out["closure_rate"] = (out["loop_on_time"] / out["loop_due"]) if out["loop_due"] else None
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -785,6 +803,16 @@ def build_report(store: Store, period: ReportPeriod, *, level: str = "township",
     return Report(period=period, previous=period.previous(), level=level, scope_code=unit, scope_name=name,
                   rules=rules, rows=frame, daily=daily_series(ctx), generated_at=ctx.now, language=language,
                   demo=demo)
+
+
+def unit_metrics(store: Store, period: ReportPeriod, *, unit: str, only: set[str],
+                 now: dt.datetime | None = None) -> dict[str, Any]:
+    """The metrics ``only`` (and those they need) of one unit over the period, as one mapping (a dossier's figures)."""
+    level = scope_level(store, unit)
+    level = level if level in REPORT_LEVELS else "county"
+    ctx = _context(store, period, level=level, unit=unit, rules=ReportRules(), now=now, cropland=None)
+    frame = compute_metrics(ctx, pd.DataFrame({"unit_code": [unit]}), only=only)
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in frame.iloc[0].to_dict().items()}
 
 
 def load_cropland(text: str) -> dict[str, float]:

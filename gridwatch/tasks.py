@@ -120,7 +120,7 @@ FINDINGS: dict[str, tuple[str, ...]] = {
     Kind.BOILER_CHECK: ("closed", "operating", "integrated"),
     Kind.COAL_CHECK: ("none_found", "seized"),
     Kind.ROUTINE_PATROL: ("normal", "problem_found"),
-    Kind.MANUAL: ("done",),
+    Kind.MANUAL: ("done", "problem_found"),
     Kind.HEAT_SOURCE_CHECK: ("static_source_confirmed", "field_burning"),
 }
 

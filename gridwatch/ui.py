@@ -77,6 +77,8 @@ def notifier() -> FetchScheduler:
 
     def run() -> None:
         services.escalate(the_store, services.SCHEDULER)
+        services.problems_escalate(the_store, services.SCHEDULER)  # overdue rectification up the chain
+        services.problem_rechecks(the_store, services.SCHEDULER)  # 回头看 of closed problems that are due
         services.notify_run(the_store, services.SCHEDULER, config)
         services.deliver_webhooks(the_store, services.SCHEDULER)
 

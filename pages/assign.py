@@ -1,6 +1,7 @@
 """Leaders: give work to inspectors — one task or many, every task of some cells, or a day's work split by cell."""
 
 import datetime as dt
+import uuid
 
 import pandas as pd
 import streamlit as st
@@ -63,7 +64,8 @@ with ui.show_errors():
     keys = list(people.person_key)
     choose = t("Choose…")
 
-    tab_tasks, tab_cells, tab_split = st.tabs([t("By task"), t("By cell"), t("Split a day")])
+    tab_tasks, tab_cells, tab_split, tab_new = st.tabs([t("By task"), t("By cell"), t("Split a day"),
+                                                        t("New task")])
 
     with tab_tasks:
         unit = st.selectbox(t("Unit"), [""] + list(units.code), key="assign_unit",
@@ -167,3 +169,39 @@ with ui.show_errors():
                             "started meanwhile.", n=result["reassigned"], same=result["unchanged"],
                             skipped=result["skipped"])
                         st.rerun()
+
+    with tab_new:
+        # a task made by hand for a cell or a supervised object in scope, given to a person (or to whoever the
+        # chain names for the cell); one submission key per form, so a double tap makes one task
+        form = st.session_state.setdefault("new_key", uuid.uuid4().hex)
+        new_kind = st.selectbox(t("Kind"), list(services.MANUAL_KINDS), key="new_kind", format_func=t)
+        new_title = st.text_input(t("What is to be done"), key="new_title", max_chars=120)
+        where = st.segmented_control(t("Where"), ["cell", "object"], default="cell", key="new_where",
+                                     format_func=lambda w: t("A cell") if w == "cell" else t("A supervised object"))
+        new_cell = new_object = None
+        if where == "object":
+            objects = services.intake_objects(store, me)
+            object_labels = dict(zip(objects.object_key, objects.label))
+            new_object = st.selectbox(t("Object"), [""] + list(objects.object_key), key="new_object",
+                                      format_func=lambda k: object_labels.get(k, k) if k else t("Choose…"))
+        else:
+            new_unit = st.selectbox(t("Unit"), [""] + list(units.code), key="new_unit",
+                                    format_func=lambda c: unit_labels.get(c, c) if c else t("Choose…"))
+            cells_of_unit = list(services.region_cells(store, me, unit_code=new_unit).cell) if new_unit else []
+            new_cell = st.selectbox(t("Cell"), [""] + cells_of_unit, key="new_cell",
+                                    format_func=lambda c: c or t("Choose…"))
+        chain = t("The cell's responsible person")
+        new_to = st.selectbox(t("To"), [""] + keys, key="new_to",
+                              format_func=lambda k: person_labels.get(k, k) if k else chain)
+        new_note = st.text_input(t("Note"), key="new_note")
+        if st.button(t("Create the task"), key="new_go", type="primary", width="stretch",
+                     disabled=not new_title.strip() or not (new_cell or new_object)):
+            with ui.show_errors():
+                made = services.create_task(store, me, kind=new_kind, title=new_title, cell=new_cell or None,
+                                            object_key=new_object or None, person_key=new_to or None,
+                                            note=new_note, key=form)
+                st.session_state.pop("new_key", None)
+                st.session_state["assign_flash"] = t("Task {task} created for {person}.", task=made["task_id"],
+                                                     person=(made["assignee"] or {}).get("name") or t("nobody yet"))
+                _next_run(new_title="", new_note="", new_cell="", new_object="", new_to="")
+                st.rerun()

@@ -19,8 +19,47 @@ def _local(ts) -> str:
     return services.moment_text(ts, store=store)
 
 
+def sighting_form() -> None:
+    """随手拍 in three taps: a photo, what it shows, send (the position comes from the device, or is typed)."""
+    with st.expander("📷 " + t("Report something seen (随手拍)"), expanded=bool(st.session_state.get("sight-open"))):
+        st.session_state["sight-open"] = True
+        form = st.session_state.setdefault("sight-key", uuid.uuid4().hex)
+        photos = st.file_uploader(t("Photo"), type=["jpg", "jpeg", "png", "heic"], accept_multiple_files=True,
+                                  key=f"sight-photos-{form}")
+        category = st.pills(t("What is it?"), list(services.SIGHTING_CATEGORIES), key=f"sight-category-{form}",
+                            format_func=lambda c: t(services.PROBLEM_CATEGORY_LABELS[c]))
+        note = st.text_input(t("Note (optional)"), key=f"sight-note-{form}", max_chars=2000)
+        fix = ui.gps_button(f"sight-gps-{form}")
+        if fix:
+            st.session_state[f"sight-lat-{form}"], st.session_state[f"sight-lng-{form}"] = fix["lat"], fix["lng"]
+            st.session_state[f"sight-acc-{form}"] = fix.get("accuracy")
+        cols = st.columns(2)
+        lat = cols[0].number_input(t("Latitude"), value=None, format="%.6f", key=f"sight-lat-{form}")
+        lng = cols[1].number_input(t("Longitude"), value=None, format="%.6f", key=f"sight-lng-{form}")
+        ready = bool(photos) and category is not None and lat is not None and lng is not None
+        if not ready:
+            st.caption(t("A photo, what it shows and your position are needed."))
+        if st.button(t("Send"), type="primary", width="stretch", key="sight-send", disabled=not ready):
+            with ui.show_errors():
+                got = services.report_sighting(
+                    store, me, category=category, note=note, key=form,
+                    fix=services.Fix(lat, lng, st.session_state.get(f"sight-acc-{form}")),
+                    photos=[(p.name, p.getvalue()) for p in photos or []])
+                if got["created"]:
+                    st.session_state["flash"] = t("Reported: task {task} for {person}.", task=got["task_id"],
+                                                  person=(got["assignee"] or {}).get("name") or t("nobody yet"))
+                else:
+                    st.session_state["flash"] = t("Already reported: your photos were added to task {task}.",
+                                                  task=got["task_id"])
+                st.session_state.pop("sight-key", None)
+                st.session_state["sight-open"] = False
+                st.rerun()
+
+
 def task_list() -> None:
     st.title(t("My tasks"))
+    if services.may_report_sightings(store, me):
+        sighting_form()
     tasks = services.my_tasks(store, me)
     if tasks.empty:
         st.success(t("No open tasks. Thank you!"))
@@ -83,6 +122,13 @@ def task_page(task_id: int) -> None:
     cols = st.columns(2)
     cols[0].link_button(t("Navigate (AMap)"), links["amap"], width="stretch")
     cols[1].link_button(t("Navigate (map app)"), links["geo"], width="stretch")
+    came_with = services.intake_photos(store, me, task_id)
+    if came_with:
+        st.caption(t("Photos sent with this task"))
+        for photo, col in zip(came_with, st.columns(min(len(came_with), 4) or 1) * len(came_with)):
+            preview = services.task_photo(store, me, photo["sha256"])
+            if preview is not None:
+                col.image(preview, caption=ui.md(photo["name"]), width="stretch")
     ring = services.cell_neighbourhood(task["cell"])
     fills = ["#d62728" if c == task["cell"] else "#dddddd" for c in ring]
     st.markdown(cells_svg(ring, fills, width=360), unsafe_allow_html=True)

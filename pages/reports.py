@@ -49,6 +49,18 @@ with ui.show_errors():
     rate = totals.get("confirmation_rate")
     cols[3].metric(t("Confirmation rate"), "—" if rate is None else f"{rate:.0%}")
     cols[4].metric(t("Tasks overdue"), totals.get("tasks_overdue", 0))
+    # the closed loop (问题台账) and complaints: the rate counts problems settled in the period (closed by their
+    # deadline, or past it); problems without a deadline are shown apart
+    loop = st.columns(5)
+    closure = totals.get("closure_rate")
+    loop[0].metric(t("Problems found"), totals.get("problems_found", 0))
+    loop[1].metric(t("Closure rate (闭环率)"), "—" if closure is None else f"{closure:.0%}",
+                   help=t("Problems closed by their deadline, of the {n} whose deadline came or that were closed in "
+                          "the period; {none} found without a deadline are not counted in it.",
+                          n=totals.get("loop_due", 0), none=totals.get("problems_no_deadline", 0)))
+    loop[2].metric(t("Problems overdue"), totals.get("problems_overdue", 0))
+    loop[3].metric(t("Repeat problems (屡查屡犯)"), totals.get("problem_repeats", 0))
+    loop[4].metric(t("Complaints answered"), f"{totals.get('complaints_answered', 0)} / {totals.get('complaints', 0)}")
 
     tab_rank, tab_days, tab_times, tab_map, tab_duty, tab_files = st.tabs(
         [t("Ranking"), t("Fire points per day"), t("Response times"), t("Map"), t("Accountability"),
@@ -157,10 +169,16 @@ with ui.show_errors():
                                               include_patrols=patrols)
             st.caption(t("{n} events of the tasks with activity in the period.", n=len(dossier)))
             st.dataframe(dossier, hide_index=True, height=300)
+            loop = None if level == "cell" else services.report_loop(store, me, unit=who, kind=kind, date=day,
+                                                                       end=end, language=lang)
+            if loop is not None:
+                st.caption(t("Closed loop"))
+                st.dataframe(loop, hide_index=True)
 
             def dossier_file(ext: str) -> bytes:
                 """One dossier file, made when its button is clicked."""
-                return services.report_dossier_files(store, me, dossier, unit=who, language=lang, note=period_text)[ext]
+                return services.report_dossier_files(store, me, dossier, unit=who, language=lang, note=period_text,
+                                                     loop=loop)[ext]
 
             row = st.columns(3)
             for col, (ext, mime) in zip(row, (("csv", "text/csv"), ("xlsx", "application/vnd.openxmlformats-"

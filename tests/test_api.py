@@ -424,7 +424,8 @@ def test_an_alarm_is_201_then_200_with_the_same_ids(site):
     first = _post(site, _alarm("H-1", lat, lng))
     assert first.status_code == 201, first.text
     body = first.json()
-    assert set(body) == {"alarm_id", "task_id", "problem_id", "cell", "assignee"} and body["problem_id"] is None
+    assert set(body) == {"alarm_id", "task_id", "problem_id", "cell", "assignee", "photos"} and body["problem_id"] is None
+    assert body["photos"] == 0
     assert body["assignee"]["person_key"] == "demo-d01-01-inspector"
     assert first.headers["location"] == f"/api/v1/alarms/{body['alarm_id']}"
     again = _post(site, _alarm("H-1", lat, lng))
@@ -536,3 +537,173 @@ def test_a_hotline_complaint_goes_the_whole_way_and_the_caller_hears_the_outcome
     revoked = _post(site, _alarm("after-revoke", lat, lng), who="slow", **{"Accept-Language": "en"})
     assert revoked.status_code == 401 and revoked.json()["error"]["code"] == "unauthenticated"
     assert "slow-hotline was revoked" in revoked.json()["error"]["message"]
+
+
+def test_a_complaint_about_a_boiler_opens_a_problem_read_back_through_the_api(site):
+    url = site["server"].url
+    lat, lng = site["spots"][5]
+    posted = _post(site, _alarm("H-BOILER-1", lat, lng, category="coal_boiler", description="小区锅炉冒黑烟"))
+    assert posted.status_code == 201, posted.text
+    problem_id = posted.json()["problem_id"]
+    assert isinstance(problem_id, int)
+    leader = {"Authorization": f"Bearer {_session(site, 'leader')}"}
+    listed = requests.get(url + "/api/v1/problems", params={"category": "coal_boiler", "limit": 10},
+                          headers=leader, timeout=30)
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    assert problem_id in [p["id"] for p in page["problems"]] and page["limit"] == 10
+    one = requests.get(url + f"/api/v1/problems/{problem_id}", headers=leader, timeout=30)
+    assert one.status_code == 200, one.text
+    shown = one.json()
+    assert shown["state"] == "found" and shown["finding_task_id"] == posted.json()["task_id"]
+    assert [e["to_state"] for e in shown["events"]] == ["found"]
+    wrong = requests.get(url + "/api/v1/problems", params={"overdue": "maybe"}, headers=leader, timeout=30)
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "invalid_value"
+    bad_state = requests.get(url + "/api/v1/problems", params={"state": "open"}, headers=leader, timeout=30)
+    assert bad_state.status_code == 422
+    hotline = {"Authorization": f"Bearer {site['made']['hotline']['token']}"}
+    assert requests.get(url + "/api/v1/problems", headers=hotline, timeout=30).status_code == 403
+    assert requests.get(url + f"/api/v1/problems/{problem_id}", timeout=30).status_code == 401
+    assert requests.get(url + "/api/v1/problems/999999", headers=leader, timeout=30).status_code == 404
+
+
+def _jpeg(colour: str = "green", size: tuple[int, int] = (64, 48)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _post_with_photos(site, alarm: dict, photos: list[tuple[str, bytes]], who: str = "hotline",
+                      **headers) -> requests.Response:
+    token = site["made"][who]["token"]
+    files = [("alarm", (None, json.dumps(alarm), "application/json"))]
+    files += [("photo", (name, data, "image/jpeg")) for name, data in photos]
+    return requests.post(site["server"].url + "/api/v1/alarms", files=files, timeout=30,
+                         headers={"Authorization": f"Bearer {token}", **headers})
+
+
+def test_an_alarm_carries_photos_as_multipart_within_the_apps_caps(site):
+    url, token = site["server"].url, site["made"]["hotline"]["token"]
+    lat, lng = site["spots"][3]
+    posted = _post_with_photos(site, _alarm("PHOTO-1", lat, lng), [("smoke.jpg", _jpeg("gray")),
+                                                                    ("field.jpg", _jpeg("yellow"))])
+    assert posted.status_code == 201, posted.text
+    assert posted.json()["photos"] == 2
+    shown = requests.get(url + f"/api/v1/alarms/{posted.json()['alarm_id']}", timeout=30,
+                         headers={"Authorization": f"Bearer {token}"}).json()
+    assert [p["name"] for p in shown["photos"]] == ["smoke.jpg", "field.jpg"]
+    # the same external id again answers the first one's ids (its photos are not added)
+    again = _post_with_photos(site, _alarm("PHOTO-1", lat, lng), [("other.jpg", _jpeg("red"))])
+    assert again.status_code == 200 and again.json()["task_id"] == posted.json()["task_id"]
+    assert again.json()["photos"] == 2
+    english = {"Accept-Language": "en"}
+    eleven = [(f"p{k}.jpg", _jpeg(c)) for k, c in enumerate(["red", "green", "blue", "white", "black", "gray",
+                                                              "pink", "navy", "gold", "teal", "plum"])]
+    refused = {
+        "count": _post_with_photos(site, _alarm("PHOTO-2", lat, lng), eleven, **english),
+        "not a photo": _post_with_photos(site, _alarm("PHOTO-3", lat, lng), [("x.jpg", b"<svg/>")], **english),
+        "pixels": _post_with_photos(site, _alarm("PHOTO-4", lat, lng), [("huge.png", _huge_png())], **english),
+    }
+    assert refused["count"].status_code == 422 and "photo_max_count" in refused["count"].json()["error"]["message"]
+    assert refused["not a photo"].status_code == 422
+    assert "not a photo" in refused["not a photo"].json()["error"]["message"]
+    assert refused["pixels"].status_code == 422 and "megapixels" in refused["pixels"].json()["error"]["message"]
+    other_part = requests.post(url + "/api/v1/alarms", timeout=30, headers={"Authorization": f"Bearer {token}",
+                                                                           **english},
+                               files=[("alarm", (None, json.dumps(_alarm("PHOTO-5", lat, lng)))),
+                                      ("picture", ("a.jpg", _jpeg(), "image/jpeg"))])
+    assert other_part.status_code == 400 and other_part.json()["error"]["code"] == "invalid_multipart"
+    assert "picture" in other_part.json()["error"]["message"]
+    no_alarm = requests.post(url + "/api/v1/alarms", timeout=30, headers={"Authorization": f"Bearer {token}"},
+                             files=[("photo", ("a.jpg", _jpeg(), "image/jpeg"))])
+    assert no_alarm.status_code == 400 and no_alarm.json()["error"]["code"] == "invalid_multipart"
+    # a body declared larger than the caps is refused before it is read
+    import http.client
+
+    conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+    conn.putrequest("POST", "/api/v1/alarms")
+    for name, value in (("Authorization", f"Bearer {token}"), ("Content-Type", "multipart/form-data; boundary=x"),
+                        ("Content-Length", str(200 * 2**20))):
+        conn.putheader(name, value)
+    conn.endheaders(b"--x--")
+    huge = conn.getresponse()
+    assert huge.status == 413 and json.loads(huge.read())["error"]["code"] == "body_too_large"
+    conn.close()
+    broken = requests.post(url + "/api/v1/alarms", timeout=30, headers={"Authorization": f"Bearer {token}"},
+                           files=[("alarm", (None, "{not json"))])
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_json"
+    # nothing of a refused post was stored: the same external ids are new when sent properly
+    for external_id in ("PHOTO-2", "PHOTO-3", "PHOTO-4"):
+        assert _post(site, _alarm(external_id, lat, lng)).status_code == 201
+
+
+def _huge_png() -> bytes:
+    """A small file claiming 10,000 × 10,000 pixels (a decompression bomb's header)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_end_to_end_a_complaint_is_found_rectified_checked_by_another_and_closed_and_the_caller_hears(site):
+    """The closed loop: a hotline complaint through the API becomes a task for the spot's inspector, is found
+    (report, verified by the leader), opens a problem, which is rectified, checked on site by another person and
+    closed; the hotline's own server receives the signed outcome and reads the problem back."""
+    server, hook, made = site["server"], site["hook"], site["made"]["hotline"]
+    lat, lng = site["spots"][2]
+    complaint = _alarm("12345-E2E-0001", lat, lng, contact="139****1111", description="河滩地里有人烧秸秆")
+    posted = _post_with_photos(site, complaint, [("caller.jpg", _jpeg("orange"))])
+    assert posted.status_code == 201, posted.text
+    answer = posted.json()
+    assert answer["assignee"]["person_key"] == "demo-d01-01-inspector" and answer["problem_id"] is None
+    delivered_before = len(hook.received)
+    server.stop()  # DuckDB has one process: the field work goes through the services meanwhile
+    with open_store(site["db"]) as store:
+        inspector, leader = auth.load_user(store, "inspector"), auth.load_user(store, "leader")
+        cell = int(store.scalar("SELECT cell FROM tasks WHERE id = ?", [answer["task_id"]]))
+        lat_c, lng_c = h3.cell_to_latlng(h3.int_to_str(cell))
+        fix = services.Fix(lat_c, lng_c, 5.0)
+        assert [p["name"] for p in services.intake_photos(store, inspector, answer["task_id"])] == ["caller.jpg"]
+        services.work_on(store, inspector, answer["task_id"], "in_progress")
+        services.work_on(store, inspector, answer["task_id"], "reported", finding="problem_found",
+                         note="确有焚烧，已制止", fix=fix, photos=[("spot.jpg", _jpeg("red"))])
+        verified = services.verify(store, leader, answer["task_id"], accept=True)
+        pid = verified["problem_id"]
+        assert pid is not None
+        problem = services.problem_show(store, leader, pid)
+        assert problem["category"] == "straw_burning" and problem["finding_task_id"] == answer["task_id"]
+        services.problem_assign(store, leader, pid, party_kind="person", person_key="demo-d01-01-inspector",
+                                note="清理火场")
+        services.problem_start(store, inspector, pid)
+        services.problem_rectified(store, inspector, pid, note="火场已清理", photos=[("after.jpg", _jpeg("green"))],
+                                   fix=fix)
+        with pytest.raises(PermissionDenied):  # the rectifier does not check their own work
+            services.problem_check(store, inspector, pid, passed=True, fix=fix)
+        closed = services.problem_check(store, leader, pid, passed=True, note="复核无火点", fix=fix)
+        assert closed["outcome"] == "closed"
+    server.start()  # the notification schedule runs at start: the outcome is posted
+    deadline = time.monotonic() + 60
+    mine: list = []
+    while time.monotonic() < deadline and not mine:
+        mine = [(h, b) for h, b in hook.received[delivered_before:] if b"12345-E2E-0001" in b]
+        time.sleep(0.2)
+    assert mine, "no webhook arrived: " + server.text()[-2000:]
+    headers, body = mine[-1]
+    assert headers["x-gridwatch-signature"] == services.sign_body(made["webhook_secret"], body)
+    sent = json.loads(body)
+    assert (sent["outcome"], sent["finding"]) == ("closed", "problem_found")
+    hotline = {"Authorization": f"Bearer {made['token']}"}
+    shown = requests.get(server.url + f"/api/v1/alarms/{answer['alarm_id']}", headers=hotline, timeout=30).json()
+    assert shown["problem_id"] == pid and shown["outcome"]["state"] == "closed"
+    leader_token = {"Authorization": f"Bearer {_session(site, 'leader')}"}
+    register = requests.get(server.url + f"/api/v1/problems/{pid}", headers=leader_token, timeout=30).json()
+    assert register["state"] == "closed"
+    assert [e["to_state"] for e in register["events"]] == ["found", "assigned", "rectifying", "rectified",
+                                                          "checked", "closed"]

@@ -491,6 +491,19 @@ def test_only_workflow_writes_task_state_and_its_events():
     assert TASK_WRITES.search((PACKAGE / "workflow.py").read_text(encoding="utf-8"))
 
 
+#: SQL that writes problem state or its history (the problem register's one door is gridwatch/problems.py)
+PROBLEM_WRITES = re.compile(r"INSERT\s+INTO\s+(?:problem_events|problems)\b|UPDATE\s+(?:problem_events|problems)\b"
+                            r"|DELETE\s+FROM\s+(?:problem_events|problems)\b"
+                            r"|insert_arrow\(\s*[\"'](?:problem_events|problems)[\"']", re.IGNORECASE)
+
+
+def test_only_the_problem_register_writes_problems_and_their_events():
+    assert PROBLEM_WRITES.search('"UPDATE problems SET state = ?"') and not PROBLEM_WRITES.search('"FROM problems p"')
+    writers = sorted(path for path, text in _sources(but="gridwatch/problems.py").items()
+                     if PROBLEM_WRITES.search(text))
+    assert writers == [], f"problem state is written outside gridwatch/problems.py: {writers}"
+
+
 def test_only_the_policy_module_builds_a_dispatch_policy():
     builders = sorted(path for path, text in _sources(but="gridwatch/policy.py").items()
                       if re.search(r"\bDispatchPolicy\(", text))

@@ -270,7 +270,7 @@ def test_the_leader_reassigns_a_task_and_splits_a_day_on_the_screen(app_db):
     at = signed_in(app_db, "leader", REPO_ROOT / "pages" / "assign.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "分派任务"
-    assert [t.label for t in at.tabs] == ["按任务分派", "按网格单元分派", "按网格分派当天任务"]
+    assert [t.label for t in at.tabs] == ["按任务分派", "按网格单元分派", "按网格分派当天任务", "新建任务"]
     with open_sealed(str(app_db)) as store:
         open_count = store.scalar(
             "SELECT count(*) FROM tasks t JOIN cells c ON c.cell = t.cell WHERE c.township_code = '410329-D01'"

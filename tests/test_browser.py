@@ -587,7 +587,7 @@ def test_gis_staff_load_preview_publish_and_roll_back_layers(app_url, browser, t
 
 
 #: the menu of a grid leader, in its order: app.py's st.navigation for the leader's roles
-LEADER_MENU = ["我的任务", "网格状态与核实", "分派任务", "报表与排名", "概览", "卫星火点", "规则说明"]
+LEADER_MENU = ["我的任务", "网格状态与核实", "分派任务", "报表与排名", "问题台账", "概览", "卫星火点", "规则说明"]
 
 
 def _menu(page) -> list[list[str]]:
@@ -674,3 +674,76 @@ def test_after_giving_a_task_the_next_change_on_the_page_shows_no_error(app_url,
     assert len(_menu(page)) == 1
     _shot(page, "assign-after-giving-768x1024")
     page.close()
+
+
+def test_a_sighting_opens_a_problem_that_goes_its_whole_life_on_the_register_screen(app_url, browser, tmp_path,
+                                                                                    demo_db):
+    """随手拍 on the inspector's tablet (photo, what it is, position, send) opens a bare-land problem; on the 问题台账
+    screen the leader hands it over, the inspector starts and applies to close with a photo, the leader checks it
+    on site and closes it (销号)."""
+    import h3
+    from PIL import Image
+
+    from gridwatch.audit import open_sealed
+
+    with open_sealed(str(demo_db)) as store:  # the served database is a copy of this one
+        cell = int(store.scalar("SELECT cell FROM cells WHERE village_code = '410329-D01-01' ORDER BY cell"
+                                " LIMIT 1 OFFSET 3"))
+        pid = int(store.scalar("SELECT coalesce(max(id), 0) FROM problems")) + 1
+    lat, lng = h3.cell_to_latlng(h3.int_to_str(cell))
+    here = {"geolocation": {"latitude": lat, "longitude": lng, "accuracy": 10}, "permissions": ["geolocation"]}
+    seen, after = tmp_path / "裸土.jpg", tmp_path / "覆盖后.jpg"
+    Image.new("RGB", (320, 240), (150, 110, 70)).save(seen, "JPEG")
+    Image.new("RGB", (320, 240), (40, 120, 40)).save(after, "JPEG")
+
+    inspector_ctx = browser.new_context(viewport={"width": 768, "height": 1024}, **here)
+    inspector = inspector_ctx.new_page()
+    _sign_in(inspector, app_url, "inspector")
+    inspector.get_by_text("随手拍").first.click(timeout=60000)
+    inspector.locator("input[type=file]").first.set_input_files(str(seen))
+    inspector.get_by_text("裸土.jpg").first.wait_for(timeout=30000)
+    _idle(inspector)
+    inspector.locator("[data-testid='stButtonGroup'] button").filter(has_text="裸地").first.click()
+    _idle(inspector)
+    inspector.get_by_role("button", name="使用我的位置").first.click()
+    inspector.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value && "
+                                "Math.abs(parseFloat(i.value) - %f) < 1e-4)" % lat, timeout=30000)
+    _idle(inspector)
+    _shot(inspector, "sighting-768x1024")
+    _click_for(inspector, "发送", "已上报：任务")
+
+    leader_ctx = browser.new_context(viewport={"width": 1024, "height": 768}, **here)
+    leader = leader_ctx.new_page()
+    _sign_in(leader, app_url, "leader")
+    _go(leader, "问题台账", "问题台账")
+    _pick(leader, "问题", f"问题 {pid}")
+    _sees(leader, f"问题 {pid} · 裸地 · 发现")
+    leader.get_by_text("人员", exact=True).first.click()
+    leader.get_by_label("名称（企业）、单位代码或人员编号").fill("demo-d01-01-inspector")
+    leader.keyboard.press("Tab")
+    _click_for(leader, "交办", "已交办。")
+
+    _go(inspector, "问题台账", "问题台账")
+    _pick(inspector, "问题", f"问题 {pid}")
+    _click_for(inspector, "开始整改", "已开始整改。")
+    _pick(inspector, "问题", f"问题 {pid}")
+    inspector.get_by_label("备注").first.fill("已覆盖防尘网")
+    inspector.keyboard.press("Tab")
+    inspector.locator("input[type=file]").first.set_input_files(str(after))
+    inspector.get_by_text("覆盖后.jpg").first.wait_for(timeout=30000)
+    inspector.get_by_role("button", name="使用我的位置").first.click()
+    _idle(inspector)
+    _click_for(inspector, "申请销号", "已申请销号。")
+
+    leader.reload()
+    _pick(leader, "问题", f"问题 {pid}")
+    _sees(leader, f"问题 {pid} · 裸地 · 申请销号")
+    leader.get_by_role("button", name="使用我的位置").first.click()
+    _idle(leader)
+    _click_for(leader, "现场复核通过：销号", "已复核并销号。")
+    _pick(leader, "问题", f"问题 {pid}")
+    _sees(leader, f"问题 {pid} · 裸地 · 已销号")
+    _shot(leader, "problem-closed-1024x768")
+    assert "Traceback" not in leader.inner_text("body") + inspector.inner_text("body")
+    inspector_ctx.close()
+    leader_ctx.close()

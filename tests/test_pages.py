@@ -172,7 +172,7 @@ def test_after_giving_tasks_the_next_rerun_shows_every_tab_and_no_error(app_db):
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert at.multiselect(key="assign_task_ids").value == []
-    assert [tab.label for tab in at.tabs] == ["按任务分派", "按网格单元分派", "按网格分派当天任务"]
+    assert [tab.label for tab in at.tabs] == ["按任务分派", "按网格单元分派", "按网格分派当天任务", "新建任务"]
     assert at.button(key="cells_go") and at.button(key="split_preview")  # the other tabs are drawn
     at.selectbox(key="assign_to").set_value(task.assignee_key).run()
     assert not at.exception and at.button(key="assign_go").disabled  # nothing chosen: nothing to give

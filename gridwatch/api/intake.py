@@ -86,6 +86,7 @@ class Posted:
 class _Item:
     token: str
     body: dict[str, Any]
+    photos: list = field(default_factory=list)  # (name, Photo) checked, for a multipart post
     future: Future = field(default_factory=Future)
 
 
@@ -139,9 +140,10 @@ class AlarmWriter:
         thread.join(timeout)
         self._thread = None
 
-    def submit(self, token: str, body: dict[str, Any]) -> Future:
-        """Hand over one alarm (checked JSON fields) sent with ``token``; the future gives its :class:`Posted`."""
-        item = _Item(token, body)
+    def submit(self, token: str, body: dict[str, Any], photos: Sequence[Any] = ()) -> Future:
+        """Hand over one alarm (checked JSON fields, and its checked photos) sent with ``token``; the future gives
+        its :class:`Posted`."""
+        item = _Item(token, body, list(photos))
         if self._thread is None or not self._thread.is_alive():
             self.start()
         self._queue.put(item)
@@ -215,7 +217,8 @@ class AlarmWriter:
                 if not admitted:
                     return []
                 found = services.post_alarm_groups(store, services.API, [
-                    (actor, [batch[i].body for i in positions]) for actor, positions in admitted])
+                    (actor, [batch[i].body for i in positions]) for actor, positions in admitted],
+                    photos=[[batch[i].photos for i in positions] for _, positions in admitted])
                 return [(positions, outcomes) for (_, positions), outcomes in zip(admitted, found, strict=True)]
 
         try:

@@ -77,7 +77,8 @@ _SCHEMAS: dict[str, Any] = {
                                    "problem_id": {"type": ["integer", "null"],
                                                   "description": "The problem register's entry (null until one "
                                                                  "opens)."},
-                                   "cell": {"type": "string", "description": "H3 cell id"}, "assignee": _PERSON}},
+                                   "cell": {"type": "string", "description": "H3 cell id"}, "assignee": _PERSON,
+                                   "photos": {"type": "integer", "description": "Photos kept with its task."}}},
     "Outcome": {"type": "object", "properties": {
         "state": {"type": ["string", "null"], "description": "The task's state (open, assigned, in_progress, "
                                                              "reported, verified, closed, rejected, escalated)."},
@@ -92,7 +93,9 @@ _SCHEMAS: dict[str, Any] = {
         "task": {"type": ["object", "null"], "properties": {
             "id": {"type": "integer"}, "kind": {"type": "string"}, "state": {"type": "string"}, "created_at": _TIME,
             "due_at": _TIME, "assignee": _PERSON}},
-        "outcome": _ref("Outcome")}},
+        "outcome": _ref("Outcome"),
+        "photos": {"type": "array", "description": "The photos sent with it (sha256, name, media_type, bytes).",
+                   "items": {"type": "object"}}}},
     "Task": {"type": "object", "description": "A task as listed: id, kind, state, priority, cell, times, title, "
                                               "assignee, township and village codes."},
     "TaskPage": {"type": "object", "properties": {
@@ -101,6 +104,14 @@ _SCHEMAS: dict[str, Any] = {
         "next_cursor": {"type": ["string", "null"], "description": "Pass as cursor for the next page."}}},
     "TaskDetail": {"type": "object", "description": "A task with its place, assignee and every event."},
     "Ranking": {"type": "object", "description": "The period, the rule, totals and one row per unit, ranked."},
+    "Problem": {"type": "object", "description": "A problem register entry (问题台账) as listed: id, category, cell, "
+                                                 "finding task and alarm, state, responsible party, the official "
+                                                 "following it, found/deadline/closed times, repeat_of, overdue."},
+    "ProblemPage": {"type": "object", "properties": {
+        "problems": {"type": "array", "items": _ref("Problem")}, "total": {"type": "integer"},
+        "limit": {"type": "integer"}, "offset": {"type": "integer"}}},
+    "ProblemDetail": {"type": "object", "description": "A problem with its place, people, every event, the task "
+                                                       "that found it, its repeats and its re-check patrols."},
 }
 
 
@@ -172,7 +183,16 @@ def document() -> dict[str, Any]:
             "/api/v1/alarms": {"post": {
                 "summary": "Post an alarm (an integration): it opens a task on its cell", "operationId": "postAlarm",
                 "security": secured,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("AlarmIn")}}},
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("AlarmIn")},
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "required": ["alarm"], "description":
+                        "An alarm with photos: its JSON in the part alarm, each photo a file part named photo "
+                        "(JPEG, PNG or HEIC; the app's caps photo_max_count, photo_max_mb, photo_max_total_mb and "
+                        "photo_max_megapixels apply; a photo refused is 422 and nothing is stored).",
+                        "properties": {"alarm": {"type": "string", "contentMediaType": "application/json"},
+                                       "photo": {"type": "array", "items": {"type": "string",
+                                                                            "contentMediaType": "image/*"}}}}}}},
                 "responses": {**_ok("A new alarm and its task", "AlarmAnswer", "201"),
                               **_ok("The same external_id again: the stored alarm's ids", "AlarmAnswer"),
                               **_refs("BadJSON", "Invalid", "TooLarge", "Unauthenticated", "Forbidden",
@@ -200,6 +220,25 @@ def document() -> dict[str, Any]:
                 "summary": "One task with its events", "operationId": "getTask", "security": secured,
                 "parameters": [task_id],
                 "responses": {**_ok("The task", "TaskDetail"),
+                              **_refs("Unauthenticated", "Forbidden", "NotFound")}}},
+            "/api/v1/problems": {"get": {
+                "summary": "Problems (问题台账) on the cells the signed-in person may see, overdue first",
+                "operationId": "listProblems", "security": secured,
+                "parameters": [
+                    _query("state", "found, assigned, rectifying, rectified, checked, closed, returned or dismissed",
+                           {"type": "string"}),
+                    _query("category", "Problem category", {"type": "string"}),
+                    _query("overdue", "Only overdue ones (false: none of them)", {"type": "boolean"}),
+                    _query("repeat", "Only repeats, 屡查屡犯 (false: none of them)", {"type": "boolean"}),
+                    _query("unit", "Unit code: problems on its cells", {"type": "string"}),
+                    _query("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}),
+                    _query("offset", "Problems to skip", {"type": "integer", "minimum": 0, "default": 0}),
+                ],
+                "responses": {**_ok("One page", "ProblemPage"), **_refs("Invalid", "Unauthenticated", "Forbidden")}}},
+            "/api/v1/problems/{problem_id}": {"get": {
+                "summary": "One problem with its history", "operationId": "getProblem", "security": secured,
+                "parameters": [{"name": "problem_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {**_ok("The problem", "ProblemDetail"),
                               **_refs("Unauthenticated", "Forbidden", "NotFound")}}},
             "/api/v1/reports/ranking": {"get": {
                 "summary": "The ranking of a period (每旬一排名 and the others), for people with report.view",

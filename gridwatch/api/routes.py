@@ -39,6 +39,7 @@ from gridwatch.api.http import (
     status_of,
 )
 from gridwatch.api.intake import AlarmWriter, RateWindows
+from gridwatch.api.multipart import is_multipart, read_alarm_with_photos
 from gridwatch.api.openapi import document
 from gridwatch.config import Settings
 from gridwatch.errors import DiskFull, GridwatchError, NotFound, PermissionDenied, ValidationError, is_disk_full
@@ -61,7 +62,10 @@ ROUTES = (
     ("/v1/tasks", "GET", "list_tasks"),
     ("/v1/tasks/{task_id:int}", "GET", "get_task"),
     ("/v1/reports/ranking", "GET", "ranking"),
+    ("/v1/problems", "GET", "list_problems"),
+    ("/v1/problems/{problem_id:int}", "GET", "get_problem"),
 )
+_PROBLEM_PARAMETERS = ("state", "category", "overdue", "repeat", "unit", "limit", "offset")
 _SIGN_IN_FIELDS = {"username": ("string", True), "password": ("string", True)}
 _TASK_PARAMETERS = ("state", "kind", "unit", "mine", "limit", "offset", "cursor")
 _RANKING_PARAMETERS = ("period", "date", "level", "unit")
@@ -125,6 +129,7 @@ class Api:
 
     def __init__(self, store: Callable[[], Store], settings: Settings) -> None:
         self._store = store
+        self.settings = settings
         self.limit_bytes = int(_positive(settings, "api_max_body_kb") * 1024)
         self.rates = RateWindows()
         self.writer = AlarmWriter(store, self.rates, max_batch=int(_positive(settings, "api_alarm_batch")))
@@ -266,12 +271,18 @@ class Api:
                     "screens."))
 
             await self._call(request, "api.alarms.post", "", person)
+        photos: list = []
         try:
-            body = check_fields(await read_json(request, limit_bytes=self.limit_bytes), services.ALARM_FIELDS)
+            if is_multipart(request):  # the alarm's JSON in a part named alarm, its photos as parts named photo
+                raw, photos = await read_alarm_with_photos(request, json_limit=self.limit_bytes,
+                                                           settings=self.settings)
+            else:
+                raw = await read_json(request, limit_bytes=self.limit_bytes)
+            body = check_fields(raw, services.ALARM_FIELDS)
         except Refusal as refusal:
             await run_in_threadpool(self._refused, token, "api.alarms.post", refusal)
             raise
-        posted = await asyncio.wrap_future(self.writer.submit(token, body))
+        posted = await asyncio.wrap_future(self.writer.submit(token, body, photos))
         if posted.status:
             headers = {"Retry-After": str(posted.retry_after)} if posted.retry_after else {}
             raise Refusal(posted.status, posted.code, posted.error, headers=headers | (_WWW if posted.status == 401
@@ -320,6 +331,26 @@ class Api:
         return json_response(await self._call(
             request, "api.tasks.show", str(task_id),
             lambda store, actor: services.task_show(store, self._person(actor), task_id)))
+
+    @_answering
+    async def list_problems(self, request: Request, lang: str) -> Response:
+        """``GET /api/v1/problems``: one page of the problems the caller may see (filters, paging)."""
+        query = _parameters(request, _PROBLEM_PARAMETERS)
+        flags = {name: _flag(query[name], name) if name in query else None for name in ("overdue", "repeat")}
+        limit = _whole(query.get("limit", "100"), "limit")
+        offset = _whole(query.get("offset", "0"), "offset")
+        return json_response(await self._call(request, "api.problems.list", "", lambda store, actor: (
+            services.problems_table(store, self._person(actor), state=query.get("state") or None,
+                                    category=query.get("category") or None, unit=query.get("unit") or None,
+                                    limit=limit, offset=offset, **flags))))
+
+    @_answering
+    async def get_problem(self, request: Request, lang: str) -> Response:
+        """``GET /api/v1/problems/{problem_id}``: one problem with its history, for a person who may see it."""
+        problem_id = int(request.path_params["problem_id"])
+        return json_response(await self._call(
+            request, "api.problems.show", str(problem_id),
+            lambda store, actor: services.problem_show(store, self._person(actor), problem_id)))
 
     @_answering
     async def ranking(self, request: Request, lang: str) -> Response:

@@ -144,6 +144,7 @@ from gridwatch.services.reports import (
     report_daily,
     report_dossier,
     report_dossier_files,
+    report_loop,
     report_latest_day,
     report_legend_html,
     report_load_cropland,
@@ -298,6 +299,7 @@ __all__ = [
     "report_daily",
     "report_dossier",
     "report_dossier_files",
+    "report_loop",
     "report_latest_day",
     "report_legend_html",
     "report_load_cropland",
@@ -379,3 +381,40 @@ __all__ += [
     "alarm_show", "deliver_webhooks", "integration_actor", "integration_add", "integration_list",
     "integration_revoke", "post_alarm_groups", "post_alarms", "read_alarm", "sign_body", "task_page",
 ]
+
+# -- the problem register (问题台账): problems found, handed over, rectified, checked by another person, closed -----
+from gridwatch.services.problems import (  # noqa: E402
+    PROBLEM_CATEGORIES,
+    PROBLEM_CATEGORY_LABELS,
+    PROBLEM_STATE_LABELS,
+    PROBLEM_STATES,
+    problem_actions,
+    problem_assign,
+    problem_check,
+    problem_dismiss,
+    problem_rechecks,
+    problem_rectified,
+    problem_show,
+    problem_start,
+    problems_escalate,
+    problems_table,
+)
+
+__all__ += [
+    "PROBLEM_CATEGORIES", "PROBLEM_CATEGORY_LABELS", "PROBLEM_STATE_LABELS", "PROBLEM_STATES", "problem_actions", "problem_assign", "problem_check", "problem_dismiss",
+    "problem_rechecks", "problem_rectified", "problem_show", "problem_start", "problems_escalate", "problems_table",
+]
+
+# -- work entered in the app: 随手拍 from patrol, tasks made by hand (the pipeline alarms take) ----------------------
+from gridwatch.services.intake import (  # noqa: E402
+    MANUAL_KINDS,
+    SIGHTING_CATEGORIES,
+    create_task,
+    intake_objects,
+    intake_photos,
+    may_report_sightings,
+    report_sighting,
+)
+
+__all__ += ["MANUAL_KINDS", "SIGHTING_CATEGORIES", "create_task", "intake_objects", "intake_photos",
+            "may_report_sightings", "report_sighting"]

@@ -163,7 +163,10 @@ def policy(store: Store) -> Policy:
 #: screens show every feature; they are labelled as demo settings wherever rules are listed
 DEMO_SETTINGS = {"report_thresholds": "notice=5,interview_deputy=10,interview_principal=20",
                  "report_deduction_yuan": 10000.0, "key_periods": DEMO_KEY_PERIODS,
-                 "sla_step_hours": "village=24,township=24,county=48,city=72"}
+                 "sla_step_hours": "village=24,township=24,county=48,city=72",
+                 "problem_rectify_days": "straw_burning=1,fireworks=1,construction_dust=3,loose_coal=7,other=15,"
+                                         "bare_land=30,coal_boiler=30",
+                 "problem_repeat_days": 90, "problem_recheck_days": 30}
 
 
 def with_demo_settings(store: Store, found: Policy) -> Policy:

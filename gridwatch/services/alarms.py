@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,14 +22,14 @@ import h3
 import numpy as np
 import pandas as pd
 
-from gridwatch import regionstore, workflow
+from gridwatch import problems, regionstore, workflow
 from gridwatch.crs import gcj02_to_wgs84
 from gridwatch.errors import GridwatchError, NotFound, OutsideRegion, PermissionDenied, ValidationError
-from gridwatch.org import assignees_for_cells
+from gridwatch.intake import CATEGORY_TITLES, assignees, link_photos, open_intake
+from gridwatch.photos import Photo
 from gridwatch.services._common import Actor, IntegrationActor, actor_name, policy, require, require_system
 from gridwatch.storage import Store
-from gridwatch.tasks import Kind, Priority, naive_utc
-from gridwatch.workflow import open_tasks
+from gridwatch.tasks import naive_utc
 
 __all__ = ["SOURCES", "CATEGORIES", "CRS_NAMES", "ALARM_FIELDS", "Alarm", "AlarmOutcome", "read_alarm",
            "post_alarms", "post_alarm_groups", "alarm_show", "alarm_outcome"]
@@ -38,7 +37,7 @@ __all__ = ["SOURCES", "CATEGORIES", "CRS_NAMES", "ALARM_FIELDS", "Alarm", "Alarm
 #: where an alarm comes from
 SOURCES = ("video", "drone", "hotline", "other")
 #: what an alarm is about (the problem register's categories)
-CATEGORIES = ("straw_burning", "bare_land", "coal_boiler", "loose_coal", "construction_dust", "fireworks", "other")
+CATEGORIES = problems.CATEGORIES
 #: the coordinate systems a position may be sent in: WGS84 (GPS), or GCJ-02 (consumer map apps), converted here
 CRS_NAMES = ("wgs84", "gcj02")
 #: the fields of an alarm: name → (JSON type, required)
@@ -59,13 +58,8 @@ TEXT_LIMITS = {"external_id": 128, "description": 2000, "contact": 200}
 FUTURE_TOLERANCE = dt.timedelta(minutes=10)
 #: the oldest observation accepted: anything older is a wrong date, not an alarm to check in the field
 MAX_AGE = dt.timedelta(days=90)
-#: categories that burn: checked as fast as a satellite fire point (the fire checks' hours, key periods first)
-BURNING = ("straw_burning", "fireworks")
-
 #: words of the task titles (shown to field staff as the titles of other tasks are)
 _SOURCE_TITLES = {"video": "视频告警", "drone": "无人机发现", "hotline": "热线投诉", "other": "外部告警"}
-_CATEGORY_TITLES = {"straw_burning": "秸秆焚烧", "bare_land": "裸露土地", "coal_boiler": "燃煤锅炉",
-                    "loose_coal": "散煤", "construction_dust": "施工扬尘", "fireworks": "烟花爆竹", "other": "其他"}
 
 
 @dataclass(frozen=True)
@@ -207,7 +201,7 @@ def _answer(row: Mapping[str, Any]) -> dict[str, Any]:
     problem = row.get("problem_id")
     return {"alarm_id": int(row["alarm_id"]), "task_id": None if task is None or pd.isna(task) else int(task),
             "problem_id": None if problem is None or pd.isna(problem) else int(problem), "cell": _hex(row["cell"]),
-            "assignee": person}
+            "assignee": person, "photos": int(row.get("photos") or 0)}
 
 
 #: an alarm as read, with the integration that sent it: (integration, alarm)
@@ -240,58 +234,13 @@ def _placed(store: Store, sent: list[Sent]) -> tuple[np.ndarray, list[Any]]:
     return np.asarray(cells, dtype=np.uint64).view(np.int64), refusals
 
 
-def _plan(store: Store, alarms: list[Alarm], now: dt.datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Priorities, due times and titles of the alarms' tasks, from the policy."""
-    rules = policy(store).dispatch
-    observed = pd.Series(pd.to_datetime([a.observed_at for a in alarms])).dt.tz_localize("UTC")
-    key_period = rules.in_key_period(observed)
-    burning = np.array([a.category in BURNING for a in alarms], dtype=bool)
-    manual = float(rules.sla_by_kind.get(Kind.MANUAL, 72.0))
-    hours = np.where(burning, rules.fire_sla_hours(key_period), manual)
-    priority = np.where(burning & key_period, Priority.KEY_PERIOD, Priority.NORMAL).astype(np.int32)
-    due = (pd.Timestamp(now) + pd.to_timedelta(hours, unit="h")).to_numpy().astype("datetime64[us]")
-    titles = np.array([f"{_SOURCE_TITLES[a.source]}核查：{_CATEGORY_TITLES[a.category]}"
-                       + (f" {a.description[:40]}" if a.description else "") for a in alarms], dtype=object)
-    return priority, due, titles
-
-
 _COLUMNS = ("integration_id, external_id, source, category, lat, lng, crs, cell, observed_at, received_at,"
             " description, contact")
 _ANSWER_SQL = ("SELECT a.id AS alarm_id, a.external_id, a.task_id, a.problem_id, a.cell, p.person_key,"
-               " p.name AS person_name, t.assigned_role FROM alarms a LEFT JOIN tasks t ON t.id = a.task_id"
+               " p.name AS person_name, t.assigned_role,"
+               " (SELECT count(*) FROM intake_photos ip WHERE ip.task_id = a.task_id) AS photos FROM alarms a"
+               " LEFT JOIN tasks t ON t.id = a.task_id"
                " LEFT JOIN people p ON p.id = t.assignee_id")
-
-#: who each cell's tasks go to (:func:`gridwatch.dispatch.assignees_for_cells` of the whole grid) and the answer's
-#: assignee per cell, per store, until the assignments or the grid change
-_who_cache: dict[int, tuple[tuple, pd.DataFrame, dict[int, dict[str, Any] | None]]] = {}
-_who_lock = threading.Lock()
-
-
-def _assignees(store: Store) -> tuple[pd.DataFrame, dict[int, dict[str, Any] | None]]:
-    """The person every cell's tasks go to (dispatch's rule), looked up for the whole grid once, and as answered.
-
-    Alarms arrive a few at a time, and looking up the chain for a handful of cells costs as much as for all of
-    them; the answer changes only when an assignment is added or removed (new ids, or fewer rows) or the grid is
-    built again, which the key below notices.
-    """
-    row = store.query("SELECT count(*) AS n, max(id) AS last FROM assignments")[0]
-    stamp = (int(row["n"]), row["last"], store.get_meta("grid_built_at", ""))
-    with _who_lock:
-        cached = _who_cache.get(id(store))
-        if cached is not None and cached[0] == stamp:
-            return cached[1], cached[2]
-    grid = regionstore.grid(store)
-    who = assignees_for_cells(store, grid.cells.view(np.int64))
-    people = {int(r["id"]): r for r in store.query("SELECT id, person_key, name FROM people")}
-    answered: dict[int, dict[str, Any] | None] = {}
-    for cell, person, role in zip(who.cell.tolist(), who.person_id.tolist(), who.role.tolist(), strict=True):
-        found = people.get(int(person)) if person is not None and not pd.isna(person) else None
-        answered[int(cell)] = None if found is None else {"person_key": found["person_key"], "name": found["name"],
-                                                          "role": role}
-    with _who_lock:
-        _who_cache[id(store)] = (stamp, who, answered)
-    return who, answered
-
 
 def _values(rows: int, columns: int) -> str:
     """``(?, …), (?, …)``: the VALUES of a multi-row statement."""
@@ -299,10 +248,10 @@ def _values(rows: int, columns: int) -> str:
     return ", ".join([one] * rows)
 
 
-def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray,
-               now: dt.datetime) -> dict[tuple[int, str], dict[str, Any]]:
-    """Insert the alarms whose key is free and open their tasks (``opener`` records who opened them); the answers
-    of the new ones by (integration id, external id)."""
+def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray, now: dt.datetime,
+               pictures: Sequence[Sequence[tuple[str, Photo]]]) -> dict[tuple[int, str], dict[str, Any]]:
+    """Insert the alarms whose key is free and open their tasks (``opener`` records who opened them), with each
+    one's photos (checked); the answers of the new ones by (integration id, external id)."""
     rows = [[actor.id, a.external_id, a.source, a.category, a.lat, a.lng, a.crs, int(c), a.observed_at, now,
              a.description, a.contact] for (actor, a), c in zip(sent, cells, strict=True)]
     # the unique key decides which alarms are new: a copy already stored (or stored by a concurrent transaction
@@ -316,21 +265,29 @@ def _store_new(store: Store, opener: str, sent: list[Sent], cells: np.ndarray,
     fresh = [i for i, (actor, a) in enumerate(sent) if (actor.id, a.external_id) in ids]
     new = [sent[i][1] for i in fresh]
     keys = [ids[sent[i][0].id, sent[i][1].external_id] for i in fresh]
-    priority, due, titles = _plan(store, new, now)
-    who, answered = _assignees(store)
-    floor = int(store.scalar("SELECT nextval('tasks_id_seq')"))  # the tasks opened next have larger ids
-    open_tasks(store, kind=Kind.MANUAL, cells=cells[fresh], source_kind="alarm",
-               source_keys=np.array([str(k) for k in keys], dtype=object), priority=priority, due=due,
-               titles=titles, now=now, actor=opener, detail={"by": "alarm"}, who=who)
-    opened = store.query("SELECT id, source_key FROM tasks WHERE id > ? AND source_kind = 'alarm'", [floor])
-    task_of = {int(r["source_key"]): int(r["id"]) for r in opened}
-    pairs = [[alarm_id, task_of[alarm_id]] for alarm_id in keys]
-    store.execute("UPDATE alarms SET task_id = v.task_id FROM (VALUES "
-                  + ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(pairs))
-                  + ") AS v (alarm_id, task_id) WHERE alarms.id = v.alarm_id", [v for pair in pairs for v in pair])
+    rules = policy(store)
+    titles = np.array([f"{_SOURCE_TITLES[a.source]}核查：{CATEGORY_TITLES[a.category]}"
+                       + (f" {a.description[:40]}" if a.description else "") for a in new], dtype=object)
+    opened, problems_at = open_intake(
+        store, cells=cells[fresh], categories=[a.category for a in new], observed=[a.observed_at for a in new],
+        titles=titles, source_kind="alarm", source_keys=[str(k) for k in keys], dispatch=rules.dispatch,
+        problem_rules=rules.problems, now=now, opener=opener, alarm_ids=keys, detail={"by": "alarm"})
+    _, answered = assignees(store)
+    task_of = dict(zip(keys, opened, strict=True))
+    problem_of = {keys[k]: pid for k, pid in problems_at.items()}
+    triples = [[alarm_id, task_of[alarm_id], problem_of.get(alarm_id)] for alarm_id in keys]
+    store.execute("UPDATE alarms SET task_id = v.task_id, problem_id = v.problem_id FROM (VALUES "
+                  + ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(triples))
+                  + ") AS v (alarm_id, task_id, problem_id) WHERE alarms.id = v.alarm_id",
+                  [v for triple in triples for v in triple])
+    for i, key in zip(fresh, keys, strict=True):
+        if pictures[i]:
+            link_photos(store, pictures[i], task_id=task_of[key], uploaded_by=sent[i][0].username, channel="alarm",
+                        now=now)
     return {(sent[i][0].id, sent[i][1].external_id): {
-        "alarm_id": key, "task_id": task_of[key], "problem_id": None, "cell": _hex(cells[i]),
-        "assignee": answered.get(int(cells[i]))} for i, key in zip(fresh, keys, strict=True)}
+        "alarm_id": key, "task_id": task_of[key], "problem_id": problem_of.get(key), "cell": _hex(cells[i]),
+        "assignee": answered.get(int(cells[i])), "photos": len(pictures[i])}
+        for i, key in zip(fresh, keys, strict=True)}
 
 
 def _stored(store: Store, wanted: list[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:
@@ -378,19 +335,24 @@ def post_alarms(store: Store, actor: Actor, bodies: Sequence[Mapping[str, Any]],
 
 def post_alarm_groups(store: Store, actor: Actor,
                       groups: Sequence[tuple[IntegrationActor, Sequence[Mapping[str, Any]]]], *,
-                      now: dt.datetime | None = None) -> list[list[AlarmOutcome]]:
+                      now: dt.datetime | None = None,
+                      photos: Sequence[Sequence[Sequence[tuple[str, Photo]]]] | None = None,
+                      ) -> list[list[AlarmOutcome]]:
     """:func:`post_alarms` for the alarms of several integrations at once, in one transaction (the API's intake, a
     system actor, stores what arrived together; each integration is checked as the sender of its own).
 
     The tasks' first events name ``actor`` (``system:api``) as who opened them; the alarms and the audit record name
-    each integration.
+    each integration. ``photos`` gives each alarm's photos, checked (:func:`gridwatch.photos.inspect_report_photos`),
+    in the shape of ``groups``; a new alarm's are kept with its task, a repeat's are not (the first one's answer
+    stands).
     """
     require_system(actor, "alarms.intake")
-    return _post(store, actor_name(actor), groups, now)
+    return _post(store, actor_name(actor), groups, now, photos)
 
 
 def _post(store: Store, opener: str, groups: Sequence[tuple[IntegrationActor, Sequence[Mapping[str, Any]]]],
-          now: dt.datetime | None) -> list[list[AlarmOutcome]]:
+          now: dt.datetime | None,
+          photos: Sequence[Sequence[Sequence[tuple[str, Photo]]]] | None = None) -> list[list[AlarmOutcome]]:
     now = naive_utc(now)
     for integration, _ in groups:
         if not isinstance(integration, IntegrationActor):
@@ -419,7 +381,9 @@ def _post(store: Store, opener: str, groups: Sequence[tuple[IntegrationActor, Se
                 elif key not in first:
                     first[key] = k
             wanted = sorted(first.values())
-            new = _store_new(store, opener, [sent[k] for k in wanted], cells[wanted], now) if wanted else {}
+            pictures = [list(photos[g][i]) if photos is not None else [] for g, i in (read[k] for k in wanted)]
+            new = _store_new(store, opener, [sent[k] for k in wanted], cells[wanted], now,
+                             pictures) if wanted else {}
             keys = [(sent[k][0].id, sent[k][1].external_id) for k in range(len(sent))]
             known = _stored(store, [key for k, key in enumerate(keys)
                                     if refusals[k] is None and key not in new])
@@ -449,7 +413,7 @@ def _audit_posts(store: Store, groups: Sequence[tuple[IntegrationActor, Sequence
                 detail = {"outcome": "refused", "reason": str(outcome.error) if outcome else ""}
             else:
                 detail = {"outcome": "created" if outcome.created else "repeated",
-                          **{k: outcome.answer[k] for k in ("alarm_id", "task_id")}}
+                          **{k: outcome.answer[k] for k in ("alarm_id", "task_id", "problem_id")}}
             rows.append([actor.username, "api.alarms.post", subject, json.dumps(detail, ensure_ascii=False)])
     if rows:
         store.execute(f"INSERT INTO audit_log (actor, action, subject, detail) VALUES {_values(len(rows), 4)}",
@@ -505,4 +469,7 @@ def alarm_show(store: Store, actor: Actor, alarm_id: int) -> dict[str, Any]:
             "source": alarm["source"], "category": alarm["category"], "lat": alarm["lat"], "lng": alarm["lng"],
             "crs": alarm["crs"], "cell": _hex(alarm["cell"]), "observed_at": _iso(alarm["observed_at"]),
             "received_at": _iso(alarm["received_at"]), "description": alarm["description"],
-            "problem_id": alarm["problem_id"], "task": task, "outcome": outcome}
+            "problem_id": alarm["problem_id"], "task": task, "outcome": outcome,
+            "photos": [] if alarm["task_id"] is None else [dict(r) for r in store.query(
+                "SELECT i.sha256, p.file_name AS name, p.media_type, p.bytes FROM intake_photos i JOIN photos p"
+                " ON p.sha256 = i.sha256 WHERE i.task_id = ? ORDER BY i.position", [int(alarm["task_id"])])]}

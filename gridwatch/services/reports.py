@@ -249,6 +249,25 @@ def report_dossier(store: Store, actor: Actor, *, unit: str, kind: str | None = 
     return _bulletin.dossier_frame(events, language, measures=measures)
 
 
+def report_loop(store: Store, actor: Actor, *, unit: str, kind: str, date: str | dt.date,
+                end: str | dt.date | None = None, language: str = "zh_CN", settings: Settings | None = None,
+                now: dt.datetime | None = None) -> pd.DataFrame:
+    """The closed loop of a unit over a period, for its dossier: problems found, closed, due, closed on time, 闭环率,
+    overdue, without a deadline (not in the rate), repeats, hotline complaints and those answered
+    (:mod:`gridwatch.loopreport`); two columns, the figure's label and value, in ``language``."""
+    from gridwatch.i18n import gettext
+    from gridwatch.loopreport import LOOP_COLUMNS
+
+    require(store, actor, REPORT_VIEW, unit=unit)
+    period = report_period(kind, date, end=end, settings=settings)
+    found = _reports.unit_metrics(store, period, unit=unit, only=set(LOOP_COLUMNS), now=now)
+    labels = _reports.column_labels(language)
+    values = [("—" if found.get(c) is None else f"{found[c] * 100:.1f} %") if c == "closure_rate"
+              else int(found.get(c) or 0) for c in LOOP_COLUMNS]
+    return pd.DataFrame({gettext("Figure", language): [labels[c] for c in LOOP_COLUMNS],
+                         gettext("Value", language): [str(v) for v in values]})
+
+
 def report_measures(store: Store, actor: Actor, report: _reports.Report) -> pd.DataFrame:
     """The accountability measures recorded on the report's unit and the units below it for the report's period
     (revocations included), as the screen shows them: headers and kinds in the report's language."""
@@ -258,7 +277,7 @@ def report_measures(store: Store, actor: Actor, report: _reports.Report) -> pd.D
 
 
 def report_dossier_files(store: Store, actor: Actor, frame: pd.DataFrame, *, unit: str, language: str = "zh_CN",
-                         note: str = "") -> dict[str, bytes]:
+                         note: str = "", loop: pd.DataFrame | None = None) -> dict[str, bytes]:
     """A dossier frame as ``{"csv": …, "xlsx": …, "html": …}`` bytes."""
     from gridwatch.i18n import gettext
 
@@ -269,6 +288,11 @@ def report_dossier_files(store: Store, actor: Actor, frame: pd.DataFrame, *, uni
     chain = gettext("Record chain head {seq}: {hash} (check with: python -m gridwatch audit verify)",
                     language).format(seq=head["seq"], hash=head["hash"])
     chain_sheet = pd.DataFrame({gettext("Record chain head", language): [head["seq"], head["hash"]]})
-    return {"csv": _bulletin.to_csv(frame), "xlsx": _bulletin.to_xlsx({gettext("Dossier", language): frame,
-                                                                      gettext("Record chain", language): chain_sheet}),
+    sheets = {gettext("Dossier", language): frame}
+    if loop is not None:  # the closed loop's figures (report_loop): a sheet, and a line above the events
+        sheets[gettext("Closed loop", language)] = loop
+        figures = "；".join(f"{a}：{b}" for a, b in loop.itertuples(index=False))
+        note = (note + " " if note else "") + gettext("Closed loop", language) + "：" + figures
+    sheets[gettext("Record chain", language)] = chain_sheet
+    return {"csv": _bulletin.to_csv(frame), "xlsx": _bulletin.to_xlsx(sheets),
             "html": _bulletin.dossier_html(title, frame, note=note, chain=chain).encode("utf-8")}

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 from h3ronpy import cells_to_string
 
-from gridwatch import auth, workflow
+from gridwatch import auth, problems, workflow
 from gridwatch.crs import wgs84_to_gcj02
 from gridwatch.errors import InvalidTransition, NotFound, ValidationError
 from gridwatch.photos import inspect_report_photos, photo_preview, store_photo
@@ -57,7 +57,7 @@ def _require_task(store: Store, actor: Actor, task_id: int, action: str) -> int:
 def task_show(store: Store, actor: Actor, task_id: int) -> dict[str, Any]:
     """One task with its full event history, for someone who may see its cell (or works on it)."""
     _require_task(store, actor, task_id, "cell.view")
-    return workflow.task_detail(store, task_id)
+    return {**workflow.task_detail(store, task_id), "problem_id": problems.problem_of_task(store, task_id)}
 
 
 def generate_patrols(store: Store, actor: Actor) -> dict[str, int]:
@@ -159,6 +159,11 @@ def verify(store: Store, user: auth.User, task_id: int, *, accept: bool, note: s
                     workflow.transition(store, task_id, "closed", actor=user.username,
                                         actor_person_id=user.person_id)
                     _apply_verified_finding(store, task["kind"])
+                    # a finding that implies a problem opens it now, when a second person has established it
+                    problem = problems.open_from_task(store, task_id, rules=policy(store).problems,
+                                                      actor=user.username, person_id=user.person_id)
+                    if problem is not None:
+                        detail = {**detail, "problem_id": problem}
             else:
                 detail = workflow.transition(store, task_id, "rejected", actor=user.username,
                                              actor_person_id=user.person_id, note=note, seen_event_id=seen_event_id,
