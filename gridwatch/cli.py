@@ -150,13 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     au = sub.add_parser("audit", help="the tamper-evident record").add_subparsers(
         dest="audit_command", required=True, metavar="AUDIT_COMMAND")
-    p = au.add_parser("verify", help="recompute the hash chain over task events and the audit log; exit status 6 "
-                                     "names the first broken link")
+    p = au.add_parser("verify", help="recompute the keyed chain over task events and the audit log, compare it with "
+                                     "its head file and the task rows with their events; exit status 6 lists every "
+                                     "problem and where it is")
     _common(p)
     p.set_defaults(run=lambda store, a: services.audit_verify(store, CLI))
     p = au.add_parser("head", help="the chain's head (print it on exported reports)")
     _common(p)
     p.set_defaults(run=lambda store, a: services.audit_head(store, CLI))
+    p = au.add_parser("rotate-key", help="seal new links with a fresh audit key; the old keys stay in the keyring "
+                                         "so old links still verify (back up the key file afterwards)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.audit_rotate_key(store, CLI))
 
     p = sub.add_parser("rules", help="every rule in force with its value and source: a plan's clause, or a local "
                                      "setting (本地设置) with the document the county entered")
@@ -426,6 +431,9 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
             out(json.dumps({"error": translate_error(exc, lang), "kind": type(exc).__name__}, ensure_ascii=False))
         print(translate_error(exc, lang), file=sys.stderr)
         return exc.exit_code
+    if args.command == "audit" and isinstance(result, dict) and "problems" in result:
+        for problem in result["problems"]:  # what is wrong and where, in the user's language
+            problem["message"] = translate_text(problem["message"], lang)
     if args.json:
         out(json.dumps(result, ensure_ascii=False, default=str))
     else:

@@ -107,6 +107,7 @@ from gridwatch.services.people import (
 from gridwatch.services.records import (
     admin_backup,
     audit_head,
+    audit_rotate_key,
     audit_verify,
     backup,
     restore,
@@ -212,6 +213,7 @@ __all__ = [
     "assign_units",
     "audit",
     "audit_head",
+    "audit_rotate_key",
     "audit_verify",
     "backup",
     "bare_land_change",

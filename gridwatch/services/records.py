@@ -56,3 +56,13 @@ def audit_head(store: Store, actor: Actor) -> dict[str, Any]:
 
     require(store, actor, "report.view")
     return chain.head(store)
+
+
+def audit_rotate_key(store: Store, actor: Actor) -> dict[str, Any]:
+    """A fresh audit key for new links, the old ones kept for old links; only the command line rotates keys."""
+    from gridwatch import audit as chain
+
+    require_system(actor, "audit.rotate_key")
+    rotated = chain.rotate_key(store)
+    audit(store, actor=actor_name(actor), action="audit.rotate_key", detail={"current": rotated["current"]})
+    return rotated
