@@ -43,7 +43,7 @@ from gridwatch.errors import StorageError, ValidationError
 from gridwatch.i18n import N_
 from gridwatch.storage import Store, open_store
 
-__all__ = ["SOURCES", "GENESIS", "UNSEALED_LIMIT_S", "open_sealed", "install", "rotate_key", "verify", "head"]
+__all__ = ["SOURCES", "GENESIS", "UNSEALED_LIMIT_S", "open_sealed", "install", "keyring", "rotate_key", "verify", "head"]
 
 #: sealed tables and the columns of their canonical text, in order (links with a key)
 SOURCES: dict[str, tuple[str, ...]] = {
@@ -293,6 +293,12 @@ def install(store: Store) -> None:
         _heads.pop(store._lock_scope(), None)  # a file opened anew may have been replaced (a restore)
     store._audit_seal = _SealState(ring, key_file, head_file)
     store.add_transaction_hooks(begin=_on_begin, before_commit=_before_commit, end=_on_end)
+
+
+def keyring(store: Store) -> auditkey.Keyring | None:
+    """The audit keys of a store opened with :func:`open_sealed` (None when they are missing)."""
+    state = _state(store)
+    return state.keyring if state else auditkey.load_keyring(auditkey.key_path(store))
 
 
 def rotate_key(store: Store) -> dict[str, Any]:

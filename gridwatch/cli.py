@@ -144,8 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           "PostgreSQL database named by a URL (checked before use)")
     p.add_argument("path", help="the backup folder")
     p.add_argument("--replace", action="store_true", help="replace the database file if it exists")
+    p.add_argument("--key-file", help="the audit key file of the database the backup was taken from (default: the "
+                                      "one beside the target, or GRIDWATCH_AUDIT_KEY)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.restore(CLI, a.path, a.db or Settings.load().db, replace=a.replace),
+    p.set_defaults(run=lambda store, a: services.restore(CLI, a.path, a.db or Settings.load().db, replace=a.replace,
+                                                         key_file=a.key_file),
                    needs_store=False)
 
     au = sub.add_parser("audit", help="the tamper-evident record").add_subparsers(

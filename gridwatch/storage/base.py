@@ -239,13 +239,6 @@ class Store(abc.ABC):
             "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
             " AND table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name")]
 
-    def dump(self, folder: Any) -> str:
-        """Inside :meth:`snapshot`: write the whole database into the new, empty ``folder``; returns the backup's
-        format name. DuckDB: ``EXPORT DATABASE`` in Parquet (backends override)."""
-        path = str(folder).replace("'", "''")
-        self.execute(f"EXPORT DATABASE '{path}' (FORMAT PARQUET)")
-        return "gridwatch-duckdb-export-1"
-
     def _statement_failed(self, detail: str) -> None:
         """Remember, inside a transaction, that a statement failed, so the commit refuses."""
         if getattr(self._local, "depth", 0) > 0:
@@ -278,8 +271,9 @@ class Store(abc.ABC):
         """Rows as a pandas DataFrame."""
 
     @abc.abstractmethod
-    def insert_arrow(self, table: str, data: pa.Table) -> int:
-        """Bulk-insert an Arrow table whose column names match ``table``'s columns."""
+    def insert_arrow(self, table: str, data: pa.Table, *, wkb: Sequence[str] = ()) -> int:
+        """Bulk-insert an Arrow table whose column names match ``table``'s columns; the columns named in ``wkb``
+        hold geometries as WKB (in WGS84) for geometry columns."""
 
     @abc.abstractmethod
     def geom_from_wkb_sql(self) -> str:
@@ -358,8 +352,9 @@ class Store(abc.ABC):
         return next(iter(rows[0].values())) if rows else None
 
     # -- schema ---------------------------------------------------------------------------
-    def migrate(self) -> list[str]:
-        """Apply the migrations not yet applied; safe to call repeatedly. Returns their names."""
+    def migrate(self, upto: int | None = None) -> list[str]:
+        """Apply the migrations not yet applied (up to number ``upto``); safe to call repeatedly. Returns their
+        names."""
         self.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
@@ -368,7 +363,7 @@ class Store(abc.ABC):
         done = {r["version"] for r in self.query("SELECT version FROM schema_migrations")}
         applied = []
         for number, name, sql in list_migrations():
-            if number in done:
+            if number in done or (upto is not None and number > upto):
                 continue
             with self.transaction():
                 for statement in split_sql(sql, self.backend):
