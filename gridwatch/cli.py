@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from gridwatch import services
-from gridwatch.audit import open_sealed
+from gridwatch.audit import keyring, open_sealed
 from gridwatch.config import Settings
 from gridwatch.errors import GridwatchError, ValidationError
 from gridwatch.grid import LEVELS
@@ -383,8 +383,10 @@ def _users_add(store: Store, args: argparse.Namespace) -> dict[str, Any]:
 
 def _init(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.load(resolution=args.resolution)
-    return services.init_region(store, CLI, region=args.region, resolution=settings.resolution,
-                                demo_data=args.demo)
+    result = services.init_region(store, CLI, region=args.region, resolution=settings.resolution,
+                                  demo_data=args.demo)
+    ring = keyring(store)  # where the audit key lives: back it up (README, operators)
+    return {**result, "audit_key": ring.source if ring else None} if isinstance(result, dict) else result
 
 
 def _human(result: Any, lang: str) -> str:
