@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import threading
@@ -58,6 +59,7 @@ LEGACY_SOURCES: dict[str, tuple[str, ...]] = {
 }
 #: each source's time column: when a row was written
 WRITTEN_AT = {"task_events": "happened_at", "audit_log": "logged_at"}
+log = logging.getLogger(__name__)
 #: the ``prev_hash`` of the first link
 GENESIS = "0" * 64
 #: seconds a row may stay unsealed before verification fails (rows are sealed in the transaction that writes
@@ -258,7 +260,10 @@ def _on_end(store: Store, committed: bool) -> None:
             if store.backend != "postgres":
                 _heads[store._lock_scope()] = pending
             if state.head_file is not None:
-                auditkey.write_head(state.head_file, *pending)
+                try:
+                    auditkey.write_head(state.head_file, *pending)
+                except OSError as exc:  # the change is committed; a head file behind the chain is no failure
+                    log.warning("cannot write the audit head file %s: %s", state.head_file, exc)
     finally:
         if locked == "postgres":
             try:

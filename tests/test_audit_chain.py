@@ -11,7 +11,10 @@ import threading
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridwatch import audit, auditkey, services, workflow
 from gridwatch.audit import open_sealed
@@ -355,3 +358,46 @@ def test_storage_alone_does_not_seal_and_the_edge_does():
 def test_macs_are_hmac_sha256():
     mac = audit._link_mac(b"k" * 32, "k1", "0" * 64, 1, "audit_log", 1, 1, 1, "d")
     assert mac == hmac.new(b"k" * 32, f"{'0' * 64}|1|audit_log|1|1|1|d|k1".encode(), hashlib.sha256).hexdigest()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.booleans()), min_size=1, max_size=12))
+def test_any_mix_of_writes_and_rollbacks_leaves_every_row_sealed_once(writes):
+    """Transactions of any size writing events, audit entries or both, some rolled back: every committed row is
+    sealed exactly once, and nothing else."""
+    with open_sealed(":memory:") as store:
+        committed = 0
+        for events, entries, fails in writes:
+            try:
+                with store.transaction():
+                    if events:
+                        store.insert_arrow("task_events", pa.table({
+                            "task_id": pa.array(np.ones(events, dtype=np.int64)),
+                            "happened_at": pa.array([NOW] * events, pa.timestamp("us")),
+                            "actor": ["p"] * events, "to_state": ["assigned"] * events, "detail": ["{}"] * events}))
+                    for _ in range(entries):
+                        store.execute("INSERT INTO audit_log (actor, action) VALUES ('p', 'x')")
+                    if fails:
+                        raise RuntimeError("roll back")
+                committed += events + entries
+            except RuntimeError:
+                pass
+        report = audit.verify(store)
+        assert report["unsealed"] == 0 and report["rows"] == committed
+        assert {p["reason"] for p in report["problems"]} <= {"task_row_differs"}
+        assert int(store.scalar("SELECT coalesce(sum(rows), 0) FROM audit_chain")) == committed
+
+
+def test_runs_are_the_maximal_runs_of_consecutive_ids():
+    @settings(max_examples=200, deadline=None)
+    @given(st.sets(st.integers(1, 300), max_size=60))
+    def check(ids):
+        ordered = np.array(sorted(ids), dtype=np.int64)
+        runs = audit._runs(ordered)
+        assert sum(b - a for a, b in runs) == len(ordered)
+        for a, b in runs:
+            assert (np.diff(ordered[a:b]) == 1).all()
+        for (_, b), (c, _) in zip(runs, runs[1:]):
+            assert ordered[c] - ordered[b - 1] > 1
+
+    check()
