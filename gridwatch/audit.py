@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gridwatch import auditkey
 from gridwatch.errors import StorageError, ValidationError
@@ -153,15 +154,19 @@ def _state(store: Store) -> _SealState | None:
 def _floors(store: Store) -> dict[str, tuple[int, np.ndarray]]:
     """What each source holds as this transaction begins: the last id its links seal, and the ids after it that
     no link seals (none, unless someone wrote around the seal). What the transaction writes comes after the one
-    and is none of the others."""
-    sealed = {r["source"]: int(r["last"]) for r in store.query(
-        " UNION ALL ".join(f"SELECT '{s}' AS source, coalesce(max(last_id), 0) AS last FROM audit_chain"
-                           f" WHERE source = '{s}'" for s in SOURCES))}
-    loose = store.query_arrow(" UNION ALL ".join(f"SELECT '{s}' AS source, id FROM {s} WHERE id > {sealed[s]}"
-                                                 for s in SOURCES))
-    sources = np.asarray(loose.column("source").to_pylist(), dtype=object)
-    ids = loose.column("id").to_numpy()
-    return {s: (sealed[s], ids[sources == s]) for s in SOURCES}
+    and is none of the others. One query."""
+    last = "(SELECT coalesce(max(last_id), 0) FROM audit_chain WHERE source = '{s}')"
+    found = store.query_arrow(" UNION ALL ".join(
+        f"SELECT '{s}' AS source, {last.format(s=s)} AS last, CAST(NULL AS BIGINT) AS id"
+        f" UNION ALL SELECT '{s}', NULL, id FROM {s} WHERE id > {last.format(s=s)}" for s in SOURCES))
+    sources = np.asarray(found.column("source").to_pylist(), dtype=object)
+    lasts, ids = found.column("last").to_pylist(), found.column("id").to_pylist()
+    floors = {}
+    for s in SOURCES:
+        mine = sources == s
+        sealed = next(int(v) for v, m in zip(lasts, mine) if m and v is not None)
+        floors[s] = (sealed, np.array([v for v, m in zip(ids, mine) if m and v is not None], dtype=np.int64))
+    return floors
 
 
 def _on_begin(store: Store) -> None:
@@ -171,22 +176,30 @@ def _on_begin(store: Store) -> None:
     state.local.pending = None
 
 
-def _own_rows(store: Store, source: str, floor: tuple[int, np.ndarray]) -> pa.Table:
-    """This transaction's rows of ``source``: ids and canonical texts (each ending in U+001E), in id order.
+def _own_rows(store: Store, floors: dict[str, tuple[int, np.ndarray]]) -> list[tuple[str, pa.Table]]:
+    """This transaction's rows of each source that has any: ids and canonical texts (each ending in U+001E), in
+    id order. One query.
 
     DuckDB: a transaction sees the snapshot of its start, so the rows after the last sealed id that were not
     there as it began are its own. PostgreSQL (read committed): those of them this transaction wrote (``xmin``),
     not those committed by others since.
     """
-    text = _canonical_sql(source, "r")
     mine = ""
     if store.backend == "postgres":
         mine = " AND r.xmin::text::bigint = (pg_current_xact_id_if_assigned()::text::bigint % 4294967296)"
-    rows = store.query_arrow(f"SELECT r.id, {text} || chr(30) AS t FROM {source} r WHERE r.id > ?{mine}"
-                             " ORDER BY r.id", [floor[0]])
-    if len(floor[1]) and rows.num_rows:
-        rows = rows.filter(pa.array(~np.isin(rows.column("id").to_numpy(), floor[1])))
-    return rows
+    rows = store.query_arrow(" UNION ALL ".join(
+        f"SELECT '{s}' AS source, r.id, {_canonical_sql(s, 'r')} || chr(30) AS t FROM {s} r"
+        f" WHERE r.id > {int(floors[s][0])}{mine}" for s in SOURCES) + " ORDER BY source, id")
+    if not rows.num_rows:
+        return []
+    found = []
+    for s in SOURCES:
+        part = rows.filter(pc.equal(rows.column("source"), s))
+        if len(floors[s][1]) and part.num_rows:
+            part = part.filter(pa.array(~np.isin(part.column("id").to_numpy(), floors[s][1])))
+        if part.num_rows:
+            found.append((s, part))
+    return found
 
 
 def _lock_chain(store: Store) -> None:
@@ -218,8 +231,7 @@ def _before_commit(store: Store, *, now: dt.datetime | None = None) -> int:
     floors = getattr(state.local, "floors", None)
     if floors is None:
         return 0
-    batches = [(source, _own_rows(store, source, floors[source])) for source in SOURCES]
-    batches = [(source, rows) for source, rows in batches if rows.num_rows]
+    batches = _own_rows(store, floors)
     if not batches:
         return 0
     ring = state.keyring
