@@ -128,8 +128,10 @@ def backup(store: Store, path: str | Path, *, actor: str = "system") -> dict[str
                               path=str(target))
     ring = audit.keyring(store)
     if ring is None:
+        where = auditkey.key_path(store)
         raise StorageError("The audit key of this database is missing ({path}); put back the key file from its "
-                           "backup or set GRIDWATCH_AUDIT_KEY. Nothing was saved.", path="auditkey")
+                           "backup or set GRIDWATCH_AUDIT_KEY. Nothing was saved.",
+                           path=where.name if where else auditkey.KEY_ENV)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
