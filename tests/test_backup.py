@@ -87,7 +87,8 @@ def _restore_compares_everything(store, folder, target: str) -> None:
                 assert len(after[name]) == made["tables"][name] == len(before[name]) - 1
                 continue
             pd.testing.assert_frame_equal(after[name], before[name], check_dtype=False, obj=name)
-        assert audit.verify(again)["ok"]
+        checked = audit.verify(again)  # the key and the anchored head were put beside the restored database
+        assert checked["ok"] and checked["anchored"]["seq"] == made["chain_head"]["seq"]
         # sequences continue after the restored rows
         assert again.scalar("SELECT nextval('tasks_id_seq')") == store.scalar("SELECT max(id) FROM tasks") + 1
 
@@ -163,6 +164,16 @@ def test_a_damaged_or_incomplete_backup_is_refused_and_nothing_is_written(demo_s
     refused(resigned, "valid signature")
     with pytest.raises(ValidationError, match="not a gridwatch backup"):
         backup.restore(tmp_path, new_target("z"), key_file=key)
+
+
+def test_a_backup_is_checked_only_with_its_own_key(demo_store, tmp_path, new_target):
+    services.backup(demo_store, services.CLI, tmp_path / "b")
+    other = tmp_path / "other.auditkey"
+    auditkey.create_keyring(other)  # another database's key
+    target = new_target("w")
+    with pytest.raises(ValidationError, match="not at hand"):
+        backup.restore(tmp_path / "b", target, key_file=other)
+    assert not _left(target)
 
 
 def test_an_edited_schema_file_is_never_run(demo_store, tmp_path, new_target):
