@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import Result, Target, benchmark
-from benchmarks.common import measure
+from benchmarks.common import copy_database, measure
 from gridwatch import audit, auditkey, workflow
 from gridwatch.audit import open_sealed
 from gridwatch.storage import open_store
@@ -71,9 +71,7 @@ def million_events_db() -> Path:
 def _copy(path: Path, name: str) -> Path:
     """A copy of the database with its audit key and head."""
     copy = path.with_name(name)
-    shutil.copy(path, copy)
-    for suffix in (".auditkey", ".audithead"):
-        shutil.copy(str(path) + suffix, str(copy) + suffix)
+    copy_database(path, copy)
     return copy
 
 
