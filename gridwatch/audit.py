@@ -424,7 +424,7 @@ def _check_links(links: pd.DataFrame, ring: auditkey.Keyring | None, store: Stor
     sealed = unsealed = 0
     for source in SOURCES:
         mine = links[links.source == source]
-        cover = None
+        bounds, rows = [], None
         for legacy in (False, True):
             part = mine[mine.key_id.isna() == legacy]
             if legacy and part.empty:
@@ -433,24 +433,25 @@ def _check_links(links: pd.DataFrame, ring: auditkey.Keyring | None, store: Stor
             ids = rows.column("id").to_numpy()
             lo = np.searchsorted(ids, part.first_id.to_numpy(dtype=np.int64), "left")
             hi = np.searchsorted(ids, part.last_id.to_numpy(dtype=np.int64), "right")
+            bounds.append((lo, hi))
             texts = rows.column("t")
             for seq, expected, start, stop in zip(part.seq.to_numpy(), part.rows.to_numpy(), lo, hi):
                 n = int(stop - start)
                 counts[int(seq)] = (n, sha256_of_terminated(texts.slice(int(start), n)) if n == expected else None)
-            if cover is None:
-                delta = np.zeros(len(ids) + 1, dtype=np.int64)
-                np.add.at(delta, lo, 1)
-                np.add.at(delta, hi, -1)
-                cover = np.cumsum(delta)[:-1]
-                loose = np.flatnonzero(cover == 0)
-                unsealed += len(loose)
-                if len(loose):
-                    at = rows.column("at").to_numpy(zero_copy_only=False)[loose]
-                    old = loose[at < np.datetime64(now - dt.timedelta(seconds=limit_s))]
-                    if len(old):
-                        shown = ", ".join(str(int(i)) for i in ids[old[:MAX_LISTED]])
-                        problems.append(_problem("unsealed", count=len(old), source=source, limit=f"{limit_s:g}",
-                                                 ids=shown + (" …" if len(old) > MAX_LISTED else "")))
+        ids = rows.column("id").to_numpy()  # the same rows in either read
+        delta = np.zeros(len(ids) + 1, dtype=np.int64)
+        for lo, hi in bounds:
+            np.add.at(delta, lo, 1)
+            np.add.at(delta, hi, -1)
+        loose = np.flatnonzero(np.cumsum(delta)[:-1] == 0)
+        unsealed += len(loose)
+        if len(loose):
+            at = rows.column("at").to_numpy(zero_copy_only=False)[loose]
+            old = loose[at < np.datetime64(now - dt.timedelta(seconds=limit_s))]
+            if len(old):
+                shown = ", ".join(str(int(i)) for i in ids[old[:MAX_LISTED]])
+                problems.append(_problem("unsealed", count=len(old), source=source, limit=f"{limit_s:g}",
+                                         ids=shown + (" …" if len(old) > MAX_LISTED else "")))
     prev, expected_seq, seen_keyed = GENESIS, 1, False
     for link in links.itertuples(index=False):
         seq, first, last, rows = int(link.seq), int(link.first_id), int(link.last_id), int(link.rows)

@@ -401,3 +401,34 @@ def test_runs_are_the_maximal_runs_of_consecutive_ids():
             assert ordered[c] - ordered[b - 1] > 1
 
     check()
+
+
+def test_a_chain_sealed_before_keys_verifies_and_is_continued_with_a_key(tmp_path):
+    """A database from before keyed links: its plain SHA-256 links still verify, the first opening gives it a key,
+    and a keyless link after a keyed one is a forgery."""
+    path = str(tmp_path / "old.duckdb")
+
+    def legacy_link(store, seq: int, prev: str, row_id: int) -> str:
+        text = store.scalar(f"SELECT {audit._canonical_sql('audit_log', 'r', legacy=True)} FROM audit_log r"
+                            " WHERE id = ?", [row_id])
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        link = audit._link_hash(prev, seq, "audit_log", row_id, row_id, 1, digest)
+        store.execute("INSERT INTO audit_chain (seq, source, first_id, last_id, rows, digest, prev_hash, hash,"
+                      " sealed_at) VALUES (?, 'audit_log', ?, ?, 1, ?, ?, ?, ?)",
+                      [seq, row_id, row_id, digest, prev, link, NOW])
+        return link
+
+    with open_store(path) as old:
+        old.execute("INSERT INTO audit_log (actor, action, logged_at) VALUES ('old', 'x', ?)", [NOW])
+        legacy_link(old, 1, audit.GENESIS, 1)
+    assert not auditkey.key_path(old).exists()
+    with open_sealed(path) as store:
+        assert auditkey.key_path(store).exists()
+        assert audit.verify(store)["ok"]
+        with store.transaction():
+            store.execute("INSERT INTO audit_log (actor, action) VALUES ('new', 'y')")
+        report = audit.verify(store)
+        assert report["ok"] and report["links"] == 2 and report["rows"] == 2
+        store.execute("INSERT INTO audit_log (actor, action, logged_at) VALUES ('late', 'z', ?)", [NOW])
+        legacy_link(store, 3, audit.head(store)["hash"], 3)
+        assert [p["reason"] for p in audit.verify(store)["problems"]] == ["link_forged"]
