@@ -432,3 +432,36 @@ def test_a_chain_sealed_before_keys_verifies_and_is_continued_with_a_key(tmp_pat
         store.execute("INSERT INTO audit_log (actor, action, logged_at) VALUES ('late', 'z', ?)", [NOW])
         legacy_link(store, 3, audit.head(store)["hash"], 3)
         assert [p["reason"] for p in audit.verify(store)["problems"]] == ["link_forged"]
+
+
+@pytest.mark.parametrize("value, match", [("not hex", "hexadecimal keys"), ("abcd", "at least 32")])
+def test_a_bad_key_in_the_environment_is_refused_clearly(tmp_path, value, match):
+    from gridwatch.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=match):
+        auditkey.load_keyring(None, env={auditkey.KEY_ENV: value})
+
+
+def test_a_damaged_key_file_is_refused_and_never_replaced(tmp_path):
+    from gridwatch.errors import ValidationError
+
+    path = tmp_path / "db.duckdb"
+    with open_sealed(str(path)) as store:
+        with store.transaction():
+            store.execute("INSERT INTO audit_log (actor, action) VALUES ('a', 'x')")
+    key = auditkey.key_path(store)
+    key.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValidationError, match="damaged"):
+        open_sealed(str(path))
+    assert key.read_text(encoding="utf-8") == "{not json"
+    with pytest.raises(ValidationError, match="never overwritten"):
+        auditkey.create_keyring(key)
+
+
+def test_the_head_file_is_replaced_whole(tmp_path):
+    head = tmp_path / "db.audithead"
+    auditkey.write_head(head, 3, "ab" * 32)
+    auditkey.write_head(head, 4, "cd" * 32)
+    assert auditkey.read_head(head) == {"seq": 4, "hash": "cd" * 32}
+    assert [p.name for p in tmp_path.iterdir()] == ["db.audithead"]  # no temp file left
+    assert oct(head.stat().st_mode & 0o777) == "0o600"
