@@ -227,14 +227,22 @@ def check_backup(path: str | Path, ring: auditkey.Keyring | None) -> dict[str, A
         raise ValidationError("The backup {path} does not carry a valid signature: its manifest was changed or "
                               "made elsewhere. Nothing was restored.", path=str(folder))
     listed = dict(manifest["files"])
+    for name in listed:  # plain names of files in the folder, nothing elsewhere
+        if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or name == MANIFEST:
+            raise ValidationError("{path} is not a gridwatch backup (no readable {manifest}).", path=str(folder),
+                                  manifest=MANIFEST)
     present = {p.name for p in folder.iterdir()} - {MANIFEST}
     for name in sorted(present - set(listed)):
         raise ValidationError("The backup {path} holds a file its manifest does not list ({file}); nothing was "
                               "restored.", path=str(folder), file=name)
     for name, fact in sorted(listed.items()):
         file = folder / name
-        if (not file.is_file() or file.is_symlink() or file.stat().st_size != int(fact["size"])
-                or _sha256(file) != fact["sha256"]):
+        try:
+            size, digest = int(fact["size"]), str(fact["sha256"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ValidationError("{path} is not a gridwatch backup (no readable {manifest}).", path=str(folder),
+                                  manifest=MANIFEST) from exc
+        if not file.is_file() or file.is_symlink() or file.stat().st_size != size or _sha256(file) != digest:
             raise ValidationError("The backup {path} is damaged: {file} is missing or changed since the backup was "
                                   "taken; nothing was restored.", path=str(folder), file=name)
     files = set(manifest["table_files"].values()) | {HEAD_FILE}
