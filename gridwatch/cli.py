@@ -441,6 +441,10 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
             problem["message"] = translate_text(problem["message"], lang)
     if args.json:
         out(json.dumps(result, ensure_ascii=False, default=str))
+    elif args.command == "audit" and isinstance(result, dict) and "problems" in result:
+        # each problem's message says what is wrong and where; the fields stay in --json
+        out(_human({**result, "problems": [p["message"] for p in result["problems"]],
+                    "first_broken": (result["first_broken"] or {}).get("message")}, lang))
     else:
         out(_human(result, lang))
         print(gettext("Done in {seconds:.1f} s.", lang).format(seconds=time.perf_counter() - started),
