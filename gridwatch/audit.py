@@ -395,7 +395,8 @@ MESSAGES = {
                                 "are there: rows were deleted or added."),
     "rows_changed": N_("Rows {first_id} to {last_id} of {source} (link {seq}) were changed after they were "
                        "sealed."),
-    "unsealed": N_("{count} rows of {source} were never sealed and are older than {limit} seconds (ids {ids})."),
+    "unsealed": N_("{count} rows of {source} were never sealed and were not written in the last {limit} seconds "
+                   "(ids {ids})."),
     "truncated": N_("The chain ends at link {seq} but its head file says link {anchored}: the last links or rows "
                     "were removed."),
     "head_differs": N_("Link {seq} is not the link the head file anchored: the chain was rewritten."),
@@ -446,8 +447,10 @@ def _check_links(links: pd.DataFrame, ring: auditkey.Keyring | None, store: Stor
         loose = np.flatnonzero(np.cumsum(delta)[:-1] == 0)
         unsealed += len(loose)
         if len(loose):
-            at = rows.column("at").to_numpy(zero_copy_only=False)[loose]
-            old = loose[at < np.datetime64(now - dt.timedelta(seconds=limit_s))]
+            at = rows.column("at").to_numpy(zero_copy_only=False)[loose].astype("datetime64[us]")
+            recent = ((at >= np.datetime64(now - dt.timedelta(seconds=limit_s)))
+                      & (at <= np.datetime64(now + dt.timedelta(seconds=limit_s))))
+            old = loose[~recent]  # written before the limit, dated ahead of now, or undated
             if len(old):
                 shown = ", ".join(str(int(i)) for i in ids[old[:MAX_LISTED]])
                 problems.append(_problem("unsealed", count=len(old), source=source, limit=f"{limit_s:g}",

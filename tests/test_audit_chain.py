@@ -465,3 +465,13 @@ def test_the_head_file_is_replaced_whole(tmp_path):
     assert auditkey.read_head(head) == {"seq": 4, "hash": "cd" * 32}
     assert [p.name for p in tmp_path.iterdir()] == ["db.audithead"]  # no temp file left
     assert oct(head.stat().st_mode & 0o777) == "0o600"
+
+
+def test_an_unsealed_event_dated_ahead_fails_at_once(sealed):
+    """A row written around the seal cannot hide behind a future date."""
+    later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=30)
+    event = int(sealed.scalar("SELECT max(id) FROM task_events")) + 1
+    sealed.execute("INSERT INTO task_events (id, task_id, happened_at, actor, from_state, to_state, detail)"
+                   " VALUES (?, 999, ?, 'forger', 'assigned', 'closed', '{}')", [event, later])
+    report = audit.verify(sealed)
+    assert [(p["reason"], p.get("ids")) for p in report["problems"]] == [("unsealed", str(event))]
