@@ -12,7 +12,13 @@ from gridwatch.storage import Store
 
 REPO = Path(__file__).resolve().parents[1]
 #: PostgreSQL test databases keep their audit key and head files here (a DuckDB file keeps them beside it)
-os.environ.setdefault("GRIDWATCH_AUDIT_DIR", __import__("tempfile").mkdtemp(prefix="gridwatch-audit-"))
+if "GRIDWATCH_AUDIT_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["GRIDWATCH_AUDIT_DIR"] = tempfile.mkdtemp(prefix="gridwatch-audit-")
+    atexit.register(shutil.rmtree, os.environ["GRIDWATCH_AUDIT_DIR"], ignore_errors=True)
 SHARED = REPO.parent / "shared"
 SHARED_DATA = SHARED / "data"
 #: ``GRIDWATCH_TEST_BACKEND=postgres`` (``make test-pg``) runs the store and demo fixtures on PostgreSQL
