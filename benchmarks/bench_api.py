@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import Measurement, Result, Target, benchmark
+from benchmarks.common import copy_database
 from gridwatch import services
 from gridwatch.config import REPO_ROOT
 from gridwatch.storage import open_store
@@ -58,7 +58,7 @@ def _prepare(name: str) -> tuple[str, dict[str, str], str, np.ndarray]:
     """A fresh copy of the demo database with four integrations: its path, their tokens, an inspector's session
     token, and the county's cell centres."""
     path = _workdir() / name
-    shutil.copy(_demo(), path)
+    copy_database(_demo(), path)
     with open_store(str(path)) as store:
         tokens = {source: services.integration_add(store, services.CLI, f"bench-{source}", source=source,
                                                    unit="410329", rate_per_minute=100_000)["token"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import shutil
 import statistics
 import tempfile
 import threading
@@ -22,6 +21,7 @@ import h3
 import numpy as np
 
 from benchmarks import Measurement, Result, Target, benchmark
+from benchmarks.common import copy_database
 from gridwatch import auth, services, workflow
 from gridwatch.audit import open_sealed
 from gridwatch.config import REPO_ROOT
@@ -69,7 +69,7 @@ def demo_db_10k() -> Path:
 
 def _copy(name: str) -> Path:
     path = _workdir() / name
-    shutil.copy(demo_db_10k(), path)
+    copy_database(demo_db_10k(), path)
     return path
 
 

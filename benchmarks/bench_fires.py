@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import tempfile
 import time
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import Measurement, Result, Target, benchmark
-from benchmarks.common import measure
+from benchmarks.common import copy_database, measure
 from gridwatch import regionstore, services
 from gridwatch.audit import open_sealed
 
@@ -72,7 +71,7 @@ def _ingest_once(path: Path, *, again: bool = False) -> tuple[float, float, dict
     stage seconds, and the first's process CPU seconds (all threads).
     """
     db = _workdir() / "run.duckdb"
-    shutil.copy(province_db(), db)
+    copy_database(province_db(), db)
     with open_sealed(str(db)) as store:
         regionstore.grid(store)  # the running app holds the grid already
         c0 = time.process_time()

@@ -26,6 +26,7 @@ from typing import Any
 from benchmarks import Measurement, Result, Target, benchmark
 from benchmarks.bench_app import _check, _p95, _sessions, demo_db_10k, fill_10k, run_sessions
 from benchmarks.bench_postgres import _server
+from benchmarks.common import copy_database
 from gridwatch.audit import open_sealed
 
 #: session counts to try (``GRIDWATCH_LOAD_LEVELS=10,30`` for fewer)
@@ -87,12 +88,11 @@ def _postgres_template() -> str:
 
 def _fresh(backend: str, template: str | None) -> str:
     if backend == "duckdb":
-        import shutil
 
         from benchmarks.bench_app import _workdir
 
         path = _workdir() / "load.duckdb"
-        shutil.copy(demo_db_10k(), path)
+        copy_database(demo_db_10k(), path)
         return str(path)
     import sys
     from pathlib import Path

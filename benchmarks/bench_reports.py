@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import tempfile
 import time
 from functools import cache
@@ -15,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from benchmarks import Measurement, Result, Target, benchmark
-from benchmarks.common import YICHUAN, measure
+from benchmarks.common import YICHUAN, copy_database, measure
 from gridwatch import services
 from gridwatch.audit import open_sealed
 from gridwatch.periods import xun
@@ -47,7 +46,7 @@ def big_db(seed: int = 20240611) -> Path:
     """The demo county plus 1,000,000 fire points (all in the 旬), 200,000 incidents with their fire-check tasks
     and ≈ 550,000 task events (arrival, report with a finding, some escalations), stored in bulk."""
     path = _workdir() / "big.duckdb"
-    shutil.copy(demo_db(), path)
+    copy_database(demo_db(), path)
     rng = np.random.default_rng(seed)
     with open_sealed(str(path)) as store:
         cells = store.query_df("SELECT cell, lat, lng, county_code, township_code, village_code FROM cells")
@@ -222,7 +221,7 @@ def _apptest_seconds(db: Path) -> list[float]:
     from gridwatch.config import REPO_ROOT
 
     copy = _workdir() / "app.duckdb"
-    shutil.copy(db, copy)
+    copy_database(db, copy)
     old = os.environ.get("GRIDWATCH_DB")
     os.environ["GRIDWATCH_DB"] = str(copy)
     cwd = os.getcwd()

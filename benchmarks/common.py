@@ -94,3 +94,18 @@ def recall(name: str, compute: Callable[[], Measurement]) -> Measurement:
     if name not in _measured:
         _measured[name] = compute()
     return _measured[name]
+
+
+def copy_database(source, target) -> None:
+    """Copy a DuckDB file with its audit key and anchored head (``.auditkey``, ``.audithead``), as an operator
+    copies a database: without its key the copy could not seal a change."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copy(source, target)
+    for suffix in (".auditkey", ".audithead"):
+        side, copied = Path(str(source) + suffix), Path(str(target) + suffix)
+        if side.is_file():
+            shutil.copy(side, copied)
+        else:
+            copied.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from gridwatch import services
-from gridwatch.audit import open_sealed
+from gridwatch.audit import keyring, open_sealed
 from gridwatch.config import Settings
 from gridwatch.errors import DiskFull, GridwatchError, ValidationError, is_disk_full
 from gridwatch.grid import LEVELS
@@ -145,19 +145,27 @@ def build_parser() -> argparse.ArgumentParser:
                                           "PostgreSQL database named by a URL (checked before use)")
     p.add_argument("path", help="the backup folder")
     p.add_argument("--replace", action="store_true", help="replace the database file if it exists")
+    p.add_argument("--key-file", help="the audit key file of the database the backup was taken from (default: the "
+                                      "one beside the target, or GRIDWATCH_AUDIT_KEY)")
     _common(p)
-    p.set_defaults(run=lambda store, a: services.restore(CLI, a.path, a.db or Settings.load().db, replace=a.replace),
+    p.set_defaults(run=lambda store, a: services.restore(CLI, a.path, a.db or Settings.load().db, replace=a.replace,
+                                                         key_file=a.key_file),
                    needs_store=False)
 
     au = sub.add_parser("audit", help="the tamper-evident record").add_subparsers(
         dest="audit_command", required=True, metavar="AUDIT_COMMAND")
-    p = au.add_parser("verify", help="recompute the hash chain over task events and the audit log; exit status 6 "
-                                     "names the first broken link")
+    p = au.add_parser("verify", help="recompute the keyed chain over task events and the audit log, compare it with "
+                                     "its head file and the task rows with their events; exit status 6 lists every "
+                                     "problem and where it is")
     _common(p)
     p.set_defaults(run=lambda store, a: services.audit_verify(store, CLI))
     p = au.add_parser("head", help="the chain's head (print it on exported reports)")
     _common(p)
     p.set_defaults(run=lambda store, a: services.audit_head(store, CLI))
+    p = au.add_parser("rotate-key", help="seal new links with a fresh audit key; the old keys stay in the keyring "
+                                         "so old links still verify (back up the key file afterwards)")
+    _common(p)
+    p.set_defaults(run=lambda store, a: services.audit_rotate_key(store, CLI))
 
     p = sub.add_parser("rules", help="every rule in force with its value and source: a plan's clause, or a local "
                                      "setting (本地设置) with the document the county entered")
@@ -408,8 +416,10 @@ def _users_add(store: Store, args: argparse.Namespace) -> dict[str, Any]:
 
 def _init(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.load(resolution=args.resolution)
-    return services.init_region(store, CLI, region=args.region, resolution=settings.resolution,
-                                demo_data=args.demo)
+    result = services.init_region(store, CLI, region=args.region, resolution=settings.resolution,
+                                  demo_data=args.demo)
+    ring = keyring(store)  # where the audit key lives: back it up (README, operators)
+    return {**result, "audit_key": ring.source if ring else None} if isinstance(result, dict) else result
 
 
 def _human(result: Any, lang: str) -> str:
@@ -462,8 +472,15 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
             out(json.dumps({"error": translate_error(exc, lang), "kind": type(exc).__name__}, ensure_ascii=False))
         print(translate_error(exc, lang), file=sys.stderr)
         return exc.exit_code
+    if args.command == "audit" and isinstance(result, dict) and "problems" in result:
+        for problem in result["problems"]:  # what is wrong and where, in the user's language
+            problem["message"] = translate_text(problem["message"], lang)
     if args.json:
         out(json.dumps(result, ensure_ascii=False, default=str))
+    elif args.command == "audit" and isinstance(result, dict) and "problems" in result:
+        # each problem's message says what is wrong and where; the fields stay in --json
+        out(_human({**result, "problems": [p["message"] for p in result["problems"]],
+                    "first_broken": (result["first_broken"] or {}).get("message")}, lang))
     else:
         out(_human(result, lang))
         print(gettext("Done in {seconds:.1f} s.", lang).format(seconds=time.perf_counter() - started),

@@ -194,20 +194,34 @@ def record_events(store: Store, task_ids: np.ndarray | Sequence[int] | pa.Array,
         "from_state": from_states,
         "to_state": to_states,
         "detail": _details(detail, n),
+        **_sets_columns(columns or {}, n),
     }
     if created:
         store.insert_arrow("task_events", pa.table(events))
         return None
     event_ids = store.next_ids("task_events_id_seq", n)
     if n == 1:
-        store.execute("INSERT INTO task_events (id, task_id, happened_at, actor, from_state, to_state, detail)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        store.execute("INSERT INTO task_events (id, task_id, happened_at, actor, from_state, to_state, detail, sets,"
+                      " assignee_id, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       [int(event_ids[0]), int(ids[0]), now, actor, from_states[0].as_py(), to_states[0].as_py(),
-                       events["detail"][0].as_py()])
+                       events["detail"][0].as_py(), events["sets"][0].as_py(), events["assignee_id"][0].as_py(),
+                       events["due_at"][0].as_py()])
     else:
         store.insert_arrow("task_events", pa.table({"id": pa.array(event_ids), **events}))
     _update_tasks(store, ids, to_states, columns or {})
     return event_ids
+
+
+#: the cached columns an event records when it sets them (``sets``), so ``audit verify`` can derive the task row
+DERIVED_COLUMNS = ("assignee_id", "due_at")
+
+
+def _sets_columns(columns: Mapping[str, Any], n: int) -> dict[str, pa.Array]:
+    """The event columns saying which of :data:`DERIVED_COLUMNS` the event sets, and their values after it."""
+    sets = [c for c in DERIVED_COLUMNS if c in columns]
+    return {"sets": pa.repeat(pa.scalar(",".join(sets), pa.string()), n),
+            **{c: _column(columns[c], CACHED_COLUMNS[c]) if c in sets else pa.nulls(n, CACHED_COLUMNS[c])
+               for c in DERIVED_COLUMNS}}
 
 
 def _update_tasks(store: Store, ids: np.ndarray, states: pa.Array, columns: Mapping[str, Any]) -> None:
@@ -285,7 +299,9 @@ def open_tasks(store: Store, *, kind: Kind, cells: np.ndarray, source_kind: str,
             "due_at": pa.array(np.asarray(due).astype("datetime64[us]")),
             **_title_columns(titles, n),
         }))
-        record_events(store, ids, state, actor=actor, now=now, detail=detail, created=True)
+        record_events(store, ids, state, actor=actor, now=now, detail=detail, created=True,
+                      columns={"assignee_id": pa.array(who.person_id.astype("Int64").array, type=pa.int64()).take(at),
+                               "due_at": pa.array(np.asarray(due).astype("datetime64[us]"))})
     return int(who.gap.to_numpy(dtype=bool)[np.asarray(at)].sum())
 
 

@@ -11,6 +11,14 @@ from gridwatch.audit import open_sealed
 from gridwatch.storage import Store
 
 REPO = Path(__file__).resolve().parents[1]
+#: PostgreSQL test databases keep their audit key and head files here (a DuckDB file keeps them beside it)
+if "GRIDWATCH_AUDIT_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["GRIDWATCH_AUDIT_DIR"] = tempfile.mkdtemp(prefix="gridwatch-audit-")
+    atexit.register(shutil.rmtree, os.environ["GRIDWATCH_AUDIT_DIR"], ignore_errors=True)
 SHARED = REPO.parent / "shared"
 SHARED_DATA = SHARED / "data"
 #: ``GRIDWATCH_TEST_BACKEND=postgres`` (``make test-pg``) runs the store and demo fixtures on PostgreSQL
@@ -63,13 +71,25 @@ def copy_db(db: Path | str, tmp_path: Path, name: str = "copy.duckdb") -> str:
 
     from gridwatch.storage import is_postgres_url
 
+    from gridwatch import auditkey
+
+    class _At:  # what the audit key and head files are found by
+        def __init__(self, where: str) -> None:
+            self.backend = "postgres" if is_postgres_url(where) else "duckdb"
+            self.url = self.path = where
+
     if is_postgres_url(str(db)):
         import pgserver
 
-        return pgserver.create_database(pgserver.database_name(str(db)))
-    path = tmp_path / name
-    shutil.copy(db, path)
-    return str(path)
+        copy = pgserver.create_database(pgserver.database_name(str(db)))
+    else:
+        copy = str(tmp_path / name)
+        shutil.copy(db, copy)
+    for find in (auditkey.key_path, auditkey.head_path):  # the copy's key and anchored head go with it
+        source, target = find(_At(str(db))), find(_At(copy))
+        if source is not None and source.is_file():
+            shutil.copy(source, target)
+    return copy
 
 
 def drop_db(db: Path | str) -> None:

@@ -1,8 +1,10 @@
 """Backups through the store's connection and checked restores that compare everything, on either backend
-(PostgreSQL: pg_dump and pg_restore)."""
+(tables as Parquet, a signed manifest; a restore builds the schema from the migrations and runs nothing from the
+backup)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -11,7 +13,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from gridwatch import audit, backup, services
+from gridwatch import audit, auditkey, backup, services
 from gridwatch.cli import main
 from gridwatch.errors import StorageError, ValidationError
 from gridwatch.audit import open_sealed
@@ -74,17 +76,19 @@ def _restore_compares_everything(store, folder, target: str) -> None:
     assert (folder / backup.MANIFEST).is_file()
     assert made["tables"]["cells"] == 1926 and "spatial_ref_sys" not in made["tables"]
     before = _all_rows(store)
-    restored = services.restore(services.CLI, folder, target)
+    restored = services.restore(services.CLI, folder, target, key_file=auditkey.key_path(store))
     assert restored["tables"] == {k: v for k, v in made["tables"].items()}
     assert restored["chain_head"] == made["chain_head"]
     with open_sealed(target) as again:
         after = _all_rows(again)
         assert set(after) == set(before)
         for name in before:
-            if name == "audit_log":  # the backup itself is logged after the snapshot
+            if name in ("audit_log", "audit_chain"):  # the backup itself is logged (and sealed) after the snapshot
+                assert len(after[name]) == made["tables"][name] == len(before[name]) - 1
                 continue
             pd.testing.assert_frame_equal(after[name], before[name], check_dtype=False, obj=name)
-        assert audit.verify(again)["ok"]
+        checked = audit.verify(again)  # the key and the anchored head were put beside the restored database
+        assert checked["ok"] and checked["anchored"]["seq"] == made["chain_head"]["seq"]
         # sequences continue after the restored rows
         assert again.scalar("SELECT nextval('tasks_id_seq')") == store.scalar("SELECT max(id) FROM tasks") + 1
 
@@ -107,33 +111,106 @@ def pg_demo(request, pg_server, tmp_path):
     drop_db(url)
 
 
-def test_a_postgres_backup_is_pg_dump_and_its_restore_gives_back_every_row(pg_demo, tmp_path, new_target):
-    """Runs in the DuckDB run too (on the test server), so pg_dump and pg_restore are always exercised."""
+def test_a_postgres_backup_and_its_restore_give_back_every_row(pg_demo, tmp_path, new_target):
+    """Runs in the DuckDB run too (on the test server), so the PostgreSQL restore is always exercised."""
     _restore_compares_everything(pg_demo, tmp_path / "pg-backup", new_target("pg_restored", postgres=True))
     manifest = json.loads((tmp_path / "pg-backup" / backup.MANIFEST).read_text())
-    assert manifest["format"] == "gridwatch-postgres-dump-1" and list(manifest["files"]) == ["gridwatch.dump"]
+    assert manifest["format"] == backup.FORMAT and manifest["backend"] == "postgres"
+    assert set(manifest["files"]) == {f"{t}.parquet" for t in manifest["tables"]} | {backup.HEAD_FILE}
     with pytest.raises(ValidationError, match="holds a PostgreSQL database"):
-        backup.restore(tmp_path / "pg-backup", tmp_path / "into.duckdb")
+        backup.restore(tmp_path / "pg-backup", tmp_path / "into.duckdb", key_file=auditkey.key_path(pg_demo))
     assert not (tmp_path / "into.duckdb").exists()
+
+
+def _variant(folder, tmp_path, name):
+    copy = tmp_path / name
+    shutil.copytree(folder, copy)
+    return copy
 
 
 def test_a_damaged_or_incomplete_backup_is_refused_and_nothing_is_written(demo_store, tmp_path, new_target):
     services.backup(demo_store, services.CLI, tmp_path / "b")
-    broken = tmp_path / "broken"
-    shutil.copytree(tmp_path / "b", broken)
-    damaged = "gridwatch.dump" if demo_store.backend == "postgres" else "tasks.parquet"
-    (broken / damaged).write_bytes(b"not the data")
-    with pytest.raises(ValidationError, match=f"damaged: {damaged}"):
-        backup.restore(broken, x := new_target("x"))
-    assert not _left(x)
-    manifest = json.loads((tmp_path / "b" / backup.MANIFEST).read_text())
+    key = auditkey.key_path(demo_store)
+
+    def refused(folder, match):
+        target = new_target(folder.name)
+        with pytest.raises(ValidationError, match=match):
+            backup.restore(folder, target, key_file=key)
+        assert not _left(target)
+
+    changed = _variant(tmp_path / "b", tmp_path, "changed")
+    (changed / "tasks.parquet").write_bytes(b"not the data")
+    refused(changed, "damaged: tasks.parquet")
+    missing = _variant(tmp_path / "b", tmp_path, "missing")
+    (missing / "task_events.parquet").unlink()
+    refused(missing, "damaged: task_events.parquet")
+    extra = _variant(tmp_path / "b", tmp_path, "extra")
+    (extra / "schema.sql").write_text("CREATE TABLE pwned (x INT);", encoding="utf-8")
+    refused(extra, "does not list \\(schema.sql\\)")
+    recounted = _variant(tmp_path / "b", tmp_path, "recounted")
+    manifest = json.loads((recounted / backup.MANIFEST).read_text())
     manifest["tables"]["tasks"] += 1  # as if a table had lost a row
-    (tmp_path / "b" / backup.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ValidationError, match="tasks"):
-        backup.restore(tmp_path / "b", y := new_target("y"))
-    assert not _left(y)
+    (recounted / backup.MANIFEST).write_text(json.dumps(manifest))
+    refused(recounted, "valid signature")
+    resigned = _variant(tmp_path / "b", tmp_path, "resigned")  # an attacker's own key signs a changed manifest
+    manifest = json.loads((resigned / backup.MANIFEST).read_text())
+    (resigned / "tasks.parquet").write_bytes(b"not the data")
+    manifest["files"]["tasks.parquet"] = {"size": 12, "sha256": hashlib.sha256(b"not the data").hexdigest()}
+    manifest["signature"] = backup._sign(manifest, auditkey.Keyring("kforged", {"kforged": b"x" * 32}, "attacker"))
+    (resigned / backup.MANIFEST).write_text(json.dumps(manifest))
+    refused(resigned, "kforged")
+    manifest["signature"]["key_id"] = json.loads((tmp_path / "b" / backup.MANIFEST).read_text())["signature"]["key_id"]
+    (resigned / backup.MANIFEST).write_text(json.dumps(manifest))
+    refused(resigned, "valid signature")
     with pytest.raises(ValidationError, match="not a gridwatch backup"):
-        backup.restore(tmp_path, new_target("z"))
+        backup.restore(tmp_path, new_target("z"), key_file=key)
+
+
+def test_a_backup_is_checked_only_with_its_own_key(demo_store, tmp_path, new_target):
+    services.backup(demo_store, services.CLI, tmp_path / "b")
+    other = tmp_path / "other.auditkey"
+    auditkey.create_keyring(other)  # another database's key
+    target = new_target("w")
+    with pytest.raises(ValidationError, match="not at hand"):
+        backup.restore(tmp_path / "b", target, key_file=other)
+    assert not _left(target)
+
+
+def test_an_edited_schema_file_is_never_run(demo_store, tmp_path, new_target):
+    """The attack of the old format: SQL put into a backup (as schema.sql or load.sql) is refused unread, and a
+    restore runs nothing from the backup even when signed by the right key."""
+    services.backup(demo_store, services.CLI, tmp_path / "b")
+    key = auditkey.key_path(demo_store)
+    marker = tmp_path / "ran"
+    for name in ("schema.sql", "load.sql"):
+        folder = _variant(tmp_path / "b", tmp_path, name.replace(".", "-"))
+        (folder / name).write_text(f"COPY (SELECT 1) TO '{marker}';", encoding="utf-8")
+        target = new_target(folder.name)
+        with pytest.raises(ValidationError, match=name):
+            backup.restore(folder, target, key_file=key)
+        assert not marker.exists() and not _left(target)
+
+
+def test_a_backup_on_a_full_disk_says_so_and_leaves_nothing(demo_copy, tmp_path):
+    """A disk that fills during the backup (a file size limit in a child process): a clear message, no partial
+    folder."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "full"
+    code = ("import resource, signal, sys; from gridwatch import backup; from gridwatch.audit import open_sealed\n"
+            "from gridwatch.errors import StorageError; from gridwatch.i18n import translate_error\n"
+            f"store = open_sealed({str(demo_copy)!r})\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (32_000, 32_000))\n"
+            "try:\n"
+            f"    backup.backup(store, {str(target)!r})\n"
+            "except StorageError as exc:\n"
+            "    print(translate_error(exc, 'zh_CN')); sys.exit(3)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "磁盘已满" in proc.stdout
+    assert not target.exists() and not (tmp_path / "full.partial").exists()
 
 
 def test_backups_and_restores_never_overwrite_by_accident(demo_store, tmp_path, new_target):
@@ -148,7 +225,7 @@ def test_backups_and_restores_never_overwrite_by_accident(demo_store, tmp_path, 
     else:
         (tmp_path / "db.duckdb").write_bytes(b"")
     with pytest.raises(ValidationError, match="already exists"):
-        backup.restore(tmp_path / "b", there)
+        backup.restore(tmp_path / "b", there, key_file=auditkey.key_path(demo_store))
 
 
 def test_restore_refuses_a_database_the_app_holds(demo_copy, tmp_path):
@@ -166,7 +243,7 @@ def test_restore_refuses_a_database_the_app_holds(demo_copy, tmp_path):
         assert proc.stdout.readline().strip() == "ready"
         # DuckDB: "in use by another process"; PostgreSQL: "in use by 1 connections"
         with pytest.raises(StorageError, match="in use by"):
-            backup.restore(tmp_path / "b", live, replace=True)
+            backup.restore(tmp_path / "b", live, replace=True)  # the key beside it
     finally:
         proc.kill()
         proc.wait()
@@ -179,9 +256,13 @@ def test_cli_backup_and_restore(demo_copy, tmp_path, capsys, new_target):
     made = json.loads(capsys.readouterr().out)
     assert made["tables"]["cells"] == 1926
     new = new_target("new")
-    assert main(["restore", str(tmp_path / "b"), "--json", "--db", new]) == 0
+    with open_sealed(demo_copy) as store:
+        key = str(auditkey.key_path(store))
+    assert main(["restore", str(tmp_path / "b"), "--json", "--db", new]) == 2  # no key at hand: refused
+    capsys.readouterr()
+    assert main(["restore", str(tmp_path / "b"), "--json", "--db", new, "--key-file", key]) == 0
     assert json.loads(capsys.readouterr().out)["tables"]["cells"] == 1926
-    assert main(["restore", str(tmp_path / "b"), "--db", new]) == 2  # exists: refused
+    assert main(["restore", str(tmp_path / "b"), "--db", new, "--key-file", key]) == 2  # exists: refused
 
 
 def test_an_administrator_backs_up_from_the_app(app_db, tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from gridwatch.crs import geodesic_distance_m
 from gridwatch.errors import CRSError, GridwatchError, ValidationError
 from gridwatch.i18n import translate_error
 from gridwatch.storage import Store
+
+from conftest import copy_db
 
 COUNTY = "410329"
 CODES = ["410329001", "410329002", "410329003"]
@@ -105,8 +106,7 @@ def county_db(tmp_path_factory) -> tuple[Path, shapely.Geometry]:
 @pytest.fixture
 def loaded(county_db, tmp_path) -> tuple[Store, shapely.Geometry]:
     """A private copy of ``county_db``: the store and the county geometry."""
-    path = tmp_path / "county.duckdb"
-    shutil.copy(county_db[0], path)
+    path = copy_db(county_db[0], tmp_path, "county.duckdb")  # with its audit key and head
     with open_sealed(str(path)) as s:
         yield s, county_db[1]
 
@@ -114,8 +114,7 @@ def loaded(county_db, tmp_path) -> tuple[Store, shapely.Geometry]:
 @pytest.fixture(scope="module")
 def shared(county_db, tmp_path_factory) -> tuple[Store, shapely.Geometry]:
     """One copy of ``county_db`` for the tests that expect a refusal (each checks nothing changed)."""
-    path = tmp_path_factory.mktemp("shared") / "county.duckdb"
-    shutil.copy(county_db[0], path)
+    path = copy_db(county_db[0], tmp_path_factory.mktemp("shared"), "county.duckdb")
     with open_sealed(str(path)) as s:
         yield s, county_db[1]
 

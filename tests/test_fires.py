@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 
 import h3
 import numpy as np
@@ -19,7 +18,7 @@ from gridwatch.audit import open_sealed
 from gridwatch.storage import open_store
 from gridwatch.policy import DispatchPolicy
 
-from conftest import SHARED_DATA, needs_shared
+from conftest import SHARED_DATA, copy_db, needs_shared
 
 FIRES = SHARED_DATA / "fires"
 FEB_2022 = FIRES / "modis_c61_nrt_global24h_2022-02-26_27_henan_bbox.csv"
@@ -37,8 +36,7 @@ def province_db(tmp_path_factory):
 
 @pytest.fixture
 def province(province_db, tmp_path):
-    path = tmp_path / "henan.duckdb"
-    shutil.copy(province_db, path)
+    path = copy_db(province_db, tmp_path, "henan.duckdb")  # with its audit key and head
     with open_sealed(str(path)) as s:
         yield s
 

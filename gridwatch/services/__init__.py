@@ -115,6 +115,7 @@ from gridwatch.services.people import (
 from gridwatch.services.records import (
     admin_backup,
     audit_head,
+    audit_rotate_key,
     audit_verify,
     backup,
     restore,
@@ -230,6 +231,7 @@ __all__ = [
     "assign_units",
     "audit",
     "audit_head",
+    "audit_rotate_key",
     "audit_verify",
     "backup",
     "bare_land_change",

@@ -233,11 +233,12 @@ def check_upload_size(source: str | Path | bytes, *, name: str | None = None) ->
 
 
 def audit(store: Store, *, actor: str, action: str, subject: str = "", detail: dict | None = None) -> None:
-    """Append an entry to the audit log."""
-    store.execute(
-        "INSERT INTO audit_log (actor, action, subject, detail) VALUES (?, ?, ?, ?)",
-        [actor, action, subject, json.dumps(detail or {}, ensure_ascii=False, default=str)],
-    )
+    """Append an entry to the audit log (in the caller's transaction, else in its own, which seals it)."""
+    with store.transaction():
+        store.execute(
+            "INSERT INTO audit_log (actor, action, subject, detail) VALUES (?, ?, ?, ?)",
+            [actor, action, subject, json.dumps(detail or {}, ensure_ascii=False, default=str)],
+        )
 
 
 

@@ -33,13 +33,15 @@ def admin_backup(store: Store, actor: Actor, *, folder: str | Path | None = None
     return backup(store, actor, base / f"gridwatch-{stamp}")
 
 
-def restore(actor: Actor, path: str | Path, target: str | Path, *, replace: bool = False) -> dict[str, Any]:
-    """Restore a backup folder into a database file or a PostgreSQL database (a URL), checked before it takes the
+def restore(actor: Actor, path: str | Path, target: str | Path, *, replace: bool = False,
+            key_file: str | Path | None = None) -> dict[str, Any]:
+    """Restore a backup folder into a database file or a PostgreSQL database (a URL), checked (its signature with
+    the audit key of ``key_file``, else the one beside ``target`` or in the environment) before it takes the
     target's place; only the command line restores (it opens no running database)."""
     from gridwatch import backup as backups
 
     require_system(actor, "backup.restore")
-    return backups.restore(path, target, replace=replace)
+    return backups.restore(path, target, replace=replace, key_file=key_file)
 
 
 def audit_verify(store: Store, actor: Actor) -> dict[str, Any]:
@@ -56,3 +58,13 @@ def audit_head(store: Store, actor: Actor) -> dict[str, Any]:
 
     require(store, actor, "report.view")
     return chain.head(store)
+
+
+def audit_rotate_key(store: Store, actor: Actor) -> dict[str, Any]:
+    """A fresh audit key for new links, the old ones kept for old links; only the command line rotates keys."""
+    from gridwatch import audit as chain
+
+    require_system(actor, "audit.rotate_key")
+    rotated = chain.rotate_key(store)
+    audit(store, actor=actor_name(actor), action="audit.rotate_key", detail={"current": rotated["current"]})
+    return rotated

@@ -89,28 +89,42 @@ class Store(abc.ABC):
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._commit_hooks: list[Callable[["Store"], Any]] = []
+        self._hooks: list[tuple[Any, Any, Any]] = []
 
-    def add_commit_hook(self, hook: Callable[["Store"], Any]) -> None:
-        """Run ``hook(store)`` after every outermost transaction of this store commits (once per hook).
+    def add_transaction_hooks(self, *, begin: Callable[["Store"], Any] | None = None,
+                              before_commit: Callable[["Store"], Any] | None = None,
+                              end: Callable[["Store", bool], Any] | None = None) -> None:
+        """Run hooks around every outermost writing transaction of this store (a :meth:`snapshot` runs none).
 
-        The hook runs outside the committed transaction, on the same thread, and may open its own; a transaction
-        opened by a hook does not run the hooks again. Storage knows nothing of what hooks do: the tamper-evident
-        seal registers itself here when the edge opens a store for use (:func:`gridwatch.audit.open_sealed`), and
-        seals what was just committed, in a fresh transaction that sees every commit before it.
+        ``begin(store)`` runs right after the transaction begins, inside it; ``before_commit(store)`` inside it,
+        right before it commits (an exception rolls the transaction back and is raised); ``end(store, committed)``
+        after it committed or rolled back, outside it (also when ``begin`` or ``before_commit`` failed). Storage
+        knows nothing of what hooks do: the tamper-evident seal registers itself here when the edge opens a store
+        for use (:func:`gridwatch.audit.open_sealed`), and seals what the transaction wrote in the transaction.
         """
-        if hook not in self._commit_hooks:
-            self._commit_hooks.append(hook)
+        hooks = (begin, before_commit, end)
+        if hooks not in self._hooks:
+            self._hooks.append(hooks)
 
-    def _after_commit(self) -> None:
-        if not self._commit_hooks or getattr(self._local, "in_hook", False):
+    def _run_hooks(self, which: int, *args: Any) -> None:
+        if getattr(self._local, "hooked", False):
+            for hooks in self._hooks:
+                if hooks[which] is not None:
+                    hooks[which](self, *args)
+
+    def _end_hooks(self, committed: bool) -> None:
+        if not getattr(self._local, "hooked", False):
             return
-        self._local.in_hook = True
-        try:
-            for hook in self._commit_hooks:
-                hook(self)
-        finally:
-            self._local.in_hook = False
+        self._local.hooked = False
+        errors = []
+        for hooks in self._hooks:
+            if hooks[2] is not None:
+                try:
+                    hooks[2](self, committed)
+                except Exception as exc:  # noqa: BLE001 - every end hook runs (they release locks)
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
 
     # -- connection handling ---------------------------------------------------------
     @abc.abstractmethod
@@ -154,28 +168,44 @@ class Store(abc.ABC):
             if getattr(self._local, "snapshot_next", False):  # opened by snapshot()
                 self._local.snapshot_next = False
                 self._begin_snapshot(cur)
+                self._local.hooked = False
             else:
                 self._begin(cur)
+                self._local.hooked = bool(self._hooks)
             self._local.failed = None
         self._local.depth = depth + 1
         try:
+            if depth == 0:
+                self._run_hooks(0)
             yield self
+            if depth == 0 and self._local.failed is None:
+                self._run_hooks(1)
         except BaseException:
             self._local.depth = depth
             if depth == 0:
-                self._rollback(cur)
+                try:
+                    self._rollback(cur)
+                finally:
+                    self._end_hooks(False)
             raise
         self._local.depth = depth
         if depth == 0:
             failed = self._local.failed
             if failed is not None:
-                self._rollback(cur)
+                try:
+                    self._rollback(cur)
+                finally:
+                    self._end_hooks(False)
                 raise StorageError(
                     "The change was not saved: a statement inside it failed ({detail}); nothing was written.",
                     detail=failed,
                 )
-            self._commit(cur)
-            self._after_commit()
+            try:
+                self._commit(cur)
+            except BaseException:
+                self._end_hooks(False)
+                raise
+            self._end_hooks(True)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["Store"]:
@@ -207,13 +237,6 @@ class Store(abc.ABC):
         return [r["table_name"] for r in self.query(
             "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
             " AND table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name")]
-
-    def dump(self, folder: Any) -> str:
-        """Inside :meth:`snapshot`: write the whole database into the new, empty ``folder``; returns the backup's
-        format name. DuckDB: ``EXPORT DATABASE`` in Parquet (backends override)."""
-        path = str(folder).replace("'", "''")
-        self.execute(f"EXPORT DATABASE '{path}' (FORMAT PARQUET)")
-        return "gridwatch-duckdb-export-1"
 
     def _statement_failed(self, detail: str) -> None:
         """Remember, inside a transaction, that a statement failed, so the commit refuses."""
@@ -247,8 +270,9 @@ class Store(abc.ABC):
         """Rows as a pandas DataFrame."""
 
     @abc.abstractmethod
-    def insert_arrow(self, table: str, data: pa.Table) -> int:
-        """Bulk-insert an Arrow table whose column names match ``table``'s columns."""
+    def insert_arrow(self, table: str, data: pa.Table, *, wkb: Sequence[str] = ()) -> int:
+        """Bulk-insert an Arrow table whose column names match ``table``'s columns; the columns named in ``wkb``
+        hold geometries as WKB (in WGS84) for geometry columns."""
 
     @abc.abstractmethod
     def geom_from_wkb_sql(self) -> str:
@@ -327,8 +351,9 @@ class Store(abc.ABC):
         return next(iter(rows[0].values())) if rows else None
 
     # -- schema ---------------------------------------------------------------------------
-    def migrate(self) -> list[str]:
-        """Apply the migrations not yet applied; safe to call repeatedly. Returns their names."""
+    def migrate(self, upto: int | None = None) -> list[str]:
+        """Apply the migrations not yet applied (up to number ``upto``); safe to call repeatedly. Returns their
+        names."""
         self.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
@@ -337,7 +362,7 @@ class Store(abc.ABC):
         done = {r["version"] for r in self.query("SELECT version FROM schema_migrations")}
         applied = []
         for number, name, sql in list_migrations():
-            if number in done:
+            if number in done or (upto is not None and number > upto):
                 continue
             with self.transaction():
                 for statement in split_sql(sql, self.backend):

@@ -160,10 +160,13 @@ class DuckDBStore(Store):
         result = self._run(sql, params)
         return result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.arrow()
 
-    def insert_arrow(self, table: str, data: pa.Table) -> int:  # noqa: D102
+    def insert_arrow(self, table: str, data: pa.Table, *, wkb: Sequence[str] = ()) -> int:  # noqa: D102
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
             raise StorageError("Bad table name {table}", table=table)
         check_arrow(data)
+        for name in data.column_names:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise StorageError("Bad column name {column} for {table}", column=name, table=table)
         cur = self._cursor()
         if data.num_rows > _ROW_GROUP:
             # DuckDB scans an Arrow table chunk by chunk in parallel: one big chunk would use one thread.
@@ -171,7 +174,8 @@ class DuckDBStore(Store):
         cur.register("_gridwatch_incoming", data)
         try:
             columns = ", ".join(data.column_names)
-            cur.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _gridwatch_incoming")
+            values = ", ".join(f"ST_GeomFromWKB({c})" if c in wkb else c for c in data.column_names)
+            cur.execute(f"INSERT INTO {table} ({columns}) SELECT {values} FROM _gridwatch_incoming")
         except duckdb.Error as exc:
             raise self._failure(exc) from exc
         finally:

@@ -23,19 +23,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import glob
 import io
 import logging
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -48,7 +43,7 @@ from gridwatch.errors import DiskFull, StorageError, is_disk_full
 from gridwatch.storage.base import Params, Store
 from gridwatch.storage.text import check_arrow, check_params, check_rows
 
-__all__ = ["PostgresStore", "to_psycopg", "redact_url", "pg_program", "restore_dump", "DUMP_FORMAT", "DUMP_FILE"]
+__all__ = ["PostgresStore", "to_psycopg", "redact_url", "restore_database", "fresh_name", "database_url"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -59,9 +54,6 @@ DEFAULT_POOL_MAX = 20
 CONNECT_TIMEOUT = 10
 #: rows per CSV chunk streamed through COPY
 _COPY_CHUNK = 65_536
-#: a backup of a PostgreSQL database: one pg_dump archive (custom format) in the backup folder
-DUMP_FORMAT = "gridwatch-postgres-dump-1"
-DUMP_FILE = "gridwatch.dump"
 
 # quoted text, identifiers, comments and dollar-quoted bodies: never rewritten except for doubling '%'
 _QUOTED = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|\$([A-Za-z_]*)\$.*?\$\1\$""", re.S)
@@ -355,8 +347,9 @@ class PostgresStore(Store):
         arrays = [_arrow(d.type_code, list(values)) for d, values in zip(description, columns)]
         return pa.Table.from_arrays(arrays, names=[d.name for d in description])
 
-    def insert_arrow(self, table: str, data: pa.Table) -> int:
-        """Bulk-insert through ``COPY ... FROM STDIN`` in CSV, written by pyarrow chunk by chunk."""
+    def insert_arrow(self, table: str, data: pa.Table, *, wkb: Sequence[str] = ()) -> int:
+        """Bulk-insert through ``COPY ... FROM STDIN`` in CSV, written by pyarrow chunk by chunk (geometries as
+        hex EWKB in WGS84, which PostGIS reads)."""
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
             raise StorageError("Bad table name {table}", table=table)
         for name in data.column_names:
@@ -366,6 +359,8 @@ class PostgresStore(Store):
         if data.num_rows == 0:
             self._run(f"SELECT {', '.join(data.column_names)} FROM {table} LIMIT 0", None, fetch=False)
             return 0
+        for name in wkb:
+            data = data.set_column(data.column_names.index(name), name, _hex_ewkb(data.column(name)))
         data = _csv_ready(data)
         conn = self._cursor()
         statement = f"COPY {table} ({', '.join(data.column_names)}) FROM STDIN (FORMAT csv)"
@@ -406,17 +401,6 @@ class PostgresStore(Store):
             "   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')"
             " ORDER BY c.relname")]
 
-    def dump(self, folder: Any) -> str:
-        """Inside :meth:`snapshot`: ``pg_dump`` of the database as this snapshot sees it (``--snapshot``), one
-        custom-format archive ``gridwatch.dump`` in ``folder``; returns the backup's format name."""
-        snapshot_id = self.scalar("SELECT pg_export_snapshot()")
-        program = pg_program("pg_dump", _server_major(self.scalar("SHOW server_version_num")))
-        target = Path(folder)
-        target.mkdir(parents=True, exist_ok=True)
-        _run_program([program, "--format=custom", f"--snapshot={snapshot_id}", "--no-password",
-                      f"--file={target / DUMP_FILE}", f"--dbname={redact_url(self.url)}"], self.url)
-        return DUMP_FORMAT
-
     def translate_ddl(self, statement: str) -> str:
         """DuckDB's column types in PostgreSQL's words; geometries are PostGIS geometries in WGS84.
 
@@ -427,7 +411,7 @@ class PostgresStore(Store):
         """
         return _GEOMETRY.sub(r"\1geometry(Geometry, 4326)", to_psycopg(statement, with_params=False))
 
-    def migrate(self) -> list[str]:
+    def migrate(self, upto: int | None = None) -> list[str]:
         """Create PostGIS when missing, then apply pending migrations, one process at a time (advisory lock)."""
         try:
             has = self.scalar("SELECT count(*) FROM pg_extension WHERE extname = 'postgis'")
@@ -440,9 +424,18 @@ class PostgresStore(Store):
                 url=self.safe_url, detail=exc.params.get("detail", str(exc))) from exc
         self.execute("SELECT pg_advisory_lock(hashtext('gridwatch.migrate'))")
         try:
-            return super().migrate()
+            return super().migrate(upto)
         finally:
             self.execute("SELECT pg_advisory_unlock(hashtext('gridwatch.migrate'))")
+
+
+def _hex_ewkb(column: pa.ChunkedArray) -> pa.Array:
+    """WKB geometries as hex EWKB with SRID 4326 (what a ``geometry(Geometry, 4326)`` column reads as text)."""
+    import shapely
+
+    geoms = shapely.from_wkb(np.asarray(column.to_pylist(), dtype=object))
+    texts = shapely.to_wkb(shapely.set_srid(geoms, 4326), hex=True, include_srid=True)
+    return pa.array(texts, type=pa.string(), from_pandas=True)
 
 
 def _csv_ready(data: pa.Table) -> pa.Table:
@@ -501,65 +494,7 @@ def _arrow(oid: int, values: list[Any]) -> pa.Array:
     return pc.cast(pa.array(values), pa.string()) if values and isinstance(values[0], str) else pa.array(values)
 
 
-# -- backups: pg_dump and pg_restore ------------------------------------------------------------------------------
-
-
-def _server_major(version_num: Any) -> int | None:
-    """The major version from ``server_version_num`` (150004 → 15)."""
-    try:
-        return int(version_num) // 10000
-    except (TypeError, ValueError):
-        return None
-
-
-def pg_program(name: str, server_major: int | None = None) -> str:
-    """The path of a PostgreSQL client program (``pg_dump``, ``pg_restore``).
-
-    Looked for next to installed server programs (``/usr/lib/postgresql/N/bin``, ``/usr/pgsql-N/bin``): the
-    server's own major version when installed, else the newest; then on ``PATH``.
-
-    Raises
-    ------
-    StorageError
-        The program is not installed.
-    """
-    found: dict[int, str] = {}
-    for pattern in ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin"):
-        for folder in glob.glob(pattern):
-            version = re.search(r"(\d+)$", Path(folder).parent.name)
-            path = Path(folder) / name
-            if version and path.is_file() and os.access(path, os.X_OK):
-                found[int(version.group(1))] = str(path)
-    if server_major in found:
-        return found[server_major]
-    if found:
-        return found[max(found)]
-    on_path = shutil.which(name)
-    if on_path:
-        return on_path
-    raise StorageError("{program} was found neither next to the PostgreSQL server programs nor on PATH; install "
-                       "the PostgreSQL client programs (Debian: postgresql-client) to back up or restore a "
-                       "PostgreSQL database.", program=name)
-
-
-def _run_program(args: list[str], url: str) -> str:
-    """Run a PostgreSQL client program for ``url`` (the password through ``PGPASSWORD``, never on the command
-    line); its output, or a :class:`StorageError` with the end of its error output."""
-    parts = urllib.parse.urlsplit(url)
-    env = dict(os.environ)
-    if parts.password is not None:
-        env["PGPASSWORD"] = urllib.parse.unquote(parts.password)
-    env.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT))
-    try:
-        result = subprocess.run(args, env=env, capture_output=True, text=True)
-    except OSError as exc:
-        raise StorageError("{program} failed for {url}: {detail}", program=Path(args[0]).name,
-                           url=redact_url(url), detail=_first_line(exc)) from exc
-    if result.returncode:
-        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        raise StorageError("{program} failed for {url}: {detail}", program=Path(args[0]).name, url=redact_url(url),
-                           detail=" ".join(lines[-3:])[-600:] or f"exit status {result.returncode}")
-    return result.stdout
+# -- restores: a new database beside the old one, renamed into place ------------------------------------------------
 
 
 def _database_url(url: str, name: str) -> str:
@@ -592,22 +527,18 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def restore_dump(folder: Path, url: str, *, replace: bool, check: Callable[[Store], T],
-                 opener: Callable[[str], Store]) -> T:
-    """Restore the pg_dump archive of a backup ``folder`` into the database ``url`` names; returns ``check(store)``.
-
-    The archive is restored into a new database beside it (``<name>_restoring``, in one transaction), opened with
-    ``opener`` (the edge's :func:`gridwatch.audit.open_sealed`; newer migrations apply) and given to ``check``,
-    which raises when the data do not match the backup; only then is the old database dropped (``replace``) and the
-    new one renamed to its name, so a failure leaves the old one as it was. The role needs the CREATEDB privilege
-    and PostGIS must be available to it (in ``template1``, or the role may create it).
+def restore_database(url: str, *, replace: bool, build: Callable[[str], T]) -> T:
+    """Make the database ``url`` names anew: ``build(fresh_url)`` fills and checks a new database beside it
+    (``<name>_restoring``), raising when it is not right; only then is the old database dropped (``replace``) and
+    the new one renamed to its name, so a failure leaves the old one as it was. Returns what ``build`` returned.
+    The role needs the CREATEDB privilege.
 
     Raises
     ------
     ValidationError
         The database exists and ``replace`` is not given.
     StorageError
-        The database is in use by others (stop the app first), the server refuses, or pg_restore fails.
+        The database is in use by others (stop the app first), or the server refuses.
     """
     import psycopg
 
@@ -617,7 +548,7 @@ def restore_dump(folder: Path, url: str, *, replace: bool, check: Callable[[Stor
     if not name:
         raise ValidationError("The URL {url} names no database; add the database's name after the server.",
                               url=redact_url(url))
-    fresh = name[:50] + "_restoring"
+    fresh = fresh_name(name)
     fresh_url = _database_url(url, fresh)
     with _admin(url) as admin:
         exists = admin.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [name]).fetchone()[0]
@@ -634,7 +565,7 @@ def restore_dump(folder: Path, url: str, *, replace: bool, check: Callable[[Stor
             raise StorageError("Cannot create the database {url}: {detail}", url=redact_url(fresh_url),
                                detail=_first_line(exc)) from exc
     try:
-        result = _restore_into(folder, fresh_url, check, opener)
+        result = build(fresh_url)
         with _admin(url) as admin:
             if exists:
                 try:
@@ -649,6 +580,16 @@ def restore_dump(folder: Path, url: str, *, replace: bool, check: Callable[[Stor
             _drop(admin, fresh)
         raise
     return result
+
+
+def fresh_name(name: str) -> str:
+    """The name of the database a restore of ``name`` fills before it takes ``name``'s place."""
+    return name[:50] + "_restoring"
+
+
+def database_url(url: str, name: str) -> str:
+    """``url`` naming the database ``name`` on the same server."""
+    return _database_url(url, name)
 
 
 def _retry_in_use(work: Callable[[], Any]) -> None:
@@ -669,42 +610,3 @@ def _retry_in_use(work: Callable[[], Any]) -> None:
 def _drop(admin: Any, name: str) -> None:
     """Drop a database only this restore uses (a plain DROP also ends autovacuum on it, which FORCE may not)."""
     _retry_in_use(lambda: admin.execute(f"DROP DATABASE IF EXISTS {_ident(name)}"))
-
-
-def _restore_into(folder: Path, url: str, check: Callable[[Store], T], opener: Callable[[str], Store]) -> T:
-    """pg_restore the archive into the new, empty database ``url``, then open it and run ``check``."""
-    import psycopg
-
-    archive = Path(folder) / DUMP_FILE
-    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
-        major = _server_major(conn.execute("SHOW server_version_num").fetchone()[0])
-        try:  # PostGIS comes from template1, or is created here (the archive's CREATE EXTENSION is left out)
-            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        except psycopg.Error as exc:
-            raise StorageError(
-                "PostGIS is not available in the PostgreSQL database {url} ({detail}); install PostGIS on the "
-                "server and run CREATE EXTENSION postgis in that database as its owner or a superuser.",
-                url=redact_url(url), detail=_first_line(exc)) from exc
-        owned = {r[0] for r in conn.execute(
-            "SELECT n.nspname || ' ' || c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'").fetchall()}
-    program = pg_program("pg_restore", major)
-    listing = _run_program([program, "--list", str(archive)], url).splitlines()
-
-    def wanted(line: str) -> bool:  # extensions and their tables' data belong to the new database already
-        entry = line.split(";", 1)[-1].split()
-        if line.startswith(";") or len(entry) < 3:
-            return True
-        kind = " ".join(entry[2:4])
-        if entry[2] == "EXTENSION" or (kind == "COMMENT -" and entry[4:5] == ["EXTENSION"]):
-            return False
-        return not (kind == "TABLE DATA" and " ".join(entry[4:6]) in owned)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        toc = Path(tmp) / "restore.list"
-        toc.write_text("\n".join(line for line in listing if wanted(line)) + "\n", encoding="utf-8")
-        _run_program([program, "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
-                      "--no-password", f"--use-list={toc}", f"--dbname={redact_url(url)}", str(archive)], url)
-    with opener(url) as store:  # applies newer migrations, if the backup is older
-        return check(store)

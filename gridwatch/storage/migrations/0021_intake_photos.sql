@@ -1,4 +1,4 @@
--- 0023_intake_photos: the photos that came with the work itself, not with a report on it: an alarm's photos
+-- 0021_intake_photos: the photos that came with the work itself, not with a report on it: an alarm's photos
 -- (POST /api/v1/alarms as multipart) and an inspector's 随手拍. The photos live in `photos` (content-addressed,
 -- stored once); this table links each to the task it opened, in the order sent, and names the channel.
 CREATE TABLE intake_photos (
