@@ -60,7 +60,7 @@ LEGACY_SOURCES: dict[str, tuple[str, ...]] = {
     "audit_log": SOURCES["audit_log"],
 }
 #: each source's time column: when a row was written
-WRITTEN_AT = {"task_events": "happened_at", "audit_log": "logged_at"}
+WRITTEN_AT = {"task_events": "happened_at", "audit_log": "logged_at", "problem_events": "happened_at"}
 log = logging.getLogger(__name__)
 #: the ``prev_hash`` of the first link
 GENESIS = "0" * 64

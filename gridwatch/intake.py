@@ -13,7 +13,8 @@ Examples
 --------
 >>> from gridwatch.config import Settings
 >>> from gridwatch.policy import Policy
->>> prio, due = plan(Policy.from_settings(Settings()).dispatch, ["straw_burning", "bare_land"],
+>>> harvest = Policy.from_settings(Settings(key_periods="summer_harvest=05-20..06-30")).dispatch
+>>> prio, due = plan(harvest, ["straw_burning", "bare_land"],
 ...                  [dt.datetime(2026, 6, 10, 2, 0)] * 2, now=dt.datetime(2026, 6, 10, 2, 30))
 >>> prio.tolist(), [str(d) for d in due]
 ([3, 2], ['2026-06-10T04:30:00.000000', '2026-06-13T02:30:00.000000'])

@@ -21,8 +21,8 @@ def _local(ts) -> str:
 
 def sighting_form() -> None:
     """随手拍 in three taps: a photo, what it shows, send (the position comes from the device, or is typed)."""
-    with st.expander("📷 " + t("Report something seen (随手拍)"), expanded=bool(st.session_state.get("sight-open"))):
-        st.session_state["sight-open"] = True
+    # closed until tapped (the day's tasks come first); it stays as the inspector left it across reruns
+    with st.expander(t("Report something seen (随手拍)"), icon=":material/photo_camera:"):
         form = st.session_state.setdefault("sight-key", uuid.uuid4().hex)
         photos = st.file_uploader(t("Photo"), type=["jpg", "jpeg", "png", "heic"], accept_multiple_files=True,
                                   key=f"sight-photos-{form}")
@@ -52,7 +52,6 @@ def sighting_form() -> None:
                     st.session_state["flash"] = t("Already reported: your photos were added to task {task}.",
                                                   task=got["task_id"])
                 st.session_state.pop("sight-key", None)
-                st.session_state["sight-open"] = False
                 st.rerun()
 
 

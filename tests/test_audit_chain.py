@@ -475,3 +475,8 @@ def test_an_unsealed_event_dated_ahead_fails_at_once(sealed):
                    " VALUES (?, 999, ?, 'forger', 'assigned', 'closed', '{}')", [event, later])
     report = audit.verify(sealed)
     assert [(p["reason"], p.get("ids")) for p in report["problems"]] == [("unsealed", str(event))]
+
+
+def test_every_sealed_source_names_its_time_column():
+    """A table added to the seal's sources is read with the column saying when each row was written."""
+    assert set(audit.WRITTEN_AT) == set(audit.SOURCES)

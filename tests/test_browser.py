@@ -324,7 +324,9 @@ def test_maps_render_with_no_network_and_a_pin_opens_its_task(app_url, browser, 
     frame = next(f for f in page2.frames if "st_folium" in f.url)
     point = frame.evaluate(f"(() => {{ const p = map_div.latLngToContainerPoint([{lat}, {lng}]); "
                            f"return [p.x, p.y]; }})()")
-    box = page2.locator("iframe[title='streamlit_folium.st_folium']").bounding_box()
+    the_map = page2.locator("iframe[title='streamlit_folium.st_folium']")
+    the_map.scroll_into_view_if_needed()  # below the 随手拍 bar on a landscape screen
+    box = the_map.bounding_box()
     page2.mouse.click(box["x"] + point[0], box["y"] + point[1])
     page2.get_by_role("button", name="← 全部任务").wait_for(timeout=30000)
     page2.get_by_text(first.cell_id).first.wait_for(timeout=30000)  # the task detail draws after its back button

@@ -172,8 +172,10 @@ def test_people_import(db, tmp_path):
     csv = tmp_path / "people.csv"
     csv.write_text("person_key,name,phone,role,unit_code,cell\n"
                    f"cli-1,命令行甲,,inspector,{COUNTY},\ncli-2,命令行乙,,,,\n", encoding="utf-8-sig")
-    assert run_json("people", "import", str(csv), "--db", db) == {"people": 2, "assignments": 1, "unchanged": 0}
-    assert run_json("people", "import", str(csv), "--db", db) == {"people": 0, "assignments": 0, "unchanged": 1}
+    assert run_json("people", "import", str(csv), "--db", db) == {"people": 2, "assignments": 1, "unchanged": 0,
+                                                                   "conflicts": []}
+    assert run_json("people", "import", str(csv), "--db", db) == {"people": 0, "assignments": 0, "unchanged": 1,
+                                                                   "conflicts": []}
     keys = {p["person_key"]: p for p in run_json("people", "list", "--db", db)}
     assert keys["cli-1"]["name"] == "命令行甲" and keys["cli-1"]["role"] == "inspector"
 
