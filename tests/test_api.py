@@ -691,14 +691,18 @@ def test_end_to_end_a_complaint_is_found_rectified_checked_by_another_and_closed
     server.start()  # the notification schedule runs at start: the outcome is posted
     deadline = time.monotonic() + 60
     mine: list = []
-    while time.monotonic() < deadline and not mine:
+    while time.monotonic() < deadline and len(mine) < 2:
         mine = [(h, b) for h, b in hook.received[delivered_before:] if b"12345-E2E-0001" in b]
         time.sleep(0.2)
-    assert mine, "no webhook arrived: " + server.text()[-2000:]
-    headers, body = mine[-1]
-    assert headers["x-gridwatch-signature"] == services.sign_body(made["webhook_secret"], body)
-    sent = json.loads(body)
-    assert (sent["outcome"], sent["finding"]) == ("closed", "problem_found")
+    assert len(mine) == 2, "the two outcomes did not arrive: " + server.text()[-2000:]
+    for headers, body in mine:
+        assert headers["x-gridwatch-signature"] == services.sign_body(made["webhook_secret"], body)
+    sent = {json.loads(body)["event"]: json.loads(body) for _, body in mine}
+    # the check of the complaint, then the problem it named: fixed, checked by another person, closed (销号)
+    assert (sent["alarm.outcome"]["outcome"], sent["alarm.outcome"]["finding"]) == ("closed", "problem_found")
+    fixed = sent["alarm.problem_outcome"]
+    assert (fixed["outcome"], fixed["problem_id"], fixed["problem_state"]) == ("closed", pid, "closed")
+    assert fixed["rectified_at"] and fixed["checked_at"] and fixed["closed_at"] and fixed["check_note"] == "复核无火点"
     hotline = {"Authorization": f"Bearer {made['token']}"}
     shown = requests.get(server.url + f"/api/v1/alarms/{answer['alarm_id']}", headers=hotline, timeout=30).json()
     assert shown["problem_id"] == pid and shown["outcome"]["state"] == "closed"

@@ -36,7 +36,7 @@ from gridwatch.services._common import (
     require_region,
     require_system,
 )
-from gridwatch.services.alarms import SOURCES, alarm_outcome
+from gridwatch.services.alarms import SOURCES, _iso, alarm_outcome
 from gridwatch.services.tasks import tasks_table
 from gridwatch.storage import Store
 from gridwatch.tasks import Kind, State, naive_utc
@@ -230,13 +230,19 @@ class _SigningOpener:
 
 
 def _queue_outcomes(store: Store, now: dt.datetime) -> int:
-    """Make a delivery of every outcome (task closed, report rejected) of an alarm not yet made; returns how many."""
+    """Make a delivery of every outcome of an alarm not yet made; returns how many.
+
+    Outcomes are the alarm's task closed or its report rejected, and — where the alarm opened a problem (问题台账)
+    — the problem closed (销号) or dismissed (不成立): a hotline hears both that the complaint was checked and, when
+    it named a standing problem, that the problem was fixed and checked by another person.
+    """
     events = store.query(
         "SELECT a.id AS alarm_id, a.integration_id, a.external_id, a.task_id, a.problem_id, i.name AS integration,"
         " e.id AS event_id, e.to_state FROM alarms a JOIN integrations i ON i.id = a.integration_id"
         " JOIN task_events e ON e.task_id = a.task_id"
         " WHERE i.webhook_url <> '' AND i.revoked_at IS NULL AND e.to_state IN ('closed', 'rejected')"
-        " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id) ORDER BY e.id")
+        " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_source = 'task' AND d.event_id = e.id)"
+        " ORDER BY e.id")
     made = 0
     for row in events:
         history = store.query("SELECT id, happened_at, to_state, detail FROM task_events WHERE task_id = ?"
@@ -245,13 +251,61 @@ def _queue_outcomes(store: Store, now: dt.datetime) -> int:
         payload = {"event": "alarm.outcome", "outcome": row["to_state"], "alarm_id": int(row["alarm_id"]),
                    "external_id": row["external_id"], "integration": row["integration"],
                    "task_id": int(row["task_id"]), "problem_id": row["problem_id"], **outcome}
-        inserted = store.query(
-            "INSERT INTO webhook_deliveries (integration_id, alarm_id, event_id, outcome, payload, created_at,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING id",
-            [row["integration_id"], row["alarm_id"], row["event_id"], row["to_state"],
-             json.dumps(payload, ensure_ascii=False), now, now])
-        made += len(inserted)
+        made += _queue(store, row, "task", payload, now)
+    problem_events = store.query(
+        "SELECT a.id AS alarm_id, a.integration_id, a.external_id, a.task_id, a.problem_id, i.name AS integration,"
+        " e.id AS event_id, e.to_state FROM alarms a JOIN integrations i ON i.id = a.integration_id"
+        " JOIN problem_events e ON e.problem_id = a.problem_id"
+        " WHERE i.webhook_url <> '' AND i.revoked_at IS NULL AND e.to_state IN ('closed', 'dismissed')"
+        " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_source = 'problem' AND d.event_id = e.id)"
+        " ORDER BY e.id")
+    for row in problem_events:
+        history = store.query("SELECT id, happened_at, to_state, detail FROM problem_events WHERE problem_id = ?"
+                              " ORDER BY id", [row["problem_id"]])
+        payload = {"event": "alarm.problem_outcome", "outcome": row["to_state"], "alarm_id": int(row["alarm_id"]),
+                   "external_id": row["external_id"], "integration": row["integration"],
+                   "task_id": None if row["task_id"] is None else int(row["task_id"]),
+                   "problem_id": int(row["problem_id"]), **problem_outcome(history, upto=row["event_id"])}
+        made += _queue(store, row, "problem", payload, now)
     return made
+
+
+def problem_outcome(events: list[dict[str, Any]], *, upto: int | None = None) -> dict[str, Any]:
+    """How an alarm's problem stands after its events (up to the event ``upto``): its state, when it was found,
+    handed over, rectified, checked, closed or dismissed (ISO 8601, UTC), and the checker's note.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> at = dt.datetime(2026, 6, 20, 8, 0)
+    >>> outcome = problem_outcome([{"id": 1, "happened_at": at, "to_state": "found", "detail": "{}"},
+    ...                            {"id": 2, "happened_at": at, "to_state": "closed", "detail": '{"note": "已复绿"}'}])
+    >>> outcome["problem_state"], outcome["closed_at"], outcome["check_note"]
+    ('closed', '2026-06-20T08:00:00Z', '已复绿')
+    """
+    seen = [e for e in events if upto is None or int(e["id"]) <= int(upto)]
+    out: dict[str, Any] = {"problem_state": seen[-1]["to_state"] if seen else None}
+    for event in seen:
+        state = event["to_state"]
+        if state in ("found", "assigned", "rectified", "checked", "closed", "dismissed"):
+            out[f"{state}_at"] = _iso(event["happened_at"])
+        if state in ("checked", "closed", "returned", "dismissed"):
+            detail = event["detail"] if isinstance(event["detail"], dict) else json.loads(event["detail"] or "{}")
+            if detail.get("note"):
+                out["check_note"] = detail["note"]
+    return out
+
+
+
+def _queue(store: Store, row: dict[str, Any], source: str, payload: dict[str, Any], now: dt.datetime) -> int:
+    """One delivery of an event of ``source`` (task or problem) to an alarm's integration; 0 when it exists."""
+    inserted = store.query(
+        "INSERT INTO webhook_deliveries (integration_id, alarm_id, event_source, event_id, outcome, payload,"
+        " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_source, event_id)"
+        " DO NOTHING RETURNING id",
+        [row["integration_id"], row["alarm_id"], source, row["event_id"], row["to_state"],
+         json.dumps(payload, ensure_ascii=False), now, now])
+    return len(inserted)
 
 
 def _claim(store: Store, delivery: dict[str, Any], now: dt.datetime) -> bool:
