@@ -19,17 +19,16 @@ with ui.show_errors():
                  "number no plan gives is a local setting with the document the county entered, and is off until "
                  "someone sets it."))
     rules = pd.DataFrame(services.rules(store, me))
-    table = pd.DataFrame({
-        t("Rule"): [t(label) for label in rules.label],
-        t("Value"): [t("off") if off else services.display.rule_value_text(key, value, ui.language())
-                     for key, value, off in zip(rules.key, rules.value, rules.off)],
-        t("Source"): [t(SOURCES[s]) for s in rules.source],
-        t("Document or clause"): [doc or t("no document entered") for doc in rules.document],
-        t("Setting"): rules.key,
-    })
-    st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 3,  # every rule at once
-                 column_config={t("Rule"): st.column_config.TextColumn(width="medium"),
-                                t("Document or clause"): st.column_config.TextColumn(width="large")})
+    # one entry per rule, so long clauses and values wrap on a tablet of either orientation; user and file text is
+    # escaped for Markdown (ui.md), the badges are the app's own words
+    badge = {"plan": "blue", "local": "orange", "demo": "gray"}
+    entries, colon = [], "：" if ui.language().startswith("zh") else ": "
+    for rule in rules.itertuples():
+        value = t("off") if rule.off else services.display.rule_value_text(rule.key, rule.value, ui.language())
+        where = ui.md(rule.document or t("no document entered"))
+        entries.append(f"- **{ui.md(t(rule.label))}**{colon}{ui.md(value)}  \n"
+                       f"  :{badge[rule.source]}-badge[{t(SOURCES[rule.source])}] {where} · :small[{ui.md(rule.key)}]")
+    st.markdown("\n".join(entries))
     local = rules[(rules.source == "local") & (rules.document == "") & ~rules.off]
     if len(local):
         st.warning(t("{n} local settings apply without a document: enter the document number of each in "

@@ -218,6 +218,30 @@ def test_language_switch_to_english(app_url, browser):
     page.close()
 
 
+@pytest.mark.parametrize("viewport", [(1024, 768), (768, 1024)])
+def test_the_rules_screen_lists_each_rule_with_its_source_in_chinese_and_english(app_url, browser, viewport):
+    """规则说明: a plan's number cites its clause, a local one says 本地设置 or, in the demo, 演示设置 with its
+    demo document; the same screen reads in English."""
+    width, height = viewport
+    page = browser.new_page(viewport={"width": width, "height": height})
+    _sign_in(page, app_url, "county")
+    _go(page, "规则说明", page.get_by_role("heading", name="规则说明"))
+    _idle(page)
+    page.get_by_text("HN-2024 §3(3)").first.wait_for(timeout=60000)
+    text = page.locator("[data-testid='stMain']").inner_text()
+    for shown in ("规划条款", "演示设置", "HN-2024 §3(3)", "春耕期间"):
+        assert shown in text, f"{shown!r} is not on the rules screen"
+    _shot(page, f"rules-zh-{width}x{height}")
+    _choose(page, page.locator("[data-testid='stSelectbox']").first, "English", shows="Rules in force")
+    page.locator("[data-testid='stMain']").get_by_text("Plan clause").first.wait_for(timeout=60000)
+    _idle(page)
+    text = page.locator("[data-testid='stMain']").inner_text()
+    for shown in ("Plan clause", "Demo setting", "Spring ploughing"):
+        assert shown in text, f"{shown!r} is not on the English rules screen"
+    _shot(page, f"rules-en-{width}x{height}")
+    page.close()
+
+
 def test_inspector_closes_a_fire_check_with_photo_and_position_and_the_leader_verifies(app_url, browser, tmp_path,
                                                                                       demo_db):
     """The issue's walk-through on a tablet: report with photo and GPS, verify, the cell turns clean."""

@@ -8,13 +8,17 @@ that list records are checked row by row: every row lies in the reader's cells. 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import h3
+import pandas as pd
 import pytest
 from conftest import copy_db, drop_db
 
-from gridwatch import auth, org, services
+from gridwatch import auth, org, problems, services
 from gridwatch.audit import open_sealed
 from gridwatch.errors import PermissionDenied
+from gridwatch.policy import ProblemRules
 
 #: migration 0001's role grants, by hand
 GRANTS = {
@@ -65,6 +69,12 @@ def world(demo_db, tmp_path_factory):
             auth.add_account(store, f"scope.{name.replace('_', '.')}", services.DEMO_PASSWORD,
                              person_key=f"scope-{name}")
             users[name] = auth.load_user(store, f"scope.{name.replace('_', '.')}")
+        # a problem on each place, found by its task (so the problem reads are not vacuous)
+        with store.transaction():
+            problems.open_problems(store, pd.DataFrame({
+                "category": ["bare_land"] * 3, "cell": [int(places[p]["cell"]) for p in PLACES],
+                "finding_task_id": [int(places[p]["id"]) for p in PLACES], "finding": ["still_bare"] * 3}),
+                rules=ProblemRules(), now=dt.datetime(2026, 6, 20, 2), actor="system:test")
         yield {"store": store, "places": places, "units": units, "users": users}
     drop_db(path)
 
@@ -95,6 +105,10 @@ PLACE_READS = {
     "report_dossier": ("report.view", lambda s, u, p: services.report_dossier(s, u, unit=p["village_code"])),
     "admin_people": ("people.manage", lambda s, u, p: services.admin_people(s, u, unit_code=p["village_code"])),
     "tasks_table_unit": ("cell.view", lambda s, u, p: services.tasks_table(s, u, unit=p["village_code"])),
+    "list_measures": ("report.view", lambda s, u, p: services.list_measures(s, u, unit=p["village_code"])),
+    "report_loop": ("report.view", lambda s, u, p: services.report_loop(s, u, unit=p["village_code"], kind="month",
+                                                                        date="2026-06-20")),
+    "problems_table_unit": ("cell.view", lambda s, u, p: services.problems_table(s, u, unit=p["village_code"])),
 }
 
 
@@ -123,6 +137,7 @@ LIST_READS = {
     "fire_cells": lambda s, u: {_cell(c) for c in services.fire_cells(s, u)["cell"]},
     "tasks_table": lambda s, u: {_cell(r["cell"]) for r in services.tasks_table(s, u, limit=100000)},
     "cell_status": lambda s, u: {_cell(c) for c in services.cell_status(s, u)["cell"]},
+    "problems_table": lambda s, u: {_cell(r["cell"]) for r in services.problems_table(s, u, limit=500)["problems"]},
 }
 
 
@@ -135,8 +150,8 @@ def test_a_list_holds_only_records_of_the_readers_cells(world, holder, read):
     except PermissionDenied:
         seen = set()
     assert seen <= _cells(store, user), f"{read} shows {len(seen - _cells(store, user))} cells outside the scope"
-    if read == "tasks_table" and HOLDERS[holder][1] == "county":
-        assert len(seen) > 1  # the matrix is not vacuous: the county's readers see tasks of several cells
+    if read in ("tasks_table", "problems_table") and HOLDERS[holder][1] == "county":
+        assert len(seen) > 1  # the matrix is not vacuous: the county's readers see records of several cells
 
 
 @pytest.mark.parametrize("holder", sorted(HOLDERS))
