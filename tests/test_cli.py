@@ -33,7 +33,8 @@ def _strict_json(text: str):
 def clean_env(monkeypatch, tmp_path):
     """No settings from the developer's environment or a gridwatch.toml in the working directory."""
     for key in list(os.environ):
-        if key.startswith("GRIDWATCH_") and not key.startswith("GRIDWATCH_TEST_"):  # not the tests' own
+        # not the tests' own: their settings, and the folder of the test databases' audit keys (conftest)
+        if key.startswith("GRIDWATCH_") and not key.startswith("GRIDWATCH_TEST_") and key != "GRIDWATCH_AUDIT_DIR":
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
 
