@@ -92,6 +92,10 @@ class Settings:
     rule_documents : mapping
         The document number the county entered for each local setting (本地设置), by setting name; shown with the
         rule wherever it is applied (``python -m gridwatch rules``).
+    rule_since : str or mapping
+        The day each local setting took effect (its document's date), by setting name, e.g. ``{report_thresholds =
+        "2026-03-01"}`` or ``report_thresholds=2026-03-01``; shown with the rule. A plan's rule is in force since its
+        plan's date.
     api_max_body_kb : float
         Largest request body the HTTP API reads (KB); a larger one is refused before it is read (413).
     api_alarm_batch : int
@@ -166,6 +170,7 @@ class Settings:
     key_periods: str | Mapping[str, str] = ""
     # the document (文号) behind each local setting (本地设置), by setting name
     rule_documents: Mapping[str, str] = field(default_factory=dict)
+    rule_since: str | Mapping[str, str] = ""
     # the HTTP API (gridwatch.api): request bodies, and alarms stored per transaction
     api_max_body_kb: float = 64.0
     api_alarm_batch: int = 200

@@ -35,7 +35,7 @@ from gridwatch.tasks import Kind, Priority
 __all__ = ["TIMEZONE", "EARLIEST_DATA", "DEMO_DOCUMENT", "DEMO_KEY_PERIODS", "Period", "parse_key_periods",
            "DispatchPolicy", "Policy", "Rule", "rules_in_force", "PLAN_RULES", "LOCAL_RULES", "ESCALATION_LEVELS",
            "ESCALATION_ORDER", "ONE_LEADER_THREE_MEMBERS", "DEFAULT_REQUIRED_ROLES", "PROBLEM_CATEGORIES",
-           "ProblemRules"]
+           "ProblemRules", "PLAN_DOCUMENT_DATES", "rule_since_of"]
 
 #: Beijing time: the zone of every local date, period and deadline shown (the plans' calendar)
 TIMEZONE = "Asia/Shanghai"
@@ -82,6 +82,39 @@ def _pairs(value: Any, setting: str) -> dict[str, Any]:
                                   name=setting, value=text)
         out[name.strip()] = item.strip()
     return out
+
+
+#: the date of each plan the rules cite (the document list of the policy excerpts); HN-2017's day is not given there
+PLAN_DOCUMENT_DATES = {"HN-2017": "2017", "HN-2024": "2024-03-23", "XC-2024": "2024-07-30"}
+
+
+def rule_since_of(value: Any, *, today: dt.date) -> dict[str, str]:
+    """The day each local setting took effect (``rule_since``), checked: ISO dates, none after ``today``.
+
+    Examples
+    --------
+    >>> rule_since_of("report_thresholds=2026-03-01", today=dt.date(2026, 12, 7))
+    {'report_thresholds': '2026-03-01'}
+    """
+    out = {}
+    for name, text in _pairs(value, "rule_since").items():
+        try:
+            day = dt.date.fromisoformat(str(text).strip())
+        except ValueError as exc:
+            raise ValidationError("rule_since: {name} = {value!r} is not a date (YYYY-MM-DD).", name=name,
+                                  value=str(text)) from exc
+        if day > today:
+            raise ValidationError("rule_since: {name} takes effect on {day}, after today ({today}); enter the date "
+                                  "its document took effect.", name=name, day=day.isoformat(),
+                                  today=today.isoformat())
+        out[name] = day.isoformat()
+    return out
+
+
+def _plan_since(clause: str) -> str:
+    """The date of the first plan a clause cites."""
+    found = [(clause.find(code), date) for code, date in PLAN_DOCUMENT_DATES.items() if code in clause]
+    return min(found)[1] if found else ""
 
 
 def step_hours_of(value: Any) -> dict[str, float]:
@@ -389,7 +422,9 @@ class Policy:
                                sla_hours=hours.get("fire_check", dispatch.sla_hours),
                                sla_key_hours=hours.get("fire_check_key_period", dispatch.sla_key_hours))
         ProblemRules.from_settings(settings)  # refused here, where the settings are read, not at first use
-        return cls(dispatch=dispatch, settings=settings, **_chain_rules(settings))
+        policy = cls(dispatch=dispatch, settings=settings, **_chain_rules(settings))
+        rule_since_of(getattr(settings, "rule_since", ""), today=policy.today())  # refused here too
+        return policy
 
     @property
     def problems(self) -> ProblemRules:
@@ -504,6 +539,9 @@ class Rule:
         county entered (``rule_documents`` in the settings), empty when none was entered.
     off : bool
         True when no clause gives the number and nobody set it: the feature it drives is off.
+    since : str
+        When it took effect: for ``plan``, the date of the plan it cites; for ``local``, the date the county
+        entered (``rule_since``), empty when none was entered.
     """
 
     key: str
@@ -512,11 +550,12 @@ class Rule:
     source: str
     document: str
     off: bool = False
+    since: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The rule as JSON-ready data."""
         return {"key": self.key, "label": self.label, "value": self.value, "source": self.source,
-                "document": self.document, "off": self.off}
+                "document": self.document, "off": self.off, "since": self.since}
 
 
 #: rules whose number a plan gives: (setting, label, the plan's value, the clause)
@@ -597,6 +636,7 @@ def rules_in_force(policy: Policy, *, demo: bool = False) -> list[Rule]:
     if isinstance(documents, str):  # from the environment: name=document,name=document
         documents = dict(part.split("=", 1) for part in documents.split(",") if "=" in part)
     documents = {str(k).strip(): str(v).strip() for k, v in dict(documents).items()}
+    since = rule_since_of(getattr(settings, "rule_since", ""), today=policy.today())
     current = {
         "heat_min_chp_mw": _text(float(settings.heat_min_chp_mw)),
         "heat_radius_km": _text(float(settings.heat_radius_km)),
@@ -629,12 +669,13 @@ def rules_in_force(policy: Policy, *, demo: bool = False) -> list[Rule]:
         value = current[key]
         off = value in ("", "0", "no")
         source = "demo" if demo and documents.get(key, DEMO_DOCUMENT) == DEMO_DOCUMENT else "local"
-        return Rule(key, label, value, source, DEMO_DOCUMENT if source == "demo" else documents.get(key, ""), off=off)
+        return Rule(key, label, value, source, DEMO_DOCUMENT if source == "demo" else documents.get(key, ""), off=off,
+                    since=since.get(key, ""))
 
     out = []
     for key, label, plan_value, clause in PLAN_RULES:
         if current[key] == plan_value:
-            out.append(Rule(key, label, plan_value, "plan", clause))
+            out.append(Rule(key, label, plan_value, "plan", clause, since=_plan_since(clause)))
         else:
             out.append(local(key, label))
     out += [local(key, label) for key, label in LOCAL_RULES]

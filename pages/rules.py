@@ -26,8 +26,10 @@ with ui.show_errors():
     for rule in rules.itertuples():
         value = t("off") if rule.off else services.display.rule_value_text(rule.key, rule.value, ui.language())
         where = ui.md(rule.document or t("no document entered"))
+        since = " · " + t("in force since {day}", day=rule.since) if rule.since else ""
         entries.append(f"- **{ui.md(t(rule.label))}**{colon}{ui.md(value)}  \n"
-                       f"  :{badge[rule.source]}-badge[{t(SOURCES[rule.source])}] {where} · :small[{ui.md(rule.key)}]")
+                       f"  :{badge[rule.source]}-badge[{t(SOURCES[rule.source])}] {where}{since} · "
+                       f":small[{ui.md(rule.key)}]")
     st.markdown("\n".join(entries))
     local = rules[(rules.source == "local") & (rules.document == "") & ~rules.off]
     if len(local):

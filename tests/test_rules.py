@@ -103,3 +103,26 @@ def test_the_demo_database_shows_step_hours_as_a_demo_setting(demo_store):
     assert policy(demo_store).step_hours == {"village": 24.0, "township": 24.0, "county": 48.0, "city": 72.0}
     rule = next(r for r in services.rules(demo_store, services.CLI) if r["key"] == "sla_step_hours")
     assert (rule["source"], rule["value"], rule["off"]) == ("demo", "village=24,township=24,county=48,city=72", False)
+
+
+def test_each_rule_says_since_when_it_is_in_force():
+    """A plan's rule since its plan's date; a local one since the date the county entered with its document."""
+    settings = Settings.load(env={"GRIDWATCH_REPORT_THRESHOLDS": "notice=5",
+                                  "GRIDWATCH_RULE_DOCUMENTS": "report_thresholds=伊政〔2026〕3号",
+                                  "GRIDWATCH_RULE_SINCE": "report_thresholds=2026-03-01"}, config_path=None)
+    rules = _by_key(rules_in_force(Policy.from_settings(settings)))
+    assert rules["heat_radius_km"].since == "2024-03-23"  # HN-2024, 豫政〔2024〕12号
+    assert rules["heat_small_boiler_tph"].since == "2024-07-30"  # XC-2024 is cited first (its inclusive reading)
+    assert rules["patrol_cadence"].since == "2017"
+    local = rules["report_thresholds"]
+    assert (local.source, local.document, local.since) == ("local", "伊政〔2026〕3号", "2026-03-01")
+    assert rules["report_deduction_yuan"].since == ""  # nobody entered a date
+    assert local.to_dict()["since"] == "2026-03-01"
+
+
+@pytest.mark.parametrize("since, message", [("report_thresholds=2099-01-01", "after today"),
+                                            ("report_thresholds=soon", "is not a date")])
+def test_a_local_rule_dated_in_the_future_or_not_a_date_is_refused(since, message):
+    settings = Settings.load(env={"GRIDWATCH_RULE_SINCE": since}, config_path=None)
+    with pytest.raises(ValidationError, match=message):
+        Policy.from_settings(settings)
