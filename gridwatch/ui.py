@@ -93,11 +93,12 @@ def _api() -> Api:
 
 
 def api_routes() -> list:
-    """The HTTP API's routes (``/api/v1/…``) and the session cookie's (``/session/cookie``), which ``app.py``
-    serves beside the screens on the same port."""
+    """The HTTP API's routes (``/api/v1/…``), the session cookie's (``/session/cookie``) and the field app's
+    (``/field/``), which ``app.py`` serves beside the screens on the same port."""
     from gridwatch.api.browser import cookie_routes
+    from gridwatch.api.field import field_routes
 
-    return _api().routes() + cookie_routes(store, _cookie_grants())
+    return _api().routes() + cookie_routes(store, _cookie_grants()) + field_routes()
 
 
 @st.cache_resource

@@ -41,11 +41,20 @@ GPS_TOLERANCE_M = 150.0
 
 @dataclass(frozen=True)
 class Fix:
-    """A GPS position from the device, with its accuracy radius in metres."""
+    """A GPS position from the device, with its accuracy radius in metres and, when the device gave it, the time it
+    was taken (``observed_at``, aware or UTC)."""
 
     lat: float
     lng: float
     accuracy_m: float | None = None
+    observed_at: dt.datetime | None = None
+
+    def as_detail(self) -> dict[str, Any]:
+        """The fix as an event's ``gps`` detail (its time as ISO 8601 UTC, when known)."""
+        found: dict[str, Any] = {"lat": self.lat, "lng": self.lng, "accuracy_m": self.accuracy_m}
+        if self.observed_at is not None:
+            found["observed_at"] = naive_utc(self.observed_at).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return found
 
     def __post_init__(self) -> None:
         if not (-90 <= self.lat <= 90 and -180 <= self.lng <= 180):
@@ -355,8 +364,18 @@ def _replayed(store: Store, key: str | None, task_id: int) -> dict[str, Any] | N
 
 def _keep_conflict(store: Store, task: dict, to_state: State, *, actor: str, now: dt.datetime, seen: int | None,
                    current: int, detail: dict) -> dict[str, Any]:
-    """Record input that lost a race (apart from the refused transaction) and describe who got there first."""
+    """Record input that lost a race (apart from the refused transaction) and describe who got there first.
+
+    Input sent again with the same idempotency key (a field device retrying) is kept once.
+    """
+    key = detail.get("idempotency_key")
+    kept = key is not None and any(
+        json.loads(row["detail"]).get("idempotency_key") == key
+        for row in store.query("SELECT detail FROM task_conflicts WHERE task_id = ? AND actor = ?", [task["id"], actor]))
+
     def work(s: Store) -> None:
+        if kept:
+            return
         s.execute("INSERT INTO task_conflicts (task_id, happened_at, actor, wanted_state, seen_event_id,"
                   " current_event_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                   [task["id"], now, actor, to_state.value, seen, current, json.dumps(detail, ensure_ascii=False)])
@@ -408,7 +427,9 @@ def transition(
         current = last_event_id(store, task["id"])
         if seen_event_id is not None and current is not None and int(seen_event_id) != current:
             submitted = {"finding": finding, "note": note[:4000], "photos": photos or [],
-                         "gps": None if fix is None else {"lat": fix.lat, "lng": fix.lng, "accuracy_m": fix.accuracy_m}}
+                         "gps": None if fix is None else fix.as_detail()}
+            if idempotency_key:
+                submitted["idempotency_key"] = idempotency_key
             first = _keep_conflict(store, task, to_state, actor=actor, now=now, seen=int(seen_event_id),
                                    current=current, detail=submitted)
             raise Conflict("Task {id} was changed by {who} at {when} (now {state}) while you were working on it; "
@@ -420,7 +441,7 @@ def transition(
         if note:
             detail["note"] = note[:4000]
         if fix is not None:
-            detail["gps"] = {"lat": fix.lat, "lng": fix.lng, "accuracy_m": fix.accuracy_m}
+            detail["gps"] = fix.as_detail()
         if to_state is State.REPORTED:
             detail["finding"] = check_finding(task["kind"], finding)
             detail["photos"] = photos or []

@@ -11,7 +11,7 @@ from typing import Any
 from gridwatch import services
 from gridwatch.services.alarms import TEXT_LIMITS
 
-__all__ = ["document", "VERSION"]
+__all__ = ["document", "VERSION", "REPORT_FIELDS"]
 
 #: the API's version (its paths start with ``/api/v1``)
 VERSION = "1.0.0"
@@ -28,6 +28,35 @@ _ALARM_FIELD_DOCS = {
     "description": "What was seen or reported (may be empty); shown to the person who checks it.",
     "contact": "A complainant's contact (hotlines); kept, never shown to field staff.",
 }
+
+
+#: the fields of a field report (name → (JSON type, required)), as the server checks them
+REPORT_FIELDS: dict[str, tuple[str, bool]] = {
+    "finding": ("string", True), "note": ("string", False), "lat": ("number", False), "lng": ("number", False),
+    "accuracy": ("number", False), "observed_at": ("string", False), "seen_event_id": ("integer", False)}
+
+_REPORT_FIELD_DOCS = {
+    "finding": "What was found: one of the task's findings (GET /api/v1/tasks/{task_id} lists them).",
+    "note": "What the inspector writes (may be empty).",
+    "lat": "Latitude of the device's GPS fix, degrees WGS84 (with lng; no fix: the report is flagged no_gps).",
+    "lng": "Longitude of the device's GPS fix, degrees WGS84.",
+    "accuracy": "The fix's accuracy radius, metres.",
+    "observed_at": "When the fix was taken: ISO 8601 with its offset.",
+    "seen_event_id": "The id of the task's latest event the device had seen; if the task changed since (reassigned, "
+                     "withdrawn), the answer is 409 and the report is kept for the leader.",
+}
+
+
+def _report_in() -> dict[str, Any]:
+    properties = {name: {"type": kind, "description": _REPORT_FIELD_DOCS[name]}
+                  for name, (kind, _required) in REPORT_FIELDS.items()}
+    properties["lat"] |= {"minimum": -90, "maximum": 90}
+    properties["lng"] |= {"minimum": -180, "maximum": 180}
+    properties["observed_at"]["format"] = "date-time"
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            "required": [n for n, (_, required) in REPORT_FIELDS.items() if required],
+            "example": {"finding": "extinguished", "note": "已扑灭，现场无明火", "lat": 34.42, "lng": 112.42,
+                        "accuracy": 8, "observed_at": "2026-06-10T10:20:00+08:00", "seen_event_id": 1234}}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -103,6 +132,18 @@ _SCHEMAS: dict[str, Any] = {
         "offset": {"type": "integer"}, "next_offset": {"type": ["integer", "null"]},
         "next_cursor": {"type": ["string", "null"], "description": "Pass as cursor for the next page."}}},
     "TaskDetail": {"type": "object", "description": "A task with its place, assignee and every event."},
+    "ReportIn": _report_in(),
+    "ReportAnswer": {"type": "object", "required": ["task_id", "replayed"], "properties": {
+        "task_id": {"type": "integer"}, "finding": {"type": "string"}, "note": {"type": "string"},
+        "gps": {"type": "object"}, "photos": {"type": "array", "items": {"type": "object"}},
+        "flags": {"type": "array", "items": {"type": "string"},
+                  "description": "no_gps, gps_outside_cell: shown to the verifier."},
+        "replayed": {"type": "boolean", "description": "true: the same Idempotency-Key again; nothing new stored."}}},
+    "ReportConflict": {"allOf": [_ref("Error"), {"type": "object", "required": ["conflict"], "properties": {
+        "conflict": {"type": "object", "properties": {
+            "task_id": {"type": "integer"}, "changed_by": {"type": "string"}, "changed_at": {"type": "string"},
+            "state": {"type": "string", "description": "The task's state after the change."},
+            "kept": {"type": "boolean", "description": "The report is kept for the leader."}}}}}]},
     "Ranking": {"type": "object", "description": "The period, the rule, totals and one row per unit, ranked."},
     "Problem": {"type": "object", "description": "A problem register entry (问题台账) as listed: id, category, cell, "
                                                  "finding task and alarm, state, responsible party, the official "
@@ -221,6 +262,30 @@ def document() -> dict[str, Any]:
                 "parameters": [task_id],
                 "responses": {**_ok("The task", "TaskDetail"),
                               **_refs("Unauthenticated", "Forbidden", "NotFound")}}},
+            "/api/v1/tasks/{task_id}/reports": {"post": {
+                "summary": "A field report on one's task (finding, note, GPS fix, photos), sent once per "
+                           "Idempotency-Key", "operationId": "postReport", "security": secured,
+                "parameters": [task_id, {"name": "Idempotency-Key", "in": "header", "required": True,
+                                         "description": "The device's own key of the report (a UUID): sent again "
+                                                        "(a retry), it answers 200 with the first answer and "
+                                                        "stores nothing twice.",
+                                         "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{8,128}$"}}],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("ReportIn")},
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "required": ["report"], "description":
+                        "A report with photos: its JSON in the part report, each photo a file part named photo "
+                        "(the app's photo caps apply; a photo refused is 422 and nothing is stored).",
+                        "properties": {"report": {"type": "string", "contentMediaType": "application/json"},
+                                       "photo": {"type": "array", "items": {"type": "string",
+                                                                            "contentMediaType": "image/*"}}}}}}},
+                "responses": {**_ok("The report, stored", "ReportAnswer", "201"),
+                              **_ok("The same Idempotency-Key again: the stored report", "ReportAnswer"),
+                              "409": {"description": "The task changed since seen_event_id (or cannot take a "
+                                                     "report in its state); the report is kept for the leader.",
+                                      "content": {"application/json": {"schema": _ref("ReportConflict")}}},
+                              **_refs("BadJSON", "Invalid", "TooLarge", "Unauthenticated", "Forbidden",
+                                      "NotFound")}}},
             "/api/v1/problems": {"get": {
                 "summary": "Problems (问题台账) on the cells the signed-in person may see, overdue first",
                 "operationId": "listProblems", "security": secured,

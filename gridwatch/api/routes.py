@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime as dt
 import functools
 import logging
+import math
 import os
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,10 +42,19 @@ from gridwatch.api.http import (
     status_of,
 )
 from gridwatch.api.intake import AlarmWriter, RateWindows
-from gridwatch.api.multipart import is_multipart, read_alarm_with_photos
-from gridwatch.api.openapi import document
+from gridwatch.api.multipart import is_multipart, read_alarm_with_photos, read_json_with_photos
+from gridwatch.api.openapi import REPORT_FIELDS, document
 from gridwatch.config import Settings
-from gridwatch.errors import DiskFull, GridwatchError, NotFound, PermissionDenied, ValidationError, is_disk_full
+from gridwatch.errors import (
+    Conflict,
+    DiskFull,
+    GridwatchError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    is_disk_full,
+)
+from gridwatch.i18n import gettext, task_title, translate_error
 from gridwatch.services import Actor, IntegrationActor
 from gridwatch.storage import Store
 
@@ -61,6 +73,7 @@ ROUTES = (
     ("/v1/alarms/{alarm_id:int}", "GET", "get_alarm"),
     ("/v1/tasks", "GET", "list_tasks"),
     ("/v1/tasks/{task_id:int}", "GET", "get_task"),
+    ("/v1/tasks/{task_id:int}/reports", "POST", "post_report"),
     ("/v1/reports/ranking", "GET", "ranking"),
     ("/v1/problems", "GET", "list_problems"),
     ("/v1/problems/{problem_id:int}", "GET", "get_problem"),
@@ -72,6 +85,8 @@ _RANKING_PARAMETERS = ("period", "date", "level", "unit")
 _PERIODS = ("daily", "weekly", "xun", "monthly", "season")
 _LEVELS = ("county", "township", "village", "cell")
 _WWW = {"WWW-Authenticate": "Bearer"}
+#: what an Idempotency-Key may look like (a UUID, or any short token of these characters)
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
 Endpoint = Callable[[Any, Request, str], Awaitable[Response]]
 
@@ -243,8 +258,10 @@ class Api:
             session = await run_in_threadpool(services.sign_in, self._store(), body["username"], body["password"])
         except PermissionDenied as exc:
             raise Refusal(401, "unauthenticated", exc, headers=_WWW) from exc
+        caps = {name: getattr(self.settings, name) for name in ("photo_max_count", "photo_max_mb",
+                                                                 "photo_max_total_mb", "photo_max_megapixels")}
         return json_response({"token": session.token, "username": session.username,
-                              "expires_at": session.expires_at}, 201)
+                              "expires_at": session.expires_at, "photo_caps": caps}, 201)
 
     @_answering
     async def sign_out(self, request: Request, lang: str) -> Response:
@@ -328,9 +345,52 @@ class Api:
     async def get_task(self, request: Request, lang: str) -> Response:
         """``GET /api/v1/tasks/{task_id}``: one task with its events, for a person who may see it."""
         task_id = int(request.path_params["task_id"])
-        return json_response(await self._call(
-            request, "api.tasks.show", str(task_id),
-            lambda store, actor: services.task_show(store, self._person(actor), task_id)))
+
+        def show(store: Store, actor: Actor) -> dict[str, Any]:
+            task = services.task_show(store, self._person(actor), task_id)
+            # what a report may find, named in the caller's language (the field app offers these offline)
+            found = [{"value": f, "label": gettext(f, lang)} for f in services.findings(task["kind"])]
+            return {**task, "findings": found, "title_text": task_title(task, lang)}
+
+        return json_response(await self._call(request, "api.tasks.show", str(task_id), show))
+
+    @_answering
+    async def post_report(self, request: Request, lang: str) -> Response:
+        """``POST /api/v1/tasks/{task_id}/reports``: a field report; 201 stored, 200 the same key again, 409 when
+        the task changed since ``seen_event_id`` (the report is kept for the leader)."""
+        task_id = int(request.path_params["task_id"])
+        key = _idempotency_key(request)
+        token = bearer(request)
+        if token is None or token.startswith(services.TOKEN_PREFIX):  # who it is, before the body is read
+            await self._call(request, "api.reports.post", str(task_id), lambda store, actor: self._person(actor))
+        photos: list = []
+        if is_multipart(request):  # the report's JSON in a part named report, its photos as parts named photo
+            raw, photos = await read_json_with_photos(request, part="report", json_limit=self.limit_bytes,
+                                                      settings=self.settings)
+        else:
+            raw = await read_json(request, limit_bytes=self.limit_bytes)
+        body = check_fields(raw, REPORT_FIELDS)
+        fix = _fix(body)
+
+        def report(store: Store, actor: Actor) -> dict[str, Any]:
+            user = self._person(actor)
+            detail = services.work_on(
+                store, user, task_id, "reported", finding=body["finding"], note=body.get("note", ""), fix=fix,
+                photos=[(name, photo.original) for name, photo in photos], seen_event_id=body.get("seen_event_id"),
+                idempotency_key=f"api:{user.username}:{key}", start_first=True)
+            return {"task_id": task_id, **detail}
+
+        try:
+            answer = await self._call(request, "api.reports.post", str(task_id), report)
+        except Conflict as exc:
+            # what changed, for the device to show; the report itself is kept in task_conflicts for the leader
+            body_out = {"error": {"code": "conflict", "message": translate_error(exc, lang)},
+                        "conflict": {"task_id": task_id, "changed_by": exc.params.get("who"),
+                                     "changed_at": exc.params.get("when"), "state": exc.params.get("state"),
+                                     "kept": True}}
+            return json_response(body_out, 409)
+        replayed = bool(answer.pop("replayed", False))
+        return json_response({**answer, "replayed": replayed}, 200 if replayed else 201)
 
     @_answering
     async def list_problems(self, request: Request, lang: str) -> Response:
@@ -418,6 +478,53 @@ def _parameters(request: Request, known: tuple[str, ...]) -> dict[str, str]:
             raise Refusal(422, "invalid_value", ValidationError("The parameter {name} is given more than once.",
                                                                 name=name))
     return dict(query)
+
+
+def _idempotency_key(request: Request) -> str:
+    """The request's ``Idempotency-Key`` header, required (422 naming it)."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        raise Refusal(422, "missing_field", ValidationError(
+            "The header {name} is missing; send a key of your own for each report (a UUID), the same key when "
+            "you send the report again.", name="Idempotency-Key"))
+    if not _IDEMPOTENCY_KEY.fullmatch(key.strip()):
+        raise Refusal(422, "invalid_value", ValidationError(
+            "The header {name} is {value!r}; use 8 to 128 letters, digits or . _ : - (a UUID).",
+            name="Idempotency-Key", value=key[:140]))
+    return key.strip()
+
+
+def _fix(body: dict[str, Any]) -> services.Fix | None:
+    """The report's GPS fix from its fields (lat and lng together; accuracy and time optional)."""
+    has = [name in body for name in ("lat", "lng")]
+    if not any(has):
+        for name in ("accuracy", "observed_at"):
+            if name in body:
+                raise Refusal(422, "missing_field", ValidationError(
+                    "The field {field} belongs to a GPS fix; send lat and lng with it.", field=name))
+        return None
+    if not all(has):
+        raise Refusal(422, "missing_field", ValidationError("A GPS fix needs both lat and lng."))
+    accuracy = body.get("accuracy")
+    if accuracy is not None and not (math.isfinite(accuracy) and accuracy >= 0):
+        raise Refusal(422, "invalid_value", ValidationError(
+            "The field {field} is {value!r}; give the fix's accuracy radius in metres (0 or more).",
+            field="accuracy", value=accuracy))
+    observed = None
+    if "observed_at" in body:
+        try:
+            observed = dt.datetime.fromisoformat(body["observed_at"])
+        except ValueError:
+            observed = None
+        if observed is None or observed.tzinfo is None:
+            raise Refusal(422, "invalid_value", ValidationError(
+                "The field {field} is {value!r}; give a time in ISO 8601 with its offset "
+                "(2026-06-10T10:20:00+08:00).", field="observed_at", value=body["observed_at"][:60]))
+    try:
+        return services.Fix(float(body["lat"]), float(body["lng"]),
+                            None if accuracy is None else float(accuracy), observed)
+    except ValidationError as exc:
+        raise Refusal(422, "invalid_value", exc) from exc
 
 
 def _flag(text: str, name: str) -> bool:

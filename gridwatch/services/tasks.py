@@ -19,7 +19,7 @@ from gridwatch.errors import InvalidTransition, NotFound, ValidationError
 from gridwatch.photos import inspect_report_photos, photo_preview, store_photo
 from gridwatch.services._common import Actor, actor_name, audit, policy, require, require_system, user_of
 from gridwatch.storage import Store
-from gridwatch.tasks import ACTIVE_STATES, FINDINGS, State
+from gridwatch.tasks import ACTIVE_STATES, FINDINGS, TRANSITIONS, State
 
 
 def tasks_table(store: Store, actor: Actor, *, assignee: str | None = None, state: str | None = None,
@@ -100,11 +100,13 @@ WORKER_STEPS = ("in_progress", "reported")
 
 def work_on(store: Store, user: auth.User, task_id: int, to_state: str, *, finding: str | None = None,
             note: str = "", fix: workflow.Fix | None = None, photos: list[tuple[str, bytes]] = (),
-            seen_event_id: int | None = None, idempotency_key: str | None = None) -> dict:
+            seen_event_id: int | None = None, idempotency_key: str | None = None, start_first: bool = False) -> dict:
     """A worker's step on a task in their scope: start it, or report a finding with photos and position.
 
     ``seen_event_id`` and ``idempotency_key`` come from the form (see :func:`gridwatch.workflow.transition`): a
     task changed meanwhile raises :class:`gridwatch.errors.Conflict` and keeps the input; a repeat is recorded once.
+    ``start_first`` (a report written offline, on a task the device saw unstarted): a report on a task not yet in
+    progress starts it in the same transaction, when the task is as the device saw it.
     """
     if to_state not in WORKER_STEPS:
         raise InvalidTransition("A worker starts a task or reports on it; {state} is set by leaders and by the "
@@ -123,9 +125,19 @@ def work_on(store: Store, user: auth.User, task_id: int, to_state: str, *, findi
 
     def work() -> dict:
         with store.transaction():
+            seen = seen_event_id
+            state = store.scalar("SELECT state FROM tasks WHERE id = ?", [int(task_id)])
+            if (start_first and to_state == "reported" and state != State.IN_PROGRESS.value
+                    and State.IN_PROGRESS in TRANSITIONS.get(State(state), ())
+                    and (seen is None or workflow.last_event_id(store, task_id) == int(seen))):
+                # unchanged since the device saw it: start it, and the report follows in the same transaction (a
+                # task changed meanwhile goes straight to the report's step, which keeps the report as a conflict)
+                workflow.transition(store, task_id, State.IN_PROGRESS, actor=user.username,
+                                    actor_person_id=user.person_id, fix=fix)
+                seen = None
             detail = workflow.transition(store, task_id, to_state, actor=user.username,
                                          actor_person_id=user.person_id, finding=finding, note=note, fix=fix,
-                                         photos=refs, seen_event_id=seen_event_id, idempotency_key=idempotency_key)
+                                         photos=refs, seen_event_id=seen, idempotency_key=idempotency_key)
             if to_state == "reported":
                 store.execute("DELETE FROM report_drafts WHERE task_id = ? AND author = ?", [task_id, user.username])
         return detail
