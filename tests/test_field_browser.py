@@ -79,6 +79,7 @@ def test_the_field_app_installs_and_a_report_written_offline_arrives_once(app_ur
         page.goto(app_url + "field/")
         page.wait_for_selector(f"[data-task='{task_id}']")
         page.click("#to-outbox")
+        page.wait_for_selector("[data-status='waiting']")  # the outbox is drawn from IndexedDB, not at once
         assert page.locator("[data-status='waiting']").count() == 1
 
         # the network is back: it is sent, once
