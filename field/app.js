@@ -15,6 +15,9 @@ const TEXT = {
     saved: "已保存到待发送。", waiting: "等待发送", sent: "已送达", failed: "发送失败", conflict: "有冲突",
     emptyOutbox: "待发送为空。", reason: "原因：{reason}", signInFailed: "登录失败：{reason}",
     needFinding: "请选择结果。", network: "网络不通，联网后自动发送",
+    st_assigned: "已分派", st_in_progress: "处理中", st_reported: "已上报", st_verified: "已核实", st_closed: "已关闭",
+    st_rejected: "被拒绝", st_escalated: "已升级", st_withdrawn: "已撤销",
+    geo1: "未获定位授权（请在浏览器设置中允许本站使用位置）", geo2: "暂时无法定位", geo3: "定位超时，请再试一次",
   },
   en: {
     app: "Field inspection", tasks: "My tasks", outbox: "Outbox", sync: "Sync", signOut: "Sign out",
@@ -28,6 +31,10 @@ const TEXT = {
     failed: "Failed", conflict: "Conflict", emptyOutbox: "The outbox is empty.", reason: "Reason: {reason}",
     signInFailed: "Sign-in failed: {reason}", needFinding: "Choose a finding.",
     network: "No network; it is sent when the network is back",
+    st_assigned: "assigned", st_in_progress: "in progress", st_reported: "reported", st_verified: "verified",
+    st_closed: "closed", st_rejected: "rejected", st_escalated: "escalated", st_withdrawn: "withdrawn",
+    geo1: "location not allowed (allow it for this site in the browser's settings)", geo2: "position unavailable",
+    geo3: "timed out; try again",
   },
 };
 
@@ -207,7 +214,7 @@ async function showList() {
   list.replaceChildren();
   if (!tasks.length) list.append(el("li", {class: "note", text: t("noTasks")}));
   for (const task of tasks) {
-    const meta = [t("due", {time: localTime(task.due_at)}), t("state", {state: task.state})];
+    const meta = [t("due", {time: localTime(task.due_at)}), t("state", {state: stateName(task.state)})];
     list.append(el("li", {}, [el("button", {type: "button", "data-task": task.id, onclick: () => openTask(task.id)}, [
       el("div", {text: task.title_text || ("#" + task.id)}),
       el("div", {class: task.overdue ? "meta overdue" : "meta",
@@ -224,7 +231,7 @@ async function openTask(id) {
   document.getElementById("task-title").textContent = task.title_text || ("#" + task.id);
   const place = [task.place && task.place.township, task.place && task.place.village].filter(Boolean).join(" ");
   document.getElementById("task-meta").textContent =
-    [t("due", {time: localTime(task.due_at)}), t("state", {state: task.state}), place ? t("place", {place}) : ""]
+    [t("due", {time: localTime(task.due_at)}), t("state", {state: stateName(task.state)}), place ? t("place", {place}) : ""]
       .filter(Boolean).join(" · ");
   const select = document.getElementById("finding");
   select.replaceChildren(el("option", {value: "", text: "—"}));
@@ -234,6 +241,13 @@ async function openTask(id) {
   document.getElementById("photo-note").textContent = "";
   document.getElementById("report-error").textContent = "";
   locate();
+}
+
+// a task state in the reader's language (the id itself when the app does not know it)
+function stateName(value) {
+  const key = "st_" + value;
+  const text = t(key);
+  return text === key ? value : text;
 }
 
 function locate() {
@@ -249,7 +263,8 @@ function locate() {
     out.textContent = t("fix", {lat: state.fix.lat.toFixed(5), lng: state.fix.lng.toFixed(5),
                                 acc: Math.round(state.fix.accuracy)});
   }, (error) => {
-    out.textContent = t("noGeo", {reason: error.message || error.code});
+    const known = {1: "geo1", 2: "geo2", 3: "geo3"}[error.code];
+    out.textContent = t("noGeo", {reason: known ? t(known) : (error.message || error.code)});
   }, {enableHighAccuracy: true, timeout: 20000, maximumAge: 60000});
 }
 
