@@ -46,6 +46,7 @@ from gridwatch.storage import Store
 from gridwatch.tasks import ACTIVE_STATES, Kind, Priority, naive_utc
 from layers.base import LayerRead, rejected_frame
 from layers.heat_sources import SOURCE_KINDS, farmland_from_features, static_sources_from_features
+from gridwatch.zones import replace_cell_flags
 from layers.no_burn_zones import ZoneIndex, zone_cells
 
 __all__ = ["STATIC_SOURCES", "FARMLAND", "SOURCE_KINDS", "read_static_sources", "read_farmland",
@@ -146,21 +147,9 @@ def source_cells(frame: pd.DataFrame, resolution: int) -> pd.DataFrame:
 
 
 def _replace_flags(store: Store, kind: str, version: int, flags: pd.DataFrame) -> tuple[int, int]:
-    """Replace the cell flags of ``kind``; returns cells added and removed."""
-    grid = _grid_cells(store)
-    flags = flags[np.isin(flags.cell.to_numpy(dtype=np.int64), grid)]
-    before = store.query_df("SELECT DISTINCT cell FROM layer_cell_flags WHERE kind = ?", [kind]).cell
-    after = pd.Series(flags.cell.unique())
-    store.execute("DELETE FROM layer_cell_flags WHERE kind = ?", [kind])
-    if len(flags):
-        store.insert_arrow("layer_cell_flags", pa.table({
-            "kind": pa.array([kind] * len(flags), type=pa.string()),
-            "flag": pa.array(flags.source_kind.astype(str).tolist(), type=pa.string()),
-            "cell": pa.array(flags.cell.to_numpy(dtype=np.int64)),
-            "border": pa.array(flags.border.to_numpy(dtype=bool)),
-            "version": pa.array(np.full(len(flags), int(version), dtype=np.int32)),
-        }))
-    return int((~after.isin(before)).sum()), int((~before.isin(after)).sum())
+    """Replace the cell flags of ``kind`` by those on the grid; returns cells added and removed."""
+    flags = flags[np.isin(flags.cell.to_numpy(dtype=np.int64), _grid_cells(store))]
+    return replace_cell_flags(store, kind, version, flags, flag_column="source_kind")
 
 
 def publish_static_sources(store: Store, version: int, frame: pd.DataFrame, actor: str, *,

@@ -66,6 +66,24 @@ def _grid_cells(store: Store) -> np.ndarray:
     return np.sort(store.query_df("SELECT cell FROM cells").cell.to_numpy(dtype=np.int64).view(np.uint64))
 
 
+def replace_cell_flags(store: Store, kind: str, version: int, flags: pd.DataFrame, *,
+                       flag_column: str = "flag") -> tuple[int, int]:
+    """Replace the cell flags of one layer kind by ``flags`` (``cell``, ``border`` and ``flag_column``), all of
+    version ``version``, in the caller's transaction; returns the cells added and removed."""
+    before = store.query_df("SELECT DISTINCT cell FROM layer_cell_flags WHERE kind = ?", [kind]).cell
+    after = pd.Series(flags.cell.unique())
+    store.execute("DELETE FROM layer_cell_flags WHERE kind = ?", [kind])
+    if len(flags):
+        store.insert_arrow("layer_cell_flags", pa.table({
+            "kind": pa.array([kind] * len(flags), type=pa.string()),
+            "flag": pa.array(flags[flag_column].astype(str).tolist(), type=pa.string()),
+            "cell": pa.array(flags.cell.to_numpy(dtype=np.int64)),
+            "border": pa.array(flags.border.to_numpy(dtype=bool)),
+            "version": pa.array(np.full(len(flags), int(version), dtype=np.int32)),
+        }))
+    return int((~after.isin(before)).sum()), int((~before.isin(after)).sum())
+
+
 def _in_sorted(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
     if not len(sorted_values):
         return np.zeros(len(values), dtype=bool)
@@ -200,17 +218,7 @@ def publish_zones(store: Store, version: int, frame: pd.DataFrame, actor: str, *
     """
     resolution = _resolution(store)
     flags = _flags_for(frame, resolution, _grid_cells(store))
-    before = store.query_df("SELECT DISTINCT cell FROM layer_cell_flags WHERE kind = ?", [ZONES]).cell
-    after = pd.Series(flags.cell.unique())
-    store.execute("DELETE FROM layer_cell_flags WHERE kind = ?", [ZONES])
-    if len(flags):
-        store.insert_arrow("layer_cell_flags", pa.table({
-            "kind": pa.array([ZONES] * len(flags), type=pa.string()),
-            "flag": pa.array(flags.flag.astype(str).tolist(), type=pa.string()),
-            "cell": pa.array(flags.cell.to_numpy(dtype=np.int64)),
-            "border": pa.array(flags.border.to_numpy(dtype=bool)),
-            "version": pa.array(np.full(len(flags), int(version), dtype=np.int32)),
-        }))
+    cells_added, cells_removed = replace_cell_flags(store, ZONES, version, flags)
     _forget_indexes(store)
     zone_index = _zone_index(frame[(frame.zone_type == COAL_ZONE_TYPE).to_numpy()], resolution)
     _, points = _published_frame(store, COAL_POINTS)
@@ -224,8 +232,8 @@ def publish_zones(store: Store, version: int, frame: pd.DataFrame, actor: str, *
         note="The cell is no longer in a high-polluting-fuel no-burn zone.", actor=layerstore.PUBLISH_ACTOR)
     counts = frame.zone_type.value_counts()
     return {
-        "cells_added": int((~after.isin(before)).sum()),
-        "cells_removed": int((~before.isin(after)).sum()),
+        "cells_added": cells_added,
+        "cells_removed": cells_removed,
         "tasks_opened": opened,
         "tasks_closed": closed,
         "zones": {t: int(counts.get(t, 0)) for t in ZONE_TYPES},

@@ -23,7 +23,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-__all__ = ["REJECTED_COLUMNS", "Layer", "LayerRead", "N_", "empty_rejected", "rejected_frame"]
+__all__ = ["REJECTED_COLUMNS", "Layer", "LayerRead", "N_", "attribute_column", "empty_rejected",
+           "rejected_frame"]
 
 
 def N_(message: str) -> str:  # noqa: N802 - the gettext convention
@@ -60,6 +61,21 @@ def rejected_frame(line: Any, reason: Any, message: Any, raw: Any) -> pd.DataFra
         "raw": pd.array(list(raw), dtype="str"),
     })
     return frame.sort_values("line", kind="stable", ignore_index=True)
+
+
+def attribute_column(attributes: pd.DataFrame, wanted: str | None, names: tuple[str, ...]) -> str | None:
+    """The attribute column to read: ``wanted`` when given (None if the file lacks it), else the first of ``names``
+    present, compared without case or surrounding blanks.
+
+    Examples
+    --------
+    >>> attribute_column(pd.DataFrame(columns=[" Name ", "kind"]), None, ("名称", "name"))
+    ' Name '
+    """
+    if wanted is not None:
+        return wanted if wanted in attributes.columns else None
+    lowered = {str(c).strip().lower(): c for c in attributes.columns}
+    return next((lowered[n] for n in names if n in lowered), None)
 
 
 def empty_rejected() -> pd.DataFrame:

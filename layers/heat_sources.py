@@ -21,7 +21,7 @@ import pandas as pd
 import shapely
 
 from gridwatch.errors import ValidationError
-from layers.base import LayerRead, rejected_frame
+from layers.base import LayerRead, attribute_column, rejected_frame
 
 __all__ = ["SOURCE_KINDS", "SOURCE_KIND_NAMES", "source_kind_of", "static_sources_from_features",
            "farmland_from_features"]
@@ -59,13 +59,6 @@ def source_kind_of(values: np.ndarray) -> np.ndarray:
         for name in names:
             out[(out == "") & lowered.str.contains(name.replace(" ", "").lower(), regex=False).to_numpy()] = kind
     return out
-
-
-def _field(attributes: pd.DataFrame, wanted: str | None, names: tuple[str, ...]) -> str | None:
-    if wanted is not None:
-        return wanted if wanted in attributes.columns else None
-    lowered = {str(c).strip().lower(): c for c in attributes.columns}
-    return next((lowered[n] for n in names if n in lowered), None)
 
 
 def _texts(attributes: pd.DataFrame, column: str | None, default: np.ndarray) -> np.ndarray:
@@ -119,7 +112,7 @@ def static_sources_from_features(geoms: np.ndarray, attributes: pd.DataFrame, *,
                                   kinds=", ".join(SOURCE_KINDS))
         kinds, column = np.full(n, source_kind, dtype=object), None
     else:
-        column = _field(attributes, kind_field, KIND_FIELDS)
+        column = attribute_column(attributes, kind_field, KIND_FIELDS)
         if column is None:
             raise ValidationError(
                 "{file} has no heat source kind column (looked for {names}); choose the column or one kind for "
@@ -131,10 +124,10 @@ def static_sources_from_features(geoms: np.ndarray, attributes: pd.DataFrame, *,
     numbers = np.asarray(feature_no, dtype=np.int64)
     frame = pd.DataFrame({
         "geometry": geoms[good],
-        "name": pd.array(_texts(attributes, _field(attributes, name_field, NAME_FIELDS),
+        "name": pd.array(_texts(attributes, attribute_column(attributes, name_field, NAME_FIELDS),
                                 np.array([f"#{k}" for k in numbers], dtype=object))[good].tolist(), dtype="str"),
         "source_kind": pd.array(kinds[good].tolist(), dtype="str"),
-        "added_by": pd.array(_texts(attributes, _field(attributes, added_by_field, ADDED_BY_FIELDS),
+        "added_by": pd.array(_texts(attributes, attribute_column(attributes, added_by_field, ADDED_BY_FIELDS),
                                     np.full(n, str(added_by), dtype=object))[good].tolist(), dtype="str"),
         "feature_no": numbers[good],
     })
@@ -156,7 +149,7 @@ def farmland_from_features(geoms: np.ndarray, attributes: pd.DataFrame, *, sourc
     numbers = np.asarray(feature_no, dtype=np.int64)
     frame = pd.DataFrame({
         "geometry": np.asarray(geoms, dtype=object),
-        "name": pd.array(_texts(attributes, _field(attributes, name_field, NAME_FIELDS),
+        "name": pd.array(_texts(attributes, attribute_column(attributes, name_field, NAME_FIELDS),
                                 np.array([f"#{k}" for k in numbers], dtype=object)).tolist(), dtype="str"),
         "feature_no": numbers,
     })

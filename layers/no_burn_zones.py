@@ -30,7 +30,7 @@ from h3ronpy import grid_disk
 
 from gridwatch.errors import ValidationError
 from gridwatch.grid import _boundary_hits, _fill_centroids, cells_to_polygons, latlng_to_cells
-from layers.base import LayerRead, rejected_frame
+from layers.base import LayerRead, attribute_column, rejected_frame
 
 __all__ = ["ZONE_TYPES", "ZONE_TYPE_NAMES", "zone_type_of", "zones_from_features", "coal_points_from_features",
            "zone_cells", "ZoneIndex"]
@@ -67,15 +67,8 @@ def zone_type_of(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _field(attributes: pd.DataFrame, wanted: str | None, names: tuple[str, ...]) -> str | None:
-    if wanted is not None:
-        return wanted if wanted in attributes.columns else None
-    lowered = {str(c).strip().lower(): c for c in attributes.columns}
-    return next((lowered[n] for n in names if n in lowered), None)
-
-
 def _names(attributes: pd.DataFrame, name_field: str | None, feature_no: np.ndarray) -> np.ndarray:
-    column = _field(attributes, name_field, NAME_FIELDS)
+    column = attribute_column(attributes, name_field, NAME_FIELDS)
     if column is None:
         return np.array([f"#{n}" for n in feature_no], dtype=object)
     names = attributes[column].fillna("").astype(str).str.strip().to_numpy(dtype=object)
@@ -123,7 +116,7 @@ def zones_from_features(geoms: np.ndarray, attributes: pd.DataFrame, *, source: 
                                   types=", ".join(ZONE_TYPES))
         column = None
     else:
-        column = _field(attributes, type_field, TYPE_FIELDS)
+        column = attribute_column(attributes, type_field, TYPE_FIELDS)
         if column is None:
             raise ValidationError(
                 "{file} has no zone type column (looked for {names}); choose the column or one type for all "
@@ -161,7 +154,7 @@ def coal_points_from_features(geoms: np.ndarray, attributes: pd.DataFrame, *, so
         Frame columns ``geometry``, ``name``, ``loose_coal`` (bool), ``feature_no``.
     """
     n = len(geoms)
-    column = _field(attributes, loose_field, LOOSE_FIELDS)
+    column = attribute_column(attributes, loose_field, LOOSE_FIELDS)
     if column is None:
         loose = np.ones(n, dtype=bool)
     else:

@@ -34,8 +34,8 @@ from gridwatch.errors import (
 from gridwatch.i18n import DEFAULT_LANGUAGE, translate_error
 from gridwatch.storage.text import CONTROL
 
-__all__ = ["Refusal", "language", "status_of", "json_response", "error_response", "read_json", "check_fields",
-           "bearer", "JSON_TYPES"]
+__all__ = ["Refusal", "language", "status_of", "json_response", "error_response", "read_json", "read_capped",
+           "refuse_declared_length", "check_fields", "bearer", "JSON_TYPES"]
 
 #: the JSON types a field may be declared with, and the Python values that are of it
 JSON_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float), "integer": (int,),
@@ -150,6 +150,24 @@ def bearer(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def refuse_declared_length(request: Request, limit: int, too_large: Refusal) -> None:
+    """Refuse (``too_large``) a body whose declared length is over ``limit`` bytes or not a number, unread."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
+        raise too_large
+
+
+async def read_capped(request: Request, limit: int, too_large: Refusal) -> list[bytes]:
+    """The body's chunks as they arrive, refused (``too_large``) as soon as they pass ``limit`` bytes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return chunks
+
+
 async def read_json(request: Request, *, limit_bytes: int) -> Any:
     """The request's JSON body, refused before it is read when it is larger than ``limit_bytes`` (413).
 
@@ -163,20 +181,12 @@ async def read_json(request: Request, *, limit_bytes: int) -> Any:
     too_large = Refusal(413, "body_too_large", ValidationError(
         "The request body is larger than {limit} KB; send at most {limit} KB (the setting api_max_body_kb).",
         limit=kb))
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.strip().isdigit() or int(declared) > limit_bytes):
-        raise too_large
+    refuse_declared_length(request, limit_bytes, too_large)
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind and kind != "application/json" and not kind.endswith("+json"):
         raise Refusal(415, "unsupported_media_type", ValidationError(
             "Send the body as JSON (Content-Type: application/json), not {kind}.", kind=kind))
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit_bytes:
-            raise too_large
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = b"".join(await read_capped(request, limit_bytes, too_large))
 
     def refuse_constant(name: str) -> None:
         raise ValueError(f"{name} is not JSON")

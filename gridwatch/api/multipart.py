@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from gridwatch.api.http import Refusal
+from gridwatch.api.http import Refusal, read_capped, refuse_declared_length
 from gridwatch.config import Settings
 from gridwatch.errors import ValidationError
 from gridwatch.photos import inspect_report_photos
@@ -57,15 +57,8 @@ async def read_json_with_photos(request: Request, *, part: str, json_limit: int,
         "The request body is larger than {limit} KB; a body with photos may carry {json} KB of JSON "
         "(api_max_body_kb) and {photos:g} MB of photos (photo_max_total_mb).", limit=limit // 1024,
         json=json_limit // 1024, photos=float(settings.photo_max_total_mb)))
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    refuse_declared_length(request, limit, too_large)
+    chunks = await read_capped(request, limit, too_large)
 
     async def replay() -> AsyncIterator[bytes]:
         for chunk in chunks:
